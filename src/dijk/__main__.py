@@ -1,0 +1,3 @@
+from dijk.cli.main import main
+
+main()

@@ -1,0 +1,138 @@
+"""The admin listener: health, readiness, Prometheus metrics and the admin API.
+
+Health and metrics are open (bind the admin listener to a private address); everything
+under ``/admin/api/`` needs ``Authorization: Bearer <token>`` with the token from the
+environment variable named by ``admin.token_env``, and is disabled when it is not set.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import orjson
+
+from dijk import __version__, metrics
+from dijk.pipeline.decision import Decision
+from dijk.proxy.gateway import new_request_id, problem_response, request_id_from
+from dijk.proxy.http1 import ProtocolFault, Request, ResponseWriter
+
+if TYPE_CHECKING:
+    from dijk.proxy.server import GatewayServer
+
+_JSON = [("content-type", "application/json")]
+
+
+class AdminHandler:
+    def __init__(self, server: GatewayServer) -> None:
+        self._server = server
+        self._routes: dict[tuple[str, str], Callable[[Request], Awaitable[tuple[int, bytes]]]] = {
+            ("POST", "/admin/api/v1/reload"): self._reload,
+            ("GET", "/admin/api/v1/status"): self._status,
+        }
+
+    def protocol_error(
+        self, fault: ProtocolFault, request: Request | None
+    ) -> tuple[list[tuple[str, str]], bytes]:
+        request_id = request_id_from(request.headers) if request else new_request_id()
+        _, headers, body = problem_response(
+            Decision.deny(fault.status, fault.reason, fault.detail), request_id
+        )
+        return headers, body
+
+    async def handle(self, request: Request, response: ResponseWriter) -> None:
+        request_id = request_id_from(request.headers)
+        path = request.path
+        if request.method in ("GET", "HEAD"):
+            if path == "/healthz":
+                self._json(response, 200, {"status": "ok"}, request_id)
+                return
+            if path == "/readyz":
+                ready = self._server.ready
+                self._json(
+                    response,
+                    200 if ready else 503,
+                    {"status": "ready" if ready else "starting"},
+                    request_id,
+                )
+                return
+            if path == "/metrics":
+                response.send(
+                    200,
+                    [
+                        ("content-type", "text/plain; version=0.0.4; charset=utf-8"),
+                        ("x-request-id", request_id),
+                    ],
+                    metrics.render(),
+                )
+                return
+        handler = self._routes.get((request.method, path))
+        if handler is None:
+            known = {p for _, p in self._routes} | {"/healthz", "/readyz", "/metrics"}
+            if path in known:
+                self._deny(
+                    response,
+                    Decision.deny(405, "route.method_not_allowed", "Method not allowed."),
+                    request_id,
+                )
+            else:
+                self._deny(
+                    response,
+                    Decision.deny(404, "route.not_found", "No such admin endpoint."),
+                    request_id,
+                )
+            return
+        denied = self._authorise(request)
+        if denied is not None:
+            self._deny(response, denied, request_id)
+            return
+        status, body = await handler(request)
+        response.send(status, [*_JSON, ("x-request-id", request_id)], body)
+
+    def _authorise(self, request: Request) -> Decision | None:
+        token = os.environ.get(self._server.admin_token_env, "")
+        if not token:
+            return Decision.deny(
+                403,
+                "admin.disabled",
+                f"The admin API is disabled: set {self._server.admin_token_env} to enable it.",
+            )
+        presented = ""
+        for name, value in request.headers:
+            if name == "authorization" and value[:7].lower() == "bearer ":
+                presented = value[7:].strip()
+        challenge = (("WWW-Authenticate", 'Bearer realm="dijk-admin"'),)
+        if not presented:
+            return Decision.deny(
+                401, "auth.missing_credentials", "A bearer token is required.", challenge
+            )
+        if not hmac.compare_digest(presented.encode(), token.encode()):
+            return Decision.deny(
+                401, "auth.invalid_token", "The bearer token is not valid.", challenge
+            )
+        return None
+
+    async def _reload(self, request: Request) -> tuple[int, bytes]:
+        result = await self._server.reload()
+        return (200 if result.ok else 422), orjson.dumps(result.as_dict())
+
+    async def _status(self, request: Request) -> tuple[int, bytes]:
+        state = self._server.gateway.state
+        return 200, orjson.dumps(
+            {
+                "version": __version__,
+                "generation": state.generation,
+                "config": state.source,
+                "routes": [route.name for route in state.router.routes],
+                "upstreams": sorted(state.upstreams),
+            }
+        )
+
+    def _json(self, response: ResponseWriter, status: int, body: object, request_id: str) -> None:
+        response.send(status, [*_JSON, ("x-request-id", request_id)], orjson.dumps(body))
+
+    def _deny(self, response: ResponseWriter, decision: Decision, request_id: str) -> None:
+        status, headers, body = problem_response(decision, request_id)
+        response.send(status, headers, body)

@@ -1,0 +1,166 @@
+"""``dijk demo``: the Polder Bank upstream, the gateway in front of it, the admin listener."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import typer
+
+from dijk.config import ConfigError, DijkConfig, load_config_text
+
+DEMO_CONFIG_NAME = "dijk/demo/config.yaml"
+KEY_ENV_READ = "DIJK_DEMO_KEY_READ"
+KEY_ENV_WRITE = "DIJK_DEMO_KEY_WRITE"
+
+
+def demo_config_text() -> str:
+    return resources.files("dijk.demo").joinpath("config.yaml").read_text(encoding="utf-8")
+
+
+def demo_config(port: int, upstream_port: int, admin_port: int, data_dir: Path) -> DijkConfig:
+    """The shipped demo configuration with the command-line ports and data dir applied."""
+    config = load_config_text(demo_config_text(), DEMO_CONFIG_NAME)
+    upstream = config.upstreams["bank"].model_copy(
+        update={"url": f"http://127.0.0.1:{upstream_port}"}
+    )
+    return config.model_copy(
+        update={
+            "listen": config.listen.model_copy(update={"port": port}),
+            "admin": config.admin.model_copy(update={"port": admin_port}),
+            "upstreams": {"bank": upstream},
+            "audit": config.audit.model_copy(
+                update={"url": f"sqlite:///{(data_dir / 'audit.db').resolve()}"}
+            ),
+        }
+    )
+
+
+def ensure_keys() -> tuple[str, str]:
+    """Demo keys from the environment, or new random ones (exported for the config)."""
+    read = os.environ.get(KEY_ENV_READ) or "dk_read_" + secrets.token_urlsafe(24)
+    write = os.environ.get(KEY_ENV_WRITE) or "dk_write_" + secrets.token_urlsafe(24)
+    if read == write:
+        raise typer.BadParameter(f"{KEY_ENV_READ} and {KEY_ENV_WRITE} must differ")
+    os.environ[KEY_ENV_READ] = read
+    os.environ[KEY_ENV_WRITE] = write
+    return read, write
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the demo upstream exited with code {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the demo upstream did not listen on port {port} within {timeout:g} s")
+
+
+def start_upstream(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dijk.demo.upstream",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def banner(port: int, upstream_port: int, admin_port: int, read: str, write: str) -> str:
+    base = f"http://127.0.0.1:{port}"
+    return "\n".join(
+        [
+            "Dijk demo: the Polder Bank API behind the gateway",
+            f"  gateway   {base}",
+            f"  upstream  http://127.0.0.1:{upstream_port}  (unprotected, for comparison)",
+            f"  admin     http://127.0.0.1:{admin_port}  (/healthz /readyz /metrics)",
+            f"{KEY_ENV_READ}={read}",
+            f"{KEY_ENV_WRITE}={write}",
+            "Try:",
+            f"  curl -i {base}/api/v1/status",
+            f'  curl -i -H "X-API-Key: {read}" {base}/api/v1/accounts/1',
+            f"  curl -i {base}/api/v1/accounts            # 401: no key",
+            f'  curl -i -X POST -H "X-API-Key: {read}" -H "Content-Type: application/json" '
+            f'-d \'{{"name":"A","email":"a@example.nl"}}\' {base}/api/v1/accounts   # 403',
+            f"  curl -s http://127.0.0.1:{admin_port}/metrics | grep dijk_requests",
+            "Stop with Ctrl-C.",
+        ]
+    )
+
+
+def run_demo(port: int, upstream_port: int, admin_port: int, data_dir: Path) -> None:
+    from dijk.cli.run import run_gateway
+
+    for name, value in (
+        ("--port", port),
+        ("--upstream-port", upstream_port),
+        ("--admin-port", admin_port),
+    ):
+        if not port_free(value):
+            typer.echo(f"error: {name} {value} is already in use on 127.0.0.1", err=True)
+            raise typer.Exit(2)
+    if len({port, upstream_port, admin_port}) != 3:
+        typer.echo("error: --port, --upstream-port and --admin-port must differ", err=True)
+        raise typer.Exit(2)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    read, write = ensure_keys()
+    try:
+        config = demo_config(port, upstream_port, admin_port, data_dir)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    upstream = start_upstream(upstream_port, data_dir)
+    try:
+        try:
+            wait_for_port(upstream_port, upstream)
+        except RuntimeError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+
+        def started(_server: object) -> None:
+            typer.echo(banner(port, upstream_port, admin_port, read, write))
+            sys.stdout.flush()
+
+        run_gateway(
+            config,
+            DEMO_CONFIG_NAME,
+            loader=lambda: demo_config(port, upstream_port, admin_port, data_dir),
+            on_started=started,
+        )
+    finally:
+        stop_process(upstream)

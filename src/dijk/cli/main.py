@@ -1,0 +1,117 @@
+"""The ``dijk`` command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dijk import __version__
+
+app = typer.Typer(
+    name="dijk",
+    help="Dijk: an API security gateway. Start with `dijk demo`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Check and document configuration files.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+try:  # sub-apps of later capabilities
+    from dijk.cli.audit import audit_app
+
+    app.add_typer(audit_app, name="audit")
+except ImportError:  # pragma: no cover - present once the audit package lands
+    pass
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def serve(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Configuration file (YAML).")],
+) -> None:
+    """Run the gateway from a configuration file (SIGHUP reloads it)."""
+    from dijk import logs
+    from dijk.cli.run import run_gateway
+    from dijk.config import ConfigError, load_config
+
+    try:
+        loaded = load_config(config)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    logs.configure(loaded.logging.level, loaded.logging.format)
+    try:
+        run_gateway(loaded, str(config))
+    except OSError as exc:
+        typer.echo(f"error: cannot start: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Gateway port.", min=1, max=65535)] = 8080,
+    upstream_port: Annotated[
+        int, typer.Option(help="Demo upstream (Polder Bank) port.", min=1, max=65535)
+    ] = 8081,
+    admin_port: Annotated[int, typer.Option(help="Admin listener port.", min=1, max=65535)] = 9090,
+    data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its state.")] = Path(".dijk"),
+    print_config: Annotated[
+        bool, typer.Option("--print-config", help="Print the demo configuration and exit.")
+    ] = False,
+) -> None:
+    """Run the Polder Bank demo API behind the gateway, with the admin listener."""
+    from dijk import logs
+    from dijk.cli.demo import demo_config_text, run_demo
+
+    if print_config:
+        typer.echo(demo_config_text(), nl=False)
+        return
+    logs.configure("info", "json")
+    run_demo(port, upstream_port, admin_port, data_dir)
+
+
+@config_app.command("validate")
+def config_validate(
+    file: Annotated[Path, typer.Argument(help="Configuration file to check.")],
+) -> None:
+    """Exit 0 if FILE is valid; else print `FILE:LINE: path: message` per problem, exit 1."""
+    from dijk.config import ConfigError, load_config
+    from dijk.proxy.state import build_state
+
+    try:
+        config = load_config(file)
+        state = build_state(config, 0, str(file))
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    routes = len(config.routes)
+    for target in state.upstreams.values():
+        target.pool.close()
+    typer.echo(f"{file}: valid ({routes} route{'s' if routes != 1 else ''})")
+
+
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print the configuration reference (Markdown), generated from the typed models."""
+    from dijk.config.reference import render_reference
+
+    typer.echo(render_reference())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,688 @@
+"""HTTP/1.1 server on uvloop/asyncio protocols with llhttp (httptools) in strict mode.
+
+Why our own server and not granian: request smuggling defences need the raw message.
+granian (hyper) silently drops ``Content-Length`` when ``Transfer-Encoding`` is also sent,
+accepts bare-LF line endings and rewrites absolute-form targets before the application sees
+them, so a gateway on top of it cannot refuse those requests (see ``bench/proxy.py`` and
+ARCHITECTURE.md for the measurements). llhttp in strict mode refuses CL+TE, duplicate or
+invalid ``Content-Length``, malformed chunk sizes, obs-fold and bare CR/LF; the checks
+llhttp leaves to the application (Host, absolute-form, TE on HTTP/1.0) are done here.
+
+Every refusal at this layer is a problem+json document produced by the handler's
+``protocol_error`` hook, and the connection is closed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Protocol
+
+import httptools
+import structlog
+
+from dijk import metrics
+
+if TYPE_CHECKING:
+    import ssl
+
+log = structlog.get_logger("dijk.http")
+
+_HIGH_WATER = 256 * 1024
+_LOW_WATER = 64 * 1024
+_MAX_PIPELINED = 16
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    max_header_bytes: int = 16_384
+    max_headers: int = 100
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keepalive_timeout_s: float = 60.0
+
+
+class ProtocolFault(Exception):
+    """A request that cannot be served (malformed, too large, too slow)."""
+
+    def __init__(self, status: int, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+
+
+class ClientDisconnected(Exception):
+    """The client went away while its request was being handled."""
+
+
+class Handler(Protocol):
+    async def handle(self, request: Request, response: ResponseWriter) -> None: ...
+
+    def protocol_error(
+        self, fault: ProtocolFault, request: Request | None
+    ) -> tuple[list[tuple[str, str]], bytes]: ...
+
+
+class Body:
+    """The request body as it arrives: read it chunk by chunk, or whole up to a limit."""
+
+    __slots__ = (
+        "_buffered",
+        "_chunks",
+        "_continue",
+        "_deadline",
+        "_error",
+        "_protocol",
+        "_waiter",
+        "complete",
+        "received",
+    )
+
+    def __init__(self, protocol: HttpProtocol, expect_continue: bool, deadline: float) -> None:
+        self._protocol = protocol
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+        self._continue = expect_continue
+        self._deadline = deadline
+        self.complete = False
+        self.received = 0
+
+    # producer side (the protocol)
+    def feed(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        self.received += len(chunk)
+        if self._buffered > _HIGH_WATER:
+            self._protocol.pause_reading()
+        self._wake()
+
+    def finish(self) -> None:
+        self.complete = True
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.complete:
+            self._error = error
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # consumer side (the handler)
+    async def read(self) -> bytes:
+        """Next chunk, or ``b""`` when the body is complete."""
+        if self._continue:
+            self._continue = False
+            self._protocol.send_continue()
+        while not self._chunks:
+            if self._error is not None:
+                raise self._error
+            if self.complete:
+                return b""
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProtocolFault(408, "http.body_timeout", "The request body took too long.")
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(self._waiter, remaining)
+            except TimeoutError:
+                raise ProtocolFault(
+                    408, "http.body_timeout", "The request body took too long."
+                ) from None
+            finally:
+                self._waiter = None
+        chunk = self._chunks.popleft()
+        self._buffered -= len(chunk)
+        if self._buffered < _LOW_WATER:
+            self._protocol.resume_reading()
+        return chunk
+
+    async def read_all(self, limit: int) -> bytes:
+        """The whole body, refusing (413) as soon as it exceeds ``limit`` bytes."""
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            chunk = await self.read()
+            if not chunk:
+                return b"".join(parts)
+            size += len(chunk)
+            if size > limit:
+                raise ProtocolFault(
+                    413,
+                    "limits.body_too_large",
+                    f"The request body is larger than the limit of {limit} bytes.",
+                )
+            parts.append(chunk)
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    target: str
+    path: str
+    query: str
+    headers: list[tuple[str, str]]
+    http_version: str
+    keep_alive: bool
+    content_length: int | None
+    chunked: bool
+    client_ip: str
+    client_port: int
+    scheme: str
+    body: Body
+    received_at: float
+    tls: dict[str, object] | None = None
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+
+class ResponseWriter:
+    """Writes one response; knows the request's framing rules (HEAD, HTTP/1.0, keep-alive)."""
+
+    __slots__ = (
+        "_chunked",
+        "_head_only",
+        "_protocol",
+        "_request",
+        "bytes_out",
+        "finished",
+        "head_sent",
+        "keep_alive",
+        "status",
+    )
+
+    def __init__(self, protocol: HttpProtocol, request: Request) -> None:
+        self._protocol = protocol
+        self._request = request
+        self._head_only = request.method == "HEAD"
+        self._chunked = False
+        self.keep_alive = request.keep_alive
+        self.head_sent = False
+        self.finished = False
+        self.bytes_out = 0
+        self.status = 0
+
+    def close_after(self) -> None:
+        """Ask for the connection to be closed after this response."""
+        self.keep_alive = False
+
+    def write_head(
+        self, status: int, headers: list[tuple[str, str]], content_length: int | None
+    ) -> None:
+        """Send the status line and headers. ``content_length=None`` means streaming."""
+        if not self._request.body.complete:
+            # An unread body would be parsed as the next request: close instead.
+            self.keep_alive = False
+        lines = [_status_line(status)]
+        for name, value in headers:
+            lines.append(f"{name}: {value}\r\n")
+        no_body = self._head_only or status in (204, 304) or 100 <= status < 200
+        if content_length is not None:
+            lines.append(f"content-length: {content_length}\r\n")
+        elif not no_body:
+            if self._request.http_version == "1.1":
+                self._chunked = True
+                lines.append("transfer-encoding: chunked\r\n")
+            else:
+                self.keep_alive = False
+        if not self.keep_alive:
+            lines.append("connection: close\r\n")
+        elif self._request.http_version == "1.0":
+            lines.append("connection: keep-alive\r\n")
+        lines.append("\r\n")
+        self.status = status
+        self.head_sent = True
+        if no_body:
+            self._head_only = True
+        self._protocol.write("".join(lines).encode("latin-1"))
+
+    def write(self, data: bytes) -> None:
+        if self._protocol.is_closing():
+            raise ClientDisconnected
+        if not data or self._head_only:
+            return
+        self.bytes_out += len(data)
+        if self._chunked:
+            self._protocol.write(b"%x\r\n%b\r\n" % (len(data), data))
+        else:
+            self._protocol.write(data)
+
+    async def drain(self) -> None:
+        await self._protocol.drain()
+
+    def end(self) -> None:
+        if self._chunked and not self._protocol.is_closing():
+            self._protocol.write(b"0\r\n\r\n")
+        self.finished = True
+
+    def send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        """A complete response with a known body."""
+        self.write_head(status, headers, len(body))
+        if body and not self._head_only:
+            self.bytes_out += len(body)
+            self._protocol.write(body)
+        self.finished = True
+
+    @property
+    def paused(self) -> bool:
+        return self._protocol.writing_paused
+
+    def on_resume(self, callback: Callable[[], None]) -> None:
+        self._protocol.add_resume_callback(callback)
+
+
+_STATUS_LINES: dict[int, str] = {}
+
+
+def _status_line(status: int) -> str:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        from dijk.pipeline.problem import title_for
+
+        line = f"HTTP/1.1 {status} {title_for(status)}\r\n"
+        _STATUS_LINES[status] = line
+    return line
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def http_date() -> str:
+    """Current date for the Date header, recomputed at most once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+class _Parsing:
+    """Request being parsed (between message begin and headers complete)."""
+
+    __slots__ = ("header_bytes", "headers", "url")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[str, str]] = []
+        self.header_bytes = 0
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection: parses requests, runs the handler one request at a time."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        limits: ServerLimits,
+        scheme: str = "http",
+        on_close: Callable[[HttpProtocol], None] | None = None,
+    ) -> None:
+        self._handler = handler
+        self._limits = limits
+        self._scheme = scheme
+        self._on_close = on_close
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpRequestParser(self)
+        self._parsing: _Parsing | None = None
+        self._body_request: Request | None = None
+        self._queue: collections.deque[Request] = collections.deque()
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._idle = True
+        self._closing = False
+        self._reading_paused = False
+        self.writing_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._resume_callbacks: list[Callable[[], None]] = []
+        self._client_ip = ""
+        self._client_port = 0
+        self._tls: dict[str, object] | None = None
+
+    # ---- connection lifecycle -------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop transports are duck-typed
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self._client_ip, self._client_port = str(peer[0]), int(peer[1])
+        if self._scheme == "https":
+            self._tls = _tls_info(transport.get_extra_info("ssl_object"))
+        metrics.CONNECTIONS.inc()
+        self._arm_timer(self._limits.header_timeout_s)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        metrics.CONNECTIONS.dec()
+        self._closing = True
+        self._cancel_timer()
+        error = ClientDisconnected()
+        if self._body_request is not None:
+            self._body_request.body.fail(error)
+        for request in self._queue:
+            request.body.fail(error)
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+        if self._on_close is not None:
+            self._on_close(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fault(
+                ProtocolFault(
+                    501, "http.upgrade_unsupported", "Connection upgrades are not supported."
+                )
+            )
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            if isinstance(cause, ProtocolFault):
+                self._fault(cause)
+                return
+            if cause is not None and not isinstance(cause, httptools.HttpParserError):
+                log.error("parser_callback_failed", error=type(cause).__name__)
+            message = (str(exc) or "malformed request").rstrip(".")
+            self._fault(ProtocolFault(400, "http.malformed", f"Malformed HTTP request: {message}."))
+
+    def eof_received(self) -> bool | None:
+        if self._parsing is not None and self._parsing.header_bytes:
+            self._close()
+        elif self._body_request is not None:
+            self._body_request.body.fail(
+                ProtocolFault(400, "http.incomplete_body", "The request body was cut short.")
+            )
+        elif self._task is None:
+            self._close()
+        return True  # keep the write side open to finish a response in progress
+
+    # ---- flow control ------------------------------------------------------------------
+    def pause_reading(self) -> None:
+        if not self._reading_paused and self._transport is not None and not self._closing:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and self._transport is not None and not self._closing:
+            self._reading_paused = False
+            self._transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        callbacks, self._resume_callbacks = self._resume_callbacks, []
+        for callback in callbacks:
+            callback()
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def drain(self) -> None:
+        if self._closing:
+            raise ClientDisconnected
+        if not self.writing_paused:
+            return
+        self._drain_waiter = self._loop.create_future()
+        try:
+            await self._drain_waiter
+        finally:
+            self._drain_waiter = None
+
+    def write(self, data: bytes) -> None:
+        if self._transport is not None and not self._closing:
+            self._transport.write(data)
+
+    def add_resume_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once when the client's socket buffer has drained."""
+        self._resume_callbacks.append(callback)
+
+    def is_closing(self) -> bool:
+        return self._closing or self._transport is None or self._transport.is_closing()
+
+    def send_continue(self) -> None:
+        self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    # ---- parser callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._parsing = _Parsing()
+        if self._idle:
+            # The first byte of a new request: from now on the header deadline applies.
+            self._idle = False
+            self._arm_timer(self._limits.header_timeout_s)
+
+    def on_url(self, url: bytes) -> None:
+        parsing = self._parsing
+        assert parsing is not None
+        parsing.url += url
+        parsing.header_bytes += len(url)
+        if parsing.header_bytes > self._limits.max_header_bytes:
+            raise _too_large(self._limits.max_header_bytes)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        parsing = self._parsing
+        assert parsing is not None
+        parsing.header_bytes += len(name) + len(value) + 4
+        if parsing.header_bytes > self._limits.max_header_bytes:
+            raise _too_large(self._limits.max_header_bytes)
+        if len(parsing.headers) >= self._limits.max_headers:
+            raise ProtocolFault(
+                431,
+                "limits.too_many_headers",
+                f"The request has more than {self._limits.max_headers} header fields.",
+            )
+        parsing.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        parsing = self._parsing
+        assert parsing is not None
+        self._parsing = None
+        self._cancel_timer()
+        request = self._build_request(parsing)
+        self._body_request = request
+        self._queue.append(request)
+        if len(self._queue) > _MAX_PIPELINED:
+            self.pause_reading()
+        if self._task is None:
+            self._start_next()
+
+    def on_body(self, body: bytes) -> None:
+        if self._body_request is not None:
+            self._body_request.body.feed(body)
+
+    def on_message_complete(self) -> None:
+        request = self._body_request
+        self._body_request = None
+        if request is not None:
+            request.body.finish()
+
+    # ---- request handling ----------------------------------------------------------------
+    def _build_request(self, parsing: _Parsing) -> Request:
+        parser = self._parser
+        method = parser.get_method().decode("ascii")
+        version = parser.get_http_version()
+        target = parsing.url.decode("latin-1")
+        headers = parsing.headers
+        content_length: int | None = None
+        chunked = False
+        hosts = 0
+        expect_continue = False
+        for name, value in headers:
+            if name == "content-length":
+                content_length = int(value)  # llhttp has validated it (digits, single)
+            elif name == "transfer-encoding":
+                chunked = True
+            elif name == "host":
+                hosts += 1
+            elif name == "expect":
+                if value.strip().lower() != "100-continue":
+                    raise ProtocolFault(
+                        417, "http.expectation_failed", "Only 'Expect: 100-continue' is supported."
+                    )
+                expect_continue = True
+        if chunked and version != "1.1":
+            raise ProtocolFault(
+                400,
+                "http.transfer_encoding",
+                "Transfer-Encoding is not allowed in HTTP/1.0 requests.",
+            )
+        if hosts > 1 or (version == "1.1" and hosts == 0):
+            raise ProtocolFault(
+                400, "http.host_header", "An HTTP/1.1 request needs exactly one Host header."
+            )
+        if method == "CONNECT":
+            raise ProtocolFault(405, "http.method_not_allowed", "CONNECT is not supported.")
+        path, _, query = target.partition("?")
+        now = time.monotonic()
+        body = Body(self, expect_continue, now + self._limits.body_timeout_s)
+        if not chunked and not content_length:
+            body.complete = True
+        return Request(
+            method=method,
+            target=target,
+            path=path,
+            query=query,
+            headers=headers,
+            http_version=version,
+            keep_alive=parser.should_keep_alive(),
+            content_length=content_length,
+            chunked=chunked,
+            client_ip=self._client_ip,
+            client_port=self._client_port,
+            scheme=self._scheme,
+            body=body,
+            received_at=time.perf_counter(),
+            tls=self._tls,
+        )
+
+    def _start_next(self) -> None:
+        if not self._queue or self._closing:
+            self._task = None
+            return
+        request = self._queue.popleft()
+        if len(self._queue) <= _MAX_PIPELINED // 2 and self._body_request is None:
+            self.resume_reading()
+        self._task = self._loop.create_task(self._run(request))
+
+    async def _run(self, request: Request) -> None:
+        writer = ResponseWriter(self, request)
+        try:
+            await self._handler.handle(request, writer)
+        except ClientDisconnected:
+            self._close()
+        except Exception:
+            log.exception("handler_crashed", method=request.method)
+            if not writer.head_sent and not self.is_closing():
+                self._write_fault(
+                    ProtocolFault(500, "gateway.internal_error", "An internal error occurred."),
+                    request,
+                )
+            self._close()
+        if not writer.finished or not writer.keep_alive or self._closing:
+            self._close()
+            self._task = None
+            return
+        self._task = None
+        if self._queue:
+            self._start_next()
+        elif self._body_request is None and self._parsing is None:
+            self._idle = True
+            self._arm_timer(self._limits.keepalive_timeout_s)
+
+    # ---- errors and timers ------------------------------------------------------------
+    def _fault(self, fault: ProtocolFault) -> None:
+        """A request-level protocol error: answer it (when we still can) and close."""
+        metrics.protocol_error(fault.reason)
+        if self._body_request is not None and self._task is not None:
+            # The handler is reading this body: let it see the error and answer.
+            self._body_request.body.fail(fault)
+            self._closing_after_task()
+            return
+        if self._task is not None:
+            # A response is in progress for an earlier request; do not interleave.
+            self._closing_after_task()
+            return
+        self._write_fault(fault, None)
+        self._close()
+
+    def _closing_after_task(self) -> None:
+        self._queue.clear()
+        if self._transport is not None:
+            self._transport.pause_reading()
+        self._parser = httptools.HttpRequestParser(self)  # discard what follows
+        self._parsing = None
+
+    def _write_fault(self, fault: ProtocolFault, request: Request | None) -> None:
+        headers, body = self._handler.protocol_error(fault, request)
+        head = [_status_line(fault.status)]
+        head.extend(f"{name}: {value}\r\n" for name, value in headers)
+        head.append(f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
+        self.write("".join(head).encode("latin-1") + body)
+
+    def _arm_timer(self, seconds: float) -> None:
+        self._cancel_timer()
+        self._timer = self._loop.call_later(seconds, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closing or self._task is not None:
+            return
+        if self._idle and self._parsing is None:
+            self._close()  # idle keep-alive connection: close quietly
+            return
+        self._fault(ProtocolFault(408, "http.header_timeout", "The request headers took too long."))
+
+    def close_idle(self) -> None:
+        """Close now unless a request is being handled (used on shutdown)."""
+        if self._task is None:
+            self._close()
+
+    def force_close(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+        self._closing = True
+
+
+def _too_large(limit: int) -> ProtocolFault:
+    return ProtocolFault(
+        431,
+        "limits.headers_too_large",
+        f"The request line and headers are larger than the limit of {limit} bytes.",
+    )
+
+
+def _tls_info(ssl_object: ssl.SSLObject | None) -> dict[str, object] | None:
+    if ssl_object is None:
+        return None
+    info: dict[str, object] = {
+        "version": ssl_object.version(),
+        "cipher": (ssl_object.cipher() or ("",))[0],
+    }
+    certificate = ssl_object.getpeercert(binary_form=True)
+    if certificate:
+        import hashlib
+
+        info["client_cert_sha256"] = hashlib.sha256(certificate).hexdigest()
+        info["client_cert"] = ssl_object.getpeercert()
+    return info

@@ -1,0 +1,206 @@
+"""Process-level runner: listeners, TLS, signals, graceful stop and atomic reload."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from dijk import metrics
+from dijk.admin.api import AdminHandler
+from dijk.config import ConfigError, DijkConfig, load_config
+from dijk.config.models import LimitsConfig, TlsConfig
+from dijk.proxy.gateway import Gateway
+from dijk.proxy.http1 import Handler, HttpProtocol, ServerLimits
+from dijk.proxy.state import GatewayState, build_state
+
+log = structlog.get_logger("dijk.server")
+
+_DRAIN_SECONDS = 10.0
+
+
+@dataclass(slots=True)
+class ReloadResult:
+    ok: bool
+    generation: int
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "generation": self.generation,
+            "errors": self.errors,
+            "warnings": self.warnings,
+        }
+
+
+def server_limits(limits: LimitsConfig) -> ServerLimits:
+    return ServerLimits(
+        max_header_bytes=limits.max_header_bytes,
+        max_headers=limits.max_headers,
+        header_timeout_s=limits.header_timeout_s,
+        body_timeout_s=limits.body_timeout_s,
+        keepalive_timeout_s=limits.keepalive_timeout_s,
+    )
+
+
+def tls_context(tls: TlsConfig) -> ssl.SSLContext:
+    """A server context with TLS 1.2+ and forward-secret AEAD ciphers only."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = (
+        ssl.TLSVersion.TLSv1_3 if tls.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
+    )
+    context.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20")
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.client_ca_file:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(tls.client_ca_file)
+    return context
+
+
+class GatewayServer:
+    """Runs the data plane and the admin listener in one event loop."""
+
+    def __init__(
+        self,
+        config: DijkConfig,
+        source: str = "",
+        loader: Callable[[], DijkConfig] | None = None,
+    ) -> None:
+        """``loader`` reads the configuration again on reload (default: ``source``)."""
+        self.source = source
+        self._loader = loader or (lambda: load_config(source))
+        self.gateway = Gateway(build_state(config, 1, source))
+        self.admin_token_env = config.admin.token_env
+        self.ready = False
+        self._servers: list[asyncio.Server] = []
+        self._connections: set[HttpProtocol] = set()
+        self._stopping: asyncio.Event | None = None
+        self._reload_lock = asyncio.Lock()
+        metrics.CONFIG_GENERATION.set(1)
+
+    @property
+    def state(self) -> GatewayState:
+        return self.gateway.state
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        config = self.state.config
+        limits = server_limits(config.limits)
+        ssl_context = tls_context(config.listen.tls) if config.listen.tls else None
+        scheme = "https" if ssl_context else "http"
+        data_plane = await loop.create_server(
+            lambda: self._protocol(self.gateway, limits, scheme),
+            _bind(config.listen.address),
+            config.listen.port,
+            ssl=ssl_context,
+            backlog=2048,
+            reuse_address=True,
+        )
+        admin_limits = ServerLimits(header_timeout_s=5, body_timeout_s=5, keepalive_timeout_s=30)
+        admin = await loop.create_server(
+            lambda: self._protocol(AdminHandler(self), admin_limits, "http"),
+            _bind(config.admin.address),
+            config.admin.port,
+            reuse_address=True,
+        )
+        self._servers = [data_plane, admin]
+        self.ready = True
+        log.info(
+            "started",
+            listen=f"{scheme}://{config.listen.address}:{config.listen.port}",
+            admin=f"http://{config.admin.address}:{config.admin.port}",
+            routes=len(config.routes),
+            config=self.source,
+        )
+
+    def _protocol(self, handler: Handler, limits: ServerLimits, scheme: str) -> HttpProtocol:
+        protocol = HttpProtocol(handler, limits, scheme, on_close=self._connections.discard)
+        self._connections.add(protocol)
+        return protocol
+
+    async def reload(self) -> ReloadResult:
+        """Build the new configuration completely, then swap; on error keep the old one."""
+        async with self._reload_lock:
+            old = self.state
+            generation = old.generation + 1
+            try:
+                config = self._loader()
+                new = build_state(config, generation, self.source)
+            except ConfigError as exc:
+                metrics.RELOADS.labels("failed").inc()
+                errors = [issue.format() for issue in exc.issues]
+                log.error("reload_failed", errors=errors, kept_generation=old.generation)
+                return ReloadResult(False, old.generation, errors)
+            except Exception as exc:  # a bug while compiling: keep serving the old config
+                metrics.RELOADS.labels("failed").inc()
+                log.exception("reload_failed", kept_generation=old.generation)
+                return ReloadResult(False, old.generation, [f"{type(exc).__name__}: {exc}"])
+            warnings = _restart_needed(old.config, config)
+            self.gateway.state = new
+            metrics.RELOADS.labels("ok").inc()
+            metrics.CONFIG_GENERATION.set(generation)
+            log.info("reloaded", generation=generation, warnings=warnings)
+            asyncio.get_running_loop().call_later(
+                _DRAIN_SECONDS, lambda: asyncio.ensure_future(old.close())
+            )
+            return ReloadResult(True, generation, [], warnings)
+
+    async def serve_forever(self, install_signals: bool = True) -> None:
+        loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        if install_signals:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, self._stopping.set)
+            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        try:
+            await self._stopping.wait()
+        finally:
+            if install_signals:
+                for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    loop.remove_signal_handler(signum)
+            await self.stop()
+
+    def request_stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def stop(self) -> None:
+        """Stop accepting, let requests in flight finish (bounded), then close."""
+        self.ready = False
+        for server in self._servers:
+            server.close()
+        deadline = time.monotonic() + _DRAIN_SECONDS
+        for protocol in list(self._connections):
+            protocol.close_idle()
+        while self.gateway.in_flight > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # polling keeps the hot path free of an Event per request
+        for protocol in list(self._connections):
+            protocol.force_close()
+        for server in self._servers:
+            await server.wait_closed()
+        await self.state.close()
+        log.info("stopped")
+
+
+def _bind(address: str) -> str | None:
+    return None if address == "*" else address
+
+
+def _restart_needed(old: DijkConfig, new: DijkConfig) -> list[str]:
+    warnings = []
+    if old.listen != new.listen:
+        warnings.append("listen settings changed: they take effect after a restart")
+    if old.admin != new.admin:
+        warnings.append("admin settings changed: they take effect after a restart")
+    if old.limits != new.limits:
+        warnings.append("header limits and timeouts apply to new connections only")
+    return warnings

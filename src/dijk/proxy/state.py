@@ -1,0 +1,118 @@
+"""Compile a configuration into the immutable state the data plane serves from.
+
+Everything expensive happens here, once per load: the route table, each route's pipeline,
+upstream pools, trusted proxy networks. A reload builds a complete new state and swaps it;
+requests in flight finish on the state they started with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from dijk.config.loader import ConfigError, ConfigIssue
+from dijk.config.models import DijkConfig, LimitsConfig, UpstreamConfig
+from dijk.pipeline.pipeline import Pipeline
+from dijk.proxy.headers import TrustedProxies
+from dijk.proxy.upstream import UpstreamConnection, UpstreamPool
+from dijk.routing.router import Router
+from dijk.stages import StageResources, build_default_stages, build_route_stages
+
+
+@dataclass(slots=True)
+class UpstreamTarget:
+    name: str
+    config: UpstreamConfig
+    pool: UpstreamPool
+    authority: str
+
+    def host_header(self, client_host: str) -> str:
+        mode = self.config.host
+        if mode == "upstream":
+            return self.authority
+        if mode == "preserve":
+            return client_host or self.authority
+        return mode
+
+
+@dataclass(slots=True)
+class RoutePlan:
+    pipeline: Pipeline
+    upstream: UpstreamTarget
+    strip_prefix: str | None
+
+    def pool_release(self, connection: UpstreamConnection) -> None:
+        self.upstream.pool.release(connection)
+
+
+@dataclass(slots=True)
+class GatewayState:
+    config: DijkConfig
+    generation: int
+    router: Router
+    upstreams: dict[str, UpstreamTarget]
+    default_pipeline: Pipeline
+    trusted_proxies: TrustedProxies
+    limits: LimitsConfig
+    access_log: bool
+    resources: StageResources
+    source: str = ""
+    pipelines: list[Pipeline] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for pipeline in self.pipelines:
+            await pipeline.close()
+        for target in self.upstreams.values():
+            target.pool.close()
+
+
+def build_state(config: DijkConfig, generation: int, source: str = "") -> GatewayState:
+    """Compile ``config``; raises :class:`ConfigError` with issues a user can act on."""
+    issues: list[ConfigIssue] = []
+    try:
+        router = Router(config.routes)
+    except ValueError as exc:
+        raise ConfigError([ConfigIssue(source, None, "routes", str(exc))]) from None
+    upstreams: dict[str, UpstreamTarget] = {}
+    for name, upstream in config.upstreams.items():
+        parts = urlsplit(upstream.url)
+        host = parts.hostname or "127.0.0.1"
+        port = parts.port or 80
+        authority = parts.netloc.rsplit("@", 1)[-1]
+        pool = UpstreamPool(
+            host,
+            port,
+            connect_timeout=upstream.connect_timeout_s,
+            read_timeout=upstream.read_timeout_s,
+            max_idle=upstream.max_idle_connections,
+        )
+        upstreams[name] = UpstreamTarget(name, upstream, pool, authority)
+    resources = StageResources.from_config(config, source)
+    default_pipeline = Pipeline(build_default_stages(config, resources))
+    pipelines = [default_pipeline]
+    for index, compiled in enumerate(router.routes):
+        try:
+            stages = build_route_stages(config, compiled.config, resources)
+            pipeline = Pipeline(stages)
+        except ValueError as exc:
+            issues.append(ConfigIssue(source, None, f"routes[{index}]", str(exc)))
+            continue
+        pipelines.append(pipeline)
+        compiled.plan = RoutePlan(
+            pipeline, upstreams[compiled.config.upstream], compiled.config.strip_prefix
+        )
+    if issues:
+        raise ConfigError(issues)
+    return GatewayState(
+        config=config,
+        generation=generation,
+        router=router,
+        upstreams=upstreams,
+        default_pipeline=default_pipeline,
+        trusted_proxies=TrustedProxies(config.trusted_proxies),
+        limits=config.limits,
+        access_log=config.logging.access_log,
+        resources=resources,
+        source=source,
+        pipelines=pipelines,
+    )

@@ -1,0 +1,313 @@
+"""A lean keep-alive HTTP/1.1 client pool on asyncio protocols, httptools parsing responses.
+
+Chosen over aiohttp by ``bench/proxy.py`` (the client is half of the proxy's per-request
+cost). One pool per upstream; connections are reused LIFO; an idle connection the upstream
+has closed is dropped, and a request that failed on a reused connection before any byte of
+the response arrived is retried once on a fresh one (only when its body is replayable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httptools
+
+
+class UpstreamError(Exception):
+    """The upstream could not be reached (502) or did not answer in time (504)."""
+
+    def __init__(self, status: int, reason: str, detail: str, *, retryable: bool = False) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+        self.retryable = retryable
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    status: int
+    headers: list[tuple[str, str]]
+    keep_alive: bool
+    content_length: int | None
+    chunked: bool
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One connection; serves one exchange at a time."""
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self._pool = pool
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._headers: list[tuple[str, str]] = []
+        self._head: asyncio.Future[ResponseHead] | None = None
+        self._done: asyncio.Future[None] | None = None
+        self._sink: Callable[[bytes], None] | None = None
+        self._pending: list[bytes] = []
+        self._got_bytes = False
+        self._last_activity = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._head_only = False
+        self.closed = False
+        self.reused = False
+        self.reusable = False
+        self.idle_since = 0.0
+        self.body_bytes = 0
+
+    # ---- protocol callbacks --------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop transports are duck-typed
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.reusable = False
+        self._cancel_timer()
+        self._pool.forget(self)
+        if self._head is not None and not self._head.done():
+            retryable = self.reused and not self._got_bytes
+            self._head.set_exception(
+                UpstreamError(
+                    502,
+                    "upstream.connection_lost",
+                    "The upstream closed the connection before answering.",
+                    retryable=retryable,
+                )
+            )
+        if self._done is not None and not self._done.done():
+            if self._head is not None and self._head.done() and self._can_end_on_close():
+                self._done.set_result(None)
+            else:
+                self._done.set_exception(
+                    UpstreamError(
+                        502, "upstream.connection_lost", "The upstream response was cut short."
+                    )
+                )
+
+    def _can_end_on_close(self) -> bool:
+        head = self._head
+        if head is None or head.cancelled() or head.exception() is not None:
+            return False
+        value = head.result()
+        return value.content_length is None and not value.chunked
+
+    def data_received(self, data: bytes) -> None:
+        self._got_bytes = True
+        self._last_activity = time.monotonic()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(
+                UpstreamError(
+                    502, "upstream.bad_response", f"The upstream sent an invalid response: {exc}"
+                )
+            )
+
+    def eof_received(self) -> bool | None:
+        return False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        content_length: int | None = None
+        chunked = False
+        for name, value in self._headers:
+            if name == "content-length":
+                content_length = int(value)
+            elif name == "transfer-encoding":
+                chunked = True
+        status = parser.get_status_code()
+        head = ResponseHead(
+            status, self._headers, parser.should_keep_alive(), content_length, chunked
+        )
+        if status < 200:
+            # Interim responses (100 Continue) are swallowed: the final one follows.
+            self._headers = []
+            return
+        if self._head is not None and not self._head.done():
+            self._head.set_result(head)
+        if self._head_only or status in (204, 304):
+            # No body follows; llhttp cannot be told about HEAD, so do not reuse it.
+            self.reusable = False
+            if self._head_only:
+                self._finish()
+                self.close()
+
+    def on_body(self, body: bytes) -> None:
+        self.body_bytes += len(body)
+        if self._sink is not None:
+            self._sink(body)
+        else:
+            self._pending.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._head_only:
+            return
+        self.reusable = self._parser.should_keep_alive()
+        self._finish()
+
+    # ---- exchange API --------------------------------------------------------------------
+    def begin(self, data: bytes, head_only: bool) -> None:
+        """Send the request head (and a buffered body) and start waiting for the answer."""
+        self._headers = []
+        self._pending = []
+        self._sink = None
+        self._got_bytes = False
+        self._head_only = head_only
+        self.reusable = False
+        self.body_bytes = 0
+        self._head = self._loop.create_future()
+        self._done = self._loop.create_future()
+        self._last_activity = time.monotonic()
+        self._arm_timer(self._pool.read_timeout)
+        self.write(data)
+
+    def write(self, data: bytes) -> None:
+        if self._transport is not None and not self.closed:
+            self._transport.write(data)
+
+    async def head(self) -> ResponseHead:
+        assert self._head is not None
+        return await self._head
+
+    def set_sink(self, sink: Callable[[bytes], None]) -> None:
+        self._sink = sink
+        pending, self._pending = self._pending, []
+        for chunk in pending:
+            sink(chunk)
+
+    async def done(self) -> None:
+        assert self._done is not None
+        await self._done
+
+    def pause_reading(self) -> None:
+        if self._transport is not None and not self.closed:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._transport is not None and not self.closed:
+            self._transport.resume_reading()
+
+    def close(self) -> None:
+        self.reusable = False
+        if self._transport is not None:
+            self._transport.close()
+        self.closed = True
+
+    # ---- internals -----------------------------------------------------------------------
+    def _finish(self) -> None:
+        self._cancel_timer()
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    def _fail(self, error: UpstreamError) -> None:
+        self._cancel_timer()
+        for future in (self._head, self._done):
+            if future is not None and not future.done():
+                future.set_exception(error)
+        self.close()
+
+    def _arm_timer(self, seconds: float) -> None:
+        self._cancel_timer()
+        self._timer = self._loop.call_later(seconds, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._done is None or self._done.done():
+            return
+        waited = time.monotonic() - self._last_activity
+        timeout = self._pool.read_timeout
+        if waited < timeout:
+            self._timer = self._loop.call_later(timeout - waited, self._on_timer)
+            return
+        self._fail(
+            UpstreamError(
+                504, "upstream.timeout", f"The upstream did not answer within {timeout:g} s."
+            )
+        )
+
+
+class UpstreamPool:
+    """Keep-alive connections to one upstream address."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        max_idle: int = 64,
+        idle_timeout: float = 30.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.max_idle = max_idle
+        self.idle_timeout = idle_timeout
+        self._idle: collections.deque[UpstreamConnection] = collections.deque()
+        self._closed = False
+
+    async def acquire(self) -> UpstreamConnection:
+        now = time.monotonic()
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.closed:
+                continue
+            if now - connection.idle_since > self.idle_timeout:
+                connection.close()
+                continue
+            connection.reused = True
+            return connection
+        return await self.connect()
+
+    async def connect(self) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        try:
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port),
+                self.connect_timeout,
+            )
+        except TimeoutError:
+            raise UpstreamError(
+                502,
+                "upstream.connect_timeout",
+                f"The upstream did not accept a connection within {self.connect_timeout:g} s.",
+            ) from None
+        except OSError:
+            raise UpstreamError(
+                502, "upstream.connect_failed", "The upstream could not be reached."
+            ) from None
+        return protocol
+
+    def release(self, connection: UpstreamConnection) -> None:
+        if self._closed or not connection.reusable or connection.closed:
+            connection.close()
+            return
+        if len(self._idle) >= self.max_idle:
+            connection.close()
+            return
+        connection.idle_since = time.monotonic()
+        self._idle.append(connection)
+
+    def forget(self, connection: UpstreamConnection) -> None:
+        # Dropped lazily by acquire(); nothing to do on the hot path.
+        return None
+
+    def close(self) -> None:
+        self._closed = True
+        while self._idle:
+            self._idle.pop().close()

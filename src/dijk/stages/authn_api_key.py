@@ -1,0 +1,121 @@
+"""API key authentication (priority 6000).
+
+Keys are never held in the configuration: a consumer lists SHA-256 digests of its keys, or
+names environment variables that hold them (read once at load, then only the digest is
+kept). A presented key is hashed and looked up by digest, then confirmed with
+``hmac.compare_digest``: the look-up is keyed by a hash the caller cannot steer, so its
+timing says nothing about which keys exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+from typing import ClassVar
+
+from dijk.config.loader import ConfigError, ConfigIssue
+from dijk.config.models import ApiKeyAuthConfig, DijkConfig
+from dijk.pipeline.context import Identity, RequestContext
+from dijk.pipeline.decision import Decision
+from dijk.pipeline.stage import Phase, Stage
+
+_MAX_KEY_LENGTH = 512
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOwner:
+    consumer: str
+    scopes: frozenset[str]
+    groups: frozenset[str]
+    digest: bytes
+
+
+class KeyRing:
+    """Digest → consumer, built once per configuration."""
+
+    def __init__(self, owners: dict[bytes, KeyOwner]) -> None:
+        self._owners = owners
+
+    def __len__(self) -> int:
+        return len(self._owners)
+
+    @classmethod
+    def from_config(cls, config: DijkConfig, source: str = "") -> KeyRing:
+        owners: dict[bytes, KeyOwner] = {}
+        issues: list[ConfigIssue] = []
+        for index, consumer in enumerate(config.consumers):
+            for key_index, ref in enumerate(consumer.api_keys):
+                path = f"consumers[{index}].api_keys[{key_index}]"
+                if ref.env is not None:
+                    value = os.environ.get(ref.env)
+                    if not value:
+                        issues.append(
+                            ConfigIssue(
+                                source,
+                                None,
+                                path + ".env",
+                                f"environment variable {ref.env} is not set",
+                            )
+                        )
+                        continue
+                    digest = hashlib.sha256(value.encode()).digest()
+                else:
+                    assert ref.sha256 is not None
+                    digest = bytes.fromhex(ref.sha256)
+                if digest in owners:
+                    issues.append(
+                        ConfigIssue(source, None, path, "this key is already used by another entry")
+                    )
+                    continue
+                owners[digest] = KeyOwner(
+                    consumer.name, frozenset(consumer.scopes), frozenset(consumer.groups), digest
+                )
+        if issues:
+            raise ConfigError(issues)
+        return cls(owners)
+
+    def find(self, presented: str) -> KeyOwner | None:
+        digest = hashlib.sha256(presented.encode("latin-1")).digest()
+        owner = self._owners.get(digest)
+        if owner is None or not hmac.compare_digest(owner.digest, digest):
+            return None
+        return owner
+
+
+class ApiKeyStage(Stage):
+    name: ClassVar[str] = "authn_api_key"
+    priority: ClassVar[int] = 6000
+    phases: ClassVar[frozenset[Phase]] = frozenset({Phase.REQUEST_HEADERS})
+
+    def __init__(self, config: ApiKeyAuthConfig, ring: KeyRing) -> None:
+        self._header = config.header.lower()
+        self._challenge = (("WWW-Authenticate", f'ApiKey realm="dijk", header="{config.header}"'),)
+        self._ring = ring
+
+    async def request_headers(self, ctx: RequestContext) -> Decision | None:
+        if ctx.identity is not None:
+            return None
+        values = ctx.header_values(self._header)
+        if not values:
+            return Decision.deny(
+                401, "auth.missing_credentials", "This route needs an API key.", self._challenge
+            )
+        if len(values) > 1 or not values[0] or len(values[0]) > _MAX_KEY_LENGTH:
+            return Decision.deny(
+                401, "auth.invalid_key", "The API key is not valid.", self._challenge
+            )
+        owner = self._ring.find(values[0].strip())
+        if owner is None:
+            return Decision.deny(
+                401, "auth.invalid_key", "The API key is not valid.", self._challenge
+            )
+        ctx.identity = Identity(
+            consumer=owner.consumer,
+            method="api_key",
+            scopes=owner.scopes,
+            credential_id="key:" + owner.digest[:8].hex(),
+            groups=owner.groups,
+        )
+        return None
