@@ -188,7 +188,11 @@ class Gateway:
         if decision is not None:
             return decision
         body: bytes | None = None
-        if request.has_body and pipeline.wants_request_body(ctx):
+        # Chunked bodies are always read whole (up to the body limit) before anything is
+        # forwarded: their framing is only known to be valid at the last chunk, and the
+        # upstream then gets a Content-Length body, never chunked framing it could parse
+        # differently. Content-Length bodies stream unless a stage asks for the body.
+        if request.has_body and (request.chunked or pipeline.wants_request_body(ctx)):
             try:
                 body = await request.body.read_all(state.limits.max_body_bytes)
             except ProtocolFault as fault:

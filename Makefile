@@ -1,0 +1,43 @@
+# Dijk: everything a fresh machine needs is installed by these targets.
+#   make demo   - create .venv, install, run the demo gateway
+#   make test   - create .venv, install with test extras, run the whole suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Debian packages needed at run or test time (installed by scripts/system-deps.sh).
+DEBIAN_PACKAGES :=
+
+.PHONY: demo test lint bench bench-detection install system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml scripts/system-deps.sh | $(BIN)/python
+	bash scripts/system-deps.sh $(DEBIAN_PACKAGES)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade "pip==26.3" "setuptools==80.9.0"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/dijk demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy --strict src
+
+bench: $(STAMP)
+	$(BIN)/python bench/proxy.py
+
+bench-detection: $(STAMP)
+	$(BIN)/python bench/detection.py
+
+clean:
+	rm -rf $(VENV) .dijk .mypy_cache .ruff_cache .pytest_cache
