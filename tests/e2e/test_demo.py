@@ -184,4 +184,5 @@ def test_demo_print_config_is_the_shipped_file_and_valid(tmp_path: Path) -> None
         env=env,
     )
     assert result.returncode == 0, result.stderr.decode()
-    assert b"routes:" in out.stdout and b"/api/v1/accounts" in out.stdout
+    assert b"routes:" in out.stdout
+    assert b"/api/v1/accounts" in out.stdout
