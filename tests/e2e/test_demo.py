@@ -155,7 +155,7 @@ def test_write_key_creates_an_account(demo: Demo) -> None:
 def test_method_not_declared_is_405(demo: Demo) -> None:
     status, headers, _ = demo.call("DELETE", "/api/v1/accounts/1", demo.write_key)
     assert status == 405
-    assert headers["allow"] == "GET"
+    assert headers["allow"] == "GET, HEAD"
 
 
 def test_admin_health_and_metrics(demo: Demo) -> None:

@@ -96,7 +96,7 @@ class Gateway:
             query=request.query,
             headers=request.headers,
             client_ip=state.trusted_proxies.client_address(
-                request.client_ip, _first(request.headers, "x-forwarded-for")
+                request.client_ip, _joined(request.headers, "x-forwarded-for")
             )
             if state.trusted_proxies
             else request.client_ip,
@@ -359,6 +359,8 @@ class Gateway:
         writer.write_head(head.status, ctx.response_headers, length)
         relay = _Relay(writer, connection)
         connection.set_sink(relay.sink)
+        if not connection.finished:
+            writer.flush()  # the body is still coming: do not hold the head back
         await connection.done()
         if relay.disconnected:
             raise ClientDisconnected
@@ -450,6 +452,16 @@ def _first(headers: list[tuple[str, str]], name: str) -> str | None:
         if key == name:
             return value
     return None
+
+
+def _joined(headers: list[tuple[str, str]], name: str) -> str | None:
+    """All field lines of a list header as one value (RFC 9110 §5.3), or ``None``.
+
+    X-Forwarded-For must be read whole: a trusted proxy may add its own line after the
+    client's, and only the right-most entries are the proxy's word.
+    """
+    values = [value for key, value in headers if key == name]
+    return ", ".join(values) if values else None
 
 
 def _absolute_form_path(request: Request) -> str | Decision:

@@ -44,6 +44,40 @@ class ServerLimits:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     keepalive_timeout_s: float = 60.0
+    min_body_rate_bytes_s: float = 0.0  # slow POST: 408 http.body_too_slow; 0 = off
+    body_rate_grace_s: float = 5.0
+
+
+class PerIpConnections:
+    """Open connections per client address, capped (``limits.max_connections_per_ip``).
+
+    One per listener, shared by its connections. ``exempt`` says which peers are not
+    counted (trusted proxies: behind a load balancer every connection comes from it).
+    """
+
+    __slots__ = ("_counts", "_exempt", "limit")
+
+    def __init__(self, limit: int, exempt: Callable[[str], bool] | None = None) -> None:
+        self.limit = limit
+        self._exempt = exempt
+        self._counts: dict[str, int] = {}
+
+    def acquire(self, ip: str) -> bool | None:
+        """True if counted, False if over the cap, None if this peer is not counted."""
+        if self.limit <= 0 or (self._exempt is not None and self._exempt(ip)):
+            return None
+        current = self._counts.get(ip, 0)
+        if current >= self.limit:
+            return False
+        self._counts[ip] = current + 1
+        return True
+
+    def release(self, ip: str) -> None:
+        current = self._counts.get(ip, 0) - 1
+        if current > 0:
+            self._counts[ip] = current
+        else:
+            self._counts.pop(ip, None)
 
 
 class ProtocolFault(Exception):
@@ -77,14 +111,33 @@ class Body:
         "_continue",
         "_deadline",
         "_error",
+        "_grace",
+        "_min_rate",
+        "_paused",
+        "_paused_at",
         "_protocol",
+        "_rate_start",
         "_waiter",
         "complete",
         "received",
     )
 
-    def __init__(self, protocol: HttpProtocol, expect_continue: bool, deadline: float) -> None:
+    def __init__(
+        self,
+        protocol: HttpProtocol,
+        expect_continue: bool,
+        deadline: float,
+        min_rate: float = 0.0,
+        grace_s: float = 0.0,
+    ) -> None:
         self._protocol = protocol
+        # Minimum average upload rate, measured from the first read (after 100-continue),
+        # after a grace period, not counting time we paused reading (our back-pressure).
+        self._min_rate = min_rate
+        self._grace = grace_s
+        self._rate_start: float | None = None
+        self._paused = 0.0
+        self._paused_at: float | None = None
         self._chunks: collections.deque[bytes] = collections.deque()
         self._buffered = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -100,6 +153,8 @@ class Body:
         self._buffered += len(chunk)
         self.received += len(chunk)
         if self._buffered > _HIGH_WATER:
+            if self._paused_at is None:
+                self._paused_at = time.monotonic()
             self._protocol.pause_reading()
         self._wake()
 
@@ -123,28 +178,53 @@ class Body:
         if self._continue:
             self._continue = False
             self._protocol.send_continue()
+        if self._rate_start is None:
+            self._rate_start = time.monotonic()
         while not self._chunks:
             if self._error is not None:
                 raise self._error
             if self.complete:
                 return b""
-            remaining = self._deadline - time.monotonic()
+            remaining, too_slow = self._wait_budget()
             if remaining <= 0:
-                raise ProtocolFault(408, "http.body_timeout", "The request body took too long.")
+                raise too_slow
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await asyncio.wait_for(self._waiter, remaining)
             except TimeoutError:
-                raise ProtocolFault(
-                    408, "http.body_timeout", "The request body took too long."
-                ) from None
+                if self._chunks or self.complete or self._error is not None:
+                    continue
+                raise too_slow from None
             finally:
                 self._waiter = None
         chunk = self._chunks.popleft()
         self._buffered -= len(chunk)
         if self._buffered < _LOW_WATER:
+            if self._paused_at is not None:
+                self._paused += time.monotonic() - self._paused_at
+                self._paused_at = None
             self._protocol.resume_reading()
         return chunk
+
+    def _wait_budget(self) -> tuple[float, ProtocolFault]:
+        """How long to wait for more body bytes, and the fault if none come in time.
+
+        Two deadlines: the whole body within ``body_timeout_s``, and (slow POST) an
+        average rate of at least ``min_rate`` bytes/s once the grace period is over.
+        """
+        now = time.monotonic()
+        remaining = self._deadline - now
+        fault = ProtocolFault(408, "http.body_timeout", "The request body took too long.")
+        if self._min_rate > 0 and self._rate_start is not None:
+            due = self._rate_start + self._grace + self._paused + self.received / self._min_rate
+            if due - now < remaining:
+                remaining = due - now
+                fault = ProtocolFault(
+                    408,
+                    "http.body_too_slow",
+                    f"The request body arrived too slowly (under {self._min_rate:g} bytes/s).",
+                )
+        return remaining, fault
 
     async def read_all(self, limit: int) -> bytes:
         """The whole body, refusing (413) as soon as it exceeds ``limit`` bytes."""
@@ -193,6 +273,7 @@ class ResponseWriter:
     __slots__ = (
         "_chunked",
         "_head_only",
+        "_pending",
         "_protocol",
         "_request",
         "bytes_out",
@@ -206,6 +287,7 @@ class ResponseWriter:
         self._protocol = protocol
         self._request = request
         self._head_only = request.method == "HEAD"
+        self._pending = b""
         self._chunked = False
         self.keep_alive = request.keep_alive
         self.head_sent = False
@@ -228,7 +310,9 @@ class ResponseWriter:
         for name, value in headers:
             lines.append(f"{name}: {value}\r\n")
         no_body = self._head_only or status in (204, 304) or 100 <= status < 200
-        if content_length is not None:
+        if content_length is not None and status != 204 and status >= 200:
+            # RFC 9110 §8.6: never on 1xx or 204 (an upstream's wrong one is not copied;
+            # a client would wait for that many bytes). HEAD and 304 keep it.
             lines.append(f"content-length: {content_length}\r\n")
         elif not no_body:
             if self._request.http_version == "1.1":
@@ -245,7 +329,9 @@ class ResponseWriter:
         self.head_sent = True
         if no_body:
             self._head_only = True
-        self._protocol.write("".join(lines).encode("latin-1"))
+        # Corked: the head goes out with the first body bytes (or at end()), so a small
+        # response costs one send() system call instead of two.
+        self._pending = "".join(lines).encode("latin-1")
 
     def write(self, data: bytes) -> None:
         if self._protocol.is_closing():
@@ -254,24 +340,38 @@ class ResponseWriter:
             return
         self.bytes_out += len(data)
         if self._chunked:
-            self._protocol.write(b"%x\r\n%b\r\n" % (len(data), data))
-        else:
-            self._protocol.write(data)
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        if self._pending:
+            data = self._pending + data
+            self._pending = b""
+        self._protocol.write(data)
+
+    def flush(self) -> None:
+        """Send a corked head now (e.g. before waiting on a slow upstream body)."""
+        if self._pending:
+            self._protocol.write(self._pending)
+            self._pending = b""
 
     async def drain(self) -> None:
         await self._protocol.drain()
 
     def end(self) -> None:
-        if self._chunked and not self._protocol.is_closing():
-            self._protocol.write(b"0\r\n\r\n")
+        if not self._protocol.is_closing():
+            tail = b"0\r\n\r\n" if self._chunked else b""
+            if self._pending or tail:
+                self._protocol.write(self._pending + tail)
+                self._pending = b""
         self.finished = True
 
     def send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-        """A complete response with a known body."""
+        """A complete response with a known body, in one write."""
         self.write_head(status, headers, len(body))
         if body and not self._head_only:
             self.bytes_out += len(body)
-            self._protocol.write(body)
+            self._protocol.write(self._pending + body)
+        else:
+            self._protocol.write(self._pending)
+        self._pending = b""
         self.finished = True
 
     @property
@@ -327,11 +427,14 @@ class HttpProtocol(asyncio.Protocol):
         limits: ServerLimits,
         scheme: str = "http",
         on_close: Callable[[HttpProtocol], None] | None = None,
+        connections: PerIpConnections | None = None,
     ) -> None:
         self._handler = handler
         self._limits = limits
         self._scheme = scheme
         self._on_close = on_close
+        self._connections = connections
+        self._counted = False
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
@@ -342,6 +445,9 @@ class HttpProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._idle = True
         self._closing = False
+        self._close_when_done = False
+        self._eof = False
+        self._pending_fault: ProtocolFault | None = None
         self._reading_paused = False
         self.writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -359,10 +465,34 @@ class HttpProtocol(asyncio.Protocol):
         if self._scheme == "https":
             self._tls = _tls_info(transport.get_extra_info("ssl_object"))
         metrics.CONNECTIONS.inc()
+        if self._connections is not None:
+            counted = self._connections.acquire(self._client_ip)
+            if counted is False:
+                self._refuse_connection(self._connections.limit)
+                return
+            self._counted = bool(counted)
         self._arm_timer(self._limits.header_timeout_s)
+
+    def _refuse_connection(self, limit: int) -> None:
+        """Over the per-IP connection cap: answer 429 at once and close, reading nothing."""
+        fault = ProtocolFault(
+            429,
+            "limits.too_many_connections",
+            f"Too many open connections from this address (at most {limit}).",
+        )
+        metrics.protocol_error(fault.reason)
+        headers, body = self._handler.protocol_error(fault, None)
+        head = [_status_line(fault.status)]
+        head.extend(f"{name}: {value}\r\n" for name, value in headers)
+        head.append(f"retry-after: 1\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n")
+        self.write("".join(head).encode("latin-1") + body)
+        self._close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         metrics.CONNECTIONS.dec()
+        if self._counted and self._connections is not None:
+            self._counted = False
+            self._connections.release(self._client_ip)
         self._closing = True
         self._cancel_timer()
         error = ClientDisconnected()
@@ -398,6 +528,7 @@ class HttpProtocol(asyncio.Protocol):
             self._fault(ProtocolFault(400, "http.malformed", f"Malformed HTTP request: {message}."))
 
     def eof_received(self) -> bool | None:
+        self._eof = True
         if self._parsing is not None and self._parsing.header_bytes:
             self._close()
         elif self._body_request is not None:
@@ -545,9 +676,22 @@ class HttpProtocol(asyncio.Protocol):
             )
         if method == "CONNECT":
             raise ProtocolFault(405, "http.method_not_allowed", "CONNECT is not supported.")
+        if parser.should_upgrade():
+            # Refused here, before the request is queued: llhttp hands whatever follows the
+            # headers (even a declared body) to the new protocol, so serving the request
+            # would forward a head whose body never comes.
+            raise ProtocolFault(
+                501, "http.upgrade_unsupported", "Connection upgrades are not supported."
+            )
         path, _, query = target.partition("?")
         now = time.monotonic()
-        body = Body(self, expect_continue, now + self._limits.body_timeout_s)
+        body = Body(
+            self,
+            expect_continue,
+            now + self._limits.body_timeout_s,
+            self._limits.min_body_rate_bytes_s,
+            self._limits.body_rate_grace_s,
+        )
         if not chunked and not content_length:
             body.complete = True
         return Request(
@@ -591,6 +735,14 @@ class HttpProtocol(asyncio.Protocol):
                     request,
                 )
             self._close()
+        if self._close_when_done:
+            # A later request on this connection was refused while this one was served.
+            fault, self._pending_fault = self._pending_fault, None
+            if fault is not None and writer.finished and writer.keep_alive:
+                self._write_fault(fault, None)
+            self._close()
+            self._task = None
+            return
         if not writer.finished or not writer.keep_alive or self._closing:
             self._close()
             self._task = None
@@ -598,6 +750,8 @@ class HttpProtocol(asyncio.Protocol):
         self._task = None
         if self._queue:
             self._start_next()
+        elif self._eof:
+            self._close()  # the client has shut down its side: no request can follow
         elif self._body_request is None and self._parsing is None:
             self._idle = True
             self._arm_timer(self._limits.keepalive_timeout_s)
@@ -612,13 +766,17 @@ class HttpProtocol(asyncio.Protocol):
             self._closing_after_task()
             return
         if self._task is not None:
-            # A response is in progress for an earlier request; do not interleave.
+            # A response is in progress for an earlier request; do not interleave: answer
+            # this one after it (unless other requests were queued in between), then close.
+            if not self._queue:
+                self._pending_fault = fault
             self._closing_after_task()
             return
         self._write_fault(fault, None)
         self._close()
 
     def _closing_after_task(self) -> None:
+        self._close_when_done = True
         self._queue.clear()
         if self._transport is not None:
             self._transport.pause_reading()

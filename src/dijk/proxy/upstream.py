@@ -183,6 +183,11 @@ class UpstreamConnection(asyncio.Protocol):
         for chunk in pending:
             sink(chunk)
 
+    @property
+    def finished(self) -> bool:
+        """The whole response has arrived (or the exchange failed)."""
+        return self._done is not None and self._done.done()
+
     async def done(self) -> None:
         assert self._done is not None
         await self._done

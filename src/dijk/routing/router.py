@@ -38,6 +38,11 @@ class CompiledRoute:
             return True
         return method in self.methods or (method == "HEAD" and "GET" in self.methods)
 
+    def allowed_methods(self) -> frozenset[str]:
+        """What ``Allow`` lists for this route: its methods, plus HEAD wherever GET is."""
+        methods = self.methods or frozenset()
+        return methods | {"HEAD"} if "GET" in methods else methods
+
 
 @dataclass(frozen=True, slots=True)
 class RouteMatch:
@@ -97,7 +102,7 @@ class Router:
         for route in self._exact.get(path, ()):
             if route.allows(method):
                 return RouteMatch(route, {})
-            allowed |= route.methods or set()
+            allowed |= route.allowed_methods()
         templates = self._templates.get(_count(path))
         if templates:
             segments = path.split("/")
@@ -107,12 +112,12 @@ class Router:
                     continue
                 if template.route.allows(method):
                     return RouteMatch(template.route, params)
-                allowed |= template.route.methods or set()
+                allowed |= template.route.allowed_methods()
         for prefix, route in self._prefixes:
             if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
                 if route.allows(method):
                     return RouteMatch(route, {})
-                allowed |= route.methods or set()
+                allowed |= route.allowed_methods()
         if allowed:
             return RouteMatch(None, {}, frozenset(allowed))
         return _NO_MATCH
