@@ -752,7 +752,11 @@ class HttpProtocol(asyncio.Protocol):
             self._start_next()
         elif self._eof:
             self._close()  # the client has shut down its side: no request can follow
-        elif self._body_request is None and self._parsing is None:
+        elif self._parsing is not None:
+            # The next head began arriving while this request was served, when no timer
+            # runs: it gets the header deadline from now, or a slowloris waits forever.
+            self._arm_timer(self._limits.header_timeout_s)
+        elif self._body_request is None:
             self._idle = True
             self._arm_timer(self._limits.keepalive_timeout_s)
 
