@@ -1,0 +1,89 @@
+"""Paths to values inside a JSON document: `$.accounts[3].email`.
+
+The detector and the masker build paths the same way, from the same nodes, so a path
+in a `PiiMatch` finds its value again. Path strings are built only when asked for (a
+match was found), from the node up to the root, and then remembered on the node.
+
+Syntax: `$` is the root; a key that is an identifier (`[A-Za-z_][A-Za-z0-9_]*`) reads
+`.key`, any other key `["key"]` (JSON string escaping); a list index reads `[3]`. In the
+template, every index reads `[*]` and a key that is itself personal data reads
+`[<category>]`, so templates are safe to store and group by.
+"""
+
+from __future__ import annotations
+
+import json
+
+__all__ = ["PathNode", "format_key"]
+
+
+def format_key(key: str) -> str:
+    """The path segment for object key `key`."""
+    identifier = key.replace("_", "a")
+    if identifier.isascii() and identifier.isalnum() and not key[0].isdigit():
+        return "." + key
+    return "[" + json.dumps(key, ensure_ascii=False) + "]"
+
+
+class PathNode:
+    """One step of the walk: the root, an object member, or a list element."""
+
+    __slots__ = ("_path", "_template", "key_label", "parent", "segment")
+
+    def __init__(
+        self,
+        parent: PathNode | None,
+        segment: str | int,
+        key_label: str = "",
+    ) -> None:
+        self.parent = parent
+        # the root holds its path text; a member its key; an element its index
+        self.segment = segment
+        # for a member whose key is personal data: the category, shown in templates
+        self.key_label = key_label
+        self._path: str | None = segment if parent is None and isinstance(segment, str) else None
+        self._template: str | None = self._path
+
+    @classmethod
+    def root(cls, path: str = "$") -> PathNode:
+        return cls(None, path)
+
+    def member(self, key: str, key_label: str = "") -> PathNode:
+        return PathNode(self, key, key_label)
+
+    def element(self, index: int) -> PathNode:
+        return PathNode(self, index)
+
+    @property
+    def path(self) -> str:
+        if self._path is None:
+            self._path = self._build(template=False)
+        return self._path
+
+    @property
+    def template(self) -> str:
+        if self._template is None:
+            self._template = self._build(template=True)
+        return self._template
+
+    def _build(self, *, template: bool) -> str:
+        """Iterative, so a deep document cannot hit the recursion limit."""
+        segments: list[str] = []
+        node: PathNode | None = self
+        prefix = ""
+        while node is not None:
+            cached = node._template if template else node._path
+            if cached is not None:
+                prefix = cached
+                break
+            segments.append(node._segment_text(template=template))
+            node = node.parent
+        segments.append(prefix)
+        return "".join(reversed(segments))
+
+    def _segment_text(self, *, template: bool) -> str:
+        if isinstance(self.segment, int):
+            return "[*]" if template else f"[{self.segment}]"
+        if template and self.key_label:
+            return f"[<{self.key_label}>]"
+        return format_key(self.segment)
