@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from dijk import __version__, metrics
+from dijk.auth.revocation import revoke_from_request
 from dijk.pipeline.decision import Decision
 from dijk.proxy.gateway import new_request_id, problem_response, request_id_from
 from dijk.proxy.http1 import ProtocolFault, Request, ResponseWriter
@@ -31,6 +32,8 @@ class AdminHandler:
         self._routes: dict[tuple[str, str], Callable[[Request], Awaitable[tuple[int, bytes]]]] = {
             ("POST", "/admin/api/v1/reload"): self._reload,
             ("GET", "/admin/api/v1/status"): self._status,
+            ("POST", "/admin/api/v1/keys/revoke"): self._revoke_keys,
+            ("POST", "/admin/api/v1/tokens/revoke"): self._revoke_tokens,
         }
 
     def protocol_error(
@@ -129,6 +132,27 @@ class AdminHandler:
                 "upstreams": sorted(state.upstreams),
             }
         )
+
+    async def _revoke_keys(self, request: Request) -> tuple[int, bytes]:
+        return await self._revoke(request, "keys")
+
+    async def _revoke_tokens(self, request: Request) -> tuple[int, bytes]:
+        return await self._revoke(request, "tokens")
+
+    async def _revoke(self, request: Request, kind: str) -> tuple[int, bytes]:
+        """Revoke an API key, client certificate or token (issue 4); takes effect at once."""
+        state = self._server.gateway.state
+        identity = state.resources.identity
+        if identity is None:
+            return 503, orjson.dumps({"reason": "admin.unavailable", "detail": "No identity."})
+        try:
+            body = await request.body.read_all(4096)
+        except ProtocolFault as fault:
+            return fault.status, orjson.dumps({"reason": fault.reason, "detail": fault.detail})
+        jwt = state.config.auth.jwt
+        ttl = jwt.max_lifetime_s + jwt.leeway_s if jwt is not None else 86_400.0
+        status, answer = await revoke_from_request(identity.revocations, kind, body, ttl)
+        return status, orjson.dumps(answer)
 
     def _json(self, response: ResponseWriter, status: int, body: object, request_id: str) -> None:
         response.send(status, [*_JSON, ("x-request-id", request_id)], orjson.dumps(body))

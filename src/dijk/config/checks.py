@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from dijk.config.models import DijkConfig
+from dijk.config.models import DijkConfig, RateLimitRule
 
 Path = tuple[str | int, ...]
 
@@ -43,3 +43,116 @@ def cross_check(config: DijkConfig) -> Iterator[tuple[Path, str]]:
                 )
     if config.listen.port == config.admin.port and config.listen.address == config.admin.address:
         yield ("admin", "port"), "listen and admin must not use the same address and port"
+    yield from _identity_checks(config)
+    yield from _rate_limit_checks(config)
+
+
+def _identity_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
+    """Authentication, authorization and network policy (issue 4)."""
+    auth = config.auth
+    tls = config.listen.tls
+    for index, route in enumerate(config.routes):
+        for method, configured in (
+            ("jwt", auth.jwt),
+            ("introspection", auth.introspection),
+        ):
+            if method in route.auth and configured is None:
+                message = f"uses {method} but auth.{method} is not configured"
+                yield ("routes", index, "auth"), message
+        if "mtls" in route.auth and (tls is None or not tls.client_ca_file):
+            yield (
+                ("routes", index, "auth"),
+                "uses mtls but listen.tls.client_ca_file is not configured",
+            )
+        if len(set(route.auth)) != len(route.auth):
+            yield ("routes", index, "auth"), "lists a method twice"
+        if route.scopes_by_method and not route.auth:
+            yield (
+                ("routes", index, "scopes_by_method"),
+                "scopes need at least one authentication method",
+            )
+        methods = route.match.methods
+        for method in route.scopes_by_method:
+            if methods is not None and method not in methods:
+                yield (
+                    ("routes", index, "scopes_by_method", method),
+                    f"{method} is not among this route's match.methods",
+                )
+        if route.groups and not route.auth:
+            yield ("routes", index, "groups"), "groups need at least one authentication method"
+        if route.network == "internal" and not config.network.internal_networks:
+            yield (
+                ("routes", index, "network"),
+                "'internal' needs network.internal_networks to list the internal ranges",
+            )
+    jwks_file = auth.jwt.jwks_file if auth.jwt is not None else None
+    if jwks_file is not None and not os.path.isfile(jwks_file):
+        yield ("auth", "jwt", "jwks_file"), f"no such file: {jwks_file}"
+    if auth.introspection is not None:
+        env = auth.introspection.client_secret_env
+        if not os.environ.get(env):
+            yield (
+                ("auth", "introspection", "client_secret_env"),
+                f"environment variable {env} is not set",
+            )
+    if tls is not None:
+        for name in ("cert_file", "key_file", "client_ca_file"):
+            value = getattr(tls, name)
+            if value is not None and not os.path.isfile(value):
+                yield ("listen", "tls", name), f"no such file: {value}"
+    bound: dict[str, str] = {}
+    for index, consumer in enumerate(config.consumers):
+        for cert_index, ref in enumerate(consumer.client_certificates):
+            key = (ref.sha256 or "").replace(":", "").lower() or ref.subject or ref.san or ""
+            other = bound.setdefault(key, consumer.name)
+            if other != consumer.name:
+                yield (
+                    ("consumers", index, "client_certificates", cert_index),
+                    f"this certificate is already bound to consumer {other!r}",
+                )
+        if consumer.client_certificates and (tls is None or not tls.client_ca_file):
+            yield (
+                ("consumers", index, "client_certificates"),
+                "client certificates need listen.tls.client_ca_file",
+            )
+
+
+def _rate_limit_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
+    """Rate limits and login guards (issue 5)."""
+    from dijk.storage import storage_scheme
+
+    used = False
+    for index, route in enumerate(config.routes):
+        used = used or bool(route.rate_limit) or route.login_guard is not None
+        yield from _rules(("routes", index, "rate_limit"), route.rate_limit)
+        for rule_index, rule in enumerate(route.rate_limit):
+            parts = rule.key.split("+")
+            needs = [p for p in parts if p in ("consumer", "api_key") or p.startswith("claim:")]
+            if needs and not route.auth:
+                yield (
+                    ("routes", index, "rate_limit", rule_index, "key"),
+                    f"{needs[0]} is only known on routes with authentication (auth is empty)",
+                )
+    for index, consumer in enumerate(config.consumers):
+        used = used or bool(consumer.rate_limit)
+        yield from _rules(("consumers", index, "rate_limit"), consumer.rate_limit)
+    if used:
+        try:
+            storage_scheme(config.storage.url)
+        except ValueError as exc:
+            yield ("storage", "url"), str(exc)
+
+
+def _rules(path: Path, rules: list[RateLimitRule]) -> Iterator[tuple[Path, str]]:
+    seen: dict[tuple[str, str, float | None, str | None], int] = {}
+    names: dict[str, int] = {}
+    for index, rule in enumerate(rules):
+        shape = (rule.key, rule.algorithm, rule.per_s, rule.per)
+        if shape in seen:
+            yield (*path, index), f"same key and window as rule {seen[shape]}"
+        seen.setdefault(shape, index)
+        label = rule.per if rule.per is not None else f"{rule.per_s:g}s"
+        name = rule.name or f"{rule.key}-{label}"
+        if name in names:
+            yield (*path, index, "name"), f"policy name {name!r} is used by rule {names[name]}"
+        names.setdefault(name, index)

@@ -12,7 +12,14 @@ import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from dijk.pipeline.stage import OnError
 
@@ -74,6 +81,13 @@ class StorageConfig(Model):
         default="memory://",
         description="Shared state (counters, revocations): memory://, redis://host:port/db.",
     )
+    timeout_s: float = Field(
+        default=0.25,
+        gt=0,
+        le=10,
+        description="Longest wait for one storage call (connect, pool, command); past it the "
+        "call fails and the caller's on_storage_error applies, so no request hangs on storage.",
+    )
 
 
 class AuditConfig(Model):
@@ -115,6 +129,23 @@ class LimitsConfig(Model):
         default=8_388_608,
         ge=1024,
         description="Largest upstream response a stage may buffer (502 beyond it).",
+    )
+    min_body_rate_bytes_s: int = Field(
+        default=1024,
+        ge=0,
+        description="Slowest average request body upload accepted after body_rate_grace_s "
+        "(408 http.body_too_slow: slow POST); 0 turns it off.",
+    )
+    body_rate_grace_s: PositiveSeconds = Field(
+        default=5, description="Time a body may take before min_body_rate_bytes_s applies."
+    )
+    max_connections_per_ip: int = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="Open connections one client address may hold (more are answered 429 "
+        "and closed); trusted_proxies are exempt. 0 turns it off (the default, because "
+        "behind a load balancer every connection comes from the balancer).",
     )
 
 
@@ -169,6 +200,197 @@ class ApiKeyRef(Model):
         return self
 
 
+_SAN_TYPES = {"dns": "DNS", "uri": "URI", "email": "email", "ip": "IP Address"}
+
+
+class ClientCertRef(Model):
+    sha256: str | None = Field(
+        default=None,
+        description="SHA-256 fingerprint of the DER certificate (hex, colons allowed).",
+    )
+    subject: str | None = Field(
+        default=None,
+        description="Exact subject, e.g. 'CN=payments,O=Polder Bank' (attribute order ignored).",
+    )
+    san: str | None = Field(
+        default=None,
+        description="A subjectAltName entry: 'DNS:name', 'URI:spiffe://...', 'email:...' "
+        "or 'IP:...'.",
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> ClientCertRef:
+        given = [v for v in (self.sha256, self.subject, self.san) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'sha256', 'subject' or 'san'")
+        if self.sha256 is not None and not re.fullmatch(
+            r"[0-9a-fA-F]{64}", self.sha256.replace(":", "")
+        ):
+            raise ValueError("sha256 must be 64 hex characters (colons allowed)")
+        if self.subject is not None and not re.fullmatch(
+            r"\s*[A-Za-z.0-9]+\s*=[^,=]+(,\s*[A-Za-z.0-9]+\s*=[^,=]+)*", self.subject
+        ):
+            raise ValueError("subject must look like 'CN=name,O=organisation'")
+        if self.san is not None:
+            kind, _, value = self.san.partition(":")
+            if kind.lower() not in _SAN_TYPES or not value:
+                raise ValueError("san must be 'DNS:...', 'URI:...', 'email:...' or 'IP:...'")
+        return self
+
+
+# ---- rate limiting and DoS protection (issue 5; used by stages/ratelimit.py and friends) ----
+
+_RATE_KEY_PARTS = frozenset({"consumer", "api_key", "ip", "route"})
+_RATE_HEADER = re.compile(r"^header:[A-Za-z0-9-]{1,64}$")
+_RATE_CLAIM = re.compile(r"^claim:[A-Za-z0-9_.:/-]{1,128}$")
+_POLICY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,63}$")
+
+
+class RateLimitRule(Model):
+    key: str = Field(
+        default="consumer",
+        description="What is counted separately: consumer, api_key, ip, route, header:<name>, "
+        "claim:<name>, or several joined with '+' (e.g. consumer+ip).",
+    )
+    limit: int = Field(
+        ge=1, le=1_000_000_000, description="Requests allowed per window (or per quota period)."
+    )
+    per_s: float | None = Field(
+        default=None, gt=0, le=31_622_400, description="Length of the rolling window in seconds."
+    )
+    per: Literal["day", "month"] | None = Field(
+        default=None,
+        description="A calendar quota (UTC day or month) instead of a rolling window; "
+        "refusals are ratelimit.quota_exceeded.",
+    )
+    algorithm: Literal["sliding_window", "gcra"] = Field(
+        default="sliding_window",
+        description="sliding_window (weighted counter of two windows) or gcra (token bucket "
+        "that allows 'burst' requests at once and refills at limit/per_s).",
+    )
+    burst: int | None = Field(
+        default=None, ge=1, le=1_000_000_000, description="gcra only: bucket size (default: limit)."
+    )
+    ipv4_prefix: int = Field(
+        default=32, ge=8, le=32, description="IPv4 addresses are counted per network of this size."
+    )
+    ipv6_prefix: int = Field(
+        default=64,
+        ge=16,
+        le=128,
+        description="IPv6 addresses are counted per network of this size (one /64 is one host).",
+    )
+    name: str | None = Field(
+        default=None,
+        description="Policy name in the RateLimit-Policy and RateLimit headers "
+        "(default: key and window).",
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        parts = [part.strip() for part in value.split("+")]
+        normalised = []
+        for part in parts:
+            if part.startswith("header:") and _RATE_HEADER.match(part):
+                part = part.lower()
+            elif not (part in _RATE_KEY_PARTS or _RATE_CLAIM.match(part)):
+                raise ValueError(
+                    f"unknown key part {part!r}: use consumer, api_key, ip, route, "
+                    "header:<name> or claim:<name>, joined with '+'"
+                )
+            normalised.append(part)
+        if len(set(normalised)) != len(normalised):
+            raise ValueError("a key part is listed twice")
+        return "+".join(normalised)
+
+    @field_validator("name")
+    @classmethod
+    def _policy_name(cls, value: str | None) -> str | None:
+        if value is not None and not _POLICY_NAME.match(value):
+            raise ValueError("1-64 characters: letters, digits, '_', '.', ':', '+', '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _window(self) -> RateLimitRule:
+        if (self.per_s is None) == (self.per is None):
+            raise ValueError("give exactly one of 'per_s' (rolling window) or 'per' (quota)")
+        if self.algorithm != "gcra" and self.burst is not None:
+            raise ValueError("'burst' only applies to algorithm: gcra")
+        if self.per is not None and self.algorithm == "gcra":
+            raise ValueError("calendar quotas ('per') count requests; they cannot use gcra")
+        return self
+
+
+class RateLimitSettings(Model):
+    on_storage_error: Literal["deny", "allow"] = Field(
+        default="deny",
+        description="When the storage cannot answer: deny (503 ratelimit.storage_unavailable) "
+        "or allow the request unlimited. Either way it is counted and logged.",
+    )
+    key_prefix: str = Field(
+        default="dijk:rl:",
+        pattern=r"^[A-Za-z0-9:_.-]{1,64}$",
+        description="Prefix of every counter key in the storage (separates environments).",
+    )
+    error_log_interval_s: PositiveSeconds = Field(
+        default=10, description="Storage errors are logged at most once per this interval."
+    )
+
+
+class LoginAttemptLimit(Model):
+    limit: int = Field(ge=1, le=1_000_000, description="Attempts allowed per window.")
+    per_s: float = Field(gt=0, le=31_622_400, description="Window length in seconds.")
+
+
+class LoginGuardConfig(Model):
+    ip: LoginAttemptLimit | None = Field(
+        default_factory=lambda: LoginAttemptLimit(limit=10, per_s=60),
+        description="Login attempts per client IP (429 ratelimit.login_ip).",
+    )
+    account: LoginAttemptLimit | None = Field(
+        default_factory=lambda: LoginAttemptLimit(limit=5, per_s=900),
+        description="Failed logins per username, from any IP (429 ratelimit.login_account).",
+    )
+    username_field: str = Field(
+        default="username",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Field of the JSON or form body that holds the username.",
+    )
+    failure_statuses: list[int] = Field(
+        default_factory=lambda: [401, 403],
+        description="Upstream status codes that mean 'wrong credentials'.",
+    )
+    ipv6_prefix: int = Field(
+        default=64, ge=16, le=128, description="IPv6 clients are counted per network of this size."
+    )
+
+
+class OverloadConfig(Model):
+    max_in_flight: int = Field(
+        default=0,
+        ge=0,
+        description="Shed new requests (503 overload.shed) while this many are in flight; "
+        "0 turns it off.",
+    )
+    max_event_loop_lag_s: float = Field(
+        default=0,
+        ge=0,
+        le=60,
+        description="Shed new requests while the event loop runs this late; 0 turns it off.",
+    )
+    retry_after_s: int = Field(
+        default=2, ge=1, le=3600, description="Retry-After sent with overload.shed."
+    )
+    max_concurrent_per_consumer: int = Field(
+        default=0,
+        ge=0,
+        description="Requests one consumer may have in flight on this instance (429 "
+        "ratelimit.concurrency_exceeded); consumers[].max_concurrent_requests overrides; "
+        "0 means no cap.",
+    )
+
+
 class ConsumerConfig(Model):
     name: str = Field(description="Unique consumer name (appears in logs and metrics).")
     api_keys: list[ApiKeyRef] = Field(
@@ -176,6 +398,18 @@ class ConsumerConfig(Model):
     )
     scopes: list[str] = Field(default_factory=list, description="Scopes granted.")
     groups: list[str] = Field(default_factory=list, description="Groups the consumer is in.")
+    client_certificates: list[ClientCertRef] = Field(
+        default_factory=list,
+        description="Client certificates (mTLS) that identify this consumer; any of them.",
+    )
+    rate_limit: list[RateLimitRule] = Field(
+        default_factory=list,
+        description="Limits on this consumer across every route it calls (key defaults to "
+        "consumer); calendar quotas go here too.",
+    )
+    max_concurrent_requests: int | None = Field(
+        default=None, ge=1, description="Requests this consumer may have in flight at once."
+    )
 
     @field_validator("name")
     @classmethod
@@ -194,9 +428,203 @@ class ApiKeyAuthConfig(Model):
         return value
 
 
+JwtAlgorithm = Literal[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+    "ES256", "ES384", "ES512", "EdDSA", "HS256", "HS384", "HS512",
+]  # fmt: skip
+
+
+def _identity_url(value: str, what: str) -> str:
+    """https://, or http:// only to a loopback address (tests, a sidecar IdP)."""
+    parts = urlsplit(value)
+    if not parts.hostname:
+        raise ValueError(f"{what} needs a host")
+    if parts.username or parts.password:
+        raise ValueError(f"{what} must not carry credentials")
+    if parts.scheme == "https":
+        return value
+    if parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1"):
+        return value
+    raise ValueError(f"{what} must use https:// (http:// only to a loopback address)")
+
+
+class JwtAuthConfig(Model):
+    jwks_url: str | None = Field(
+        default=None,
+        description="URL of the issuer's JWKS (https); fetched, cached and refreshed on an "
+        "unknown 'kid' at most once per jwks_refresh_interval_s.",
+    )
+    jwks_file: str | None = Field(
+        default=None, description="Local JWKS file, read when the configuration loads."
+    )
+    issuer: str = Field(description="Required 'iss' claim (exact match).")
+    audience: str | list[str] = Field(
+        description="Accepted 'aud' value(s); the token's 'aud' must contain one of them."
+    )
+    algorithms: list[JwtAlgorithm] = Field(
+        description="Accepted signature algorithms; each key is bound to its own. "
+        "'none' is never accepted; HS* cannot be mixed with public-key algorithms."
+    )
+    max_lifetime_s: int = Field(
+        default=3600, ge=1, le=86_400 * 7, description="Refuse tokens whose exp - iat exceeds this."
+    )
+    leeway_s: float = Field(
+        default=30, ge=0, le=300, description="Clock skew allowed on exp, nbf and iat."
+    )
+    max_token_bytes: int = Field(
+        default=8192, ge=256, le=65_536, description="Longer tokens are refused unread."
+    )
+    consumer_claim: str = Field(
+        default="sub", description="Claim that names the consumer (rate limits, audit)."
+    )
+    groups_claim: str | None = Field(
+        default=None, description="Claim holding the caller's groups (a list or a string)."
+    )
+    require_jti: bool = Field(
+        default=False, description="Refuse tokens without 'jti' (needed to revoke one token)."
+    )
+    jwks_timeout_s: float = Field(
+        default=3, gt=0, le=30, description="Timeout of one JWKS fetch (503 when no keys yet)."
+    )
+    jwks_refresh_interval_s: float = Field(
+        default=60, ge=1, le=86_400, description="Least time between two JWKS fetches."
+    )
+    jwks_max_age_s: float = Field(
+        default=3600, ge=10, le=604_800, description="Fetch the JWKS again after this long."
+    )
+    cache_size: int = Field(
+        default=10_000, ge=0, le=1_000_000, description="Verified tokens cached until expiry."
+    )
+
+    @field_validator("algorithms", mode="before")
+    @classmethod
+    def _no_none(cls, value: object) -> object:
+        if isinstance(value, list) and any(str(v).lower() == "none" for v in value):
+            raise ValueError("alg 'none' is never accepted")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> JwtAuthConfig:
+        if (self.jwks_url is None) == (self.jwks_file is None):
+            raise ValueError("give exactly one of 'jwks_url' or 'jwks_file'")
+        if self.jwks_url is not None:
+            _identity_url(self.jwks_url, "jwks_url")
+        if not self.algorithms:
+            raise ValueError("algorithms must list at least one algorithm")
+        symmetric = {alg for alg in self.algorithms if alg.startswith("HS")}
+        if symmetric and len(symmetric) != len(set(self.algorithms)):
+            raise ValueError(
+                "HS* algorithms cannot be mixed with public-key algorithms (algorithm confusion)"
+            )
+        if symmetric and self.jwks_url is not None:
+            raise ValueError("HS* secrets are never fetched from a URL: use jwks_file")
+        if not self.issuer:
+            raise ValueError("issuer must not be empty")
+        if not self.audience:
+            raise ValueError("audience must not be empty")
+        return self
+
+
+class IntrospectionAuthConfig(Model):
+    url: str = Field(description="OAuth2 token introspection endpoint (RFC 7662), https.")
+    client_id: str = Field(description="Client id Dijk authenticates with at the endpoint.")
+    client_secret_env: str = Field(description="Environment variable holding the client secret.")
+    client_auth: Literal["client_secret_basic", "client_secret_post"] = Field(
+        default="client_secret_basic", description="How the client authenticates (RFC 6749)."
+    )
+    timeout_s: float = Field(
+        default=2, gt=0, le=30, description="Answer time allowed; slower counts as unavailable."
+    )
+    cache_ttl_s: float = Field(
+        default=60, ge=0, le=3600, description="Active answers are cached min(exp, this)."
+    )
+    negative_cache_s: float = Field(
+        default=5, ge=0, le=300, description="Inactive answers are cached this long."
+    )
+    on_unavailable: Literal["deny", "allow"] = Field(
+        default="deny",
+        description="Endpoint down or slow: deny (503 auth.introspection_unavailable) or "
+        "allow as an unverified caller with no scopes (logged and counted).",
+    )
+    issuer: str | None = Field(default=None, description="If set, required 'iss' of the answer.")
+    audience: str | list[str] | None = Field(
+        default=None, description="If set, the answer's 'aud' must contain one of these."
+    )
+    consumer_claim: str = Field(
+        default="client_id", description="Field of the answer that names the consumer."
+    )
+    groups_claim: str | None = Field(
+        default=None, description="Field of the answer holding the caller's groups."
+    )
+    max_token_bytes: int = Field(
+        default=8192, ge=64, le=65_536, description="Longer tokens are refused unsent."
+    )
+    cache_size: int = Field(
+        default=10_000, ge=0, le=1_000_000, description="Most cached introspection answers."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _identity_url(value, "url")
+
+    @field_validator("client_secret_env")
+    @classmethod
+    def _env(cls, value: str) -> str:
+        return _check_env_name(value)
+
+
 class AuthConfig(Model):
     api_key: ApiKeyAuthConfig | None = Field(
         default=None, description="API key authentication (keys belong to consumers)."
+    )
+    jwt: JwtAuthConfig | None = Field(
+        default=None, description="JWT bearer tokens verified locally against a JWKS."
+    )
+    introspection: IntrospectionAuthConfig | None = Field(
+        default=None, description="Opaque bearer tokens checked at an introspection endpoint."
+    )
+
+
+def _check_cidrs(value: list[str]) -> list[str]:
+    for cidr in value:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ValueError(f"not an IP network: {cidr!r}") from None
+    return value
+
+
+def _check_countries(value: list[str]) -> list[str]:
+    upper = [code.upper() for code in value]
+    for code in upper:
+        if not re.fullmatch(r"[A-Z]{2}", code):
+            raise ValueError(f"not an ISO 3166-1 alpha-2 country code: {code!r}")
+    return upper
+
+
+CidrList = Annotated[list[str], AfterValidator(_check_cidrs)]
+CountryList = Annotated[list[str], AfterValidator(_check_countries)]
+
+
+class NetworkConfig(Model):
+    internal_networks: CidrList = Field(
+        default_factory=list,
+        description="CIDRs of internal callers: the only ones that reach 'network: internal' "
+        "routes; country rules do not apply to them.",
+    )
+    ip_allow: CidrList = Field(
+        default_factory=list, description="If set, only these CIDRs may call (403 net.denied)."
+    )
+    ip_deny: CidrList = Field(
+        default_factory=list, description="CIDRs refused everywhere (deny wins over allow)."
+    )
+    countries_allow: CountryList = Field(
+        default_factory=list,
+        description="If set, only callers from these countries (ISO codes; offline database).",
+    )
+    countries_deny: CountryList = Field(
+        default_factory=list, description="Callers from these countries are refused."
     )
 
 
@@ -239,12 +667,37 @@ class RouteConfig(Model):
     name: str = Field(description="Unique route name (appears in logs and metrics).")
     match: RouteMatch = Field(description="Which requests this route takes.")
     upstream: str = Field(description="Name of an entry in 'upstreams'.")
-    auth: list[Literal["api_key"]] = Field(
+    auth: list[Literal["api_key", "jwt", "introspection", "mtls"]] = Field(
         default_factory=list,
         description="Accepted authentication methods (any of them); [] means public.",
     )
     scopes: list[str] = Field(
         default_factory=list, description="Scopes the caller must all have (403 otherwise)."
+    )
+    scopes_by_method: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Extra scopes per HTTP method, e.g. {GET: [accounts:read], "
+        "POST: [accounts:write]}; required on top of 'scopes'.",
+    )
+    groups: list[str] = Field(
+        default_factory=list,
+        description="If set, the caller must be in at least one of these consumer groups.",
+    )
+    network: Literal["any", "internal"] = Field(
+        default="any",
+        description="'internal': reachable only from network.internal_networks (403 net.denied).",
+    )
+    ip_allow: CidrList = Field(
+        default_factory=list, description="If set, only these CIDRs may call this route."
+    )
+    ip_deny: CidrList = Field(
+        default_factory=list, description="CIDRs refused on this route (deny wins over allow)."
+    )
+    countries_allow: CountryList = Field(
+        default_factory=list, description="If set, only callers from these countries."
+    )
+    countries_deny: CountryList = Field(
+        default_factory=list, description="Callers from these countries are refused."
     )
     strip_prefix: str | None = Field(
         default=None, description="Remove this prefix from the path before forwarding."
@@ -253,11 +706,30 @@ class RouteConfig(Model):
         default=OnError.DENY,
         description="What a fault inside this route's stages does: deny (fail closed) or allow.",
     )
+    rate_limit: list[RateLimitRule] = Field(
+        default_factory=list,
+        description="Rate limits and quotas on this route, e.g. "
+        "[{key: consumer, limit: 100, per_s: 60}, {key: ip, limit: 1000, per_s: 60}].",
+    )
+    login_guard: LoginGuardConfig | None = Field(
+        default=None,
+        description="Credential-stuffing guard for a login route: attempts per IP and failed "
+        "logins per username (read from the request body and the upstream status).",
+    )
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return _check_name(value)
+
+    @field_validator("scopes_by_method")
+    @classmethod
+    def _scopes_by_method(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        upper = {method.upper(): scopes for method, scopes in value.items()}
+        unknown = sorted(set(upper) - _HTTP_METHODS)
+        if unknown:
+            raise ValueError(f"unknown HTTP method(s): {', '.join(unknown)}")
+        return upper
 
 
 class LoggingConfig(Model):
@@ -288,6 +760,15 @@ class DijkConfig(Model):
         default_factory=list, description="Known API consumers."
     )
     auth: AuthConfig = Field(default_factory=AuthConfig, description="Authentication methods.")
+    network: NetworkConfig = Field(
+        default_factory=NetworkConfig, description="IP and country rules for every route."
+    )
+    ratelimit: RateLimitSettings = Field(
+        default_factory=RateLimitSettings, description="Rate limiting: storage errors, keys."
+    )
+    overload: OverloadConfig = Field(
+        default_factory=OverloadConfig, description="Load shedding and concurrency caps."
+    )
     routes: list[RouteConfig] = Field(description="Routes, matched most specific first.")
 
     @field_validator("trusted_proxies")

@@ -1,10 +1,16 @@
-"""API key authentication (priority 6000).
+"""API key authentication (priority 6030).
 
 Keys are never held in the configuration: a consumer lists SHA-256 digests of its keys, or
 names environment variables that hold them (read once at load, then only the digest is
 kept). A presented key is hashed and looked up by digest, then confirmed with
 ``hmac.compare_digest``: the look-up is keyed by a hash the caller cannot steer, so its
-timing says nothing about which keys exist.
+timing says nothing about which keys exist. Every accepted key is checked against the
+revocation list (``storage.url``) on every request, so a key revoked through the admin API
+stops working at once, on every instance sharing the store, without a restart.
+
+Like every ``authn_*`` stage, it only acts when its credential is present: no key header
+means "not this method" and the request goes on to the next method; ``authn_required``
+(priority 6000) refuses requests that no method identified.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import os
 from dataclasses import dataclass
 from typing import ClassVar
 
+from dijk.auth.revocation import RevocationList
 from dijk.config.loader import ConfigError, ConfigIssue
 from dijk.config.models import ApiKeyAuthConfig, DijkConfig
 from dijk.pipeline.context import Identity, RequestContext
@@ -86,36 +93,54 @@ class KeyRing:
 
 class ApiKeyStage(Stage):
     name: ClassVar[str] = "authn_api_key"
-    priority: ClassVar[int] = 6000
+    priority: ClassVar[int] = 6030
     phases: ClassVar[frozenset[Phase]] = frozenset({Phase.REQUEST_HEADERS})
 
-    def __init__(self, config: ApiKeyAuthConfig, ring: KeyRing) -> None:
+    def __init__(
+        self, config: ApiKeyAuthConfig, ring: KeyRing, revocations: RevocationList | None = None
+    ) -> None:
         self._header = config.header.lower()
-        self._challenge = (("WWW-Authenticate", f'ApiKey realm="dijk", header="{config.header}"'),)
+        self._challenge = (challenge(config),)
         self._ring = ring
+        self._revocations = revocations
+        if revocations is not None:
+            revocations.attach()
 
     async def request_headers(self, ctx: RequestContext) -> Decision | None:
         if ctx.identity is not None:
             return None
         values = ctx.header_values(self._header)
         if not values:
-            return Decision.deny(
-                401, "auth.missing_credentials", "This route needs an API key.", self._challenge
-            )
+            return None  # not this method; authn_required decides if none applied
         if len(values) > 1 or not values[0] or len(values[0]) > _MAX_KEY_LENGTH:
-            return Decision.deny(
-                401, "auth.invalid_key", "The API key is not valid.", self._challenge
-            )
+            return self._invalid()
         owner = self._ring.find(values[0].strip())
         if owner is None:
+            return self._invalid()
+        credential_id = "key:" + owner.digest[:8].hex()
+        if self._revocations is not None and await self._revocations.credential_revoked(
+            credential_id
+        ):
             return Decision.deny(
-                401, "auth.invalid_key", "The API key is not valid.", self._challenge
+                401, "auth.key_revoked", "The API key has been revoked.", self._challenge
             )
         ctx.identity = Identity(
             consumer=owner.consumer,
             method="api_key",
             scopes=owner.scopes,
-            credential_id="key:" + owner.digest[:8].hex(),
+            credential_id=credential_id,
             groups=owner.groups,
         )
         return None
+
+    def _invalid(self) -> Decision:
+        return Decision.deny(401, "auth.invalid_key", "The API key is not valid.", self._challenge)
+
+    async def close(self) -> None:
+        if self._revocations is not None:
+            await self._revocations.detach()
+
+
+def challenge(config: ApiKeyAuthConfig) -> tuple[str, str]:
+    """The ``WWW-Authenticate`` challenge naming the header the key goes in."""
+    return ("WWW-Authenticate", f'ApiKey realm="dijk", header="{config.header}"')

@@ -1,0 +1,86 @@
+"""JWT bearer authentication (priority 6020): tokens verified locally against a JWKS.
+
+The work is in :mod:`dijk.auth.jwt` (strict parsing, key-bound algorithms, claim rules,
+the verified-token cache) and :mod:`dijk.auth.jwks` (key sets). This stage picks the token
+out of ``Authorization: Bearer``, checks the revocation list (by ``jti`` and by token
+digest) on every request, cached or not, and turns the outcome into an identity or a 401
+with ``WWW-Authenticate: Bearer error="invalid_token"``.
+
+It only claims bearer tokens shaped like a JWS (three base64url segments). When the route
+also accepts ``introspection``, an opaque token is left to that stage.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from dijk.auth import AuthFailure
+from dijk.auth.bearer import bearer_token, failure_headers, looks_like_jws
+from dijk.auth.jwt import JwtVerifier
+from dijk.auth.revocation import RevocationList
+from dijk.pipeline.context import Identity, RequestContext
+from dijk.pipeline.decision import Decision
+from dijk.pipeline.stage import Phase, Stage
+
+REVOKED = AuthFailure("auth.token_revoked", "The token has been revoked.")
+NOT_A_JWT = AuthFailure("auth.invalid_token", "The token is malformed.")
+
+
+class JwtStage(Stage):
+    name: ClassVar[str] = "authn_jwt"
+    priority: ClassVar[int] = 6020
+    phases: ClassVar[frozenset[Phase]] = frozenset({Phase.REQUEST_HEADERS})
+
+    def __init__(
+        self,
+        verifier: JwtVerifier,
+        revocations: RevocationList | None,
+        *,
+        opaque_tokens_elsewhere: bool = False,
+    ) -> None:
+        """``opaque_tokens_elsewhere``: the route also accepts introspection."""
+        self._verifier = verifier
+        self._revocations = revocations
+        self._pass_opaque = opaque_tokens_elsewhere
+        verifier.attach()
+        if revocations is not None:
+            revocations.attach()
+
+    async def request_headers(self, ctx: RequestContext) -> Decision | None:
+        if ctx.identity is not None:
+            return None
+        token = bearer_token(ctx.headers)
+        if token is None:
+            return None
+        if isinstance(token, AuthFailure):
+            return deny(token)
+        if not looks_like_jws(token):
+            return None if self._pass_opaque else deny(NOT_A_JWT)
+        verified = await self._verifier.verify(token)
+        if isinstance(verified, AuthFailure):
+            return deny(verified)
+        revocations = self._revocations
+        if revocations is not None and (
+            await revocations.credential_revoked(verified.credential_id)
+            or (verified.jti is not None and await revocations.jti_revoked(verified.jti))
+        ):
+            return deny(REVOKED)
+        ctx.identity = Identity(
+            consumer=verified.consumer,
+            method="jwt",
+            scopes=verified.scopes,
+            credential_id=verified.credential_id,
+            groups=verified.groups,
+            claims=verified.claims,
+        )
+        return None
+
+    async def close(self) -> None:
+        await self._verifier.detach()
+        if self._revocations is not None:
+            await self._revocations.detach()
+
+
+def deny(failure: AuthFailure) -> Decision:
+    """A refused bearer token: 401 with the RFC 6750 challenge; never echoes the token."""
+    return Decision.deny(failure.status, failure.reason, failure.detail, failure_headers(failure))
