@@ -1,0 +1,388 @@
+"""PostgreSQL audit store (asyncpg): for production and many gateway instances.
+
+Batches go in with binary ``COPY`` inside one transaction (plus the checkpoint, if
+due). Replayed batches use ``INSERT ... ON CONFLICT DO NOTHING`` and are checked against
+what is stored. A small pool serves the writer and readers (queries, verification) at
+the same time; broken connections are replaced by the pool on the next use.
+"""
+
+# S608: table names in these queries come from parse_store_url, which allows only
+# [a-z_][a-z0-9_]*; every value is a bound parameter.
+# ruff: noqa: S608
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Final, cast
+
+import asyncpg
+
+from dijk.audit.chain import ChainedRecord, Checkpoint
+from dijk.audit.record import datetime_from_us, datetime_to_us
+from dijk.audit.store import (
+    AuditPage,
+    AuditQuery,
+    AuditSinkError,
+    AuditStore,
+    AuditStoreNotFoundError,
+    StoreURL,
+    build_where,
+    check_replayed,
+    encode_cursor,
+    stored_findings,
+    stored_pii,
+    stored_record,
+)
+
+__all__ = ["PostgresAuditStore"]
+
+_COLUMN_NAMES: Final = (
+    "chain",
+    "seq",
+    "time",
+    "request_id",
+    "method",
+    "route",
+    "path_template",
+    "status",
+    "decision",
+    "reason",
+    "consumer",
+    "auth_method",
+    "credential_id",
+    "client_ip",
+    "findings",
+    "gateway_latency_us",
+    "upstream_latency_us",
+    "bytes_in",
+    "bytes_out",
+    "pii_categories",
+    "prev_hash",
+    "hash",
+)
+_COLUMNS: Final = ", ".join(_COLUMN_NAMES)
+_VALUES: Final = ", ".join(f"${index}" for index in range(1, len(_COLUMN_NAMES) + 1))
+_CONNECT_TIMEOUT_S: Final = 5.0
+_COMMAND_TIMEOUT_S: Final = 60.0
+# Errors that mean "the sink is unavailable" rather than a bug of ours.
+_SINK_ERRORS: Final = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def _row(sealed: ChainedRecord) -> tuple[Any, ...]:
+    record = sealed.record
+    return (
+        sealed.chain,
+        sealed.seq,
+        record.time,
+        record.request_id,
+        record.method,
+        record.route,
+        record.path_template,
+        record.status,
+        record.decision,
+        record.reason,
+        record.consumer,
+        record.auth_method,
+        record.credential_id,
+        record.client_ip,
+        stored_findings(record),
+        record.gateway_latency_us,
+        record.upstream_latency_us,
+        record.bytes_in,
+        record.bytes_out,
+        stored_pii(record),
+        sealed.prev_hash,
+        sealed.hash,
+    )
+
+
+def _sealed(row: Any) -> ChainedRecord:
+    record = stored_record(
+        time_us=datetime_to_us(row["time"]),
+        request_id=row["request_id"],
+        method=row["method"],
+        route=row["route"],
+        path_template=row["path_template"],
+        status=row["status"],
+        decision=row["decision"],
+        reason=row["reason"],
+        consumer=row["consumer"],
+        auth_method=row["auth_method"],
+        credential_id=row["credential_id"],
+        client_ip=row["client_ip"],
+        findings=row["findings"],
+        gateway_latency_us=row["gateway_latency_us"],
+        upstream_latency_us=row["upstream_latency_us"],
+        bytes_in=row["bytes_in"],
+        bytes_out=row["bytes_out"],
+        pii_categories=row["pii_categories"],
+    )
+    return ChainedRecord(
+        row["chain"], row["seq"], bytes(row["prev_hash"]), bytes(row["hash"]), record
+    )
+
+
+def _checkpoint(row: Any) -> Checkpoint:
+    return Checkpoint(
+        chain=row["chain"],
+        seq=row["seq"],
+        hash=bytes(row["hash"]),
+        time=datetime_from_us(datetime_to_us(row["time"])),
+        kind=row["kind"],
+        key_id=row["key_id"],
+        signature=bytes(row["signature"]),
+    )
+
+
+class PostgresAuditStore(AuditStore):
+    def __init__(self, url: StoreURL, *, create: bool = False):
+        self.url = url
+        self._create = create
+        self._pool: Any = None
+        table = url.table
+        self._table = table
+        self._checkpoints = f"{table}_checkpoint"
+        self._insert_ignore = (
+            f"INSERT INTO {table} ({_COLUMNS}) VALUES ({_VALUES})"
+            " ON CONFLICT (chain, seq) DO NOTHING"
+        )
+        self._insert_checkpoint = (
+            f"INSERT INTO {self._checkpoints} (chain, seq, hash, time, kind, key_id, signature)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (chain, seq) DO NOTHING"
+        )
+
+    def _error(self, exc: BaseException) -> AuditSinkError:
+        detail = str(exc) or type(exc).__name__
+        return AuditSinkError(f"audit database {self.url.redacted}: {detail}")
+
+    async def connect(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            pool = await asyncpg.create_pool(
+                self.url.target,
+                min_size=1,
+                max_size=4,
+                timeout=_CONNECT_TIMEOUT_S,
+                command_timeout=_COMMAND_TIMEOUT_S,
+            )
+        except asyncpg.InvalidCatalogNameError as exc:
+            raise AuditStoreNotFoundError(f"{self.url.redacted}: {exc}") from exc
+        except _SINK_ERRORS as exc:
+            raise self._error(exc) from exc
+        except ValueError as exc:  # asyncpg's DSN parser
+            raise AuditSinkError(f"bad PostgreSQL URL {self.url.redacted}: {exc}") from exc
+        try:
+            async with pool.acquire() as connection:
+                if self._create:
+                    await self._create_tables(connection)
+                else:
+                    await self._check_tables(connection)
+        except _SINK_ERRORS as exc:
+            await pool.close()
+            raise self._error(exc) from exc
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+
+    async def _create_tables(self, connection: Any) -> None:
+        table = self._table
+        async with connection.transaction():
+            # Serialise DDL: two instances creating the same table at once would collide.
+            await connection.execute("SELECT pg_advisory_xact_lock(hashtext($1))", table)
+            await connection.execute(
+                f"""
+                CREATE TABLE IF NOT EXISTS {table} (
+                    chain text NOT NULL,
+                    seq bigint NOT NULL,
+                    time timestamptz NOT NULL,
+                    request_id text NOT NULL,
+                    method text NOT NULL,
+                    route text,
+                    path_template text,
+                    status integer NOT NULL,
+                    decision text NOT NULL,
+                    reason text,
+                    consumer text,
+                    auth_method text,
+                    credential_id text,
+                    client_ip text,
+                    findings text NOT NULL,
+                    gateway_latency_us bigint NOT NULL,
+                    upstream_latency_us bigint,
+                    bytes_in bigint NOT NULL,
+                    bytes_out bigint NOT NULL,
+                    pii_categories text NOT NULL,
+                    prev_hash bytea NOT NULL,
+                    hash bytea NOT NULL,
+                    PRIMARY KEY (chain, seq)
+                );
+                CREATE INDEX IF NOT EXISTS {table}_time ON {table} (time, chain, seq);
+                CREATE TABLE IF NOT EXISTS {self._checkpoints} (
+                    chain text NOT NULL,
+                    seq bigint NOT NULL,
+                    hash bytea NOT NULL,
+                    time timestamptz NOT NULL,
+                    kind text NOT NULL,
+                    key_id text NOT NULL,
+                    signature bytea NOT NULL,
+                    PRIMARY KEY (chain, seq)
+                );
+                """
+            )
+
+    async def _check_tables(self, connection: Any) -> None:
+        for name in (self._table, self._checkpoints):
+            found = await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", name)
+            if not found:
+                raise AuditStoreNotFoundError(
+                    f"{self.url.redacted} has no audit table {name!r}"
+                    " (is this the right database, or was ?table= meant?)"
+                )
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), timeout=_CONNECT_TIMEOUT_S)
+            except (TimeoutError, *_SINK_ERRORS):
+                pool.terminate()
+
+    def _acquire(self) -> Any:
+        if self._pool is None:
+            raise AuditSinkError(f"audit store {self.url.redacted} is not connected")
+        return self._pool.acquire()
+
+    async def append(
+        self, rows: Sequence[ChainedRecord], checkpoint: Checkpoint | None = None
+    ) -> None:
+        records = [_row(sealed) for sealed in rows]
+        try:
+            async with self._acquire() as connection, connection.transaction():
+                await connection.copy_records_to_table(
+                    self._table, records=records, columns=_COLUMN_NAMES
+                )
+                if checkpoint is not None:
+                    await connection.execute(self._insert_checkpoint, *self._params(checkpoint))
+        except _SINK_ERRORS as exc:
+            raise self._error(exc) from exc
+
+    @staticmethod
+    def _params(checkpoint: Checkpoint) -> tuple[Any, ...]:
+        return (
+            checkpoint.chain,
+            checkpoint.seq,
+            checkpoint.hash,
+            checkpoint.time,
+            checkpoint.kind,
+            checkpoint.key_id,
+            checkpoint.signature,
+        )
+
+    async def append_replayed(self, rows: Sequence[ChainedRecord]) -> None:
+        if not rows:
+            return
+        chain = rows[0].chain
+        try:
+            async with self._acquire() as connection, connection.transaction():
+                await connection.executemany(self._insert_ignore, [_row(row) for row in rows])
+                stored = await connection.fetch(
+                    f"SELECT seq, hash FROM {self._table}"
+                    " WHERE chain = $1 AND seq BETWEEN $2 AND $3",
+                    chain,
+                    rows[0].seq,
+                    rows[-1].seq,
+                )
+                # Raising inside the transaction rolls back the rows just inserted.
+                check_replayed(rows, {row["seq"]: bytes(row["hash"]) for row in stored})
+        except _SINK_ERRORS as exc:
+            raise self._error(exc) from exc
+
+    async def _fetch(self, sql: str, *params: Any) -> list[Any]:
+        try:
+            async with self._acquire() as connection:
+                return cast(list[Any], await connection.fetch(sql, *params))
+        except _SINK_ERRORS as exc:
+            raise self._error(exc) from exc
+
+    async def tail(self, chain: str) -> tuple[int, bytes] | None:
+        rows = await self._fetch(
+            f"SELECT seq, hash FROM {self._table} WHERE chain = $1 ORDER BY seq DESC LIMIT 1",
+            chain,
+        )
+        return (int(rows[0]["seq"]), bytes(rows[0]["hash"])) if rows else None
+
+    async def chains(self) -> list[str]:
+        rows = await self._fetch(f"SELECT DISTINCT chain FROM {self._table} ORDER BY chain")
+        return [str(row["chain"]) for row in rows]
+
+    async def read_chain(self, chain: str, after_seq: int, limit: int) -> list[ChainedRecord]:
+        rows = await self._fetch(
+            f"SELECT {_COLUMNS} FROM {self._table} WHERE chain = $1 AND seq > $2"
+            " ORDER BY seq LIMIT $3",
+            chain,
+            after_seq,
+            limit,
+        )
+        return [_sealed(row) for row in rows]
+
+    async def seqs_with_hash(self, chain: str, digest: bytes) -> list[int]:
+        rows = await self._fetch(
+            f"SELECT seq FROM {self._table} WHERE chain = $1 AND hash = $2 ORDER BY seq",
+            chain,
+            digest,
+        )
+        return [int(row["seq"]) for row in rows]
+
+    async def checkpoints(self, chain: str | None = None) -> list[Checkpoint]:
+        sql = f"SELECT chain, seq, hash, time, kind, key_id, signature FROM {self._checkpoints}"
+        if chain is None:
+            rows = await self._fetch(sql + " ORDER BY chain, seq")
+        else:
+            rows = await self._fetch(sql + " WHERE chain = $1 ORDER BY seq", chain)
+        return [_checkpoint(row) for row in rows]
+
+    async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        try:
+            async with self._acquire() as connection:
+                await connection.execute(self._insert_checkpoint, *self._params(checkpoint))
+        except _SINK_ERRORS as exc:
+            raise self._error(exc) from exc
+
+    async def query(self, query: AuditQuery) -> AuditPage:
+        where, params = build_where(
+            query, lambda index: f"${index}", "time", lambda micros: datetime_from_us(micros)
+        )
+        order = "DESC" if query.newest_first else "ASC"
+        limit = max(1, min(query.limit, 10_000))
+        rows = await self._fetch(
+            f"SELECT {_COLUMNS} FROM {self._table} WHERE {where}"
+            f" ORDER BY time {order}, chain {order}, seq {order} LIMIT ${len(params) + 1}",
+            *params,
+            limit + 1,
+        )
+        records = [_sealed(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return AuditPage(records, encode_cursor(records[-1]) if more and records else None)
+
+    async def first_seq_since(self, chain: str, since: datetime) -> int | None:
+        rows = await self._fetch(
+            f"SELECT min(seq) AS seq FROM {self._table} WHERE chain = $1 AND time >= $2",
+            chain,
+            since,
+        )
+        value = rows[0]["seq"] if rows else None
+        return int(value) if value is not None else None
+
+    async def delete_through(self, chain: str, seq: int, anchor: Checkpoint) -> int:
+        try:
+            async with self._acquire() as connection, connection.transaction():
+                await connection.execute(self._insert_checkpoint, *self._params(anchor))
+                status = await connection.execute(
+                    f"DELETE FROM {self._table} WHERE chain = $1 AND seq <= $2", chain, seq
+                )
+        except _SINK_ERRORS as exc:
+            raise self._error(exc) from exc
+        return int(str(status).rsplit(" ", 1)[-1])

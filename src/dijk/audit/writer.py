@@ -1,0 +1,524 @@
+"""The audit writer: the one object the gateway's log phase talks to.
+
+Usage (one writer per gateway process, owned by the event loop that serves requests)::
+
+    writer = AuditWriter(open_store(url, create=True), AuditKeys.load(), spool_path=...)
+    await writer.start()
+    ...
+    await writer.append(record)   # in the log phase of every request
+    ...
+    await writer.close()          # on SIGTERM: flushes, replays the spool, checkpoints
+
+``append`` puts the record in a bounded in-memory queue. A single background task takes
+batches from it, seals them into the hash chain (sequence number + HMAC) and commits each
+batch in one transaction: group commit. Durability:
+
+``batched`` (default)
+    ``append`` returns once the record is queued; a batch is committed at least every
+    ``flush_interval_s`` (100 ms). A crash loses at most the queued records.
+``strict``
+    ``append`` returns once the record is committed (or, when the store is down and
+    ``on_sink_error`` is ``spool``, written and fsynced to the spool). Concurrent requests
+    share one commit, so the cost is one commit per batch, not per request.
+
+When the store fails, batches go to the spool file (in order) and the writer retries the
+store with backoff; once it answers, the spool is replayed ahead of newer records. With
+``on_sink_error="deny"`` a strict ``append`` raises :class:`AuditUnavailableError` while
+the store is down (the record is still spooled), so the gateway can answer 503.
+
+When the queue is full, ``append`` waits: back-pressure rather than dropping records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+from dijk.audit.chain import ZERO_HASH, ChainedRecord, ChainSealer, Checkpoint
+from dijk.audit.keys import AuditKeys
+from dijk.audit.record import AuditRecord
+from dijk.audit.spool import Spool
+from dijk.audit.store import AuditSinkError, AuditStore, AuditStoreError, ChainConflictError
+
+__all__ = [
+    "AuditUnavailableError",
+    "AuditWriter",
+    "AuditWriterClosedError",
+    "Durability",
+    "OnSinkError",
+    "WriterStats",
+]
+
+Durability = Literal["batched", "strict"]
+OnSinkError = Literal["spool", "deny"]
+
+_LOG: Final = logging.getLogger("dijk.audit.writer")
+
+
+class AuditUnavailableError(Exception):
+    """The record could not be committed to the audit store (fail-closed: answer 503)."""
+
+
+class AuditWriterClosedError(AuditUnavailableError):
+    """``append`` after ``close`` (or after the writer task failed)."""
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """Counters for metrics and for the benchmark."""
+
+    appended: int = 0
+    committed: int = 0
+    spooled: int = 0
+    replayed: int = 0
+    lost: int = 0
+    batches: int = 0
+    checkpoints: int = 0
+    sink_failures: int = 0
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A sealed batch on its way to the store."""
+
+    sealed: list[ChainedRecord]
+    futures: list[asyncio.Future[None]]
+    checkpoint: Checkpoint | None
+
+
+class AuditWriter:
+    def __init__(
+        self,
+        store: AuditStore,
+        keys: AuditKeys,
+        *,
+        spool_path: Path,
+        chain: str = "default",
+        durability: Durability = "batched",
+        on_sink_error: OnSinkError = "spool",
+        flush_interval_s: float = 0.1,
+        max_batch: int = 5000,
+        max_queue: int = 20_000,
+        checkpoint_every_records: int = 10_000,
+        checkpoint_every_s: float = 60.0,
+        sink_timeout_s: float = 10.0,
+        retry_interval_s: float = 0.5,
+        max_retry_interval_s: float = 30.0,
+    ):
+        if durability not in ("batched", "strict"):
+            raise ValueError(f"durability must be batched or strict, not {durability!r}")
+        if on_sink_error not in ("spool", "deny"):
+            raise ValueError(f"on_sink_error must be spool or deny, not {on_sink_error!r}")
+        if max_batch < 1 or max_queue < max_batch:
+            raise ValueError("need 1 <= max_batch <= max_queue")
+        self._store = store
+        self._keys = keys
+        self._spool = Spool(spool_path)
+        self.chain = chain
+        self.durability: Durability = durability
+        self.on_sink_error: OnSinkError = on_sink_error
+        self._flush_interval = flush_interval_s
+        self._max_batch = max_batch
+        self._max_queue = max_queue
+        self._checkpoint_records = checkpoint_every_records
+        self._checkpoint_seconds = checkpoint_every_s
+        self._sink_timeout = sink_timeout_s
+        self._retry_interval = retry_interval_s
+        self._max_retry_interval = max_retry_interval_s
+        self.stats = WriterStats()
+
+        self._pending: list[tuple[AuditRecord, asyncio.Future[None] | None]] = []
+        self._first_pending_at = 0.0
+        self._wake = asyncio.Event()
+        self._space = asyncio.Event()
+        self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._appended = 0
+        self._done = 0
+        self._sealer = ChainSealer(keys.hmac_key, chain)
+        self._spooling = False
+        self._retry_delay = retry_interval_s
+        self._next_retry = 0.0
+        self._last_checkpoint_seq = 0
+        self._last_checkpoint_at = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._stopped = False
+        self._failure: BaseException | None = None
+
+    # -- public API --------------------------------------------------------------------
+
+    @property
+    def sink_available(self) -> bool:
+        """False while records go to the spool instead of the store."""
+        return not self._spooling
+
+    @property
+    def tail(self) -> tuple[int, bytes]:
+        """``(seq, hash)`` of the newest sealed record of this writer's chain."""
+        return self._sealer.seq, self._sealer.prev_hash
+
+    @property
+    def spool_path(self) -> Path:
+        """Where records go while the store is down (replayed from here, then removed)."""
+        return self._spool.path
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    async def start(self) -> None:
+        """Find the chain's tail (spool first, then store) and start the writer task.
+
+        Raises :class:`AuditSinkError` when the store is unreachable and no spool holds
+        the tail: the chain cannot be continued without knowing its last hash.
+        """
+        if self._task is not None:
+            return
+        await asyncio.to_thread(self._spool.repair)
+        spooled = await asyncio.to_thread(self._spool.last)
+        stored: tuple[int, bytes] | None = None
+        failure: Exception | None = None
+        try:
+            await asyncio.wait_for(self._store.connect(), self._sink_timeout)
+            stored = await asyncio.wait_for(self._store.tail(self.chain), self._sink_timeout)
+        except AuditStoreError as exc:
+            if not isinstance(exc, AuditSinkError):
+                raise
+            failure = exc
+        except (OSError, TimeoutError) as exc:
+            failure = exc
+        if spooled is not None:
+            if spooled.chain != self.chain:
+                raise ChainConflictError(
+                    f"spool {self._spool.path} holds chain {spooled.chain!r}, not {self.chain!r}"
+                )
+            if stored is not None and stored[0] > spooled.seq:
+                raise ChainConflictError(
+                    f"chain {self.chain!r}: the store has seq {stored[0]}, beyond the spool's"
+                    f" {spooled.seq}; is another writer using this chain name?"
+                )
+            seq, prev_hash = spooled.seq, spooled.hash
+            self._spooling = True
+            _LOG.warning("audit: %s holds unreplayed records; replaying", self._spool.path)
+        elif failure is None:
+            seq, prev_hash = stored if stored is not None else (0, ZERO_HASH)
+        else:
+            raise AuditSinkError(
+                f"audit store unreachable and no spool to continue chain {self.chain!r}: {failure}"
+            )
+        self._sealer = ChainSealer(self._keys.hmac_key, self.chain, seq, prev_hash)
+        self._last_checkpoint_seq = seq
+        self._last_checkpoint_at = time.monotonic()
+        self._next_retry = time.monotonic()
+        self._task = asyncio.create_task(self._run(), name=f"dijk-audit-writer-{self.chain}")
+
+    async def append(self, record: AuditRecord) -> None:
+        """Record one request. See the module docstring for what "returns" guarantees."""
+        while len(self._pending) >= self._max_queue and not self._stopped:
+            self._space.clear()
+            await self._space.wait()
+        if self._stopped or self._task is None:
+            raise AuditWriterClosedError(self._closed_reason())
+        self._appended += 1
+        self.stats.appended += 1
+        if self.durability == "strict":
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            if not self._pending:
+                self._first_pending_at = time.monotonic()
+            self._pending.append((record, future))
+            self._wake.set()
+            await future
+            return
+        if not self._pending:
+            self._first_pending_at = time.monotonic()
+            self._wake.set()
+        self._pending.append((record, None))
+        if len(self._pending) % self._max_batch == 0:
+            # A batch is full. Yield once, so that a producer that never waits for I/O
+            # cannot starve the writer task (yielding on every append would be costly).
+            self._wake.set()
+            await asyncio.sleep(0)
+
+    async def flush(self) -> None:
+        """Wait until every record appended so far is committed or spooled."""
+        target = self._appended
+        if self._done >= target or self._stopped:
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._flush_waiters.append((target, future))
+        self._wake.set()
+        await future
+
+    async def close(self) -> None:
+        """Write everything queued, replay the spool if the store is back, checkpoint."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await self._task
+            except Exception:  # already logged by _run
+                _LOG.debug("audit writer task ended with an error", exc_info=True)
+        self._stopped = True
+        self._space.set()
+        await self._store.close()
+
+    async def __aenter__(self) -> AuditWriter:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- the writer task ---------------------------------------------------------------
+
+    def _closed_reason(self) -> str:
+        if self._failure is not None:
+            return f"audit writer failed: {self._failure}"
+        return "audit writer is closed"
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                await self._wait()
+                if self._spooling and time.monotonic() >= self._next_retry:
+                    await self._replay_step()
+                if self._pending:
+                    await self._flush_batch()
+                elif self._checkpoint_due(time.monotonic()):
+                    await self._checkpoint_alone()
+                if self._closing and not self._pending:
+                    await self._shutdown()
+                    self._stopped = True
+                    return
+        except BaseException as exc:
+            self._failure = exc
+            self._stopped = True
+            _LOG.critical("audit writer failed; records are no longer accepted", exc_info=True)
+            error = AuditWriterClosedError(self._closed_reason())
+            for _, future in self._pending:
+                if future is not None and not future.done():
+                    future.set_exception(error)
+            self._pending.clear()
+            for _, future in self._flush_waiters:
+                if not future.done():
+                    future.set_exception(error)
+            self._flush_waiters.clear()
+            self._space.set()
+            raise
+
+    def _deadline(self, now: float) -> float:
+        if self._closing:
+            return now
+        deadline = math.inf
+        if self._pending:
+            if (
+                self.durability == "strict"
+                or self._flush_waiters
+                or len(self._pending) >= self._max_batch
+            ):
+                return now
+            deadline = self._first_pending_at + self._flush_interval
+        if self._spooling:
+            deadline = min(deadline, self._next_retry)
+        elif self._checkpoint_seconds > 0 and self._sealer.seq > self._last_checkpoint_seq:
+            deadline = min(deadline, self._last_checkpoint_at + self._checkpoint_seconds)
+        return deadline
+
+    async def _wait(self) -> None:
+        now = time.monotonic()
+        deadline = self._deadline(now)
+        if deadline <= now:
+            return
+        # No await between computing the deadline and clearing: no wake-up is lost.
+        self._wake.clear()
+        timeout = None if math.isinf(deadline) else deadline - now
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _checkpoint_due(self, now: float) -> bool:
+        if self._spooling or self._sealer.seq <= self._last_checkpoint_seq:
+            return False
+        unanchored = self._sealer.seq - self._last_checkpoint_seq
+        if self._checkpoint_records > 0 and unanchored >= self._checkpoint_records:
+            return True
+        return self._checkpoint_seconds > 0 and (
+            now - self._last_checkpoint_at >= self._checkpoint_seconds
+        )
+
+    def _take_batch(self) -> list[tuple[AuditRecord, asyncio.Future[None] | None]]:
+        batch = self._pending[: self._max_batch]
+        del self._pending[: self._max_batch]
+        self._space.set()
+        return batch
+
+    async def _flush_batch(self) -> None:
+        """Seal and persist pending batches, sealing the next while the last is written.
+
+        Commits stay strictly sequential (batch N+1 is handed to the store only after
+        batch N is committed or spooled); only the CPU work of sealing overlaps the
+        database's work.
+        """
+        prepared = self._prepare()
+        while True:
+            writing = asyncio.create_task(self._persist(prepared))
+            await asyncio.sleep(0)  # let the write reach the driver before sealing more
+            upcoming = self._prepare() if self._next_batch_ready() else None
+            await writing
+            if upcoming is None:
+                return
+            prepared = upcoming
+
+    def _next_batch_ready(self) -> bool:
+        if not self._pending:
+            return False
+        return (
+            self.durability == "strict"
+            or self._closing
+            or bool(self._flush_waiters)
+            or len(self._pending) >= self._max_batch
+        )
+
+    def _prepare(self) -> _Prepared:
+        batch = self._take_batch()
+        sealed = [self._sealer.seal(record) for record, _ in batch]
+        futures = [future for _, future in batch if future is not None]
+        now = time.monotonic()
+        checkpoint = None
+        if self._checkpoint_due(now):
+            checkpoint = Checkpoint.create(self._keys, self.chain, sealed[-1].seq, sealed[-1].hash)
+            # Counted from now, so a batch sealed while this one is written does not
+            # carry a second checkpoint; if the commit fails, the next one comes later.
+            self._last_checkpoint_seq = checkpoint.seq
+            self._last_checkpoint_at = now
+        return _Prepared(sealed, futures, checkpoint)
+
+    async def _persist(self, prepared: _Prepared) -> None:
+        sealed, checkpoint = prepared.sealed, prepared.checkpoint
+        error: BaseException | None = None
+        if not self._spooling and await self._commit(sealed, checkpoint):
+            self.stats.committed += len(sealed)
+            if checkpoint is not None:
+                self.stats.checkpoints += 1
+        else:
+            error = await self._spool_rows(sealed)
+        self.stats.batches += 1
+        for future in prepared.futures:
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+        self._done += len(sealed)
+        self._release_flush_waiters()
+
+    async def _commit(self, sealed: list[ChainedRecord], checkpoint: Checkpoint | None) -> bool:
+        try:
+            await asyncio.wait_for(self._store.append(sealed, checkpoint), self._sink_timeout)
+        except Exception as exc:  # any failure: the records go to the spool, nothing is lost
+            self._sink_down(exc)
+            return False
+        return True
+
+    async def _spool_rows(self, sealed: list[ChainedRecord]) -> BaseException | None:
+        """Spool rows; returns the error to hand to strict waiters, if any."""
+        try:
+            await self._spool.append(sealed, sync=self.durability == "strict")
+        except OSError as exc:
+            self.stats.lost += len(sealed)
+            _LOG.critical(
+                "audit: store down and spool %s unwritable (%s): %d records lost",
+                self._spool.path,
+                exc,
+                len(sealed),
+            )
+            return AuditUnavailableError(f"audit store and spool unavailable: {exc}")
+        self.stats.spooled += len(sealed)
+        if self.on_sink_error == "deny":
+            return AuditUnavailableError("audit store unavailable; record spooled locally")
+        return None
+
+    def _release_flush_waiters(self) -> None:
+        if not self._flush_waiters:
+            return
+        remaining = []
+        for target, future in self._flush_waiters:
+            if target <= self._done:
+                if not future.done():
+                    future.set_result(None)
+            else:
+                remaining.append((target, future))
+        self._flush_waiters = remaining
+
+    def _mark_checkpoint(self, seq: int, now: float) -> None:
+        self._last_checkpoint_seq = seq
+        self._last_checkpoint_at = now
+        self.stats.checkpoints += 1
+
+    async def _checkpoint_alone(self) -> None:
+        now = time.monotonic()
+        seq, digest = self._sealer.seq, self._sealer.prev_hash
+        checkpoint = Checkpoint.create(self._keys, self.chain, seq, digest)
+        try:
+            await asyncio.wait_for(self._store.add_checkpoint(checkpoint), self._sink_timeout)
+        except Exception as exc:
+            _LOG.warning("audit: checkpoint at seq %d not written: %s", seq, exc)
+            self._last_checkpoint_at = now  # try again one period later, not in a loop
+            return
+        self._mark_checkpoint(seq, now)
+
+    def _sink_down(self, exc: BaseException) -> None:
+        if not self._spooling:
+            _LOG.error("audit store failed (%s); spooling to %s", exc, self._spool.path)
+        self.stats.sink_failures += 1
+        self._spooling = True
+        self._retry_delay = self._retry_interval
+        self._next_retry = time.monotonic() + self._retry_delay
+
+    async def _replay_step(self) -> None:
+        """Replay one batch from the spool; switch back to the store when it is empty."""
+        try:
+            await asyncio.wait_for(self._store.connect(), self._sink_timeout)
+            rows, offset = await self._spool.read(self._max_batch)
+            if rows:
+                await asyncio.wait_for(self._store.append_replayed(rows), self._sink_timeout)
+                self.stats.replayed += len(rows)
+            await self._spool.advance(offset)
+            if await self._spool.at_end(offset):
+                await self._spool.remove()
+                self._spooling = False
+                self._retry_delay = self._retry_interval
+                _LOG.warning("audit store is back; spool replayed")
+            else:
+                self._next_retry = time.monotonic()
+        except ChainConflictError as exc:
+            _LOG.critical("audit spool replay stopped: %s", exc)
+            self._retry_delay = self._max_retry_interval
+            self._next_retry = time.monotonic() + self._retry_delay
+        except Exception as exc:
+            _LOG.debug("audit store still unavailable: %s", exc)
+            self._retry_delay = min(self._retry_delay * 2, self._max_retry_interval)
+            self._next_retry = time.monotonic() + self._retry_delay
+
+    async def _shutdown(self) -> None:
+        """Last chance on close: replay what the spool holds, then anchor the tail."""
+        attempts = 0
+        while self._spooling and attempts < 3:
+            before = self.stats.replayed
+            self._next_retry = 0.0
+            await self._replay_step()
+            attempts = 0 if self.stats.replayed > before else attempts + 1
+        if self._spooling:
+            _LOG.warning(
+                "audit: closing with %d bytes in spool %s; they are replayed on the next start",
+                self._spool.pending_bytes(),
+                self._spool.path,
+            )
+        elif self._sealer.seq > self._last_checkpoint_seq:
+            await self._checkpoint_alone()

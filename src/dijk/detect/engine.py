@@ -1,0 +1,396 @@
+"""The detector: request parts in, verdict out.
+
+A :class:`Detector` is built once per configuration (paranoia level, threshold,
+exclusions): the Hyperscan database is compiled then, never per request. ``inspect`` is
+pure and reentrant: per-request state lives on the stack, Hyperscan scratch space is per
+thread, and libinjection keeps its state in the caller's buffers.
+
+Per request:
+1. the request is flattened into leaves (``leaves.py``, ``xml_body.py``, ``graphql_body.py``);
+2. all leaves are scanned in one Hyperscan pass; the same pass tells which leaves carry
+   an encoding worth undoing and which need libinjection or URL parsing;
+3. the decoded variants of those leaves are scanned in a second pass;
+4. libinjection and the SSRF URL parser run on the values the gates selected;
+5. findings above the paranoia level or excluded by field are dropped, and the anomaly
+   score (one severity per rule id) is compared with the threshold.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+
+from dijk.detect import libinjection_native
+from dijk.detect.findings import (
+    SNIPPET_MAX,
+    Exclusion,
+    Finding,
+    GraphQLLimits,
+    JsonValue,
+    RequestParts,
+    Verdict,
+)
+from dijk.detect.graphql_body import add_graphql_request
+from dijk.detect.leaves import (
+    Collector,
+    Leaf,
+    add_headers,
+    add_multipart,
+    add_pairs,
+    add_path,
+    is_graphql_request,
+    media_type,
+    parse_form,
+    walk_json,
+)
+from dijk.detect.normalise import decode_utf8_lenient, variants
+from dijk.detect.patterns import PatternSet
+from dijk.detect.rules import (
+    RULES,
+    RULES_BY_ID,
+    STRONG_SQLI_TOKENS,
+    WEAK_SQLI_FINGERPRINTS,
+    Rule,
+)
+from dijk.detect.ssrf import find_url_issues
+from dijk.detect.xml_body import add_xml
+
+# Pattern ids above the rule indices: gates that select values for further work.
+_GATE_DECODE = 100_000
+_GATE_SQLI = 100_001
+_GATE_XSS = 100_002
+_GATE_URL = 100_003
+
+_GATES: tuple[tuple[int, str], ...] = (
+    (
+        _GATE_DECODE,
+        r"%[0-9a-f]{2}|%u[0-9a-f]{4}|\\([xu][0-9a-f{]|[nrt0'\"])|&[#a-z]|[\x80-\xff]|/\*|\$\{|"
+        r"[\t\n\r\x0b\x0c]|{B}\s*[a-z0-9+/_-]{12,}=*\s*{E}|{B}\s*(bearer\s+)?eyj",
+    ),
+    (
+        _GATE_SQLI,
+        r"{B}[^'\"`;#()=\x00]*['\"`;#()=]|--|\b(union|select|xor|having|order\s+by|group\s+by|"
+        r"sleep|benchmark|waitfor|exec|execute|declare|insert|update|delete|drop|procedure)\b",
+    ),
+    (_GATE_XSS, r"{B}[^<>\"'`=\x00]*[<>\"'`=]|script\s*:"),
+    (_GATE_URL, r"://"),
+)
+
+_STRONG_SQLI_MIN = 3
+_JSON_TYPES = ("application/json", "text/json")
+_XML_TYPES = ("application/xml", "text/xml", "application/soap+xml")
+_BINARY_PREFIXES = ("image/", "audio/", "video/", "font/")
+_BINARY_TYPES = frozenset(
+    {
+        "application/octet-stream",
+        "application/pdf",
+        "application/zip",
+        "application/gzip",
+        "application/x-tar",
+        "application/protobuf",
+        "application/x-protobuf",
+        "application/grpc",
+    }
+)
+
+
+@lru_cache(maxsize=1)
+def compiled_patterns() -> PatternSet:
+    """The Hyperscan database of all pattern rules and gates (compiled once per process;
+    it does not depend on the configuration, which only filters the results)."""
+    patterns = [(index, rule.pattern) for index, rule in enumerate(RULES) if rule.pattern]
+    return PatternSet([*patterns, *_GATES])
+
+
+class Detector:
+    """Attack detection for one configuration; build once, call :meth:`inspect` per request."""
+
+    def __init__(
+        self,
+        paranoia: int = 1,
+        threshold: int = 5,
+        exclusions: Sequence[Exclusion] = (),
+        *,
+        graphql_limits: GraphQLLimits | None = None,
+    ) -> None:
+        if not 1 <= paranoia <= 4:
+            raise ValueError(f"paranoia must be between 1 and 4, not {paranoia}")
+        if threshold < 1:
+            raise ValueError(f"threshold must be at least 1, not {threshold}")
+        self.paranoia = paranoia
+        self.threshold = threshold
+        self.exclusions = tuple(exclusions)
+        self.graphql_limits = graphql_limits or GraphQLLimits()
+        self._patterns = compiled_patterns()
+        self._active = frozenset(rule.rule_id for rule in RULES if rule.paranoia <= paranoia)
+        self._exclusion_index: dict[str, list[Exclusion]] = {}
+        for exclusion in self.exclusions:
+            self._exclusion_index.setdefault(exclusion.field, []).append(exclusion)
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        """The rules active at this paranoia level."""
+        return tuple(rule for rule in RULES if rule.rule_id in self._active)
+
+    def inspect(self, request: RequestParts) -> Verdict:
+        """Inspect one request. Pure: the verdict depends on the request alone."""
+        collector = Collector()
+        self._collect(request, collector)
+        return self._evaluate(collector)
+
+    def inspect_values(self, values: Iterable[tuple[str, str, str]]) -> Verdict:
+        """Inspect already-extracted (location, field path, value) leaves."""
+        collector = Collector()
+        for location, field_path, value in values:
+            collector.add(location, field_path, value)
+        return self._evaluate(collector)
+
+    # -- where to look ------------------------------------------------------------------
+
+    def _collect(self, request: RequestParts, collector: Collector) -> None:
+        add_path(collector, request.path)
+        graphql = is_graphql_request(request)
+        query = request.query
+        if graphql:
+            query = tuple(pair for pair in query if pair[0] not in ("query", "variables"))
+        add_pairs(collector, query, "query")
+        add_headers(collector, request.headers)
+        body, has_body = self._json_body(request, collector)
+        if graphql and add_graphql_request(collector, request, body, has_body, self.graphql_limits):
+            return
+        if graphql and not has_body and not request.body:
+            add_graphql_request(collector, request, None, False, self.graphql_limits)
+            return
+        if has_body:
+            walk_json(collector, body, "json")
+            return
+        if not request.body:
+            return
+        kind = media_type(request.content_type)
+        if kind == "application/x-www-form-urlencoded":
+            add_pairs(collector, parse_form(request.body), "form")
+        elif kind.startswith("multipart/"):
+            add_multipart(collector, request.body, request.content_type)
+        elif kind in _XML_TYPES or kind.endswith("+xml"):
+            add_xml(collector, request.body)
+        elif kind.startswith(_BINARY_PREFIXES) or kind in _BINARY_TYPES:
+            return
+        else:
+            text = decode_utf8_lenient(request.body)
+            collector.add("body", "(body)", text)
+            stripped = text.lstrip()
+            if not kind and "=" in text and not stripped.startswith("<"):
+                add_pairs(collector, parse_form(request.body), "form")
+            elif stripped.startswith("<"):
+                add_xml(collector, request.body, "body")
+
+    def _json_body(self, request: RequestParts, collector: Collector) -> tuple[JsonValue, bool]:
+        if request.has_json_body:
+            return request.json_body, True
+        kind = media_type(request.content_type)
+        looks_json = kind in _JSON_TYPES or kind.endswith("+json")
+        if not looks_json and not kind and request.body.lstrip()[:1] in (b"{", b"["):
+            looks_json = True
+        if not looks_json or not request.body:
+            return None, False
+        try:
+            parsed: JsonValue = json.loads(request.body)
+        except RecursionError:
+            collector.hit("limits-too-deep", "json", "$", "")
+            collector.add("body", "(body)", decode_utf8_lenient(request.body))
+            return None, False
+        except ValueError:
+            collector.add("body", "(body)", decode_utf8_lenient(request.body))
+            return None, False
+        return parsed, True
+
+    # -- matching ---------------------------------------------------------------------
+
+    def _evaluate(self, collector: Collector) -> Verdict:
+        values = collector.values
+        # Segment i < len(values) is leaf i as sent; decoded variants are appended after.
+        texts = [value.replace("\x00", "") if "\x00" in value else value for value in values]
+        owners = list(range(len(values)))
+        transforms = [
+            "none" if text is value else "nul" for text, value in zip(texts, values, strict=True)
+        ]
+        matches = self._patterns.scan_with_offsets(texts)
+        decode = sorted({segment for pattern, segment, _ in matches if pattern == _GATE_DECODE})
+        if decode:
+            offset = len(texts)
+            extra_texts: list[str] = []
+            for index in decode:
+                for transform, text in variants(values[index])[1:]:
+                    extra_texts.append(text)
+                    owners.append(index)
+                    transforms.append(transform)
+            if extra_texts:
+                more = self._patterns.scan_with_offsets(extra_texts)
+                matches.extend((pattern, segment + offset, end) for pattern, segment, end in more)
+                texts.extend(extra_texts)
+        found: dict[tuple[str, str, str], Finding] = {}
+        for pattern, segment, end in matches:
+            if pattern == _GATE_DECODE:
+                continue
+            leaf = collector.leaf(owners[segment])
+            if pattern > _GATE_DECODE:
+                self._gate(pattern, transforms[segment], texts[segment], leaf, found)
+            else:
+                self._record(RULES[pattern], leaf, transforms[segment], texts[segment], end, found)
+        for hit in collector.hits:
+            rule = RULES_BY_ID[hit.rule_id]
+            leaf = Leaf(hit.location, hit.field, hit.evidence)
+            self._record(rule, leaf, hit.transform, hit.evidence, len(hit.evidence), found)
+        return self._verdict(found)
+
+    def _gate(
+        self,
+        gate: int,
+        transform: str,
+        text: str,
+        leaf: Leaf,
+        found: dict[tuple[str, str, str], Finding],
+    ) -> None:
+        if gate == _GATE_SQLI:
+            fingerprint = libinjection_native.sqli_fingerprint(text.encode("utf-8", "replace"))
+            if fingerprint is not None:
+                weak = (
+                    fingerprint.lower() in WEAK_SQLI_FINGERPRINTS
+                    or len(fingerprint) < _STRONG_SQLI_MIN
+                    or STRONG_SQLI_TOKENS.isdisjoint(fingerprint)
+                )
+                rule_id = "sqli-libinjection-weak" if weak else "sqli-libinjection"
+                self._record(RULES_BY_ID[rule_id], leaf, transform, text, None, found)
+        elif gate == _GATE_XSS:
+            if libinjection_native.is_xss(text.encode("utf-8", "replace")):
+                rule = RULES_BY_ID["xss-libinjection"]
+                self._record(rule, leaf, transform, text, None, found)
+        elif gate == _GATE_URL:
+            for issue in find_url_issues(text):
+                if issue.kind.startswith("scheme_"):
+                    rule_id = "ssrf-dangerous-scheme"
+                elif issue.kind == "obfuscated_ip":
+                    rule_id = "ssrf-obfuscated-ip"
+                elif issue.kind == "private":
+                    rule_id = "ssrf-private-host"
+                else:
+                    rule_id = "ssrf-internal-host"
+                self._record(RULES_BY_ID[rule_id], leaf, transform, issue.url, None, found)
+
+    def _record(
+        self,
+        rule: Rule,
+        leaf: Leaf,
+        transform: str,
+        text: str,
+        end: int | None,
+        found: dict[tuple[str, str, str], Finding],
+    ) -> None:
+        if rule.rule_id not in self._active:
+            return
+        if rule.locations is not None and leaf.location not in rule.locations:
+            return
+        key = (rule.rule_id, leaf.location, leaf.field)
+        if key in found or self._excluded(rule, leaf):
+            return
+        found[key] = Finding(
+            rule_id=rule.rule_id,
+            category=rule.category,
+            severity=rule.severity,
+            paranoia=rule.paranoia,
+            location=leaf.location,
+            field=leaf.field,
+            transform=transform,
+            snippet=make_snippet(text, end),
+        )
+
+    def _excluded(self, rule: Rule, leaf: Leaf) -> bool:
+        if not self._exclusion_index:
+            return False
+        candidates = self._exclusion_index.get(leaf.field, []) + self._exclusion_index.get(
+            wildcard_indices(leaf.field), []
+        )
+        base_location = leaf.location.removesuffix("_name")
+        return any(
+            (not exclusion.categories or rule.category in exclusion.categories)
+            and (exclusion.location is None or exclusion.location in (leaf.location, base_location))
+            for exclusion in candidates
+        )
+
+    def _verdict(self, found: dict[tuple[str, str, str], Finding]) -> Verdict:
+        return rescore(tuple(found.values()), self.paranoia, self.threshold)
+
+
+def rescore(findings: Sequence[Finding], paranoia: int, threshold: int) -> Verdict:
+    """The verdict for ``findings`` at a paranoia level and threshold.
+
+    Each rule counts once per request (its highest severity), so one noisy rule firing on
+    many fields cannot add up to a block on its own. Findings from rules above
+    ``paranoia`` are dropped: a detector run at paranoia 4 can thus report what lower
+    levels would have decided (as CRS's "executing paranoia level" does).
+    """
+    kept = tuple(finding for finding in findings if finding.paranoia <= paranoia)
+    per_rule: dict[str, int] = {}
+    for finding in kept:
+        per_rule[finding.rule_id] = max(per_rule.get(finding.rule_id, 0), finding.severity)
+    score = sum(per_rule.values())
+    return Verdict(
+        findings=kept,
+        score=score,
+        blocked=score >= threshold,
+        categories=frozenset(finding.category for finding in kept),
+    )
+
+
+def wildcard_indices(field_path: str) -> str:
+    """``$.items[3].name`` -> ``$.items[*].name`` (linear, no regex)."""
+    if "[" not in field_path:
+        return field_path
+    pieces: list[str] = []
+    position = 0
+    while True:
+        open_at = field_path.find("[", position)
+        if open_at < 0:
+            pieces.append(field_path[position:])
+            break
+        close_at = field_path.find("]", open_at)
+        if close_at < 0:
+            pieces.append(field_path[position:])
+            break
+        inside = field_path[open_at + 1 : close_at]
+        pieces.append(field_path[position:open_at])
+        pieces.append("[*]" if inside.isdigit() else field_path[open_at : close_at + 1])
+        position = close_at + 1
+    return "".join(pieces)
+
+
+def escape_for_log(text: str) -> str:
+    """Printable ASCII stays; everything else (quotes and backslash too) is escaped."""
+    out: list[str] = []
+    for char in text:
+        code = ord(char)
+        if 0x20 <= code < 0x7F and char not in "\\\"'<>":
+            out.append(char)
+        elif code < 0x100:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "".join(out)
+
+
+def make_snippet(text: str, end: int | None) -> str:
+    """A short, escaped, truncated excerpt around the end of a match (at most 64 chars)."""
+    if end is None:
+        window = text[:48]
+    else:
+        encoded = text.encode("utf-8", "replace")
+        end = max(0, min(end, len(encoded)))
+        start = max(0, end - 40)
+        window = encoded[start : end + 8].decode("utf-8", "replace")
+    escaped = escape_for_log(window)
+    if len(escaped) > SNIPPET_MAX:
+        escaped = escaped[: SNIPPET_MAX - 3] + "..."
+    return escaped

@@ -1,0 +1,89 @@
+"""XML bodies: XXE is refused by the parser itself, values become leaves.
+
+The body is parsed with defusedxml, which refuses DOCTYPEs, entity declarations and
+external references instead of processing them. A DOCTYPE is a finding on its own: an
+API has no use for one, and every XXE and entity-expansion attack needs one.
+"""
+
+from __future__ import annotations
+
+from xml.etree.ElementTree import Element, ParseError
+
+import defusedxml
+import defusedxml.ElementTree as SafeElementTree
+
+from dijk.detect.leaves import Collector
+from dijk.detect.normalise import decode_utf8_lenient
+
+MAX_XML_DEPTH = 256
+
+
+def _local_name(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1] if tag.startswith("{") else tag
+
+
+# Encodings a gateway-side filter may not decode but some XML parsers do.
+_EVASIVE_ENCODINGS = ("utf-7", "utf7", "utf-32", "ucs-4", "ebcdic", "cp037", "ibm037", "cp500")
+
+
+def _declared_encoding(body: bytes) -> str:
+    head = body[:200].decode("latin-1").lower()
+    if not head.lstrip().startswith("<?xml"):
+        return ""
+    marker = head.find("encoding")
+    if marker < 0:
+        return ""
+    rest = head[marker + 8 :].lstrip(" =\t")
+    quote = rest[:1]
+    return rest[1:].split(quote, 1)[0].strip() if quote in ("'", '"') else ""
+
+
+def add_xml(collector: Collector, body: bytes, location: str = "xml") -> None:
+    """Parse an XML body safely; record XXE findings and every text and attribute value."""
+    encoding = _declared_encoding(body)
+    if encoding.startswith(_EVASIVE_ENCODINGS):
+        collector.hit("xxe-unusual-encoding", location, "/", encoding)
+        try:
+            decoded = body.decode("utf-7") if encoding.startswith("utf") else ""
+        except UnicodeDecodeError:
+            decoded = ""
+        collector.add(location, "(document)", decoded or decode_utf8_lenient(body))
+        return
+    try:
+        root = SafeElementTree.fromstring(
+            body, forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
+    except defusedxml.DefusedXmlException as error:
+        rule = "xxe-doctype" if isinstance(error, defusedxml.DTDForbidden) else "xxe-entity"
+        collector.hit(rule, location, "/", type(error).__name__)
+        # Keep inspecting the raw text so that the declarations' content is reported too.
+        collector.add(location, "(document)", decode_utf8_lenient(body))
+        return
+    except (ParseError, ValueError, UnicodeError):
+        collector.hit("xxe-malformed", location, "/", "")
+        collector.add(location, "(document)", decode_utf8_lenient(body))
+        return
+    _walk(collector, root, location)
+
+
+def _walk(collector: Collector, root: Element, location: str) -> None:
+    stack: list[tuple[Element, str, int]] = [(root, "/" + _local_name(root.tag), 0)]
+    while stack:
+        element, path, depth = stack.pop()
+        name = _local_name(element.tag)
+        if not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            collector.add(location + "_name", path, name)
+        for attribute, value in element.attrib.items():
+            attribute_path = f"{path}/@{_local_name(attribute)}"
+            collector.add(location, attribute_path, value)
+        if element.text and element.text.strip():
+            collector.add(location, path, element.text)
+        if element.tail and element.tail.strip():
+            collector.add(location, path + "/following-text()", element.tail)
+        if depth >= MAX_XML_DEPTH:
+            collector.hit("limits-too-deep", location, path, "")
+            continue
+        children = list(element)
+        for index in range(len(children) - 1, -1, -1):
+            child = children[index]
+            stack.append((child, f"{path}/{_local_name(child.tag)}", depth + 1))

@@ -1,0 +1,156 @@
+"""The audit record model and its canonical encoding (the bytes the chain hashes)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from dijk.audit.chain import ZERO_HASH, ChainSealer, record_hash
+from dijk.audit.record import (
+    AuditRecord,
+    Finding,
+    canonical_bytes,
+    datetime_from_us,
+    datetime_to_us,
+    pseudonymise,
+    sanitise_record,
+)
+
+GOLDEN_CANONICAL = (
+    b'{"auth_method":"api_key","bytes_in":42,"bytes_out":120,"chain":"default",'
+    b'"client_ip":"5723e9f8","consumer":"mobile-app","credential_id":"c0ffee","decision":"deny",'
+    b'"findings":[{"field":"$.name","rule_id":"942100"}],"gateway_latency_us":1500,'
+    b'"method":"POST","path_template":"/api/v1/accounts/{id}","pii_categories":["email","iban"],'
+    b'"reason":"waf.sqli","request_id":"req-1","route":"accounts","status":403,'
+    b'"time_us":1738324800123456,"upstream_latency_us":null,"v":1}'
+)
+GOLDEN_HASH = "2b5dd2f0fb4edfe685ae29b13f30cca87da410c0531814355230fb539f0c1c2d"
+
+
+def golden_record() -> AuditRecord:
+    return AuditRecord(
+        time=datetime(2025, 1, 31, 12, 0, 0, 123456, tzinfo=UTC),
+        request_id="req-1",
+        method="POST",
+        status=403,
+        decision="deny",
+        route="accounts",
+        path_template="/api/v1/accounts/{id}",
+        reason="waf.sqli",
+        consumer="mobile-app",
+        auth_method="api_key",
+        credential_id="c0ffee",
+        client_ip="5723e9f8",
+        findings=(Finding("942100", "$.name"),),
+        gateway_latency_us=1500,
+        bytes_in=42,
+        bytes_out=120,
+        pii_categories=("email", "iban"),
+    )
+
+
+def test_canonical_encoding_is_pinned_byte_for_byte() -> None:
+    assert canonical_bytes(golden_record(), "default") == GOLDEN_CANONICAL
+
+
+def test_chain_hash_is_hmac_sha256_of_previous_hash_and_canonical_bytes() -> None:
+    key = b"k" * 32
+    expected = hmac.new(key, ZERO_HASH + GOLDEN_CANONICAL, hashlib.sha256).hexdigest()
+    assert expected == GOLDEN_HASH
+    assert record_hash(key, ZERO_HASH, golden_record(), "default").hex() == GOLDEN_HASH
+    sealed = ChainSealer(key, "default").seal(golden_record())
+    assert (sealed.seq, sealed.hash.hex()) == (1, GOLDEN_HASH)
+
+
+def test_canonical_encoding_does_not_depend_on_the_time_zone_given() -> None:
+    amsterdam = timezone(timedelta(hours=1))
+    local = golden_record().time.astimezone(amsterdam)
+    record = AuditRecord(time=local, request_id="req-1", method="POST", status=403, decision="deny")
+    utc = AuditRecord(
+        time=golden_record().time, request_id="req-1", method="POST", status=403, decision="deny"
+    )
+    assert canonical_bytes(record, "c") == canonical_bytes(utc, "c")
+
+
+def test_the_chain_name_is_part_of_the_hashed_bytes() -> None:
+    assert canonical_bytes(golden_record(), "a") != canonical_bytes(golden_record(), "b")
+
+
+def test_microsecond_conversion_is_exact() -> None:
+    moment = datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC)
+    assert datetime_from_us(datetime_to_us(moment)) == moment
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"decision": "maybe"}, "decision"),
+        ({"status": 1000}, "status"),
+        ({"bytes_in": -1}, "bytes_in"),
+        ({"upstream_latency_us": -5}, "upstream_latency_us"),
+        ({"time": datetime(2025, 1, 1)}, "timezone"),  # naive on purpose
+    ],
+)
+def test_invalid_records_are_rejected(changes: dict[str, object], message: str) -> None:
+    values: dict[str, object] = {
+        "time": datetime.now(UTC),
+        "request_id": "r",
+        "method": "GET",
+        "status": 200,
+        "decision": "allow",
+    }
+    values.update(changes)
+    with pytest.raises(ValueError, match=message):
+        AuditRecord(**values)  # type: ignore[arg-type]
+
+
+def test_lists_are_stored_as_tuples_so_records_stay_immutable() -> None:
+    record = AuditRecord(
+        time=datetime.now(UTC),
+        request_id="r",
+        method="GET",
+        status=200,
+        decision="allow",
+        findings=[Finding("1", "a")],  # type: ignore[arg-type]
+        pii_categories=["email"],  # type: ignore[arg-type]
+    )
+    assert record.findings == (Finding("1", "a"),)
+    assert record.pii_categories == ("email",)
+
+
+def test_nul_and_lone_surrogates_are_replaced_before_hashing() -> None:
+    record = AuditRecord(
+        time=datetime.now(UTC),
+        request_id="bad\x00id",
+        method="GET",
+        status=200,
+        decision="allow",
+        path_template="/x\ud800",
+        findings=(Finding("r\x00", "f"),),
+    )
+    sealer = ChainSealer(b"k" * 32, "c")
+    sealed = sealer.seal(record)
+    assert sealed.record.request_id == "bad\ufffdid"
+    assert sealed.record.path_template == "/x\ufffd"
+    assert sealed.record.findings == (Finding("r\ufffd", "f"),)
+    assert sanitise_record(sealed.record) == sealed.record
+
+
+def test_pseudonyms_are_stable_keyed_and_do_not_contain_the_value() -> None:
+    first = pseudonymise(b"a" * 32, "192.0.2.7")
+    assert first == pseudonymise(b"a" * 32, "192.0.2.7")
+    assert first != pseudonymise(b"b" * 32, "192.0.2.7")
+    assert "192" not in first
+    assert len(first) == 32
+
+
+@pytest.mark.parametrize("key_length", [0, 1, 32, 64, 65, 200])
+def test_the_chain_mac_is_standard_hmac_sha256(key_length: int) -> None:
+    from dijk.audit.chain import _Mac
+
+    key = bytes(range(256))[:key_length]
+    message = b"prev" * 8 + GOLDEN_CANONICAL
+    assert _Mac(key).digest(message) == hmac.digest(key, message, "sha256")
