@@ -14,7 +14,9 @@ What the normaliser does, in order:
    (``%2f`` becomes ``%2F``, RFC 3986 §6.2.2.1). Malformed escapes are rejected. Encoded
    control characters (``%00``-``%1F``, ``%7F``) are rejected. Encoded ``/`` and ``\\``
    (``%2F``, ``%5C``) are rejected unless ``allow_encoded_slash`` is set, and then they are
-   kept encoded: never decoded into a separator.
+   kept encoded: never decoded into a separator. ``%C0`` and ``%C1`` are rejected: they
+   only ever start an overlong UTF-8 sequence (``%C0%AE`` is a disguised ``.`` to some
+   decoders).
 
    Decoding happens once. ``%2e`` is an encoded ``.`` and takes part in dot-segment
    removal, but ``%252e`` is an encoded ``%`` followed by the literal text ``2e``: it
@@ -72,6 +74,7 @@ _FORBIDDEN_CHARACTER: Final = re.compile(r"[^\x21\x22\x24-\x5b\x5d-\x7e]")
 # path after dot-segment removal, where hex is uppercase and real dot segments are gone.
 _DISGUISED_DOT_SEGMENT: Final = re.compile(r"(?:/|%2F|%5C)\.\.?(?=$|/|;|%3B|%2F|%5C)")
 
+_REFUSED_BYTES: Final = frozenset([*range(0x20), 0x7F, 0xC0, 0xC1])
 _UNRESERVED: Final = frozenset(string.ascii_letters + string.digits + "-._~")
 _ENCODED_SEPARATORS: Final = frozenset({"%2F", "%5C"})
 
@@ -80,14 +83,15 @@ def _build_escape_table() -> Mapping[str, str]:
     """Map every acceptable two-digit hex pair (any case) to its canonical form.
 
     Unreserved characters map to themselves decoded; everything else maps to its escape
-    with uppercase hex. Control characters are absent, so a lookup miss means "reject".
+    with uppercase hex. Control characters and the overlong-UTF-8 lead bytes 0xC0 and
+    0xC1 are absent, so a lookup miss means "reject".
     """
     table: dict[str, str] = {}
     hex_digits = "0123456789abcdefABCDEF"
     for high in hex_digits:
         for low in hex_digits:
             value = int(high + low, 16)
-            if value < 0x20 or value == 0x7F:
+            if value in _REFUSED_BYTES:
                 continue
             character = chr(value)
             if character in _UNRESERVED:
@@ -175,9 +179,11 @@ def _decode_unreserved(path: str, *, allow_encoded_slash: bool) -> str:
 
 
 def _bad_escape_message(pair: str) -> str:
-    if len(pair) == 2 and all(character in string.hexdigits for character in pair):
-        return "path contains an encoded control character"
-    return "path contains a malformed percent-escape"
+    if len(pair) < 2 or not all(character in string.hexdigits for character in pair):
+        return "path contains a malformed percent-escape"
+    if int(pair, 16) in (0xC0, 0xC1):
+        return "path contains an overlong UTF-8 sequence"
+    return "path contains an encoded control character"
 
 
 def _remove_dot_segments(path: str, *, merge_slashes: bool) -> str:
