@@ -34,10 +34,10 @@ lint: $(STAMP)
 	$(BIN)/mypy --strict src
 
 bench: $(STAMP)
-	$(BIN)/python bench/proxy.py
+	$(BIN)/python -m bench.proxy
 
 bench-detection: $(STAMP)
-	$(BIN)/python bench/detection.py
+	$(BIN)/python -m bench.detection
 
 clean:
 	rm -rf $(VENV) .dijk .mypy_cache .ruff_cache .pytest_cache

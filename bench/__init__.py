@@ -1,0 +1,1 @@
+"""Benchmarks: throughput and detection quality, side by side with peers (see README.md)."""
