@@ -30,7 +30,7 @@ async def _redis_available() -> bool:
 async def storage(request: pytest.FixtureRequest) -> AsyncIterator[Storage]:
     if request.param == "redis":
         require_service(await _redis_available(), f"Redis is not reachable at {REDIS_URL}")
-        backend = open_storage(REDIS_URL)
+        backend = open_storage(REDIS_URL, timeout_s=2.0)  # atomicity, not latency, is tested
     else:
         backend = open_storage("memory://")
     yield backend
