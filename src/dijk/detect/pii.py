@@ -36,7 +36,8 @@ OpenAPI contract and field specs), digits other than ASCII `0-9`, and characters
 limit, so nothing a default gateway accepts goes unscanned).
 
 Cost: linear in the size of the input (see `pii_text`); the checks that call
-phonenumbers and python-stdnum are budgeted per document (see `ValidationBudget`).
+phonenumbers and python-stdnum are budgeted per document (see `ValidationBudget`). Short
+values already seen are answered from a bounded in-memory memo (`_MEMO_SIZE` entries).
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ DEFAULT_MAX_TEXT_CHARS = 1_048_576
 # int is itself slow): they are not scanned.
 _MAX_INT_DIGITS = 24
 _NO_CONTEXT = CategoryFlags()
+_KEY_INFO_SIZE = 4096
+_MEMO_CHARS = 128
+_MEMO_SIZE = 16_384
 
 
 class PiiDetector:
@@ -68,7 +72,7 @@ class PiiDetector:
     Raises ValueError for an unknown region or category: configuration errors.
     """
 
-    __slots__ = ("_max_text_chars", "_settings")
+    __slots__ = ("_key_info", "_max_text_chars", "_memo", "_settings")
 
     def __init__(
         self,
@@ -86,6 +90,26 @@ class PiiDetector:
             raise ValueError("max_text_chars must be positive")
         self._settings: TextSettings = settings_for_region(region, enabled)
         self._max_text_chars = max_text_chars
+        # Field names -> (context flags, could hold data). The same few keys come back in
+        # every document; the answer depends on the key alone, so it is kept (bounded).
+        self._key_info: dict[str, tuple[CategoryFlags, bool]] = {}
+        # Short values -> their findings. APIs return the same values again and again
+        # (a page of customers); scanning one costs tens of microseconds of Python, a
+        # look-up well under one. The result depends only on the text, the context and the
+        # settings, so the memo is exact; it is bounded and lives in process memory only
+        # (it holds values, like the request being served does, and is never written out).
+        self._memo: dict[tuple[str, CategoryFlags], list[tuple[Category, int, int]]] = {}
+
+    def forget(self) -> None:
+        """Drop what was remembered (values seen, field names, library validations), e.g.
+        to measure the cost of a document never seen before."""
+        from dijk.detect.pii_digits import phone_is_valid
+        from dijk.detect.pii_identifiers import iban_is_valid
+
+        self._memo.clear()
+        self._key_info.clear()
+        phone_is_valid.cache_clear()
+        iban_is_valid.cache_clear()
 
     @property
     def region(self) -> str:
@@ -119,8 +143,11 @@ class PiiDetector:
         """
         matches: list[PiiMatch] = []
         budget = ValidationBudget.initial()
-        # what a key says (context, and whether it could be data): once per distinct key
-        key_info: dict[str, tuple[CategoryFlags, bool]] = {}
+        # what a key says (context, and whether it could be data): once per distinct key,
+        # remembered across documents (see `_key_info`)
+        key_info = self._key_info
+        if len(key_info) > _KEY_INFO_SIZE:
+            key_info.clear()
         stack: list[tuple[Any, PathNode, CategoryFlags]] = [
             (value, PathNode.root(path), _NO_CONTEXT)
         ]
@@ -198,7 +225,20 @@ class PiiDetector:
         if len(text) > self._max_text_chars:
             text = text[: self._max_text_chars]
         budget.add_chars(len(text))
-        return scan_text(text, context, self._settings, budget)
+        if len(text) > _MEMO_CHARS:
+            return scan_text(text, context, self._settings, budget)
+        key = (text, context)
+        found = self._memo.get(key)
+        if found is not None:
+            return found
+        found = scan_text(text, context, self._settings, budget)
+        # Remembered only when every validation actually ran: with the budget spent, a
+        # candidate may have been accepted on the cheap checks alone (see ValidationBudget).
+        if budget.remaining > 0:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = found
+        return found
 
 
 def _worth_scanning_key(key: str) -> bool:

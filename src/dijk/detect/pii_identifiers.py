@@ -6,13 +6,14 @@ distance around itself, and the IBAN pattern is a fixed-width prefix and a run.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
 from stdnum import iban as stdnum_iban
 
 from dijk.detect.pii_digits import ValidationBudget, glued_after
-from dijk.detect.pii_model import Category
+from dijk.detect.pii_model import VALIDATION_CACHE_SIZE, Category
 
 __all__ = ["IBAN_LENGTHS", "IBAN_MIN_LENGTH", "PATTERNS", "scan_emails", "scan_ibans", "scan_ipv6"]
 
@@ -169,7 +170,14 @@ def _valid_iban(candidate: str, budget: ValidationBudget) -> bool:
         return False
     if number % 97 != 1:
         return False
-    return not budget.spend() or bool(stdnum_iban.is_valid(compact))
+    return not budget.spend() or iban_is_valid(compact)
+
+
+@functools.lru_cache(maxsize=VALIDATION_CACHE_SIZE)
+def iban_is_valid(compact: str) -> bool:
+    """python-stdnum's verdict (country, length, BBAN format), remembered like
+    `pii_digits.phone_is_valid`: exact, bounded, in process memory only."""
+    return bool(stdnum_iban.is_valid(compact))
 
 
 # --- IPv6 -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["PathNode", "format_key"]
+__all__ = ["PathNode", "format_key", "found", "resolve_path"]
 
 
 def format_key(key: str) -> str:
@@ -87,3 +87,60 @@ class PathNode:
         if template and self.key_label:
             return f"[<{self.key_label}>]"
         return format_key(self.segment)
+
+
+_MISSING = object()
+
+
+def resolve_path(document: object, path: str, root: str = "$") -> tuple[object, str | int | None]:
+    """The value at `path` in `document` and the last segment (a key or an index).
+
+    `path` is a `PiiMatch.path` built by `PathNode` from `root`. Returns `(_MISSING,
+    None)`, tested with :func:`found`, when the document has no such place. Linear in the
+    length of the path; nothing is compiled.
+    """
+    if not path.startswith(root):
+        return _MISSING, None
+    position = len(root)
+    current: object = document
+    last: str | int | None = None
+    decoder = json.JSONDecoder()
+    while position < len(path):
+        char = path[position]
+        if char == ".":
+            end = position + 1
+            while end < len(path) and path[end] not in ".[":
+                end += 1
+            key: str | int = path[position + 1 : end]
+            position = end
+        elif path.startswith('["', position):
+            try:
+                key, end = decoder.raw_decode(path, position + 1)
+            except json.JSONDecodeError:
+                return _MISSING, None
+            if not isinstance(key, str) or not path.startswith("]", end):
+                return _MISSING, None
+            position = end + 1
+        elif char == "[":
+            end = path.find("]", position)
+            if end < 0 or not path[position + 1 : end].isdigit():
+                return _MISSING, None
+            key = int(path[position + 1 : end])
+            position = end + 1
+        else:
+            return _MISSING, None
+        if isinstance(key, int):
+            if not isinstance(current, list | tuple) or key >= len(current):
+                return _MISSING, None
+            current = current[key]
+        else:
+            if not isinstance(current, dict) or key not in current:
+                return _MISSING, None
+            current = current[key]
+        last = key
+    return current, last
+
+
+def found(value: object) -> bool:
+    """Whether :func:`resolve_path` found its place."""
+    return value is not _MISSING
