@@ -1,12 +1,26 @@
-"""Detection-quality benchmark: true and false positive rates on public corpora.
+"""Detection-quality benchmark: Dijk beside ModSecurity v3 + OWASP CRS, same requests.
 
-Runs the shared corpora through ``dijk.detect`` and prints TPR (attacks blocked) and FPR
-(benign requests blocked) per source, category, placement and paranoia level, plus the
-median cost of inspecting a 1 KB JSON body. Writes everything as JSON to
-``bench/results/detection-latest.json``.
+Runs the shared corpora (CRS regression tests, gotestwaf, PayloadsAllTheThings placed into
+query strings, JSON bodies at several depths, headers and GraphQL variables, libinjection
+data, and benign text from real OpenAPI documents) through ``dijk.detect`` and, in the same
+run, replays the very same requests over HTTP to nginx with ModSecurity v3 and the OWASP
+Core Rule Set at paranoia levels 1 and 2 (anomaly scoring, blocking mode). Prints TPR
+(attacks blocked) and FPR (benign requests blocked) side by side per category and source,
+plus the median cost of inspecting a 1 KB JSON body (and what CRS adds per request), and
+writes everything as JSON to ``bench/results/detection-latest.json``.
 
-    .venv/bin/python bench/detection.py            # everything
-    .venv/bin/python bench/detection.py --quick    # every 7th payload of the big lists
+    make bench-detection                             # the default, bounded run
+    .venv/bin/python bench/detection.py --sample 200 # requests per source and category
+    .venv/bin/python bench/detection.py --full       # every request of every corpus
+    .venv/bin/python bench/detection.py --no-peer    # Dijk only (no nginx, no apt-get)
+
+The peer needs Debian's ``libnginx-mod-http-modsecurity`` (ModSecurity 3.0.9) and
+``modsecurity-crs`` (CRS 3.3.4) with nginx; the script installs them with apt-get when
+they are missing. nginx runs from a temporary directory on loopback ports, with the
+engine settings in ``bench/modsecurity/``; a request counts as blocked by CRS when the
+answer is 403. The replay adds what every client sends (``Host: localhost``, ``Accept``,
+a ``User-Agent``) where the request has none, so that CRS's protocol rules judge the
+payload, not a bare request.
 
 Corpora are read from ``../shared/corpora`` next to the repository (or ``DIJK_CORPORA``);
 see its README for sources and licences. Nothing from them is copied into the project.
@@ -14,24 +28,27 @@ see its README for sources and licences. Nothing from them is copied into the pr
 Samples are split deterministically (CRC32 of the payload) into a tuning part and a
 held-out part (one in five); rules were tuned looking at the tuning part only, and the
 held-out numbers are reported separately. The unit tests assert on the held-out part.
-
-Peer comparison: ModSecurity v3 + OWASP CRS at PL1/PL2 belongs in the ``peers`` hook
-(``run_peer``); until it is wired the ``crs_pl1``/``crs_pl2`` columns print ``n/a``.
+The default run takes a deterministic sample per source and category (the requests with
+the smallest CRC32), the same for Dijk and CRS.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
 import os
 import random
+import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -39,7 +56,18 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO))
 
+from bench._harness import (  # noqa: E402
+    Service,
+    ServiceGroup,
+    ensure_tool,
+    free_port,
+    machine_info,
+    sigterm_as_interrupt,
+    tool_version,
+    utc_timestamp,
+)
 from dijk.detect.engine import Detector, rescore  # noqa: E402
 from dijk.detect.findings import Finding, RequestParts  # noqa: E402
 
@@ -425,6 +453,45 @@ def _collect_text(
 # -- running ------------------------------------------------------------------------------
 
 
+# Benign sources that are plain API traffic (CRS's benign regression tests are not: they
+# only promise that one particular rule stays quiet).
+BENIGN_API_SOURCES = (
+    "gotestwaf-falsepos",
+    "libinjection-falsepos",
+    "openapi-examples",
+    "openapi-descriptions",
+)
+WEB_CATEGORIES = frozenset({"protocol", "java", "php", "scanner", "session_fixation", "generic"})
+
+
+def group_of(sample: Sample) -> str:
+    """``benign``; ``web`` for CRS's classic web-server families; ``api`` for the rest."""
+    if sample.expect == "benign":
+        return "benign"
+    return "web" if sample.category in WEB_CATEGORIES else "api"
+
+
+def select(
+    samples: list[Sample], per_stratum: int | None, benign_per_stratum: int | None = None
+) -> list[Sample]:
+    """A deterministic sample: per (source, category, expectation) the ``per_stratum``
+    requests (``benign_per_stratum`` for benign ones) with the smallest CRC32 of payload
+    and placement (all when None)."""
+    if per_stratum is None:
+        return samples
+    benign_limit = benign_per_stratum if benign_per_stratum is not None else per_stratum
+    strata: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
+    for index, sample in enumerate(samples):
+        key = zlib.crc32(f"{sample.placement}\x00{sample.payload}".encode("utf-8", "replace"))
+        strata.setdefault((sample.source, sample.category, sample.expect), []).append((key, index))
+    chosen: list[int] = []
+    for (_, _, expect), entries in strata.items():
+        entries.sort()
+        limit = benign_limit if expect == "benign" else per_stratum
+        chosen.extend(index for _, index in entries[:limit])
+    return [samples[index] for index in sorted(chosen)]
+
+
 def verdicts(detector: Detector, sample: Sample) -> tuple[dict[int, bool], tuple[Finding, ...]]:
     verdict = detector.inspect(sample.request)
     blocked = {
@@ -433,28 +500,313 @@ def verdicts(detector: Detector, sample: Sample) -> tuple[dict[int, bool], tuple
     return blocked, verdict.findings
 
 
-def run_peer(samples: list[Sample]) -> dict[str, dict[int, bool]] | None:
-    """Hook for the side-by-side column: ModSecurity v3 + OWASP CRS at PL1 and PL2.
+# -- the peer: ModSecurity v3 + OWASP CRS behind nginx -------------------------------------
 
-    Should return, per sample index (as a string), {1: blocked_at_pl1, 2: blocked_at_pl2}.
-    Not wired yet: returns None and the table prints n/a.
+MODSECURITY_MODULE = Path("/usr/lib/nginx/modules/ngx_http_modsecurity_module.so")
+CRS_RULES = Path("/usr/share/modsecurity-crs/rules")
+CRS_SETUP = Path("/etc/modsecurity/crs/crs-setup.conf")
+UNICODE_MAP = Path("/etc/nginx/unicode.mapping")
+TEMPLATES = REPO / "bench" / "modsecurity"
+PEER_LEVELS = (1, 2)
+PEER_PACKAGES = {
+    MODSECURITY_MODULE: "libnginx-mod-http-modsecurity",
+    CRS_RULES: "modsecurity-crs",
+}
+REPLAY_CONCURRENCY = 8
+REPLAY_TIMEOUT_S = 30.0
+CLIENT_HEADERS = (
+    ("accept", "application/json"),
+    ("user-agent", "PolderBankApp/2.3 (Android 14; dijk detection benchmark)"),
+)
+_HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def ensure_peer() -> str:
+    """nginx's path; installs nginx, the ModSecurity module and CRS with apt-get if missing."""
+    nginx = ensure_tool("nginx", "nginx")
+    missing = [package for path, package in PEER_PACKAGES.items() if not path.exists()]
+    if missing:
+        print(f"installing the peer: {' '.join(missing)}", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "RUNLEVEL": "1"}
+        install = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+        if subprocess.run(install, env=env, check=False).returncode != 0:
+            subprocess.run(["apt-get", "update"], env=env, check=True)
+            subprocess.run(install, env=env, check=True)
+    for path in PEER_PACKAGES:
+        if not path.exists():
+            raise SystemExit(f"the peer is not installed: {path} is missing")
+    return nginx
+
+
+def peer_versions() -> dict[str, str]:
+    """Package versions of the peer, from dpkg (what the table's CRS columns measured)."""
+    versions: dict[str, str] = {}
+    for package in ("libmodsecurity3", "modsecurity-crs", "libnginx-mod-http-modsecurity"):
+        done = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", package],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        versions[package] = done.stdout.strip() if done.returncode == 0 else "unknown"
+    return versions
+
+
+def peer_config(state: Path, level: int) -> Path:
+    """Write ModSecurity's engine settings and CRS at ``level``; the rules file to load."""
+    engine = (TEMPLATES / "modsecurity.conf").read_text(encoding="utf-8")
+    engine = engine.replace("@TMP@", str(state))
+    if UNICODE_MAP.exists():
+        engine = engine.replace("@UNICODE_MAP@", str(UNICODE_MAP))
+    else:
+        engine = "\n".join(line for line in engine.splitlines() if "@UNICODE_MAP@" not in line)
+    paranoia = (TEMPLATES / "crs-paranoia.conf").read_text(encoding="utf-8")
+    (state / "modsecurity.conf").write_text(engine, encoding="utf-8")
+    (state / "crs-paranoia.conf").write_text(paranoia.replace("@PL@", str(level)))
+    rules = state / "rules.conf"
+    rules.write_text(
+        f"Include {state / 'modsecurity.conf'}\n"
+        f"Include {CRS_SETUP}\n"
+        f"Include {state / 'crs-paranoia.conf'}\n"
+        f"Include {CRS_RULES}/*.conf\n",
+        encoding="utf-8",
+    )
+    return rules
+
+
+def nginx_config(state: Path, ports: dict[str, int], rules: Path) -> str:
+    """nginx with ModSecurity on ``ports['crs']``, without on ``ports['plain']``; both
+    proxy to a fixed 200 answer on ``ports['backend']``."""
+    return f"""load_module {MODSECURITY_MODULE};
+daemon off;
+master_process on;
+worker_processes 2;
+pid {state}/nginx.pid;
+error_log {state}/error.log error;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {state}/client_body;
+    proxy_temp_path {state}/proxy;
+    fastcgi_temp_path {state}/fastcgi;
+    uwsgi_temp_path {state}/uwsgi;
+    scgi_temp_path {state}/scgi;
+    client_max_body_size 16m;
+    client_body_buffer_size 2m;
+    large_client_header_buffers 8 64k;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{ports["backend"]};
+        location / {{ return 200 "ok\\n"; }}
+    }}
+    server {{
+        listen 127.0.0.1:{ports["crs"]};
+        modsecurity on;
+        modsecurity_rules_file {rules};
+        location / {{ proxy_pass http://127.0.0.1:{ports["backend"]}; }}
+    }}
+    server {{
+        listen 127.0.0.1:{ports["plain"]};
+        location / {{ proxy_pass http://127.0.0.1:{ports["backend"]}; }}
+    }}
+}}
+"""
+
+
+def _clean_header(value: str) -> bytes:
+    """A header value as bytes on the wire: CR, LF and NUL cannot travel in a header."""
+    for char in "\r\n\x00":
+        value = value.replace(char, " ")
+    return value.encode("utf-8", "replace")
+
+
+def wire(request: RequestParts, keep_alive: bool = False) -> bytes:
+    """The HTTP/1.1 request (as bytes) that carries exactly what Dijk inspected."""
+    path = quote(request.path, safe="/%:@!$&'()*+,;=-._~") or "/"
+    if request.raw_query:
+        target = path + "?" + quote(request.raw_query, safe="/%:@!$&'()*+,;=-._~?")
+    elif request.query:
+        target = path + "?" + urlencode(request.query, quote_via=quote)
+    else:
+        target = path
+    present = {name.lower() for name, _ in request.headers}
+    lines = [f"{request.method} {target} HTTP/1.1".encode("latin-1", "replace"), b"host: localhost"]
+    for name, value in CLIENT_HEADERS:
+        if name not in present:
+            lines.append(f"{name}: {value}".encode())
+    for name, value in request.headers:
+        if name.lower() in _HOP_HEADERS or not name or not _TOKEN.issuperset(name):
+            continue
+        lines.append(name.encode("latin-1") + b": " + _clean_header(value))
+    if request.body or request.method in ("POST", "PUT", "PATCH"):
+        lines.append(b"content-length: %d" % len(request.body))
+    lines.append(b"connection: keep-alive" if keep_alive else b"connection: close")
+    return b"\r\n".join(lines) + b"\r\n\r\n" + request.body
+
+
+async def _send(port: int, data: bytes) -> int:
+    """Status code of one request on a fresh connection (0 when none came back)."""
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port), REPLAY_TIMEOUT_S
+        )
+    except (OSError, TimeoutError):
+        return 0
+    try:
+        try:
+            writer.write(data)
+            await writer.drain()
+        except OSError:
+            pass  # an early answer (phase 1 denial) may close before the body is sent
+        line = await asyncio.wait_for(reader.readline(), REPLAY_TIMEOUT_S)
+    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+        return 0
+    finally:
+        writer.close()
+    parts = line.split(b" ", 2)
+    if len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1].isdigit():
+        return int(parts[1])
+    return 0
+
+
+async def replay(port: int, payloads: list[bytes], label: str) -> list[int]:
+    """Send every request (``REPLAY_CONCURRENCY`` at a time); their status codes."""
+    gate = asyncio.Semaphore(REPLAY_CONCURRENCY)
+    done = 0
+    started = time.monotonic()
+
+    async def one(data: bytes) -> int:
+        nonlocal done
+        async with gate:
+            status = await _send(port, data)
+        done += 1
+        if done % 2000 == 0:
+            rate = done / (time.monotonic() - started)
+            print(f"  {label}: {done}/{len(payloads)} ({rate:.0f}/s)", file=sys.stderr, flush=True)
+        return status
+
+    return list(await asyncio.gather(*(one(data) for data in payloads)))
+
+
+def round_trip_us(port: int, payloads: list[bytes], rounds: int) -> float:
+    """Median microseconds per request over one keep-alive connection."""
+    times: list[float] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=REPLAY_TIMEOUT_S) as sock:
+        stream = sock.makefile("rb")
+        for index in range(rounds):
+            started = time.perf_counter_ns()
+            sock.sendall(payloads[index % len(payloads)])
+            length = 0
+            status_line = stream.readline()
+            while True:
+                line = stream.readline()
+                if line in (b"\r\n", b""):
+                    break
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            stream.read(length)
+            times.append((time.perf_counter_ns() - started) / 1000)
+            if not status_line.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"latency request answered {status_line!r}")
+    return statistics.median(times)
+
+
+@dataclass(slots=True)
+class PeerResult:
+    blocked: dict[int, list[bool]]
+    statuses: dict[int, dict[str, int]]
+    versions: dict[str, str]
+    seconds: float
+    latency: dict[str, float] = field(default_factory=dict)
+
+
+def run_peer(samples: list[Sample], latency_payloads: list[bytes]) -> PeerResult:
+    """The same requests through nginx + ModSecurity v3 + CRS at each level of PEER_LEVELS.
+
+    Returns, per level, whether each sample was blocked (answered 403), the status codes
+    seen, and the round-trip cost CRS adds to a ~1 KB JSON request at PL1 (median with
+    ModSecurity minus median without, same nginx, same connection handling).
     """
-    del samples
-    return None
+    nginx = ensure_peer()
+    started = time.monotonic()
+    payloads = [wire(sample.request) for sample in samples]
+    blocked: dict[int, list[bool]] = {}
+    statuses: dict[int, dict[str, int]] = {}
+    latency: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="dijk-bench-crs-") as temp, ServiceGroup() as group:
+        for level in PEER_LEVELS:
+            state = Path(temp) / f"pl{level}"
+            state.mkdir()
+            rules = peer_config(state, level)
+            ports = {"backend": free_port(), "crs": free_port(), "plain": free_port()}
+            conf = state / "nginx.conf"
+            conf.write_text(nginx_config(state, ports, rules), encoding="utf-8")
+            argv = [nginx, "-p", str(state), "-e", str(state / "error.log"), "-c", str(conf)]
+            check = subprocess.run([*argv, "-t"], capture_output=True, text=True, check=False)
+            if check.returncode != 0:
+                raise SystemExit(f"nginx + ModSecurity configuration failed:\n{check.stderr}")
+            service = group.start(Service(f"crs-pl{level}", argv, state / "nginx.log"))
+            _wait_for_port(service, ports["plain"])
+            print(f"CRS PL{level}: replaying {len(payloads)} requests", file=sys.stderr)
+            codes = asyncio.run(replay(ports["crs"], payloads, f"CRS PL{level}"))
+            blocked[level] = [code == 403 for code in codes]
+            counts: dict[str, int] = {}
+            for code in codes:
+                counts[str(code)] = counts.get(str(code), 0) + 1
+            statuses[level] = counts
+            if level == 1 and latency_payloads:
+                keep = [
+                    wire(
+                        RequestParts.from_target(
+                            "POST",
+                            "/api/v1/accounts",
+                            [("Content-Type", "application/json")],
+                            body,
+                        ),
+                        keep_alive=True,
+                    )
+                    for body in latency_payloads
+                ]
+                with_crs = round_trip_us(ports["crs"], keep, 300)
+                without = round_trip_us(ports["plain"], keep, 300)
+                latency = {
+                    "nginx_modsecurity_crs_pl1_median_us": round(with_crs, 1),
+                    "nginx_alone_median_us": round(without, 1),
+                    "crs_pl1_added_median_us": round(with_crs - without, 1),
+                }
+            group.stop(service)
+    return PeerResult(blocked, statuses, peer_versions(), time.monotonic() - started, latency)
+
+
+def _wait_for_port(service: Service, port: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if service.exit_code is not None:
+            raise SystemExit(f"nginx exited: {' '.join(service.log_tail(5))}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"nginx + ModSecurity not listening after {timeout_s:g} s")
+
+
+# -- tallies and tables -----------------------------------------------------------------------
 
 
 @dataclass(slots=True)
 class Tally:
     total: int = 0
     held_out_total: int = 0
-    blocked: dict[int, int] | None = None
-    held_out_blocked: dict[int, int] | None = None
+    blocked: dict[int, int] = field(default_factory=lambda: dict.fromkeys(PARANOIA_LEVELS, 0))
+    held_out_blocked: dict[int, int] = field(
+        default_factory=lambda: dict.fromkeys(PARANOIA_LEVELS, 0)
+    )
+    peer_total: int = 0
+    peer_blocked: dict[int, int] = field(default_factory=lambda: dict.fromkeys(PEER_LEVELS, 0))
 
-    def add(self, sample: Sample, blocked: dict[int, bool]) -> None:
-        if self.blocked is None:
-            self.blocked = dict.fromkeys(PARANOIA_LEVELS, 0)
-            self.held_out_blocked = dict.fromkeys(PARANOIA_LEVELS, 0)
-        assert self.held_out_blocked is not None
+    def add(self, sample: Sample, blocked: dict[int, bool], peer: dict[int, bool] | None) -> None:
         self.total += 1
         if sample.held_out:
             self.held_out_total += 1
@@ -463,13 +815,18 @@ class Tally:
                 self.blocked[level] += 1
                 if sample.held_out:
                     self.held_out_blocked[level] += 1
+        if peer is not None:
+            self.peer_total += 1
+            for level, value in peer.items():
+                self.peer_blocked[level] += int(value)
 
     def rate(self, level: int, held: bool = False) -> float | None:
         total = self.held_out_total if held else self.total
         counts = self.held_out_blocked if held else self.blocked
-        if not total or counts is None:
-            return None
-        return counts[level] / total
+        return counts[level] / total if total else None
+
+    def peer_rate(self, level: int) -> float | None:
+        return self.peer_blocked[level] / self.peer_total if self.peer_total else None
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -477,25 +834,8 @@ class Tally:
             "n_held_out": self.held_out_total,
             "rate": {str(level): self.rate(level) for level in PARANOIA_LEVELS},
             "rate_held_out": {str(level): self.rate(level, True) for level in PARANOIA_LEVELS},
-            "crs_pl1": None,
-            "crs_pl2": None,
+            **{f"crs_pl{level}": self.peer_rate(level) for level in PEER_LEVELS},
         }
-
-
-API_CATEGORIES = (
-    "sqli",
-    "xss",
-    "cmdi",
-    "path_traversal",
-    "ssrf",
-    "nosql",
-    "ldap",
-    "ssti",
-    "xxe",
-    "graphql_abuse",
-    "crlf",
-    "mixed",
-)
 
 
 def trivial(payload: str) -> bool:
@@ -628,64 +968,158 @@ def fmt(rate: float | None) -> str:
     return "   n/a" if rate is None else f"{rate * 100:6.2f}"
 
 
+SIDE_BY_SIDE_HEADER = ("", "n", "Dijk PL1", "Dijk PL2", "CRS PL1", "CRS PL2")
+
+
+def side_by_side(tallies: dict[tuple[str, ...], Tally]) -> list[tuple[str, ...]]:
+    """Rows of the summary table: attacks (TPR) per category, benign (FPR) per source."""
+    rows: list[tuple[str, ...]] = []
+
+    def row(label: str, key: tuple[str, ...]) -> None:
+        entry = tallies.get(key)
+        if entry is None or not entry.total:
+            return
+        rows.append(
+            (
+                label,
+                str(entry.total),
+                fmt(entry.rate(1)).strip(),
+                fmt(entry.rate(2)).strip(),
+                fmt(entry.peer_rate(1)).strip(),
+                fmt(entry.peer_rate(2)).strip(),
+            )
+        )
+
+    rows.append(("API attacks blocked (TPR %)", "", "", "", "", ""))
+    categories = sorted(key[2] for key in tallies if key[:2] == ("api", "by-category"))
+    for category in categories:
+        row(f"  {category}", ("api", "by-category", category))
+    row("  all API attacks", ("api", "all"))
+    rows.append(("Web-server attacks (CRS families)", "", "", "", "", ""))
+    row("  protocol, php, java, generic...", ("web", "all"))
+    rows.append(("Benign API requests blocked (FPR %)", "", "", "", "", ""))
+    for source in BENIGN_API_SOURCES:
+        row(f"  {source}", ("benign", source))
+    row("  all benign API requests", ("benign", "api-traffic"))
+    rows.append(("CRS 'must not match' tests blocked (%)", "", "", "", "", ""))
+    row("  crs (another rule may rightly fire)", ("benign", "crs"))
+    return rows
+
+
+def format_rows(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[index]) for row in [header, *rows]) for index in range(len(header))]
+    lines = []
+    for row in [header, *rows]:
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(widths[index]) for index, cell in enumerate(row) if index]
+        lines.append("  ".join(cells).rstrip())
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def markdown_rows(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" + "---:|" * (len(header) - 1)]
+    for row in rows:
+        label = row[0].strip()
+        cells = [f"**{label}**" if not row[1] else label, *row[1:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="subsample the largest lists")
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=250,
+        help="requests per source and category (default 250; the same ones for every engine)",
+    )
+    parser.add_argument(
+        "--benign-sample",
+        type=int,
+        default=1000,
+        help="benign requests per source and category (default 1000)",
+    )
+    parser.add_argument("--full", action="store_true", help="every request of every corpus")
+    parser.add_argument("--no-peer", action="store_true", help="Dijk only: skip ModSecurity+CRS")
     parser.add_argument("--misses", type=Path, help="write missed attacks and false alarms here")
     parser.add_argument(
         "--output", type=Path, default=REPO / "bench" / "results" / "detection-latest.json"
     )
+    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     args = parser.parse_args(argv)
     root = corpora_dir()
     if not root.is_dir():
         print(f"corpora not found at {root} (set DIJK_CORPORA)", file=sys.stderr)
         return 2
+    with sigterm_as_interrupt():
+        return run(args, root)
+
+
+def run(args: argparse.Namespace, root: Path) -> int:
     started = time.perf_counter()
+    moment, _ = utc_timestamp()
+    info = machine_info({"nginx": ["nginx", "-v"]}, ["hyperscan", "libinjection-python"])
     build_start = time.perf_counter()
     detector = Detector(paranoia=4, threshold=THRESHOLD)
     build_seconds = time.perf_counter() - build_start
     loaders: list[Callable[[], Iterator[Sample]]] = [
         lambda: load_crs(root),
         lambda: load_gotestwaf(root),
-        lambda: load_payloads(root, args.quick),
+        lambda: load_payloads(root, quick=False),
         lambda: load_libinjection(root),
         lambda: load_openapi_text(root),
     ]
-    samples = [sample for loader in loaders for sample in loader()]
+    every = [sample for loader in loaders for sample in loader()]
+    samples = select(every, None if args.full else args.sample, args.benign_sample)
+    scope = (
+        "all"
+        if args.full
+        else f"at most {args.sample} attacks, {args.benign_sample} benign per source and category"
+    )
+    print(f"{len(samples)} of {len(every)} requests ({scope})", file=sys.stderr)
+    dijk_start = time.perf_counter()
+    results: list[tuple[dict[int, bool], tuple[Finding, ...]] | None] = []
+    errors = 0
+    for sample in samples:
+        try:
+            results.append(verdicts(detector, sample))
+        except Exception as error:  # a crash is a bug: count it and keep going
+            errors += 1
+            results.append(None)
+            print(f"ERROR {sample.source} {sample.payload[:60]!r}: {error!r}", file=sys.stderr)
+    dijk_seconds = time.perf_counter() - dijk_start
+    latency = measure_latency(Detector(paranoia=1, threshold=THRESHOLD))
+    peer: PeerResult | None = None
+    if not args.no_peer:
+        peer = run_peer(samples, latency_bodies(50))
+        latency.update(peer.latency)
+
     tallies: dict[tuple[str, ...], Tally] = {}
     misses: list[dict[str, object]] = []
 
     def tally(*key: str) -> Tally:
         return tallies.setdefault(key, Tally())
 
-    errors = 0
-    for sample in samples:
-        try:
-            blocked, findings = verdicts(detector, sample)
-        except Exception as error:  # a crash is a bug: count it and keep going
-            errors += 1
-            print(f"ERROR {sample.source} {sample.payload[:60]!r}: {error!r}", file=sys.stderr)
+    for index, (sample, result) in enumerate(zip(samples, results, strict=True)):
+        if result is None:
             continue
-        web = sample.category in (
-            "protocol",
-            "java",
-            "php",
-            "scanner",
-            "session_fixation",
-            "generic",
-        )
-        group = "benign" if sample.expect == "benign" else ("web" if web else "api")
-        tally(group, "all").add(sample, blocked)
-        tally(group, sample.source).add(sample, blocked)
-        tally(group, sample.source, sample.category).add(sample, blocked)
-        tally(group, "by-category", sample.category).add(sample, blocked)
-        tally(group, "by-placement", sample.placement.split("/")[0]).add(sample, blocked)
-        if (
-            group == "api"
-            and sample.source == "payloadsallthethings"
-            and not trivial(sample.payload)
+        blocked, findings = result
+        crs = None if peer is None else {level: peer.blocked[level][index] for level in PEER_LEVELS}
+        group = group_of(sample)
+        for key in (
+            (group, "all"),
+            (group, sample.source),
+            (group, sample.source, sample.category),
+            (group, "by-category", sample.category),
+            (group, "by-placement", sample.placement.split("/")[0]),
         ):
-            tally(group, "payloadsallthethings-nontrivial").add(sample, blocked)
+            tally(*key).add(sample, blocked, crs)
+        if group == "benign" and sample.source in BENIGN_API_SOURCES:
+            tally(group, "api-traffic").add(sample, blocked, crs)
+        nontrivial = sample.source == "payloadsallthethings" and not trivial(sample.payload)
+        if group == "api" and nontrivial:
+            tally(group, "payloadsallthethings-nontrivial").add(sample, blocked, crs)
         wrong = (sample.expect == "attack") != blocked[1]
         if args.misses and wrong and not sample.held_out:
             misses.append(
@@ -696,45 +1130,41 @@ def main(argv: list[str] | None = None) -> int:
                     "placement": sample.placement,
                     "payload": sample.payload[:300],
                     "findings": [f"{f.rule_id}@{f.location}:{f.transform}" for f in findings],
+                    "crs_pl1": None if crs is None else crs[1],
                 }
             )
-    peer = run_peer(samples)
-    latency = measure_latency(Detector(paranoia=1, threshold=THRESHOLD))
     elapsed = time.perf_counter() - started
-
+    rows = side_by_side(tallies)
+    versions = peer.versions if peer is not None else {}
+    print_report(args, samples, tallies, rows, latency, versions, root)
     print(
-        f"Dijk detection benchmark — {len(samples)} requests, threshold {THRESHOLD}, corpora {root}"
+        f"detector build {build_seconds:.2f} s; Dijk {dijk_seconds:.1f} s; "
+        f"CRS {0 if peer is None else peer.seconds:.1f} s; total {elapsed:.1f} s; errors {errors}"
     )
-    print(
-        "TPR = attacks blocked, FPR = benign blocked; % at paranoia 1..4; "
-        "held-out = 1-in-5 split never looked at while tuning; CRS = ModSecurity+CRS peer"
-    )
-    header = (
-        f"{'group / source / category':58} {'n':>6} "
-        + " ".join(f"{'PL' + str(level):>6}" for level in PARANOIA_LEVELS)
-        + f" {'heldPL1':>7} {'CRS1':>6} {'CRS2':>6}"
-    )
-    print(header)
-    print("-" * len(header))
-    for key in sorted(tallies, key=lambda k: (["api", "web", "benign"].index(k[0]), k[1:])):
-        entry = tallies[key]
-        label = " / ".join(key)
-        rates = " ".join(fmt(entry.rate(level)) for level in PARANOIA_LEVELS)
-        print(
-            f"{label[:58]:58} {entry.total:6d} {rates} {fmt(entry.rate(1, True)):>7} "
-            f"{'n/a' if peer is None else '?':>6} {'n/a' if peer is None else '?':>6}"
-        )
-    print(f"\nlatency (paranoia 1, ~1 KB JSON bodies): {latency}")
-    print(f"detector build {build_seconds:.2f} s; run {elapsed:.1f} s; errors {errors}")
     result = {
         "generated_by": "bench/detection.py",
-        "quick": args.quick,
+        "time": moment,
+        "machine": info,
+        "sample_per_source_and_category": None if args.full else args.sample,
+        "benign_sample_per_source_and_category": None if args.full else args.benign_sample,
         "threshold": THRESHOLD,
         "samples": len(samples),
+        "corpus_requests": len(every),
         "errors": errors,
         "build_seconds": round(build_seconds, 2),
+        "dijk_seconds": round(dijk_seconds, 1),
         "latency": latency,
-        "peer": None if peer is None else "modsecurity-crs",
+        "peer": None
+        if peer is None
+        else {
+            "name": "nginx + ModSecurity v3 + OWASP CRS (anomaly scoring, blocking)",
+            "versions": versions,
+            "nginx": tool_version(["nginx", "-v"]),
+            "levels": list(PEER_LEVELS),
+            "statuses": {str(level): peer.statuses[level] for level in PEER_LEVELS},
+            "seconds": round(peer.seconds, 1),
+        },
+        "table": {"header": list(SIDE_BY_SIDE_HEADER), "rows": [list(row) for row in rows]},
         "tallies": {" / ".join(key): entry.as_json() for key, entry in sorted(tallies.items())},
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -745,6 +1175,49 @@ def main(argv: list[str] | None = None) -> int:
             encoding="utf-8",
         )
     return 0 if errors == 0 else 1
+
+
+def print_report(
+    args: argparse.Namespace,
+    samples: list[Sample],
+    tallies: dict[tuple[str, ...], Tally],
+    rows: list[tuple[str, ...]],
+    latency: dict[str, float],
+    versions: dict[str, str],
+    root: Path,
+) -> None:
+    peer_name = (
+        f"ModSecurity {versions.get('libmodsecurity3', '?')} + "
+        f"OWASP CRS {versions.get('modsecurity-crs', '?')}"
+        if versions
+        else "no peer (--no-peer)"
+    )
+    print(
+        f"\nDijk detection benchmark: {len(samples)} requests, threshold {THRESHOLD}, "
+        f"corpora {root}\nDijk beside {peer_name}, the same requests"
+    )
+    print("\nTPR = attacks blocked, FPR = benign requests blocked, in % (PL = paranoia level)\n")
+    print(format_rows(SIDE_BY_SIDE_HEADER, rows))
+    if args.markdown:
+        print("\n" + markdown_rows(SIDE_BY_SIDE_HEADER, rows))
+    print("\nDetail: Dijk at paranoia 1..4, held-out = 1-in-5 split never looked at while tuning")
+    header = (
+        f"{'group / source / category':58} {'n':>6} "
+        + " ".join(f"{'PL' + str(level):>6}" for level in PARANOIA_LEVELS)
+        + f" {'heldPL1':>7} {'CRS1':>6} {'CRS2':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    order = ["api", "web", "benign"]
+    for key in sorted(tallies, key=lambda k: (order.index(k[0]), k[1:])):
+        entry = tallies[key]
+        label = " / ".join(key)
+        rates = " ".join(fmt(entry.rate(level)) for level in PARANOIA_LEVELS)
+        print(
+            f"{label[:58]:58} {entry.total:6d} {rates} {fmt(entry.rate(1, True)):>7} "
+            f"{fmt(entry.peer_rate(1))} {fmt(entry.peer_rate(2))}"
+        )
+    print(f"\nlatency: {json.dumps(latency)}")
 
 
 if __name__ == "__main__":

@@ -18,10 +18,15 @@ Per request:
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from functools import lru_cache
 
+import orjson
+
 from dijk.detect import libinjection_native
+from dijk.detect.archives import archive_kind, inflate
 from dijk.detect.findings import (
     SNIPPET_MAX,
     Exclusion,
@@ -31,7 +36,8 @@ from dijk.detect.findings import (
     RequestParts,
     Verdict,
 )
-from dijk.detect.graphql_body import add_graphql_request
+from dijk.detect.graphql_body import add_graphql_body, add_graphql_query_string
+from dijk.detect.json_fast import FAST_FIELD, SLOW_JSON_PATTERN, matched_strings, scan_buffer
 from dijk.detect.leaves import (
     Collector,
     Leaf,
@@ -39,13 +45,14 @@ from dijk.detect.leaves import (
     add_multipart,
     add_pairs,
     add_path,
+    check_archive,
     is_graphql_request,
     media_type,
     parse_form,
     walk_json,
 )
 from dijk.detect.normalise import decode_utf8_lenient, variants
-from dijk.detect.patterns import PatternSet
+from dijk.detect.patterns import PatternSet, fingerprint
 from dijk.detect.rules import (
     RULES,
     RULES_BY_ID,
@@ -61,12 +68,17 @@ _GATE_DECODE = 100_000
 _GATE_SQLI = 100_001
 _GATE_XSS = 100_002
 _GATE_URL = 100_003
+# Not a gate for values: marks JSON the fast path cannot represent (see json_fast.py).
+_GATE_SLOW_JSON = 100_004
 
+# The decode gate picks values with something to undo. Its base64 branch wants a letter or
+# digit first: base64 that starts with '+', '/', '-' or '_' decodes to a first byte of
+# 0xF8 or more, which is never UTF-8, so such a value can never decode to readable text.
 _GATES: tuple[tuple[int, str], ...] = (
     (
         _GATE_DECODE,
         r"%[0-9a-f]{2}|%u[0-9a-f]{4}|\\([xu][0-9a-f{]|[nrt0'\"])|&[#a-z]|[\x80-\xff]|/\*|\$\{|"
-        r"[\t\n\r\x0b\x0c]|{B}\s*[a-z0-9+/_-]{12,}=*\s*{E}|{B}\s*(bearer\s+)?eyj",
+        r"[\t\n\r\x0b\x0c]|{B}\s*[a-z0-9][a-z0-9+/_-]{11,}=*\s*{E}|{B}\s*(bearer\s+)?eyj",
     ),
     (
         _GATE_SQLI,
@@ -75,6 +87,7 @@ _GATES: tuple[tuple[int, str], ...] = (
     ),
     (_GATE_XSS, r"{B}[^<>\"'`=\x00]*[<>\"'`=]|script\s*:"),
     (_GATE_URL, r"://"),
+    (_GATE_SLOW_JSON, SLOW_JSON_PATTERN),
 )
 
 _STRONG_SQLI_MIN = 3
@@ -96,11 +109,39 @@ _BINARY_TYPES = frozenset(
 
 
 @lru_cache(maxsize=1)
-def compiled_patterns() -> PatternSet:
-    """The Hyperscan database of all pattern rules and gates (compiled once per process;
-    it does not depend on the configuration, which only filters the results)."""
+def pattern_sources() -> tuple[tuple[int, str], ...]:
+    """Every pattern rule (by its index in ``RULES``) and gate, as compiled."""
     patterns = [(index, rule.pattern) for index, rule in enumerate(RULES) if rule.pattern]
-    return PatternSet([*patterns, *_GATES])
+    return (*patterns, *_GATES)
+
+
+def patterns_fingerprint() -> str:
+    """Key of the compiled database: changes whenever a pattern, a flag or Hyperscan does."""
+    return fingerprint(pattern_sources())
+
+
+_COMPILED: list[PatternSet] = []
+_COMPILE_LOCK = threading.Lock()
+
+
+def compiled_patterns(serialized: bytes | None = None) -> PatternSet:
+    """The Hyperscan database of all pattern rules and gates, built once per process (it
+    does not depend on the configuration, which only filters the results).
+
+    Compiling takes seconds; ``serialized`` (an earlier :meth:`PatternSet.serialize` of the
+    same :func:`patterns_fingerprint`) is loaded instead when given and valid.
+    """
+    with _COMPILE_LOCK:
+        if not _COMPILED:
+            _COMPILED.append(PatternSet(pattern_sources(), serialized))
+        return _COMPILED[0]
+
+
+def patterns_compiled() -> bool:
+    return bool(_COMPILED)
+
+
+_CLEAN = Verdict(findings=(), score=0, blocked=False, categories=frozenset())
 
 
 class Detector:
@@ -113,6 +154,7 @@ class Detector:
         exclusions: Sequence[Exclusion] = (),
         *,
         graphql_limits: GraphQLLimits | None = None,
+        json_fast_path: bool = True,
     ) -> None:
         if not 1 <= paranoia <= 4:
             raise ValueError(f"paranoia must be between 1 and 4, not {paranoia}")
@@ -122,6 +164,8 @@ class Detector:
         self.threshold = threshold
         self.exclusions = tuple(exclusions)
         self.graphql_limits = graphql_limits or GraphQLLimits()
+        # Off only to check the fast path against the walk (tests, benchmark).
+        self.json_fast_path = json_fast_path
         self._patterns = compiled_patterns()
         self._active = frozenset(rule.rule_id for rule in RULES if rule.paranoia <= paranoia)
         self._exclusion_index: dict[str, list[Exclusion]] = {}
@@ -135,9 +179,37 @@ class Detector:
 
     def inspect(self, request: RequestParts) -> Verdict:
         """Inspect one request. Pure: the verdict depends on the request alone."""
+        return self._inspect(request, head=True, body=True)
+
+    def inspect_head(self, request: RequestParts) -> Verdict:
+        """Inspect what arrives before the body: path, query, headers (and a GraphQL
+        document sent in the query string)."""
+        return self._inspect(request, head=True, body=False)
+
+    def inspect_body(self, request: RequestParts, prior: Sequence[Finding] = ()) -> Verdict:
+        """Inspect the body alone; the verdict is scored together with ``prior`` (the
+        findings of :meth:`inspect_head` on the same request), so that the anomaly score
+        is the request's, whichever phase its parts arrived in."""
+        verdict = self._inspect(request, head=False, body=True)
+        if not prior:
+            return verdict
+        return rescore((*prior, *verdict.findings), self.paranoia, self.threshold)
+
+    def _inspect(self, request: RequestParts, *, head: bool, body: bool) -> Verdict:
         collector = Collector()
-        self._collect(request, collector)
-        return self._evaluate(collector)
+        if head:
+            self._collect_head(request, collector)
+        fast = body and self._collect_body(request, collector, fast=self.json_fast_path)
+        verdict = self._evaluate(collector)
+        if fast and any(finding.field == FAST_FIELD for finding in verdict.findings):
+            # A JSON string found on the fast path fired a rule: inspect the body again
+            # on the slow path, which knows every string's field path.
+            collector = Collector()
+            if head:
+                self._collect_head(request, collector)
+            self._collect_body(request, collector, fast=False)
+            verdict = self._evaluate(collector)
+        return verdict
 
     def inspect_values(self, values: Iterable[tuple[str, str, str]]) -> Verdict:
         """Inspect already-extracted (location, field path, value) leaves."""
@@ -148,25 +220,39 @@ class Detector:
 
     # -- where to look ------------------------------------------------------------------
 
-    def _collect(self, request: RequestParts, collector: Collector) -> None:
+    def _collect_head(self, request: RequestParts, collector: Collector) -> None:
         add_path(collector, request.path)
-        graphql = is_graphql_request(request)
         query = request.query
-        if graphql:
+        if is_graphql_request(request):
             query = tuple(pair for pair in query if pair[0] not in ("query", "variables"))
+            add_graphql_query_string(collector, request.query, self.graphql_limits)
         add_pairs(collector, query, "query")
         add_headers(collector, request.headers)
+
+    def _collect_body(self, request: RequestParts, collector: Collector, *, fast: bool) -> bool:
+        """Collect the body's values; True when a JSON body went the fast path
+        (:mod:`dijk.detect.json_fast`) and its strings carry no field paths."""
+        if request.content_encoding and request.body:
+            request = decode_content(request, collector)
         body, has_body = self._json_body(request, collector)
-        if graphql and add_graphql_request(collector, request, body, has_body, self.graphql_limits):
-            return
-        if graphql and not has_body and not request.body:
-            add_graphql_request(collector, request, None, False, self.graphql_limits)
-            return
+        if is_graphql_request(request) and add_graphql_body(
+            collector, request, body, has_body, self.graphql_limits
+        ):
+            return False
         if has_body:
-            walk_json(collector, body, "json")
-            return
+            buffer = scan_buffer(body) if fast else None
+            if buffer is None:
+                walk_json(collector, body, "json")
+                return False
+            matches = self._patterns.scan_buffer(buffer)
+            if any(pattern == _GATE_SLOW_JSON for pattern, _ in matches):
+                walk_json(collector, body, "json")
+                return False
+            for location, text in matched_strings(buffer, [end for _, end in matches]):
+                collector.add(location, FAST_FIELD, text)
+            return True
         if not request.body:
-            return
+            return False
         kind = media_type(request.content_type)
         if kind == "application/x-www-form-urlencoded":
             add_pairs(collector, parse_form(request.body), "form")
@@ -174,8 +260,10 @@ class Detector:
             add_multipart(collector, request.body, request.content_type)
         elif kind in _XML_TYPES or kind.endswith("+xml"):
             add_xml(collector, request.body)
+        elif archive_kind(request.body) is not None:
+            check_archive(collector, "body", "(body)", request.body)
         elif kind.startswith(_BINARY_PREFIXES) or kind in _BINARY_TYPES:
-            return
+            return False
         else:
             text = decode_utf8_lenient(request.body)
             collector.add("body", "(body)", text)
@@ -184,6 +272,7 @@ class Detector:
                 add_pairs(collector, parse_form(request.body), "form")
             elif stripped.startswith("<"):
                 add_xml(collector, request.body, "body")
+        return False
 
     def _json_body(self, request: RequestParts, collector: Collector) -> tuple[JsonValue, bool]:
         if request.has_json_body:
@@ -194,6 +283,10 @@ class Detector:
             looks_json = True
         if not looks_json or not request.body:
             return None, False
+        try:
+            return orjson.loads(request.body), True
+        except orjson.JSONDecodeError:
+            pass  # not strict RFC 8259 (NaN, huge integers, UTF-16...): ask the json module
         try:
             parsed: JsonValue = json.loads(request.body)
         except RecursionError:
@@ -211,11 +304,13 @@ class Detector:
         values = collector.values
         # Segment i < len(values) is leaf i as sent; decoded variants are appended after.
         texts = [value.replace("\x00", "") if "\x00" in value else value for value in values]
+        matches = self._patterns.scan_with_offsets(texts)
+        if not matches and not collector.hits:
+            return _CLEAN  # what almost every request gets: no per-value work at all
         owners = list(range(len(values)))
         transforms = [
             "none" if text is value else "nul" for text, value in zip(texts, values, strict=True)
         ]
-        matches = self._patterns.scan_with_offsets(texts)
         decode = sorted({segment for pattern, segment, _ in matches if pattern == _GATE_DECODE})
         if decode:
             offset = len(texts)
@@ -231,7 +326,7 @@ class Detector:
                 texts.extend(extra_texts)
         found: dict[tuple[str, str, str], Finding] = {}
         for pattern, segment, end in matches:
-            if pattern == _GATE_DECODE:
+            if pattern in (_GATE_DECODE, _GATE_SLOW_JSON):
                 continue
             leaf = collector.leaf(owners[segment])
             if pattern > _GATE_DECODE:
@@ -306,7 +401,7 @@ class Detector:
         )
 
     def _excluded(self, rule: Rule, leaf: Leaf) -> bool:
-        if not self._exclusion_index:
+        if not self._exclusion_index or leaf.field == FAST_FIELD:
             return False
         candidates = self._exclusion_index.get(leaf.field, []) + self._exclusion_index.get(
             wildcard_indices(leaf.field), []
@@ -320,6 +415,34 @@ class Detector:
 
     def _verdict(self, found: dict[tuple[str, str, str], Finding]) -> Verdict:
         return rescore(tuple(found.values()), self.paranoia, self.threshold)
+
+
+_INFLATABLE = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
+
+
+def decode_content(request: RequestParts, collector: Collector) -> RequestParts:
+    """The request with its body inflated (``Content-Encoding: gzip/deflate``), bounded.
+
+    A body that inflates by more than the bomb ratio, or past the inflation budget, is a
+    finding; what was inflated is still inspected. A coding we cannot undo is reported
+    and the body is inspected as sent.
+    """
+    coding = request.content_encoding.strip().lower()
+    if coding in ("", "identity"):
+        return request
+    kind = _INFLATABLE.get(coding)
+    if kind is None:
+        collector.hit("limits-unknown-encoding", "body", "(content-encoding)", coding[:32])
+        return request
+    report = inflate(request.body, kind, collector.inflate_budget)
+    collector.inflate_budget -= report.inflated
+    if report.bomb:
+        collector.hit("upload-archive-bomb", "body", "(content-encoding)", report.bomb)
+    elif report.truncated:
+        collector.hit("limits-inflated-too-large", "body", "(content-encoding)", "")
+    if not report.expanded:
+        return request
+    return replace(request, body=report.expanded, content_encoding="")
 
 
 def rescore(findings: Sequence[Finding], paranoia: int, threshold: int) -> Verdict:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
+
+from dijk.detect.normalise import parse_urlencoded
 
 # Severity scores follow the OWASP CRS anomaly-scoring convention so that thresholds
 # mean the same thing to people who know CRS: one critical finding reaches the default
@@ -98,9 +99,12 @@ class RequestParts:
     """The parts of an HTTP request the detector looks at, already split by the gateway.
 
     ``path`` is the raw path as sent (still percent-encoded); ``query`` holds the query
-    pairs decoded once, as every HTTP framework does; ``headers`` are (lower-case name,
+    pairs decoded once, as every HTTP framework does (``raw_query`` keeps the query string
+    as sent, for replaying the request elsewhere); ``headers`` are (lower-case name,
     value) pairs. ``body`` is the raw body; when the gateway already parsed a JSON body
     it passes it as ``json_body`` (and ``has_json_body=True``) so it is not parsed twice.
+    ``content_encoding`` (``gzip``, ``deflate``) makes the detector inflate the body
+    (bounded, with a compression-ratio check) before inspecting it.
     ``graphql`` marks a GraphQL endpoint (also inferred from a path ending in
     ``/graphql`` or an ``application/graphql`` body).
     """
@@ -108,8 +112,10 @@ class RequestParts:
     method: str = "GET"
     path: str = "/"
     query: tuple[tuple[str, str], ...] = ()
+    raw_query: str = ""
     headers: tuple[tuple[str, str], ...] = ()
     content_type: str = ""
+    content_encoding: str = ""
     body: bytes = b""
     json_body: JsonValue = None
     has_json_body: bool = False
@@ -127,15 +133,18 @@ class RequestParts:
     ) -> RequestParts:
         """Build request parts from a raw request-target (``/path?query``) as on the wire."""
         path, _, query_string = target.partition("?")
-        query = tuple(parse_qsl(query_string, keep_blank_values=True))
+        query = tuple(parse_urlencoded(query_string.encode("utf-8", "surrogatepass")))
         lowered = tuple((name.lower(), value) for name, value in headers)
         content_type = next((value for name, value in lowered if name == "content-type"), "")
+        encoding = next((value for name, value in lowered if name == "content-encoding"), "")
         return cls(
             method=method.upper(),
             path=path or "/",
             query=query,
+            raw_query=query_string,
             headers=lowered,
             content_type=content_type,
+            content_encoding=encoding,
             body=body,
             graphql=graphql,
         )

@@ -41,20 +41,42 @@ def add_graphql_request(
     has_body: bool,
     limits: GraphQLLimits,
 ) -> bool:
-    """Inspect a GraphQL request; True when the body was consumed as GraphQL."""
-    kind = media_type(request.content_type)
-    if kind == "application/graphql":
+    """Inspect a GraphQL request (query string and body); True when the body was consumed
+    as GraphQL."""
+    add_graphql_query_string(collector, request.query, limits)
+    return add_graphql_body(collector, request, body, has_body, limits)
+
+
+def add_graphql_query_string(
+    collector: Collector, query: tuple[tuple[str, str], ...], limits: GraphQLLimits
+) -> None:
+    """A GraphQL GET request: the document and variables travel in the query string."""
+    query_document = next((value for name, value in query if name == "query"), None)
+    if query_document is None:
+        return
+    add_document(collector, query_document, "query", limits)
+    variables = next((value for name, value in query if name == "variables"), None)
+    if variables:
+        try:
+            walk_json(collector, json.loads(variables), "graphql", "$.variables")
+        except (ValueError, RecursionError):
+            collector.add("graphql", "variables", variables)
+
+
+def add_graphql_body(
+    collector: Collector,
+    request: RequestParts,
+    body: JsonValue,
+    has_body: bool,
+    limits: GraphQLLimits,
+) -> bool:
+    """A GraphQL body (``application/graphql`` or a JSON operation or batch); True when
+    the body was consumed as GraphQL."""
+    if media_type(request.content_type) == "application/graphql":
+        if not request.body:
+            return False
         add_document(collector, decode_utf8_lenient(request.body), "$", limits)
         return True
-    query_document = next((value for name, value in request.query if name == "query"), None)
-    if query_document is not None:
-        add_document(collector, query_document, "query", limits)
-        variables = next((value for name, value in request.query if name == "variables"), None)
-        if variables:
-            try:
-                walk_json(collector, json.loads(variables), "graphql", "$.variables")
-            except ValueError:
-                collector.add("graphql", "variables", variables)
     if not has_body:
         return False
     operations: list[JsonValue]

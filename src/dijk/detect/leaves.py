@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from dijk.detect.archives import INFLATE_BUDGET, archive_kind, inspect_archive
 from dijk.detect.findings import JsonValue, RequestParts
-from dijk.detect.normalise import decode_utf8_lenient, percent_decode_once
+from dijk.detect.normalise import decode_utf8_lenient, parse_urlencoded, percent_decode_once
 
 MAX_LEAVES = 20_000
 MAX_DEPTH = 64
@@ -174,7 +175,7 @@ def field_path(reference: FieldRef) -> str:
 class Collector:
     """Accumulates leaves (as parallel lists, cheap to fill) and structural hits."""
 
-    __slots__ = ("fields", "hits", "locations", "overflow", "values")
+    __slots__ = ("fields", "hits", "inflate_budget", "locations", "overflow", "values")
 
     def __init__(self) -> None:
         self.locations: list[str] = []
@@ -182,6 +183,8 @@ class Collector:
         self.values: list[str] = []
         self.hits: list[StructuralHit] = []
         self.overflow = False
+        # Bytes that archive checks may still inflate for this request (all parts together).
+        self.inflate_budget = INFLATE_BUDGET
 
     def __len__(self) -> int:
         return len(self.values)
@@ -291,14 +294,7 @@ def add_pairs(
 
 def parse_form(body: bytes) -> list[tuple[str, str]]:
     """``application/x-www-form-urlencoded`` pairs, decoded once."""
-    text = decode_utf8_lenient(body)
-    pairs: list[tuple[str, str]] = []
-    for chunk in text.split("&"):
-        if not chunk:
-            continue
-        name, _, value = chunk.partition("=")
-        pairs.append((percent_decode_once(name), percent_decode_once(value)))
-    return pairs
+    return parse_urlencoded(body)
 
 
 def parse_cookies(header: str) -> list[tuple[str, str]]:
@@ -396,6 +392,19 @@ def check_upload(
         collector.hit("upload-content-mismatch", "multipart", name, head[:40].decode("latin-1"))
     elif b"<?php" in content[:65536] and part_type.startswith(("image/", "application/pdf")):
         collector.hit("upload-content-mismatch", "multipart", name, "<?php")
+    check_archive(collector, "multipart", name, content)
+
+
+def check_archive(collector: Collector, location: str, name: str, content: bytes) -> None:
+    """Archive bombs by compression ratio, within the request's inflation budget."""
+    if archive_kind(content) is None or collector.inflate_budget <= 0:
+        return
+    report = inspect_archive(content, collector.inflate_budget)
+    if report is None:
+        return
+    collector.inflate_budget -= report.inflated
+    if report.bomb:
+        collector.hit("upload-archive-bomb", location, name, f"{report.kind}: {report.bomb}")
 
 
 def add_path(collector: Collector, path: str) -> None:
@@ -406,7 +415,8 @@ def add_path(collector: Collector, path: str) -> None:
     if len(segments) > 1:
         for index, segment in enumerate(segments):
             text = percent_decode_once(segment.replace("+", "%2B"))
-            if not _plain_key(text):
+            # Long plain segments too: they may be base64 (an id rarely is 12+ letters).
+            if not _plain_key(text) or len(text) >= 12:
                 collector.add("path", f"path[{index}]", text)
 
 

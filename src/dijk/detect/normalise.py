@@ -130,6 +130,22 @@ def decode_utf8_lenient(data: bytes) -> str:
     return "".join(pieces)
 
 
+def parse_urlencoded(data: bytes) -> list[tuple[str, str]]:
+    """``name=value&...`` pairs (query strings, form bodies), each decoded once.
+
+    Unlike ``urllib.parse.parse_qsl``, which turns bytes that are not UTF-8 into U+FFFD,
+    this keeps what old servers would have read: ``%c0%ae`` becomes ``.``.
+    """
+    text = decode_utf8_lenient(data)
+    pairs: list[tuple[str, str]] = []
+    for chunk in text.split("&"):
+        if not chunk:
+            continue
+        name, _, value = chunk.partition("=")
+        pairs.append((percent_decode_once(name), percent_decode_once(value)))
+    return pairs
+
+
 def url_decode(text: str) -> str:
     """Percent-decode repeatedly (at most ``MAX_URL_ROUNDS`` times) until nothing changes."""
     current = text
@@ -315,8 +331,9 @@ def base64_text(text: str) -> str | None:
     body = stripped.rstrip("=")
     if "=" in body or len(body) % 4 == 1:
         return None
-    # Purely alphabetic or purely numeric runs are words and numbers, not base64.
-    if body.isalpha() or body.isdigit():
+    # Purely numeric runs are numbers. (Purely alphabetic runs can be base64 of text:
+    # "YWxlcnQuYXBwbHkobnVsbCwgWzFdKQ" is; words decode to bytes that are not UTF-8.)
+    if body.isdigit():
         return None
     try:
         decoded = binascii.a2b_base64(body + "=" * (-len(body) % 4), strict_mode=True)

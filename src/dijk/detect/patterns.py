@@ -13,15 +13,31 @@ pattern stand for the start and the end of a value.
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 import hyperscan
 
 SEPARATOR = "\x00"
 _BEGIN_MACRO = "{B}"
 _END_MACRO = "{E}"
+
+
+_FLAGS = hyperscan.HS_FLAG_CASELESS
+_HYPERSCAN_VERSION = str(getattr(hyperscan, "__version__", "unknown"))
+
+
+def fingerprint(patterns: Sequence[tuple[int, str]]) -> str:
+    """A digest of the patterns, flags and Hyperscan version: the key under which a
+    serialized database of exactly these patterns may be cached."""
+    digest = hashlib.sha256(f"dijk-patterns-1|{_FLAGS}|{_HYPERSCAN_VERSION}".encode())
+    for pattern_id, pattern in patterns:
+        digest.update(f"\x00{pattern_id}\x00{pattern}".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:32]
 
 
 class PatternError(ValueError):
@@ -89,19 +105,39 @@ class Segment:
 class PatternSet:
     """A compiled Hyperscan database; scanning is thread-safe (one scratch per thread)."""
 
-    def __init__(self, patterns: Sequence[tuple[int, str]]) -> None:
-        self._database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        flags = hyperscan.HS_FLAG_CASELESS
-        expressions = [prepare_pattern(pattern).encode("utf-8") for _, pattern in patterns]
-        self._database.compile(
-            expressions=expressions,
-            ids=[pattern_id for pattern_id, _ in patterns],
-            elements=len(expressions),
-            flags=[flags] * len(expressions),
-        )
+    def __init__(
+        self, patterns: Sequence[tuple[int, str]], serialized: bytes | None = None
+    ) -> None:
+        """Compile ``patterns``, or load ``serialized`` (from :meth:`serialize` of the same
+        patterns, see :func:`fingerprint`) when given and loadable."""
+        loaded = self._load(serialized) if serialized else None
+        self.loaded = loaded is not None
+        if loaded is None:
+            loaded = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            expressions = [prepare_pattern(pattern).encode("utf-8") for _, pattern in patterns]
+            loaded.compile(
+                expressions=expressions,
+                ids=[pattern_id for pattern_id, _ in patterns],
+                elements=len(expressions),
+                flags=[_FLAGS] * len(expressions),
+            )
+        self._database: hyperscan.Database = loaded
         self._prototype = hyperscan.Scratch(self._database)
         self._local = threading.local()
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _load(serialized: bytes) -> hyperscan.Database | None:
+        # Hyperscan checks the database's CRC, version and target platform on load.
+        try:
+            database = hyperscan.loadb(serialized, hyperscan.HS_MODE_BLOCK)
+        except (hyperscan.error, TypeError, ValueError):
+            return None
+        return database if isinstance(database, hyperscan.Database) else None
+
+    def serialize(self) -> bytes:
+        """The compiled database as bytes (Hyperscan's own format, with a CRC)."""
+        return bytes(hyperscan.dumpb(self._database))
 
     def _scratch(self) -> hyperscan.Scratch:
         scratch = getattr(self._local, "scratch", None)
@@ -119,34 +155,34 @@ class PatternSet:
         """(pattern id, index of the text, end byte offset in that text), first match each."""
         if not texts:
             return []
-        starts: list[int] = []
-        pieces: list[bytes] = [b"\x00"]
-        offset = 1
-        for text in texts:
-            encoded = text.encode("utf-8", "replace")
-            starts.append(offset)
-            pieces.append(encoded)
-            pieces.append(b"\x00")
-            offset += len(encoded) + 1
-        buffer = b"".join(pieces)
+        joined = "\x00".join(texts)
+        if joined.isascii():
+            buffer = b"\x00" + joined.encode("ascii") + b"\x00"
+            lengths = [len(text) for text in texts]
+        else:
+            encoded = [text.encode("utf-8", "replace") for text in texts]
+            buffer = b"\x00" + b"\x00".join(encoded) + b"\x00"
+            lengths = [len(piece) for piece in encoded]
+        starts = list(accumulate((length + 1 for length in lengths[:-1]), initial=1))
+        raw = self.scan_buffer(buffer)
         hits: dict[tuple[int, int], int] = {}
-        last = len(starts) - 1
+        for pattern_id, end in raw:
+            # ``end`` is exclusive; the last byte of the match decides the value.
+            index = bisect_right(starts, end - 1) - 1
+            key = (pattern_id, index)
+            if key not in hits:
+                start = starts[index]
+                hits[key] = min(end, start + lengths[index]) - start
+        return [(pattern, text, end) for (pattern, text), end in hits.items()]
+
+    def scan_buffer(self, buffer: bytes) -> list[tuple[int, int]]:
+        """(pattern id, exclusive end offset) of every match in an already joined buffer,
+        in the order Hyperscan reports them (by end offset)."""
+        found: list[tuple[int, int]] = []
+        append = found.append
 
         def on_match(pattern_id: int, _start: int, end: int, _flags: int, _context: object) -> None:
-            # ``end`` is exclusive; the last byte of the match decides the value.
-            position = end - 1
-            low, high = 0, last
-            while low < high:
-                middle = (low + high + 1) // 2
-                if starts[middle] <= position:
-                    low = middle
-                else:
-                    high = middle - 1
-            key = (pattern_id, low)
-            if key not in hits:
-                hits[key] = (
-                    min(end, starts[low] + len(texts[low].encode("utf-8", "replace"))) - starts[low]
-                )
+            append((pattern_id, end))
 
         self._database.scan(buffer, match_event_handler=on_match, scratch=self._scratch())
-        return [(pattern, text, end) for (pattern, text), end in hits.items()]
+        return found

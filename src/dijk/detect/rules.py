@@ -221,7 +221,8 @@ RULES: tuple[Rule, ...] = (
         r"(ascii|ord|substr|substring|mid|left|right|length|len|char|chr|hex|unhex|"
         r"concat|concat_ws|group_concat|if|iif|ifnull|isnull|coalesce|case|cast|convert|"
         r"exists|count|database|user|version|schema|current_user|system_user|rand|"
-        r"elt|make_set|instr|locate|position|bit_length|md5|sha1|uuid)\s*\()",
+        r"elt|make_set|instr|locate|position|bit_length|md5|sha1|uuid|json_extract|"
+        r"json_value|json_query|json_keys|json_length|regexp_substr|regexp_like)\s*\()",
     ),
     _rule(
         "sqli-select-from",
@@ -627,7 +628,8 @@ RULES: tuple[Rule, ...] = (
         1,
         'a query operator in text that will be parsed as JSON: {"$gt": ""}, $where:',
         r"([{,'\"]|{B})\s*['\"]?\$(ne|eq|gt|gte|lt|lte|in|nin|regex|where|exists|or|and|"
-        r"nor|not|expr|elemmatch|function|accumulator|lookup|merge|out)['\"]?\s*:",
+        r"nor|not|expr|elemmatch|function|accumulator|lookup|merge|out|comment|text|"
+        r"options|size|all|mod|type|jsonschema|search|slice)['\"]?\s*:",
     ),
     _rule(
         "nosql-javascript",
@@ -686,7 +688,10 @@ RULES: tuple[Rule, ...] = (
         CRITICAL,
         1,
         "template expressions reaching Python/Java/JS internals",
-        r"(\{\{|\{%|\$\{|#\{|\*\{|<%)[^\x00]*(__class__|__mro__|__subclasses__|"
+        # Bounded: with an unbounded [^\x00]* the bundled Hyperscan (vectorscan 5.4.12)
+        # missed "{{config.items()}}" after some earlier values in the same buffer.
+        r"(\{\{|\{%|\$\{|#\{|\*\{|<%)[^\x00]{0,512}(__class__|__mro__|__subclasses__|"
+        r"\bsubclasses\s*\(|\bmro\s*\(|\.\s*class\s*\.\s*[a-z]|"
         r"__globals__|__builtins__|__init__|__import__|__base__|__dict__|\bconfig\b|"
         r"\brequest\s*\.\s*application|\blipsum\b|\bcycler\b|\bjoiner\b|\bnamespace\b|"
         r"\bself\s*\.\s*_|getclass\s*\(|\bconstructor\s*\.\s*constructor|"
@@ -872,8 +877,9 @@ RULES: tuple[Rule, ...] = (
         CRLF,
         CRITICAL,
         1,
-        "CR/LF followed by a header, cookie or mail/IMAP/SMTP command",
-        r"[\r\n]\s*(set-cookie|location|content-type|content-length|refresh|"
+        "CR/LF (or U+560A/U+560D, which some servers cut to CR/LF) followed by a header, "
+        "cookie or mail/IMAP/SMTP command",
+        r"([\r\n]|\xe5\x98[\x8a\x8d])\s*(set-cookie|location|content-type|content-length|refresh|"
         r"x-[a-z-]+|access-control-[a-z-]+|transfer-encoding|host)\s*:|"
         r"[\r\n]\s*(rcpt\s+to|mail\s+from|bcc|cc)\s*:|"
         r"[\r\n]\s*(quit|helo|ehlo|data|rset|noop|vrfy|expn)\s*({E}|[\r\n])|"
@@ -903,6 +909,14 @@ RULES: tuple[Rule, ...] = (
         CRITICAL,
         1,
         "an upload whose content starts with script or executable code (<?php, MZ, #!, <%)",
+    ),
+    _rule(
+        "upload-archive-bomb",
+        UPLOAD,
+        CRITICAL,
+        1,
+        "compressed content (zip, gzip, bzip2, xz, or a gzip/deflate request body) that "
+        "expands more than 100-fold past 1 MiB, or a zip with overlapping entries",
     ),
     # --- GraphQL --------------------------------------------------------------------------
     _rule(
@@ -944,6 +958,20 @@ RULES: tuple[Rule, ...] = (
         "more values than the detector inspects; the rest could hide anything",
     ),
     _rule("limits-too-deep", LIMITS, CRITICAL, 1, "a body nested deeper than the detector follows"),
+    _rule(
+        "limits-inflated-too-large",
+        LIMITS,
+        CRITICAL,
+        1,
+        "a compressed request body that expands past what the detector inspects (8 MiB)",
+    ),
+    _rule(
+        "limits-unknown-encoding",
+        LIMITS,
+        WARNING,
+        1,
+        "a request body in a content coding the detector cannot decode (br, zstd...)",
+    ),
 )
 
 RULES_BY_ID: dict[str, Rule] = {rule.rule_id: rule for rule in RULES}

