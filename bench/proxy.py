@@ -114,28 +114,39 @@ def _native_command(launch: Launch) -> list[str]:
     return [sys.executable, "-m", "bench.variants.native_pool", "--port", str(launch.port)]
 
 
-def _dijk_command(launch: Launch) -> list[str] | str:
-    executable = ROOT / ".venv" / "bin" / "dijk"
-    found = str(executable) if executable.exists() else shutil.which("dijk")
-    if found is None:
-        return "dijk executable not found (pip install -e . first)"
-    config = launch.temp / "dijk.yaml"
-    config.write_text(
-        textwrap.dedent(
-            f"""\
-            version: 1
-            listen: {{address: {HOST}, port: {launch.port}}}
-            admin: {{address: {HOST}, port: {launch.admin_port}}}
-            upstreams:
-              fixed: {{url: "http://{HOST}:{launch.upstream_port}"}}
-            routes:
-              - name: all
-                match: {{path_prefix: /}}
-                upstream: fixed
-            """
+def _dijk_command(audit: bool) -> Callable[[Launch], list[str] | str]:
+    """``dijk serve`` with one route and no stage of its own; ``audit`` keeps the audit log
+    on (its default: batched, SQLite in the target's temp dir), otherwise it is off."""
+
+    def command(launch: Launch) -> list[str] | str:
+        executable = ROOT / ".venv" / "bin" / "dijk"
+        found = str(executable) if executable.exists() else shutil.which("dijk")
+        if found is None:
+            return "dijk executable not found (pip install -e . first)"
+        name = "dijk-audit" if audit else "dijk"
+        directory = launch.temp / name
+        directory.mkdir(exist_ok=True)
+        log = f'{{url: "sqlite:///{directory}/audit.db"}}' if audit else "{enabled: false}"
+        config = launch.temp / f"{name}.yaml"
+        config.write_text(
+            textwrap.dedent(
+                f"""\
+                version: 1
+                listen: {{address: {HOST}, port: {launch.port}}}
+                admin: {{address: {HOST}, port: {launch.admin_port}}}
+                audit: {log}
+                upstreams:
+                  fixed: {{url: "http://{HOST}:{launch.upstream_port}"}}
+                routes:
+                  - name: all
+                    match: {{path_prefix: /}}
+                    upstream: fixed
+                """
+            )
         )
-    )
-    return [found, "serve", "-c", str(config)]
+        return [found, "serve", "-c", str(config)]
+
+    return command
 
 
 TARGETS = {
@@ -171,7 +182,12 @@ TARGETS = {
             _native_command,
             cwd_is_repo=True,
         ),
-        TargetKind("dijk", "dijk serve, empty pipeline", _dijk_command),
+        TargetKind("dijk", "dijk serve, empty pipeline (audit log off)", _dijk_command(False)),
+        TargetKind(
+            "dijk_audit",
+            "dijk serve, empty pipeline + audit log (default, batched SQLite)",
+            _dijk_command(True),
+        ),
     )
 }
 

@@ -1,13 +1,31 @@
 """Prometheus metrics of the gateway (all names start with ``dijk_``).
 
-Label children are cached per label tuple so the hot path does one dict lookup instead of
-prometheus-client's label validation on every request.
+The metrics touched on every request (requests, latencies, requests in flight, open
+connections, protocol errors) are kept by a small lock-free collector of our own: plain
+ints and floats that only the event loop thread updates, turned into Prometheus families
+when ``/metrics`` is scraped. prometheus-client's own metrics take a lock and validate on
+every update (about seven locked updates per request); ours cost a dict lookup and an
+addition. Names, types, labels, buckets and the ``_created`` samples are exactly what
+prometheus-client's ``Counter``/``Histogram``/``Gauge`` would expose.
+
+Rare events (stage faults, reloads, the configuration generation) keep prometheus-client's
+own metrics. Other modules register their metrics in :data:`REGISTRY`.
+
+Thread safety: updates happen on the event loop only; a scrape from another thread (none
+today: the admin listener runs in the same loop) would read consistent-enough values, since
+it copies each dict under the GIL before formatting.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.metrics import MetricWrapperBase
+import time
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -29,25 +47,170 @@ _LATENCY_BUCKETS = (
     30.0,
 )
 
-REQUESTS = Counter(
+
+class LoopCounter:
+    """A labelled counter of plain floats, updated from the event loop without a lock."""
+
+    __slots__ = ("_created", "documentation", "labelnames", "name", "values")
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = labelnames
+        self.values: dict[tuple[str, ...], float] = {}
+        self._created: dict[tuple[str, ...], float] = {}
+
+    def inc_key(self, key: tuple[str, ...], amount: float = 1.0) -> None:
+        """Add to the child with these label values (in ``labelnames`` order)."""
+        values = self.values
+        if key in values:
+            values[key] += amount
+        else:
+            values[key] = amount
+            self._created[key] = time.time()
+
+    def labels(self, *values: str) -> _CounterChild:
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name}: expected labels {self.labelnames}")
+        return _CounterChild(self, tuple(str(value) for value in values))
+
+    def collect(self) -> Metric:
+        metric = Metric(self.name, self.documentation, "counter")
+        created = self._created
+        for key, value in list(self.values.items()):
+            labels = dict(zip(self.labelnames, key, strict=True))
+            metric.add_sample(self.name + "_total", labels, value)
+            metric.add_sample(self.name + "_created", labels, created.get(key, 0.0))
+        return metric
+
+
+class _CounterChild:
+    __slots__ = ("_counter", "_key")
+
+    def __init__(self, counter: LoopCounter, key: tuple[str, ...]) -> None:
+        self._counter = counter
+        self._key = key
+
+    def inc(self, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("counters only go up")
+        self._counter.inc_key(self._key, amount)
+
+
+class HistogramChild:
+    """One label set of a :class:`LoopHistogram`: per-bucket counts (not cumulative), sum."""
+
+    __slots__ = ("_bounds", "counts", "created", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.sum = 0.0
+        self.created = time.time()
+
+    def observe(self, value: float) -> None:
+        # The first bucket whose upper bound is >= value (the last bound is +Inf).
+        self.counts[bisect_left(self._bounds, value)] += 1
+        self.sum += value
+
+
+class LoopHistogram:
+    """A labelled histogram with fixed buckets, updated from the event loop without a lock."""
+
+    __slots__ = ("_le", "bounds", "children", "documentation", "labelnames", "name")
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: tuple[str, ...],
+        buckets: Iterable[float],
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = labelnames
+        self.bounds = (*sorted(buckets), float("inf"))
+        self.children: dict[tuple[str, ...], HistogramChild] = {}
+        # The "le" label values exactly as prometheus-client spells them ("0.005", "+Inf").
+        self._le = tuple(floatToGoString(bound) for bound in self.bounds)  # type: ignore[no-untyped-call]
+
+    def child(self, key: tuple[str, ...]) -> HistogramChild:
+        found = self.children.get(key)
+        if found is None:
+            found = self.children[key] = HistogramChild(self.bounds)
+        return found
+
+    def labels(self, *values: str) -> HistogramChild:
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name}: expected labels {self.labelnames}")
+        return self.child(tuple(str(value) for value in values))
+
+    def collect(self) -> Metric:
+        metric = Metric(self.name, self.documentation, "histogram")
+        for key, child in list(self.children.items()):
+            labels = dict(zip(self.labelnames, key, strict=True))
+            cumulative = 0
+            for le, count in zip(self._le, list(child.counts), strict=True):
+                cumulative += count
+                metric.add_sample(self.name + "_bucket", {**labels, "le": le}, cumulative)
+            metric.add_sample(self.name + "_count", labels, cumulative)
+            metric.add_sample(self.name + "_sum", labels, child.sum)
+            metric.add_sample(self.name + "_created", labels, child.created)
+        return metric
+
+
+class LoopGauge:
+    """An unlabelled gauge held as a plain number (``inc``/``dec``/``set`` as in prometheus)."""
+
+    __slots__ = ("documentation", "name", "value")
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+    def dec(self, amount: float = 1.0) -> None:
+        self.value -= amount
+
+    def set(self, value: float) -> None:
+        self.value = float(value)
+
+    def collect(self) -> Metric:
+        metric = Metric(self.name, self.documentation, "gauge")
+        metric.add_sample(self.name, {}, self.value)
+        return metric
+
+
+class _LoopCollector(Collector):
+    """Exports the loop metrics at scrape time, in the order they were defined."""
+
+    def __init__(self, metrics: tuple[LoopCounter | LoopHistogram | LoopGauge, ...]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._metrics:
+            yield metric.collect()
+
+
+REQUESTS = LoopCounter(
     "dijk_requests",
     "Requests answered by the gateway, by route, status and reason code.",
     ("route", "status", "reason"),
-    registry=REGISTRY,
 )
-GATEWAY_LATENCY = Histogram(
+GATEWAY_LATENCY = LoopHistogram(
     "dijk_request_duration_seconds",
     "Time from request headers received to response finished, by route.",
     ("route",),
-    buckets=_LATENCY_BUCKETS,
-    registry=REGISTRY,
+    _LATENCY_BUCKETS,
 )
-UPSTREAM_LATENCY = Histogram(
+UPSTREAM_LATENCY = LoopHistogram(
     "dijk_upstream_duration_seconds",
     "Time from sending the request upstream to the end of the upstream response.",
     ("route",),
-    buckets=_LATENCY_BUCKETS,
-    registry=REGISTRY,
+    _LATENCY_BUCKETS,
 )
 STAGE_FAULTS = Counter(
     "dijk_stage_faults",
@@ -55,13 +218,12 @@ STAGE_FAULTS = Counter(
     ("stage",),
     registry=REGISTRY,
 )
-IN_FLIGHT = Gauge("dijk_requests_in_flight", "Requests being handled right now.", registry=REGISTRY)
-CONNECTIONS = Gauge("dijk_connections_open", "Client connections open.", registry=REGISTRY)
-PROTOCOL_ERRORS = Counter(
+IN_FLIGHT = LoopGauge("dijk_requests_in_flight", "Requests being handled right now.")
+CONNECTIONS = LoopGauge("dijk_connections_open", "Client connections open.")
+PROTOCOL_ERRORS = LoopCounter(
     "dijk_protocol_errors",
     "Requests refused before routing (malformed HTTP, limits, timeouts), by reason.",
     ("reason",),
-    registry=REGISTRY,
 )
 RELOADS = Counter(
     "dijk_config_reloads", "Configuration reloads, by result.", ("result",), registry=REGISTRY
@@ -71,34 +233,37 @@ CONFIG_GENERATION = Gauge(
     "Generation number of the configuration being served.",
     registry=REGISTRY,
 )
+REGISTRY.register(
+    _LoopCollector(
+        (REQUESTS, GATEWAY_LATENCY, UPSTREAM_LATENCY, IN_FLIGHT, CONNECTIONS, PROTOCOL_ERRORS)
+    )
+)
 
-_cache: dict[tuple[object, ...], MetricWrapperBase] = {}
-
-
-def _child(metric: MetricWrapperBase, *labels: str) -> MetricWrapperBase:
-    key = (id(metric), *labels)
-    child = _cache.get(key)
-    if child is None:
-        child = metric.labels(*labels)
-        _cache[key] = child
-    return child
+_GATEWAY_CHILDREN = GATEWAY_LATENCY.children
+_UPSTREAM_CHILDREN = UPSTREAM_LATENCY.children
+_REQUEST_COUNTS = REQUESTS.values
 
 
 def observe_request(route: str, status: int, reason: str, seconds: float) -> None:
-    _child(REQUESTS, route, str(status), reason).inc()  # type: ignore[attr-defined]
-    _child(GATEWAY_LATENCY, route).observe(seconds)  # type: ignore[attr-defined]
+    """Count one answered request and its gateway latency (the per-request hot path)."""
+    key = (route, str(status), reason)
+    if key in _REQUEST_COUNTS:
+        _REQUEST_COUNTS[key] += 1
+    else:
+        REQUESTS.inc_key(key)
+    (_GATEWAY_CHILDREN.get((route,)) or GATEWAY_LATENCY.child((route,))).observe(seconds)
 
 
 def observe_upstream(route: str, seconds: float) -> None:
-    _child(UPSTREAM_LATENCY, route).observe(seconds)  # type: ignore[attr-defined]
+    (_UPSTREAM_CHILDREN.get((route,)) or UPSTREAM_LATENCY.child((route,))).observe(seconds)
 
 
 def stage_fault(stage: str) -> None:
-    _child(STAGE_FAULTS, stage).inc()  # type: ignore[attr-defined]
+    STAGE_FAULTS.labels(stage).inc()
 
 
 def protocol_error(reason: str) -> None:
-    _child(PROTOCOL_ERRORS, reason).inc()  # type: ignore[attr-defined]
+    PROTOCOL_ERRORS.inc_key((reason,))
 
 
 def render() -> bytes:

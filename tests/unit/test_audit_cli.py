@@ -128,14 +128,17 @@ def test_verify_with_an_exported_checkpoint_catches_a_cut_tail(tmp_path: Path) -
         (["query", "--db", "sqlite:///{dir}/audit.db", "--cursor", "@@"], "cursor"),
     ],
 )
-def test_bad_input_is_one_clear_line_and_exit_2(
+def test_bad_input_is_one_clear_line_and_exit_1(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
     write_log(tmp_path / "audit.db", count=3)
     (tmp_path / "garbage.db").write_bytes(b"this is not sqlite" * 100)
     code, out, err = run(*(arg.replace("{dir}", str(tmp_path)) for arg in args))
-    assert code == 2, out + err
+    assert code == 1, out + err
     assert message in err
+    if args[0] == "verify":  # never mistaken for a verdict on the log
+        assert err.startswith("error: cannot verify: ")
+        assert "intact" not in out
     assert "Traceback" not in out + err
     assert len(err.strip().splitlines()) == 1
 
@@ -143,8 +146,20 @@ def test_bad_input_is_one_clear_line_and_exit_2(
 def test_verify_without_a_key_says_how_to_give_one(tmp_path: Path) -> None:
     url = write_log(tmp_path / "audit.db", count=3)
     code, _, err = run("verify", "--db", url, key=None)
-    assert code == 2
+    assert code == 1
     assert "DIJK_AUDIT_KEY" in err
+
+
+def test_verify_finds_the_key_beside_a_sqlite_database(tmp_path: Path) -> None:
+    """Where `dijk demo` and a default `dijk serve` keep it: `verify --db` alone works."""
+    url = write_log(tmp_path / "audit.db", count=3)
+    key_file = tmp_path / "audit.key"
+    key_file.write_text(SECRET + "\n")
+    key_file.chmod(0o600)
+    code, out, err = run("verify", "--db", url, key=None)
+    assert code == 0, out + err
+    assert f"using key {key_file}" in err
+    assert "audit log intact: 3 records" in out
 
 
 def test_query_filters_and_prints_json_lines(tmp_path: Path) -> None:
@@ -202,7 +217,7 @@ def test_prune_keeps_the_log_verifiable(tmp_path: Path) -> None:
         )
     # Changing times breaks the chain: pruning must refuse to sign over it.
     code, _, err = run("prune", "--db", url, "--older-than", "90d")
-    assert code == 2
+    assert code == 1
     assert "refusing to prune" in err
 
 

@@ -56,6 +56,20 @@ def test_canonical_encoding_is_pinned_byte_for_byte() -> None:
     assert canonical_bytes(golden_record(), "default") == GOLDEN_CANONICAL
 
 
+def test_canonical_body_lists_its_keys_sorted_so_no_sorting_is_needed() -> None:
+    """canonical_bytes relies on this instead of orjson's OPT_SORT_KEYS (per-record cost)."""
+    import orjson
+
+    from dijk.audit.record import canonical_body
+
+    for record in (golden_record(), AuditRecord(datetime.now(UTC), "r", "GET", 200, "allow")):
+        body = canonical_body(record, "default")
+        assert list(body) == sorted(body)
+        assert canonical_bytes(record, "default") == orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+        for finding in body["findings"]:
+            assert list(finding) == sorted(finding)
+
+
 def test_chain_hash_is_hmac_sha256_of_previous_hash_and_canonical_bytes() -> None:
     key = b"k" * 32
     expected = hmac.new(key, ZERO_HASH + GOLDEN_CANONICAL, hashlib.sha256).hexdigest()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from dijk import __version__, metrics
+from dijk.audit.api import query_page
 from dijk.auth.revocation import revoke_from_request
 from dijk.pipeline.decision import Decision
 from dijk.proxy.gateway import new_request_id, problem_response, request_id_from
@@ -34,10 +35,11 @@ class AdminHandler:
             ("GET", "/admin/api/v1/status"): self._status,
             ("POST", "/admin/api/v1/keys/revoke"): self._revoke_keys,
             ("POST", "/admin/api/v1/tokens/revoke"): self._revoke_tokens,
+            ("GET", "/admin/api/v1/audit"): self._audit,
         }
 
     def protocol_error(
-        self, fault: ProtocolFault, request: Request | None
+        self, fault: ProtocolFault, request: Request | None, client_ip: str = ""
     ) -> tuple[list[tuple[str, str]], bytes]:
         request_id = request_id_from(request.headers) if request else new_request_id()
         _, headers, body = problem_response(
@@ -153,6 +155,15 @@ class AdminHandler:
         ttl = jwt.max_lifetime_s + jwt.leeway_s if jwt is not None else 86_400.0
         status, answer = await revoke_from_request(identity.revocations, kind, body, ttl)
         return status, orjson.dumps(answer)
+
+    async def _audit(self, request: Request) -> tuple[int, bytes]:
+        """The activity log, filtered and paged (issue 8; see ``dijk.audit.api``)."""
+        audit = self._server.gateway.state.resources.audit
+        if audit is None or audit.service is None:
+            detail = "The audit log is disabled (audit.enabled: false)."
+            return 404, orjson.dumps({"status": 404, "reason": "audit.disabled", "detail": detail})
+        status, body = await query_page(audit.service.writer.store, request.query)
+        return status, orjson.dumps(body)
 
     def _json(self, response: ResponseWriter, status: int, body: object, request_id: str) -> None:
         response.send(status, [*_JSON, ("x-request-id", request_id)], orjson.dumps(body))

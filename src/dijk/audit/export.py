@@ -26,6 +26,7 @@ __all__ = [
     "elastic_bulk_lines",
     "export_lines",
     "otlp_request",
+    "record_json",
     "splunk_hec_line",
     "syslog_line",
 ]
@@ -221,7 +222,9 @@ def syslog_line(row: ChainedRecord, hostname: str = "-") -> str:
     return f"<{priority}>1 {_timestamp(row)} {host} dijk - audit [{SYSLOG_SD_ID} {sd}] {message}"
 
 
-def splunk_hec_line(row: ChainedRecord, hostname: str | None = None) -> str:
+def splunk_hec_line(
+    row: ChainedRecord, hostname: str | None = None, index: str | None = None
+) -> str:
     """One Splunk HTTP Event Collector event (``/services/collector/event``)."""
     event: dict[str, Any] = {
         "time": round(row.record.time_us / 1_000_000, 6),
@@ -231,13 +234,54 @@ def splunk_hec_line(row: ChainedRecord, hostname: str | None = None) -> str:
     }
     if hostname:
         event["host"] = hostname
+    if index:
+        event["index"] = index
     return orjson.dumps(event).decode()
 
 
-def elastic_bulk_lines(row: ChainedRecord, index: str = DEFAULT_INDEX) -> str:
+def elastic_document_id(row: ChainedRecord) -> str:
+    """A document id fixed by the record's place in its chain: a retried bulk request
+    cannot index a record twice (the second ``create`` answers 409)."""
+    return f"{row.chain}-{row.seq}"
+
+
+def elastic_bulk_lines(
+    row: ChainedRecord, index: str = DEFAULT_INDEX, *, with_id: bool = False
+) -> str:
     """An action line and a document line for the ``_bulk`` API (``create``: data streams)."""
-    action = orjson.dumps({"create": {"_index": index}}).decode()
+    target: dict[str, str] = {"_index": index}
+    if with_id:
+        target["_id"] = elastic_document_id(row)
+    action = orjson.dumps({"create": target}).decode()
     return action + "\n" + orjson.dumps(ecs_document(row)).decode()
+
+
+def record_json(row: ChainedRecord) -> dict[str, Any]:
+    """The record as Dijk's own JSON (``audit query --format json``, the admin API)."""
+    record = row.record
+    return {
+        "chain": row.chain,
+        "seq": row.seq,
+        "time": record.time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "request_id": record.request_id,
+        "method": record.method,
+        "route": record.route,
+        "path_template": record.path_template,
+        "status": record.status,
+        "decision": record.decision,
+        "reason": record.reason,
+        "consumer": record.consumer,
+        "auth_method": record.auth_method,
+        "credential_id": record.credential_id,
+        "client_ip": record.client_ip,
+        "findings": [{"rule_id": item.rule_id, "field": item.field} for item in record.findings],
+        "gateway_latency_us": record.gateway_latency_us,
+        "upstream_latency_us": record.upstream_latency_us,
+        "bytes_in": record.bytes_in,
+        "bytes_out": record.bytes_out,
+        "pii_categories": list(record.pii_categories),
+        "hash": row.hash.hex(),
+    }
 
 
 def _attribute(key: str, value: object) -> dict[str, Any]:

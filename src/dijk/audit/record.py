@@ -10,8 +10,8 @@ The hash chain (``chain.py``) hashes a record's *canonical encoding*. It must be
 bytes on every machine and in every language that wants to check the log, so it is
 pinned down here:
 
-* a JSON object (RFC 8259) encoded as UTF-8, produced by ``orjson`` with
-  ``OPT_SORT_KEYS``: keys sorted by code point, no insignificant whitespace, non-ASCII
+* a JSON object (RFC 8259) encoded as UTF-8 by ``orjson``: keys sorted by code point
+  (``canonical_body`` lists them in that order), no insignificant whitespace, non-ASCII
   characters written as UTF-8 (not ``\\u`` escapes), ``/`` not escaped;
 * every key is always present; absent values are ``null``;
 * ``"v": 1`` (the encoding version) and ``"chain"`` (the chain the record belongs to);
@@ -82,12 +82,18 @@ class Finding:
     field: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AuditRecord:
     """What the gateway did with one request.
 
     ``client_ip`` and ``credential_id`` are expected to be pseudonyms already (see
     :func:`pseudonymise`); the record does not know and cannot check.
+
+    Treat a record as immutable once made. It is deliberately not a *frozen* dataclass:
+    one is built per request, and a frozen dataclass's ``__init__`` (one
+    ``object.__setattr__`` call per field) cost 6 us against 1.6 us here (measured,
+    ``bench/audit.py``). Changing a record after it was sealed cannot go unnoticed anyway:
+    verification recomputes its hash.
     """
 
     time: datetime
@@ -178,8 +184,12 @@ def canonical_body(record: AuditRecord, chain: str) -> dict[str, Any]:
 
 
 def canonical_bytes(record: AuditRecord, chain: str) -> bytes:
-    """Canonical encoding v1 of ``record`` in ``chain`` (the bytes the chain hashes)."""
-    return orjson.dumps(canonical_body(record, chain), option=orjson.OPT_SORT_KEYS)
+    """Canonical encoding v1 of ``record`` in ``chain`` (the bytes the chain hashes).
+
+    ``canonical_body`` builds its keys already in sorted order (a unit test holds it to
+    that), so orjson's key sorting, a third of the encoding time, is not needed.
+    """
+    return orjson.dumps(canonical_body(record, chain))
 
 
 _UNENCODABLE: Final = re.compile("[\x00\ud800-\udfff]")

@@ -13,20 +13,20 @@ cuts it off before the file is appended to again.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
+import structlog
 
 from dijk.audit.chain import ChainedRecord
 from dijk.audit.record import AuditRecord, Finding, canonical_body, datetime_from_us
 
 __all__ = ["Spool"]
 
-_LOG: Final = logging.getLogger("dijk.audit.spool")
+_LOG: Final = structlog.get_logger("dijk.audit.spool")
 _TAIL_WINDOW: Final = 1 << 16
 
 

@@ -110,6 +110,22 @@ def _checkpoint(row: Sequence[Any]) -> Checkpoint:
     )
 
 
+def _transaction(connection: sqlite3.Connection, statements: list[tuple[str, Any, bool]]) -> None:
+    """Runs on the connection's thread: all statements, committed together or not at all."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for sql, params, many in statements:
+            if many:
+                connection.executemany(sql, params)
+            else:
+                connection.execute(sql, params)
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
 class SQLiteAuditStore(AuditStore):
     def __init__(self, url: StoreURL, *, create: bool = False, durable: bool = True):
         self.url = url
@@ -233,32 +249,28 @@ class SQLiteAuditStore(AuditStore):
             database, self._db = self._db, None
             await database.close()
 
-    async def _write(self, statements: list[tuple[str, Sequence[Any], bool]]) -> None:
-        """Run (sql, params, many) statements in one transaction."""
+    async def _write(self, statements: list[tuple[str, Any, bool]]) -> None:
+        """Run (sql, params, many) statements in one transaction, in one trip to the
+        connection's thread.
+
+        Statement by statement through aiosqlite, a batch cost four hand-offs between the
+        event loop and that thread (BEGIN, INSERT, COMMIT, and the checkpoint), each a
+        thread wake-up and a loop wake-up; in strict mode there is one batch per group
+        commit, so that overhead was paid per few requests. ``Connection._execute`` (run a
+        function on the connection's thread) is aiosqlite's own private API, stable since
+        0.17; aiosqlite is pinned.
+        """
         async with self._lock:
-            database = self._conn
+            database: Any = self._conn
             try:
-                await database.execute("BEGIN IMMEDIATE")
-                try:
-                    for sql, params, many in statements:
-                        if many:
-                            await database.executemany(sql, params)
-                        else:
-                            await database.execute(sql, params)
-                    await database.execute("COMMIT")
-                except BaseException:
-                    if database.in_transaction:
-                        await database.execute("ROLLBACK")
-                    raise
+                await database._execute(_transaction, database._conn, statements)
             except sqlite3.Error as exc:
                 raise AuditSinkError(f"audit database {self.url.target}: {exc}") from exc
 
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         async with self._lock:
             try:
-                cursor = await self._conn.execute(sql, params)
-                rows = await cursor.fetchall()
-                await cursor.close()
+                rows = await self._conn.execute_fetchall(sql, params)
             except sqlite3.Error as exc:
                 raise AuditSinkError(f"audit database {self.url.target}: {exc}") from exc
         return list(rows)
@@ -278,8 +290,10 @@ class SQLiteAuditStore(AuditStore):
     async def append(
         self, rows: Sequence[ChainedRecord], checkpoint: Checkpoint | None = None
     ) -> None:
-        statements: list[tuple[str, Sequence[Any], bool]] = [
-            (self._insert, [_row(sealed) for sealed in rows], True)
+        # A generator: aiosqlite's thread builds the rows while binding them, not the
+        # event loop (the same CPU work, but the loop keeps serving in between).
+        statements: list[tuple[str, Any, bool]] = [
+            (self._insert, (_row(sealed) for sealed in rows), True)
         ]
         if checkpoint is not None:
             statements.append((self._insert_checkpoint, self._checkpoint_params(checkpoint), False))

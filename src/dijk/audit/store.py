@@ -15,7 +15,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -43,12 +43,35 @@ __all__ = [
     "StoreURL",
     "open_store",
     "parse_store_url",
+    "parse_time",
     "prune",
 ]
 
 DEFAULT_TABLE: Final = "dijk_audit"
 _TABLE_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,47}")
 _STATUS_CLASS: Final = re.compile(r"([1-5])xx")
+_RELATIVE: Final = re.compile(r"(\d+)([smhdw])")
+_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_time(text: str, now: datetime | None = None) -> datetime:
+    """ISO 8601 date/time (naive means UTC) or a relative ``<n><s|m|h|d|w>`` ago.
+
+    Raises ``ValueError`` with the accepted forms.
+    """
+    moment = now or datetime.now(UTC)
+    value = text.strip()
+    relative = _RELATIVE.fullmatch(value)
+    if relative:
+        amount, unit = int(relative.group(1)), relative.group(2)
+        return moment - timedelta(**{_UNITS[unit]: amount})
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"cannot read time {text!r}: use ISO 8601 (2025-01-31T12:00:00Z) or 15m, 2h, 7d"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 class AuditStoreError(Exception):

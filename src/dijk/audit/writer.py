@@ -27,19 +27,26 @@ store with backoff; once it answers, the spool is replayed ahead of newer record
 the store is down (the record is still spooled), so the gateway can answer 503.
 
 When the queue is full, ``append`` waits: back-pressure rather than dropping records.
+
+Listeners (:meth:`AuditWriter.add_listener`) see every batch once it is committed or
+spooled, sealed (with ``seq`` and hash): the live SIEM sinks hang there, so a copy shipped
+elsewhere always carries the place it has in the tamper-evident chain.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+import structlog
+
+from dijk.audit import metrics
 from dijk.audit.chain import ZERO_HASH, ChainedRecord, ChainSealer, Checkpoint
 from dijk.audit.keys import AuditKeys
 from dijk.audit.record import AuditRecord
@@ -58,7 +65,11 @@ __all__ = [
 Durability = Literal["batched", "strict"]
 OnSinkError = Literal["spool", "deny"]
 
-_LOG: Final = logging.getLogger("dijk.audit.writer")
+_LOG: Final = structlog.get_logger("dijk.audit.writer")
+_SEAL_SLICE: Final = 256
+
+Listener = Callable[[Sequence[ChainedRecord]], None]
+"""Called with each persisted batch; must not block (hand the rows to a queue)."""
 
 
 class AuditUnavailableError(Exception):
@@ -150,8 +161,56 @@ class AuditWriter:
         self._closing = False
         self._stopped = False
         self._failure: BaseException | None = None
+        self._listeners: list[Listener] = []
+        self._overflow_logged = 0.0
 
     # -- public API --------------------------------------------------------------------
+
+    @property
+    def store(self) -> AuditStore:
+        """The store written to (readers such as the admin API query it too)."""
+        return self._store
+
+    @property
+    def running(self) -> bool:
+        """True between ``start`` and ``close`` while the writer task is alive."""
+        return self._task is not None and not self._stopped
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener`` with every batch once it is committed or spooled."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def reconfigure(
+        self,
+        *,
+        durability: Durability,
+        on_sink_error: OnSinkError,
+        flush_interval_s: float,
+        max_batch: int,
+        max_queue: int,
+        checkpoint_every_records: int,
+        checkpoint_every_s: float,
+    ) -> None:
+        """Apply new runtime settings to a running writer (configuration reload).
+
+        The chain, store and keys stay: a reload that keeps the audit URL and chain name
+        keeps this writer, so the chain continues without a second writer racing it.
+        """
+        if max_batch < 1 or max_queue < max_batch:
+            raise ValueError("need 1 <= max_batch <= max_queue")
+        self.durability = durability
+        self.on_sink_error = on_sink_error
+        self._flush_interval = flush_interval_s
+        self._max_batch = max_batch
+        self._max_queue = max_queue
+        self._checkpoint_records = checkpoint_every_records
+        self._checkpoint_seconds = checkpoint_every_s
+        self._space.set()
+        self._wake.set()
 
     @property
     def sink_available(self) -> bool:
@@ -180,6 +239,13 @@ class AuditWriter:
         """
         if self._task is not None:
             return
+        try:
+            await self._start()
+        except BaseException:
+            await self._store.close()  # a failed start must not leave a connection behind
+            raise
+
+    async def _start(self) -> None:
         await asyncio.to_thread(self._spool.repair)
         spooled = await asyncio.to_thread(self._spool.last)
         stored: tuple[int, bytes] | None = None
@@ -216,6 +282,7 @@ class AuditWriter:
         self._last_checkpoint_seq = seq
         self._last_checkpoint_at = time.monotonic()
         self._next_retry = time.monotonic()
+        metrics.STORE_UP.set(0 if self._spooling else 1)
         self._task = asyncio.create_task(self._run(), name=f"dijk-audit-writer-{self.chain}")
 
     async def append(self, record: AuditRecord) -> None:
@@ -244,6 +311,34 @@ class AuditWriter:
             # cannot starve the writer task (yielding on every append would be costly).
             self._wake.set()
             await asyncio.sleep(0)
+
+    def append_nowait(self, record: AuditRecord) -> bool:
+        """Queue ``record`` without waiting (for callers that cannot await).
+
+        Used for refusals the HTTP server answers itself. The queue may exceed
+        ``max_queue`` here, up to twice that; beyond, the record is counted as lost and
+        logged (never silently) and False is returned.
+        """
+        if self._stopped or self._task is None:
+            self.stats.lost += 1
+            metrics.RECORDS.labels("lost").inc()
+            _LOG.error("audit: record %s lost: %s", record.request_id, self._closed_reason())
+            return False
+        if len(self._pending) >= 2 * self._max_queue:
+            self.stats.lost += 1
+            metrics.RECORDS.labels("lost").inc()
+            now = time.monotonic()
+            if now - self._overflow_logged > 1.0:
+                self._overflow_logged = now
+                _LOG.error("audit: queue overflow, records lost (total %d)", self.stats.lost)
+            return False
+        self._appended += 1
+        self.stats.appended += 1
+        if not self._pending:
+            self._first_pending_at = time.monotonic()
+        self._pending.append((record, None))
+        self._wake.set()
+        return True
 
     async def flush(self) -> None:
         """Wait until every record appended so far is committed or spooled."""
@@ -364,11 +459,11 @@ class AuditWriter:
         batch N is committed or spooled); only the CPU work of sealing overlaps the
         database's work.
         """
-        prepared = self._prepare()
+        prepared = await self._prepare()
         while True:
             writing = asyncio.create_task(self._persist(prepared))
             await asyncio.sleep(0)  # let the write reach the driver before sealing more
-            upcoming = self._prepare() if self._next_batch_ready() else None
+            upcoming = await self._prepare() if self._next_batch_ready() else None
             await writing
             if upcoming is None:
                 return
@@ -384,9 +479,16 @@ class AuditWriter:
             or len(self._pending) >= self._max_batch
         )
 
-    def _prepare(self) -> _Prepared:
+    async def _prepare(self) -> _Prepared:
         batch = self._take_batch()
-        sealed = [self._sealer.seal(record) for record, _ in batch]
+        seal = self._sealer.seal
+        sealed: list[ChainedRecord] = []
+        # Sealing costs some microseconds per record on the event loop that also serves
+        # requests: a slice at a time, so a full batch never stalls them for long.
+        for start in range(0, len(batch), _SEAL_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            sealed.extend(seal(record) for record, _ in batch[start : start + _SEAL_SLICE])
         futures = [future for _, future in batch if future is not None]
         now = time.monotonic()
         checkpoint = None
@@ -401,13 +503,20 @@ class AuditWriter:
     async def _persist(self, prepared: _Prepared) -> None:
         sealed, checkpoint = prepared.sealed, prepared.checkpoint
         error: BaseException | None = None
+        kept = True
         if not self._spooling and await self._commit(sealed, checkpoint):
             self.stats.committed += len(sealed)
+            metrics.RECORDS.labels("committed").inc(len(sealed))
             if checkpoint is not None:
                 self.stats.checkpoints += 1
         else:
+            lost_before = self.stats.lost
             error = await self._spool_rows(sealed)
+            kept = self.stats.lost == lost_before
+            metrics.RECORDS.labels("spooled" if kept else "lost").inc(len(sealed))
         self.stats.batches += 1
+        if kept and self._listeners:
+            self._notify(sealed)
         for future in prepared.futures:
             if future.done():
                 continue
@@ -417,6 +526,13 @@ class AuditWriter:
                 future.set_exception(error)
         self._done += len(sealed)
         self._release_flush_waiters()
+
+    def _notify(self, sealed: list[ChainedRecord]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(sealed)
+            except Exception:  # a listener's bug must not stop the audit log
+                _LOG.exception("audit listener failed")
 
     async def _commit(self, sealed: list[ChainedRecord], checkpoint: Checkpoint | None) -> bool:
         try:
@@ -478,6 +594,7 @@ class AuditWriter:
             _LOG.error("audit store failed (%s); spooling to %s", exc, self._spool.path)
         self.stats.sink_failures += 1
         self._spooling = True
+        metrics.STORE_UP.set(0)
         self._retry_delay = self._retry_interval
         self._next_retry = time.monotonic() + self._retry_delay
 
@@ -493,6 +610,7 @@ class AuditWriter:
             if await self._spool.at_end(offset):
                 await self._spool.remove()
                 self._spooling = False
+                metrics.STORE_UP.set(1)
                 self._retry_delay = self._retry_interval
                 _LOG.warning("audit store is back; spool replayed")
             else:

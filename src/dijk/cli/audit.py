@@ -1,20 +1,26 @@
 """``dijk audit``: verify, query and export the activity log.
 
-Exit codes: 0 success (``verify``: the log is intact); 1 ``verify`` found tampering;
-2 the command could not run (bad URL, missing database or key, bad arguments). Errors are
-one line on stderr, never a traceback.
+Exit codes: 0 success (``verify``: the log is intact); 1 otherwise: ``verify`` found
+tampering, or any command could not run (bad URL, missing database or key). ``verify``
+exits 1 when it cannot run because a gate in a pipeline must never read "could not check"
+as "intact"; its message then starts ``error: cannot verify:`` instead of naming a record.
+Wrong options are usage errors (exit 2, from the option parser). Errors are one line on
+stderr, never a traceback.
+
+The key: ``--key-file``, ``$DIJK_AUDIT_KEY_FILE`` or ``$DIJK_AUDIT_KEY``; for a SQLite
+database without any of them, ``audit.key`` beside the database (where ``dijk demo`` and a
+default ``dijk serve`` create it) is used, and the command says so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Annotated, Any, Final, TypeVar
@@ -23,9 +29,24 @@ import orjson
 import typer
 
 from dijk.audit.chain import ChainedRecord, Checkpoint, PruneRefusedError, verify_store
-from dijk.audit.export import export_lines
-from dijk.audit.keys import AuditKeyError, AuditKeys, generate_key_file, load_public_key
-from dijk.audit.store import AuditQuery, AuditStore, AuditStoreError, open_store, prune
+from dijk.audit.export import export_lines, record_json
+from dijk.audit.keys import (
+    KEY_ENV,
+    KEY_FILE_ENV,
+    AuditKeyError,
+    AuditKeys,
+    generate_key_file,
+    load_public_key,
+)
+from dijk.audit.store import (
+    AuditQuery,
+    AuditStore,
+    AuditStoreError,
+    open_store,
+    parse_store_url,
+    prune,
+)
+from dijk.audit.store import parse_time as parse_store_time
 
 __all__ = ["audit_app"]
 
@@ -42,8 +63,6 @@ checkpoint_app = typer.Typer(
 audit_app.add_typer(checkpoint_app, name="checkpoint")
 
 _T = TypeVar("_T")
-_RELATIVE: Final = re.compile(r"(\d+)([smhdw])")
-_UNITS: Final = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _SHOWN_PROBLEMS: Final = 10
 
 
@@ -62,7 +81,7 @@ class ExportFormatChoice(StrEnum):
 
 
 class CommandError(Exception):
-    """A problem to report on one line with exit code 2."""
+    """A problem to report on one line with exit code 1."""
 
 
 DbOption = Annotated[
@@ -91,29 +110,20 @@ UntilOption = Annotated[str | None, typer.Option(help="Before this time (same fo
 
 def parse_time(text: str, now: datetime | None = None) -> datetime:
     """ISO 8601 date/time (naive means UTC) or a relative ``<n><s|m|h|d|w>`` ago."""
-    moment = now or datetime.now(UTC)
-    value = text.strip()
-    relative = _RELATIVE.fullmatch(value)
-    if relative:
-        amount, unit = int(relative.group(1)), relative.group(2)
-        return moment - timedelta(**{_UNITS[unit]: amount})
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise CommandError(
-            f"cannot read time {text!r}: use ISO 8601 (2025-01-31T12:00:00Z) or 15m, 2h, 7d"
-        ) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        return parse_store_time(text, now)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
-def _run(work: Callable[[], Awaitable[_T]]) -> _T:
-    """Run a command body; turn every failure into one line on stderr and exit code 2."""
+def _run(work: Callable[[], Awaitable[_T]], prefix: str = "error: ") -> _T:
+    """Run a command body; turn every failure into one line on stderr and exit code 1."""
     try:
         return asyncio.run(_call(work))
     except typer.Exit:
         raise
     except (CommandError, AuditStoreError, AuditKeyError, PruneRefusedError) as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"{prefix}{exc}", err=True)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
     except BrokenPipeError:  # e.g. `dijk audit export ... | head`: the reader has enough
@@ -121,8 +131,8 @@ def _run(work: Callable[[], Awaitable[_T]]) -> _T:
         os.dup2(devnull, sys.stdout.fileno())
         raise typer.Exit(0) from None
     except Exception as exc:  # never a traceback for the user
-        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
-    raise typer.Exit(2)
+        typer.echo(f"{prefix}{type(exc).__name__}: {exc}", err=True)
+    raise typer.Exit(1)
 
 
 async def _call(work: Callable[[], Awaitable[_T]]) -> _T:
@@ -142,8 +152,29 @@ def _output(path: Path | None) -> Iterator[IO[str]]:
         yield handle
 
 
-def _keys(key_file: Path | None) -> AuditKeys:
+def _keys(key_file: Path | None, db: str | None = None) -> AuditKeys:
+    """Keys from the options or environment; else ``audit.key`` beside a SQLite database."""
+    if (
+        key_file is None
+        and db is not None
+        and not (os.environ.get(KEY_FILE_ENV) or os.environ.get(KEY_ENV))
+    ):
+        beside = _key_beside(db)
+        if beside is not None:
+            typer.echo(f"using key {beside}", err=True)
+            return AuditKeys.load(beside)
     return AuditKeys.load(key_file)
+
+
+def _key_beside(db: str) -> Path | None:
+    try:
+        parsed = parse_store_url(db)
+    except AuditStoreError:
+        return None
+    if parsed.scheme != "sqlite" or parsed.target == ":memory:":
+        return None
+    candidate = Path(parsed.target).parent / "audit.key"
+    return candidate if candidate.is_file() else None
 
 
 def _load_checkpoints(paths: list[Path]) -> list[Checkpoint]:
@@ -188,33 +219,6 @@ async def _records(store: AuditStore, query: AuditQuery) -> AsyncIterator[Chaine
         cursor = page.next_cursor
 
 
-def _record_json(row: ChainedRecord) -> dict[str, Any]:
-    record = row.record
-    return {
-        "chain": row.chain,
-        "seq": row.seq,
-        "time": record.time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "request_id": record.request_id,
-        "method": record.method,
-        "route": record.route,
-        "path_template": record.path_template,
-        "status": record.status,
-        "decision": record.decision,
-        "reason": record.reason,
-        "consumer": record.consumer,
-        "auth_method": record.auth_method,
-        "credential_id": record.credential_id,
-        "client_ip": record.client_ip,
-        "findings": [{"rule_id": item.rule_id, "field": item.field} for item in record.findings],
-        "gateway_latency_us": record.gateway_latency_us,
-        "upstream_latency_us": record.upstream_latency_us,
-        "bytes_in": record.bytes_in,
-        "bytes_out": record.bytes_out,
-        "pii_categories": list(record.pii_categories),
-        "hash": row.hash.hex(),
-    }
-
-
 @audit_app.command()
 def verify(
     db: DbOption,
@@ -238,7 +242,7 @@ def verify(
     """Check the hash chain: exit 0 if intact, 1 naming the first bad record and its kind."""
 
     async def work() -> bool:
-        keys = _keys(key_file)
+        keys = _keys(key_file, db)
         trusted = load_public_key(public_key) if public_key else None
         extra = _load_checkpoints(checkpoint or [])
         async with open_store(db) as store:
@@ -269,7 +273,7 @@ def verify(
             typer.echo(f"audit log TAMPERED: chain {name!r} first bad seq {seq}: {kind}")
         return report.intact
 
-    intact = _run(work)
+    intact = _run(work, prefix="error: cannot verify: ")
     raise typer.Exit(0 if intact else 1)
 
 
@@ -345,7 +349,7 @@ def query(
                 raise CommandError(str(exc)) from None
         if output is OutputFormat.json:
             for row in page.records:
-                typer.echo(orjson.dumps(_record_json(row)).decode())
+                typer.echo(orjson.dumps(record_json(row)).decode())
         else:
             _print_table(page.records)
         if page.next_cursor:
@@ -440,7 +444,7 @@ def prune_command(
     """Apply retention: delete old records, anchoring the cut with a signed checkpoint."""
 
     async def work() -> None:
-        keys = _keys(key_file)
+        keys = _keys(key_file, db)
         cutoff = parse_time(older_than)
         async with open_store(db) as store:
             deleted = await prune(store, keys, cutoff)
@@ -481,7 +485,7 @@ def checkpoint_export(
     async def work() -> None:
         public_hex: str | None = None
         try:
-            public_hex = _keys(key_file).public_key_hex
+            public_hex = _keys(key_file, db).public_key_hex
         except AuditKeyError:
             if key_file is not None:
                 raise

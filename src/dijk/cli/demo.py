@@ -123,6 +123,24 @@ def banner(port: int, upstream_port: int, admin_port: int, read: str, write: str
     )
 
 
+def audit_banner(data_dir: Path) -> str:
+    """Where the activity log is and how to check it (the key is beside the database
+    unless DIJK_AUDIT_KEY / DIJK_AUDIT_KEY_FILE is set)."""
+    database = (data_dir / "audit.db").resolve()
+    key = os.environ.get("DIJK_AUDIT_KEY_FILE") or str(database.parent / "audit.key")
+    if os.environ.get("DIJK_AUDIT_KEY") and not os.environ.get("DIJK_AUDIT_KEY_FILE"):
+        key = "$DIJK_AUDIT_KEY"
+    url = f"sqlite:///{database}"
+    return "\n".join(
+        [
+            f"Audit log: {database}  (key: {key})",
+            f"  dijk audit verify --db {url}",
+            f"  dijk audit query --db {url} --since 15m",
+            f"  dijk audit export --db {url} --format ecs",
+        ]
+    )
+
+
 def run_demo(port: int, upstream_port: int, admin_port: int, data_dir: Path) -> None:
     from dijk.cli.run import run_gateway
 
@@ -154,13 +172,18 @@ def run_demo(port: int, upstream_port: int, admin_port: int, data_dir: Path) -> 
 
         def started(_server: object) -> None:
             typer.echo(banner(port, upstream_port, admin_port, read, write))
+            typer.echo(audit_banner(data_dir))
             sys.stdout.flush()
 
-        run_gateway(
-            config,
-            DEMO_CONFIG_NAME,
-            loader=lambda: demo_config(port, upstream_port, admin_port, data_dir),
-            on_started=started,
-        )
+        try:
+            run_gateway(
+                config,
+                DEMO_CONFIG_NAME,
+                loader=lambda: demo_config(port, upstream_port, admin_port, data_dir),
+                on_started=started,
+            )
+        except ConfigError as exc:  # e.g. the audit log cannot be opened in the data dir
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
     finally:
         stop_process(upstream)

@@ -45,6 +45,7 @@ def cross_check(config: DijkConfig) -> Iterator[tuple[Path, str]]:
         yield ("admin", "port"), "listen and admin must not use the same address and port"
     yield from _identity_checks(config)
     yield from _rate_limit_checks(config)
+    yield from _audit_checks(config)
 
 
 def _identity_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
@@ -156,3 +157,19 @@ def _rules(path: Path, rules: list[RateLimitRule]) -> Iterator[tuple[Path, str]]
         if name in names:
             yield (*path, index, "name"), f"policy name {name!r} is used by rule {names[name]}"
         names.setdefault(name, index)
+
+
+def _audit_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
+    """Audit sinks and alerts (issue 8): credentials named by environment variable are set."""
+    for index, sink in enumerate(config.audit.sinks):
+        if sink.token_env is not None and not os.environ.get(sink.token_env):
+            yield (
+                ("audit", "sinks", index, "token_env"),
+                f"environment variable {sink.token_env} is not set",
+            )
+    webhook = config.alerts.webhook
+    if webhook is not None and webhook.secret_env and not os.environ.get(webhook.secret_env):
+        yield (
+            ("alerts", "webhook", "secret_env"),
+            f"environment variable {webhook.secret_env} is not set",
+        )

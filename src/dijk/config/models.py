@@ -21,7 +21,10 @@ from pydantic import (
     model_validator,
 )
 
+from dijk.alerts.settings import AlertSettings
+from dijk.audit.settings import AuditSettings
 from dijk.pipeline.stage import OnError
+from dijk.privacy.settings import PrivacySettings, RoutePrivacy
 
 _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -90,11 +93,9 @@ class StorageConfig(Model):
     )
 
 
-class AuditConfig(Model):
-    url: str = Field(
-        default="sqlite:///./.dijk/audit.db",
-        description="Audit log store: sqlite:///path or postgresql://user@host:port/db.",
-    )
+# The audit and alerts sections live beside the code that uses them (audit/settings.py,
+# alerts/settings.py); `audit: {url: ...}` from DESIGN.md keeps its name and meaning.
+AuditConfig = AuditSettings
 
 
 class LimitsConfig(Model):
@@ -335,6 +336,13 @@ class RateLimitSettings(Model):
     )
     error_log_interval_s: PositiveSeconds = Field(
         default=10, description="Storage errors are logged at most once per this interval."
+    )
+    max_connections: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        description="Redis connections the rate limiter of one instance may open (a bounded "
+        "pool: past it, a check waits up to storage.timeout_s, then on_storage_error applies).",
     )
 
 
@@ -628,6 +636,151 @@ class NetworkConfig(Model):
     )
 
 
+# ---- attack detection (issue 7; used by stages/waf.py) ----
+
+# The detector's categories (dijk.detect.rules.CATEGORIES; a unit test keeps them equal).
+WafCategory = Literal[
+    "sqli",
+    "xss",
+    "cmdi",
+    "path_traversal",
+    "ssrf",
+    "nosql",
+    "ldap",
+    "ssti",
+    "log4shell",
+    "prototype_pollution",
+    "xxe",
+    "graphql_abuse",
+    "code_injection",
+    "crlf",
+    "upload",
+    "scanner",
+    "limits",
+]
+WafLocation = Literal[
+    "path",
+    "query",
+    "header",
+    "cookie",
+    "jwt",
+    "json",
+    "form",
+    "multipart",
+    "filename",
+    "xml",
+    "graphql",
+    "body",
+]
+
+
+class WafExclusion(Model):
+    field: str = Field(
+        min_length=1,
+        max_length=512,
+        description="Field as findings name it: '$.description' for a JSON body field "
+        "('$.items[*].note' for any array index), a query or form parameter name, or a "
+        "lower-case header name.",
+    )
+    categories: list[WafCategory] = Field(
+        default_factory=list,
+        description="Categories not reported for this field (e.g. [sqli]); empty means all.",
+    )
+    location: WafLocation | None = Field(
+        default=None,
+        description="Only where the field appears in this part of the request (query, json, "
+        "form, header, ...); default: anywhere.",
+    )
+
+
+class WafGraphQLLimits(Model):
+    max_depth: int = Field(
+        default=10, ge=1, le=1000, description="Deepest selection nesting (waf.graphql_abuse)."
+    )
+    max_aliases: int = Field(
+        default=15, ge=0, le=10_000, description="Most aliases in one document (waf.graphql_abuse)."
+    )
+    max_batch: int = Field(
+        default=5, ge=1, le=1000, description="Most operations in one batch (waf.graphql_abuse)."
+    )
+    allow_introspection: bool = Field(
+        default=False, description="Allow __schema/__type introspection queries."
+    )
+
+
+class WafConfig(Model):
+    mode: Literal["block", "monitor", "off"] = Field(
+        default="block",
+        description="block: 403 waf.<category>; monitor: record what would have been blocked "
+        "and forward the request; off: no inspection.",
+    )
+    paranoia: int = Field(
+        default=1,
+        ge=1,
+        le=4,
+        description="Rule set level as in OWASP CRS: 1 is safe on ordinary API traffic, "
+        "higher levels catch more and raise more false alarms.",
+    )
+    threshold: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="Anomaly score that blocks (one critical finding scores 5, an error 4, "
+        "a warning 3, a notice 2; each rule counts once per request).",
+    )
+    exclude: list[WafExclusion] = Field(
+        default_factory=list,
+        description="Fields where some (or all) categories are not reported, e.g. "
+        "[{field: $.description, categories: [sqli]}].",
+    )
+    graphql: WafGraphQLLimits = Field(
+        default_factory=WafGraphQLLimits, description="Limits for GraphQL documents."
+    )
+
+
+class OpenApiConfig(Model):
+    """Positive security from the API's OpenAPI document (issue 6; stages/openapi.py)."""
+
+    spec: str = Field(
+        description="OpenAPI 3.0/3.1 or Swagger 2.0 document (YAML or JSON): a path relative "
+        "to this configuration file's directory, an absolute path, or "
+        "package:PACKAGE/FILE for a file shipped in an installed Python package "
+        "(package:dijk.demo/openapi.yaml). Relative $refs to other files are followed."
+    )
+    mode: Literal["enforce", "monitor", "off"] = Field(
+        default="enforce",
+        description="enforce: refuse what the document does not declare (404 unknown path, "
+        "405 method, 415 content type, 400 parameter or body); monitor: let it through and "
+        "record what would have been refused; off: no checks.",
+    )
+    additional_properties: Literal["deny", "allow"] = Field(
+        default="deny",
+        description="deny: properties a request body object does not declare, and query "
+        "parameters the operation does not declare, are refused (400 "
+        "openapi.undeclared_property / openapi.undeclared_parameter: mass assignment); "
+        "allow: only where the document itself says additionalProperties: false.",
+    )
+    response: Literal["off", "monitor", "strip", "enforce"] = Field(
+        default="off",
+        description="Responses: monitor records undeclared status codes, content types and "
+        "bodies that break the schema; strip also removes properties the schema does not "
+        "declare and writeOnly ones (excessive data exposure); enforce answers 502 "
+        "openapi.invalid_response instead. Checked JSON responses are buffered.",
+    )
+    base_path: str | None = Field(
+        default=None,
+        description="Path prefix under which clients reach the document's paths at this "
+        "gateway. Default: the path of each 'servers' URL (3.x) or 'basePath' (2.0).",
+    )
+
+    @field_validator("base_path")
+    @classmethod
+    def _base_path(cls, value: str | None) -> str | None:
+        if value is not None and value != "" and not value.startswith("/"):
+            raise ValueError("base_path must be empty or start with '/'")
+        return value
+
+
 class RouteMatch(Model):
     path: str | None = Field(default=None, description="Exact path.")
     path_prefix: str | None = Field(
@@ -711,10 +864,25 @@ class RouteConfig(Model):
         description="Rate limits and quotas on this route, e.g. "
         "[{key: consumer, limit: 100, per_s: 60}, {key: ip, limit: 1000, per_s: 60}].",
     )
+    openapi: OpenApiConfig | None = Field(
+        default=None,
+        description="Check requests (and optionally responses) against an OpenAPI document, "
+        "e.g. {spec: ./bank.openapi.yaml, mode: enforce}.",
+    )
     login_guard: LoginGuardConfig | None = Field(
         default=None,
         description="Credential-stuffing guard for a login route: attempts per IP and failed "
         "logins per username (read from the request body and the upstream status).",
+    )
+    waf: WafConfig | None = Field(
+        default=None,
+        description="Attack detection on this route (SQL/NoSQL/command injection, XSS, "
+        "traversal, SSRF, XXE, Log4Shell, GraphQL abuse...): {mode: block, paranoia: 1}.",
+    )
+    privacy: RoutePrivacy | None = Field(
+        default=None,
+        description="Personal data on this route: found in requests and responses, masked in "
+        "responses, recorded in the data map: {mask_response: true, strategy: mask}.",
     )
 
     @field_validator("name")
@@ -748,7 +916,12 @@ class DijkConfig(Model):
     listen: ListenConfig = Field(default_factory=ListenConfig, description="Data plane listener.")
     admin: AdminConfig = Field(default_factory=AdminConfig, description="Admin listener.")
     storage: StorageConfig = Field(default_factory=StorageConfig, description="Shared state.")
-    audit: AuditConfig = Field(default_factory=AuditConfig, description="Audit log.")
+    audit: AuditSettings = Field(
+        default_factory=AuditSettings, description="Tamper-evident activity log and SIEM sinks."
+    )
+    alerts: AlertSettings = Field(
+        default_factory=AlertSettings, description="Alert rules over the audit records."
+    )
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Client limits.")
     trusted_proxies: list[str] = Field(
         default_factory=list,
@@ -768,6 +941,10 @@ class DijkConfig(Model):
     )
     overload: OverloadConfig = Field(
         default_factory=OverloadConfig, description="Load shedding and concurrency caps."
+    )
+    privacy: PrivacySettings = Field(
+        default_factory=PrivacySettings,
+        description="GDPR/AVG: data map, pseudonym and encryption keys, breach reporting.",
     )
     routes: list[RouteConfig] = Field(description="Routes, matched most specific first.")
 

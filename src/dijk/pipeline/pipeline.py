@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 
 import structlog
 
@@ -29,7 +29,16 @@ class Pipeline:
     phases run in reverse; the log phase runs in descending priority and always runs.
     """
 
-    __slots__ = ("_by_phase", "stages")
+    __slots__ = (
+        "_by_phase",
+        "_calls",
+        "in_log",
+        "in_request_body",
+        "in_request_headers",
+        "in_response_body",
+        "in_response_headers",
+        "stages",
+    )
 
     def __init__(self, stages: Sequence[Stage]) -> None:
         names = [stage.name for stage in stages]
@@ -41,6 +50,18 @@ class Pipeline:
         }
         for phase in (Phase.RESPONSE_HEADERS, Phase.RESPONSE_BODY):
             self._by_phase[phase] = tuple(reversed(self._by_phase[phase]))
+        # Resolved once per configuration, not per request: each phase's (stage, method)
+        # pairs, and whether a phase has any stage at all. The gateway skips empty phases
+        # without a call (the in_* flags); running one anyway is still correct.
+        self._calls: dict[Phase, tuple[tuple[Stage, _Method], ...]] = {
+            phase: tuple((stage, getattr(stage, phase.value)) for stage in chosen)
+            for phase, chosen in self._by_phase.items()
+        }
+        self.in_request_headers = bool(self._by_phase[Phase.REQUEST_HEADERS])
+        self.in_request_body = bool(self._by_phase[Phase.REQUEST_BODY])
+        self.in_response_headers = bool(self._by_phase[Phase.RESPONSE_HEADERS])
+        self.in_response_body = bool(self._by_phase[Phase.RESPONSE_BODY])
+        self.in_log = bool(self._by_phase[Phase.LOG])
 
     def stages_for(self, phase: Phase) -> tuple[Stage, ...]:
         return self._by_phase[phase]
@@ -51,21 +72,22 @@ class Pipeline:
     def wants_response_body(self, ctx: RequestContext) -> bool:
         return any(stage.wants_response_body(ctx) for stage in self._by_phase[Phase.RESPONSE_BODY])
 
-    async def request_headers(self, ctx: RequestContext) -> Decision | None:
-        return await self._run(ctx, Phase.REQUEST_HEADERS)
+    # Each returns the runner's coroutine itself (to be awaited) rather than awaiting it in
+    # a coroutine of its own: one frame less per phase on every request.
+    def request_headers(self, ctx: RequestContext) -> Coroutine[None, None, Decision | None]:
+        return self._run(ctx, Phase.REQUEST_HEADERS)
 
-    async def request_body(self, ctx: RequestContext) -> Decision | None:
-        return await self._run(ctx, Phase.REQUEST_BODY)
+    def request_body(self, ctx: RequestContext) -> Coroutine[None, None, Decision | None]:
+        return self._run(ctx, Phase.REQUEST_BODY)
 
-    async def response_headers(self, ctx: RequestContext) -> Decision | None:
-        return await self._run(ctx, Phase.RESPONSE_HEADERS)
+    def response_headers(self, ctx: RequestContext) -> Coroutine[None, None, Decision | None]:
+        return self._run(ctx, Phase.RESPONSE_HEADERS)
 
-    async def response_body(self, ctx: RequestContext) -> Decision | None:
-        return await self._run(ctx, Phase.RESPONSE_BODY)
+    def response_body(self, ctx: RequestContext) -> Coroutine[None, None, Decision | None]:
+        return self._run(ctx, Phase.RESPONSE_BODY)
 
     async def _run(self, ctx: RequestContext, phase: Phase) -> Decision | None:
-        for stage in self._by_phase[phase]:
-            method: _Method = getattr(stage, phase.value)
+        for stage, method in self._calls[phase]:
             if phase is Phase.REQUEST_BODY and not stage.wants_request_body(ctx):
                 continue
             if phase is Phase.RESPONSE_BODY and not stage.wants_response_body(ctx):
@@ -86,9 +108,9 @@ class Pipeline:
 
     async def log(self, ctx: RequestContext) -> None:
         """Run every log-phase stage; a fault here is logged and counted, never raised."""
-        for stage in self._by_phase[Phase.LOG]:
+        for stage, method in self._calls[Phase.LOG]:
             try:
-                await stage.log(ctx)
+                await method(ctx)
             except Exception as exc:
                 metrics.stage_fault(stage.name)
                 log.error(

@@ -26,11 +26,12 @@ from dijk.proxy.http1 import (
     ResponseWriter,
     http_date,
 )
-from dijk.proxy.upstream import ResponseHead, UpstreamConnection, UpstreamError, UpstreamPool
+from dijk.proxy.upstream import ResponseHead, UpstreamConnection, UpstreamError
 from dijk.routing.normalise import PathError, normalise_path
 
 if TYPE_CHECKING:
     from dijk.proxy.state import GatewayState, RoutePlan
+    from dijk.stages.audit import AuditResources
 
 log = structlog.get_logger("dijk.gateway")
 access_log = structlog.get_logger("dijk.access")
@@ -38,8 +39,43 @@ access_log = structlog.get_logger("dijk.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 
 
+_IDS_PER_READ = 128
+
+
+class _RequestIds:
+    """Request ids of 128 random bits each, from the OS CSPRNG, read 128 ids at a time.
+
+    Every id is its own 16 bytes of ``os.urandom`` output (no counter, no shared prefix),
+    so one id says nothing about another; batching only saves a system call per request.
+    A forked child starts a fresh batch, so parent and child never hand out the same id.
+    """
+
+    __slots__ = ("_hex", "_next")
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._next = 0
+
+    def take(self) -> str:
+        start = self._next
+        if start >= len(self._hex):
+            self._hex = os.urandom(16 * _IDS_PER_READ).hex()
+            start = 0
+        self._next = start + 32
+        return self._hex[start : start + 32]
+
+    def reset(self) -> None:
+        self._hex = ""
+        self._next = 0
+
+
+_request_ids = _RequestIds()
+os.register_at_fork(after_in_child=_request_ids.reset)
+
+
 def new_request_id() -> str:
-    return os.urandom(16).hex()
+    """32 lower-case hex digits (128 random bits), unguessable from any other id."""
+    return _request_ids.take()
 
 
 def request_id_from(headers: list[tuple[str, str]]) -> str:
@@ -78,12 +114,23 @@ class Gateway:
 
     # ---- server hooks ---------------------------------------------------------------------
     def protocol_error(
-        self, fault: ProtocolFault, request: Request | None
+        self, fault: ProtocolFault, request: Request | None, client_ip: str = ""
     ) -> tuple[list[tuple[str, str]], bytes]:
+        """The problem document for a refusal made by the HTTP server itself.
+
+        ``request`` is None when the server refused a request no handler saw (malformed,
+        smuggling, 408, 431, 501, too many connections): that refusal is audited here, as
+        every request gets one record. With a request, ``handle`` crashed after seeing it
+        and its log phase has recorded it already.
+        """
         request_id = request_id_from(request.headers) if request is not None else new_request_id()
         _, headers, body = problem_response(
             Decision.deny(fault.status, fault.reason, fault.detail), request_id
         )
+        if request is None:
+            audit = self.state.resources.audit
+            if audit is not None:
+                audit.refused(fault.status, fault.reason, request_id, client_ip, len(body))
         return headers, body
 
     async def handle(self, request: Request, writer: ResponseWriter) -> None:
@@ -98,7 +145,7 @@ class Gateway:
             client_ip=state.trusted_proxies.client_address(
                 request.client_ip, _joined(request.headers, "x-forwarded-for")
             )
-            if state.trusted_proxies
+            if state.trusted_proxies.configured
             else request.client_ip,
             client_port=request.client_port,
             scheme=request.scheme,
@@ -106,8 +153,8 @@ class Gateway:
             raw_target=request.target,
             tls=request.tls,
             content_length=request.content_length,
+            started=request.received_at,
         )
-        ctx.started = request.received_at
         plan: RoutePlan | None = None
         metrics.IN_FLIGHT.inc()
         self.in_flight += 1
@@ -120,7 +167,10 @@ class Gateway:
                 decision = await self._through(state, plan, request, ctx, writer)
             if decision is not None:
                 ctx.decision = decision
-                self._send_problem(writer, ctx, decision)
+                if state.release_gate is not None:
+                    await self._release_problem(state.release_gate, writer, ctx, decision)
+                else:
+                    self._send_problem(writer, ctx, decision)
         except ClientDisconnected:
             ctx.response_status = 499
             ctx.annotations["client_disconnected"] = True
@@ -132,7 +182,8 @@ class Gateway:
             if not ctx.response_status:
                 ctx.response_status = writer.status
             pipeline = plan.pipeline if plan is not None else state.default_pipeline
-            await pipeline.log(ctx)
+            if pipeline.in_log:
+                await pipeline.log(ctx)
             elapsed = time.perf_counter() - ctx.started
             metrics.observe_request(ctx.route_name, ctx.response_status, ctx.reason, elapsed)
             if state.access_log:
@@ -184,9 +235,10 @@ class Gateway:
         writer: ResponseWriter,
     ) -> Decision | None:
         pipeline = plan.pipeline
-        decision = await pipeline.request_headers(ctx)
-        if decision is not None:
-            return decision
+        if pipeline.in_request_headers:
+            decision = await pipeline.request_headers(ctx)
+            if decision is not None:
+                return decision
         body: bytes | None = None
         # Chunked bodies are always read whole (up to the body limit) before anything is
         # forwarded: their framing is only known to be valid at the last chunk, and the
@@ -200,9 +252,10 @@ class Gateway:
                 return Decision.deny(fault.status, fault.reason, fault.detail)
             ctx.body = body
             ctx.bytes_in = len(body)
-            decision = await pipeline.request_body(ctx)
-            if decision is not None:
-                return decision
+            if pipeline.in_request_body:
+                decision = await pipeline.request_body(ctx)
+                if decision is not None:
+                    return decision
         try:
             return await self._forward(state, plan, request, ctx, writer, body)
         except UpstreamError as exc:
@@ -241,7 +294,7 @@ class Gateway:
         headers = upstream_request_headers(
             ctx.headers,
             peer_ip=request.client_ip,
-            peer_trusted=bool(state.trusted_proxies)
+            peer_trusted=state.trusted_proxies.configured
             and state.trusted_proxies.trusts(request.client_ip),
             scheme=ctx.scheme,
             host=client_host,
@@ -260,50 +313,42 @@ class Gateway:
             framing = f"content-length: {request.content_length}\r\n"
         else:
             framing = "transfer-encoding: chunked\r\n"
-        target_line = path + ("?" + ctx.query if ctx.query else "")
-        lines = [f"{ctx.method} {target_line} HTTP/1.1\r\nhost: {host}\r\n"]
-        lines.extend(f"{name}: {value}\r\n" for name, value in headers)
-        lines.append(framing)
-        lines.append("\r\n")
-        head_bytes = "".join(lines).encode("latin-1")
+        query = ctx.query
+        fields = "".join([f"{name}: {value}\r\n" for name, value in headers])
+        head_bytes = (
+            f"{ctx.method} {path}{'?' if query else ''}{query} HTTP/1.1\r\n"
+            f"host: {host}\r\n{fields}{framing}\r\n"
+        ).encode("latin-1")
+        payload = head_bytes + body if body else head_bytes
+        head_only = ctx.method == "HEAD"
+        pool = target.pool
 
         started = time.perf_counter()
-        connection = await self._send(target.pool, head_bytes, body, ctx, streaming_body)
+        connection = pool.take_idle() or await pool.connect()
+        connection.begin(payload, head_only)
         try:
             if streaming_body:
                 await self._stream_request_body(
                     request, connection, state.limits.max_body_bytes, ctx
                 )
-            head = await connection.head()
+                head = await connection.head()
+            elif connection.reused:
+                # A reused keep-alive connection may have been closed by the upstream just
+                # now: retry once on a fresh connection if nothing at all came back.
+                try:
+                    head = await connection.head()
+                except UpstreamError as exc:
+                    if not exc.retryable:
+                        raise
+                    connection = await pool.connect()
+                    connection.begin(payload, head_only)
+                    head = await connection.head()
+            else:
+                head = await connection.head()
             return await self._respond(state, plan, ctx, writer, connection, head, started)
         except BaseException:
             connection.close()
             raise
-
-    async def _send(
-        self,
-        pool: UpstreamPool,
-        head_bytes: bytes,
-        body: bytes | None,
-        ctx: RequestContext,
-        streaming: bool,
-    ) -> UpstreamConnection:
-        payload = head_bytes + body if body else head_bytes
-        head_only = ctx.method == "HEAD"
-        connection = await pool.acquire()
-        connection.begin(payload, head_only)
-        if streaming or not connection.reused:
-            return connection
-        # A reused keep-alive connection may have been closed by the upstream just now:
-        # wait for the head, and retry once on a fresh connection if nothing came back.
-        try:
-            await connection.head()
-        except UpstreamError as exc:
-            if not exc.retryable:
-                raise
-            connection = await pool.connect()
-            connection.begin(payload, head_only)
-        return connection
 
     async def _stream_request_body(
         self, request: Request, connection: UpstreamConnection, limit: int, ctx: RequestContext
@@ -339,10 +384,11 @@ class Gateway:
         pipeline = plan.pipeline
         ctx.response_status = head.status
         ctx.response_headers = downstream_response_headers(head.headers, ctx.request_id)
-        decision = await pipeline.response_headers(ctx)
-        if decision is not None:
-            return decision
-        if pipeline.wants_response_body(ctx):
+        if pipeline.in_response_headers:
+            decision = await pipeline.response_headers(ctx)
+            if decision is not None:
+                return decision
+        if pipeline.in_response_body and pipeline.wants_response_body(ctx):
             buffered = await _buffer_response(connection, state.limits.max_response_buffer_bytes)
             ctx.upstream_seconds = time.perf_counter() - started
             plan.pool_release(connection)
@@ -351,24 +397,76 @@ class Gateway:
             if decision is not None:
                 return decision
             ctx.response_headers.extend(ctx.extra_response_headers)
+            gate = state.release_gate
+            if gate is not None:
+                body = ctx.response_body or b""
+                ctx.bytes_out = _body_bytes(ctx.method, ctx.response_status, body)
+                refusal = await gate.commit(ctx)
+                if refusal is not None:
+                    return refusal
             writer.send(ctx.response_status, ctx.response_headers, ctx.response_body or b"")
             metrics.observe_upstream(ctx.route_name, ctx.upstream_seconds)
             return None
         ctx.response_headers.extend(ctx.extra_response_headers)
         length = head.content_length if not head.chunked else None
         writer.write_head(head.status, ctx.response_headers, length)
-        relay = _Relay(writer, connection)
+        gate = state.release_gate
+        if gate is None and connection.completed:
+            # The whole body came with the head (small responses): write it at once, head
+            # and body in one send, without setting up the streaming relay.
+            for chunk in connection.take_pending():
+                writer.write(chunk)  # ClientDisconnected closes the upstream (_forward)
+            writer.end()
+            ctx.upstream_seconds = time.perf_counter() - started
+            metrics.observe_upstream(ctx.route_name, ctx.upstream_seconds)
+            plan.pool_release(connection)
+            return None
+        relay = _Relay(writer, connection) if gate is None else _HoldingRelay(writer, connection)
         connection.set_sink(relay.sink)
-        if not connection.finished:
+        if not connection.finished and gate is None:
             writer.flush()  # the body is still coming: do not hold the head back
         await connection.done()
         if relay.disconnected:
             raise ClientDisconnected
-        writer.end()
         ctx.upstream_seconds = time.perf_counter() - started
+        if gate is not None:
+            await self._release_stream(gate, writer, ctx, relay)
+        writer.end()
         metrics.observe_upstream(ctx.route_name, ctx.upstream_seconds)
         plan.pool_release(connection)
         return None
+
+    async def _release_problem(
+        self,
+        gate: AuditResources,
+        writer: ResponseWriter,
+        ctx: RequestContext,
+        decision: Decision,
+    ) -> None:
+        """Strict audit durability: a problem document goes out only after its record is
+        committed; if the commit fails under ``on_sink_error: deny`` the answer is 503."""
+        if not writer.head_sent:
+            status, _, body = problem_response(decision, ctx.request_id)
+            ctx.response_status = status
+            ctx.bytes_out = _body_bytes(ctx.method, status, body)
+            refusal = await gate.commit(ctx)
+            if refusal is not None:
+                decision = refusal
+        self._send_problem(writer, ctx, decision)
+
+    async def _release_stream(
+        self, gate: AuditResources, writer: ResponseWriter, ctx: RequestContext, relay: _Relay
+    ) -> None:
+        """Strict audit durability for a streamed response: its last chunk and its end
+        wait for the commit, so the client cannot receive it complete before that."""
+        assert isinstance(relay, _HoldingRelay)
+        ctx.bytes_out = writer.bytes_out + len(relay.held)
+        if await gate.commit(ctx) is not None:
+            writer.close_after()  # never completed: the client sees a cut response
+            raise ClientDisconnected
+        relay.release()
+        if relay.disconnected:
+            raise ClientDisconnected
 
     def _send_problem(
         self, writer: ResponseWriter, ctx: RequestContext, decision: Decision
@@ -410,6 +508,33 @@ class _Relay:
     def _resume(self) -> None:
         self.paused = False
         self.connection.resume_reading()
+
+
+class _HoldingRelay(_Relay):
+    """A relay that keeps the newest chunk back until :meth:`release` (strict audit)."""
+
+    __slots__ = ("held",)
+
+    def __init__(self, writer: ResponseWriter, connection: UpstreamConnection) -> None:
+        super().__init__(writer, connection)
+        self.held = b""
+
+    def sink(self, chunk: bytes) -> None:
+        held, self.held = self.held, chunk
+        if held:
+            super().sink(held)
+
+    def release(self) -> None:
+        held, self.held = self.held, b""
+        if held:
+            super().sink(held)
+
+
+def _body_bytes(method: str, status: int, body: bytes) -> int:
+    """Body bytes a complete response puts on the wire (none for HEAD, 1xx, 204, 304)."""
+    if method == "HEAD" or status in (204, 304) or status < 200:
+        return 0
+    return len(body)
 
 
 async def _buffer_response(connection: UpstreamConnection, limit: int) -> bytes:

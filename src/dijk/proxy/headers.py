@@ -27,15 +27,61 @@ FORWARDING = frozenset(
     {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip"}
 )
 _RESPONSE_MANAGED = frozenset({"content-length", "x-request-id"})
+# What never crosses in each direction, whatever the Connection header says.
+_REQUEST_DROPPED = HOP_BY_HOP | _REQUEST_MANAGED
+_RESPONSE_DROPPED = HOP_BY_HOP | _RESPONSE_MANAGED
+
+# Connection field values recur ("keep-alive", "close"): their parsed tokens are cached.
+# Only short values are kept, and only so many, so a client cannot grow the cache.
+_TOKENS: dict[str, frozenset[str]] = {}
+_TOKENS_MAX = 256
+_TOKENS_VALUE_MAX = 64
+
+
+def _connection_tokens(value: str) -> frozenset[str]:
+    found = _TOKENS.get(value)
+    if found is None:
+        found = frozenset(token.strip().lower() for token in value.split(",") if token.strip())
+        if len(value) <= _TOKENS_VALUE_MAX and len(_TOKENS) < _TOKENS_MAX:
+            _TOKENS[value] = found
+    return found
+
+
+# Lower-cased header names by their bytes on the wire: the same few names arrive on every
+# request and response. Bounded (short names, so many entries): random names cannot grow it.
+HEADER_NAMES: dict[bytes, str] = {}
+_NAMES_MAX = 512
+_NAME_MAX = 64
+
+
+def header_name(raw: bytes) -> str:
+    """``raw`` decoded as latin-1 and lower-cased, from :data:`HEADER_NAMES` when there."""
+    name = HEADER_NAMES.get(raw)
+    if name is None:
+        name = raw.decode("latin-1").lower()
+        if len(raw) <= _NAME_MAX and len(HEADER_NAMES) < _NAMES_MAX:
+            HEADER_NAMES[raw] = name
+    return name
 
 
 def connection_listed(headers: Sequence[tuple[str, str]]) -> frozenset[str]:
     """Header names that the sender listed in ``Connection`` (also hop-by-hop)."""
-    listed: set[str] = set()
+    listed: frozenset[str] = frozenset()
     for name, value in headers:
         if name == "connection":
-            listed.update(token.strip().lower() for token in value.split(",") if token.strip())
-    return frozenset(listed)
+            listed = listed | _connection_tokens(value)
+    return listed
+
+
+def _also_listed(headers: Sequence[tuple[str, str]], dropped: frozenset[str]) -> frozenset[str]:
+    """Names listed in ``Connection`` that ``dropped`` does not already remove (usually none:
+    ``keep-alive`` and ``close`` are hop-by-hop anyway)."""
+    listed: frozenset[str] | None = None
+    for name, value in headers:
+        if name == "connection":
+            tokens = _connection_tokens(value)
+            listed = tokens if listed is None else listed | tokens
+    return listed - dropped if listed else frozenset()
 
 
 class TrustedProxies:
@@ -46,9 +92,10 @@ class TrustedProxies:
             ipaddress.ip_network(cidr, strict=False) for cidr in cidrs
         )
         self._cache: dict[str, bool] = {}
+        self.configured = bool(self._networks)  # a plain attribute: read on every request
 
     def __bool__(self) -> bool:
-        return bool(self._networks)
+        return self.configured
 
     def trusts(self, address: str) -> bool:
         if not self._networks:
@@ -97,14 +144,13 @@ def upstream_request_headers(
     request_id: str,
 ) -> list[tuple[str, str]]:
     """Headers to send upstream (without Host and framing, which the caller adds)."""
-    listed = connection_listed(headers) if any(n == "connection" for n, _ in headers) else None
+    listed = _also_listed(headers, _REQUEST_DROPPED)
     out: list[tuple[str, str]] = []
     prior_for: list[str] = []
     prior_proto = prior_host = None
-    for name, value in headers:
-        if name in HOP_BY_HOP or name in _REQUEST_MANAGED:
-            continue
-        if listed is not None and name in listed:
+    for header in headers:
+        name, value = header
+        if name in _REQUEST_DROPPED or name in listed:
             continue
         if name in FORWARDING:
             if peer_trusted:
@@ -115,9 +161,9 @@ def upstream_request_headers(
                 elif name == "x-forwarded-host":
                     prior_host = value
                 else:
-                    out.append((name, value))
+                    out.append(header)
             continue
-        out.append((name, value))
+        out.append(header)
     prior_for.append(peer_ip)
     out.append(("x-forwarded-for", ", ".join(prior_for)))
     out.append(("x-forwarded-proto", prior_proto or scheme))
@@ -131,13 +177,10 @@ def downstream_response_headers(
     headers: Sequence[tuple[str, str]], request_id: str
 ) -> list[tuple[str, str]]:
     """Upstream response headers fit to send to the client (framing is added by the writer)."""
-    listed = connection_listed(headers) if any(n == "connection" for n, _ in headers) else None
-    out = [
-        (name, value)
-        for name, value in headers
-        if name not in HOP_BY_HOP
-        and name not in _RESPONSE_MANAGED
-        and (listed is None or name not in listed)
-    ]
+    listed = _also_listed(headers, _RESPONSE_DROPPED)
+    if listed:
+        out = [h for h in headers if h[0] not in _RESPONSE_DROPPED and h[0] not in listed]
+    else:
+        out = [h for h in headers if h[0] not in _RESPONSE_DROPPED]
     out.append(("x-request-id", request_id))
     return out

@@ -26,6 +26,8 @@ import httptools
 import structlog
 
 from dijk import metrics
+from dijk.proxy.deadlines import Deadlines
+from dijk.proxy.headers import HEADER_NAMES, header_name
 
 if TYPE_CHECKING:
     import ssl
@@ -98,8 +100,11 @@ class Handler(Protocol):
     async def handle(self, request: Request, response: ResponseWriter) -> None: ...
 
     def protocol_error(
-        self, fault: ProtocolFault, request: Request | None
-    ) -> tuple[list[tuple[str, str]], bytes]: ...
+        self, fault: ProtocolFault, request: Request | None, client_ip: str = ""
+    ) -> tuple[list[tuple[str, str]], bytes]:
+        """Problem headers and body for a refusal; ``request`` is None when no handler saw
+        it (the handler audits it then: every request gets a record)."""
+        ...
 
 
 class Body:
@@ -124,7 +129,7 @@ class Body:
 
     def __init__(
         self,
-        protocol: HttpProtocol,
+        protocol: HttpProtocol | None,
         expect_continue: bool,
         deadline: float,
         min_rate: float = 0.0,
@@ -155,7 +160,8 @@ class Body:
         if self._buffered > _HIGH_WATER:
             if self._paused_at is None:
                 self._paused_at = time.monotonic()
-            self._protocol.pause_reading()
+            if self._protocol is not None:
+                self._protocol.pause_reading()
         self._wake()
 
     def finish(self) -> None:
@@ -177,7 +183,8 @@ class Body:
         """Next chunk, or ``b""`` when the body is complete."""
         if self._continue:
             self._continue = False
-            self._protocol.send_continue()
+            if self._protocol is not None:
+                self._protocol.send_continue()
         if self._rate_start is None:
             self._rate_start = time.monotonic()
         while not self._chunks:
@@ -203,7 +210,8 @@ class Body:
             if self._paused_at is not None:
                 self._paused += time.monotonic() - self._paused_at
                 self._paused_at = None
-            self._protocol.resume_reading()
+            if self._protocol is not None:
+                self._protocol.resume_reading()
         return chunk
 
     def _wait_budget(self) -> tuple[float, ProtocolFault]:
@@ -242,6 +250,12 @@ class Body:
                     f"The request body is larger than the limit of {limit} bytes.",
                 )
             parts.append(chunk)
+
+
+# The body of every request that has none (no Content-Length or zero, not chunked, no
+# 100-continue): complete from the start, never fed, so one instance serves them all.
+NO_BODY: Body = Body(None, expect_continue=False, deadline=0.0)
+NO_BODY.complete = True
 
 
 @dataclass(slots=True)
@@ -306,9 +320,7 @@ class ResponseWriter:
         if not self._request.body.complete:
             # An unread body would be parsed as the next request: close instead.
             self.keep_alive = False
-        lines = [_status_line(status)]
-        for name, value in headers:
-            lines.append(f"{name}: {value}\r\n")
+        lines = [_status_line(status), *[f"{name}: {value}\r\n" for name, value in headers]]
         no_body = self._head_only or status in (204, 304) or 100 <= status < 200
         if content_length is not None and status != 204 and status >= 200:
             # RFC 9110 §8.6: never on 1xx or 204 (an upstream's wrong one is not copied;
@@ -408,14 +420,47 @@ def http_date() -> str:
 
 
 class _Parsing:
-    """Request being parsed (between message begin and headers complete)."""
+    """Request being parsed (between message begin and headers complete).
 
-    __slots__ = ("header_bytes", "headers", "url")
+    The header fields that decide framing and validity are noted as they arrive, so that
+    building the request does not walk the header list again.
+    """
+
+    __slots__ = (
+        "chunked",
+        "content_length",
+        "expect_continue",
+        "expect_refused",
+        "header_bytes",
+        "headers",
+        "hosts",
+        "url",
+    )
 
     def __init__(self) -> None:
         self.url = b""
         self.headers: list[tuple[str, str]] = []
         self.header_bytes = 0
+        self.content_length: int | None = None
+        self.chunked = False
+        self.hosts = 0
+        self.expect_continue = False
+        self.expect_refused = False
+
+    def note(self, name: str, value: str) -> None:
+        if name == "content-length":
+            self.content_length = int(value)  # llhttp has validated it (digits, single)
+        elif name == "transfer-encoding":
+            self.chunked = True
+        elif name == "host":
+            self.hosts += 1
+        elif value.strip().lower() == "100-continue":  # expect
+            self.expect_continue = True
+        else:
+            self.expect_refused = True
+
+
+_NOTED = frozenset({"content-length", "transfer-encoding", "host", "expect"})
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -442,7 +487,10 @@ class HttpProtocol(asyncio.Protocol):
         self._body_request: Request | None = None
         self._queue: collections.deque[Request] = collections.deque()
         self._task: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        # Header and keep-alive deadline (monotonic s, 0 = none), swept by proxy/deadlines.py
+        # rather than a loop timer armed and cancelled twice per request.
+        self.deadline = 0.0
+        self._deadlines = Deadlines.of(self._loop)
         self._idle = True
         self._closing = False
         self._close_when_done = False
@@ -471,7 +519,9 @@ class HttpProtocol(asyncio.Protocol):
                 self._refuse_connection(self._connections.limit)
                 return
             self._counted = bool(counted)
-        self._arm_timer(self._limits.header_timeout_s)
+        limits = self._limits
+        self._deadlines.add(self, min(limits.header_timeout_s, limits.keepalive_timeout_s))
+        self._arm_timer(limits.header_timeout_s)
 
     def _refuse_connection(self, limit: int) -> None:
         """Over the per-IP connection cap: answer 429 at once and close, reading nothing."""
@@ -481,7 +531,7 @@ class HttpProtocol(asyncio.Protocol):
             f"Too many open connections from this address (at most {limit}).",
         )
         metrics.protocol_error(fault.reason)
-        headers, body = self._handler.protocol_error(fault, None)
+        headers, body = self._handler.protocol_error(fault, None, self._client_ip)
         head = [_status_line(fault.status)]
         head.extend(f"{name}: {value}\r\n" for name, value in headers)
         head.append(f"retry-after: 1\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n")
@@ -495,6 +545,7 @@ class HttpProtocol(asyncio.Protocol):
             self._connections.release(self._client_ip)
         self._closing = True
         self._cancel_timer()
+        self._deadlines.discard(self)
         error = ClientDisconnected()
         if self._body_request is not None:
             self._body_request.body.fail(error)
@@ -615,7 +666,11 @@ class HttpProtocol(asyncio.Protocol):
                 "limits.too_many_headers",
                 f"The request has more than {self._limits.max_headers} header fields.",
             )
-        parsing.headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        lowered = HEADER_NAMES.get(name) or header_name(name)
+        text = value.decode("latin-1")
+        if lowered in _NOTED:
+            parsing.note(lowered, text)
+        parsing.headers.append((lowered, text))
 
     def on_headers_complete(self) -> None:
         parsing = self._parsing
@@ -647,23 +702,14 @@ class HttpProtocol(asyncio.Protocol):
         version = parser.get_http_version()
         target = parsing.url.decode("latin-1")
         headers = parsing.headers
-        content_length: int | None = None
-        chunked = False
-        hosts = 0
-        expect_continue = False
-        for name, value in headers:
-            if name == "content-length":
-                content_length = int(value)  # llhttp has validated it (digits, single)
-            elif name == "transfer-encoding":
-                chunked = True
-            elif name == "host":
-                hosts += 1
-            elif name == "expect":
-                if value.strip().lower() != "100-continue":
-                    raise ProtocolFault(
-                        417, "http.expectation_failed", "Only 'Expect: 100-continue' is supported."
-                    )
-                expect_continue = True
+        content_length = parsing.content_length
+        chunked = parsing.chunked
+        hosts = parsing.hosts
+        expect_continue = parsing.expect_continue
+        if parsing.expect_refused:
+            raise ProtocolFault(
+                417, "http.expectation_failed", "Only 'Expect: 100-continue' is supported."
+            )
         if chunked and version != "1.1":
             raise ProtocolFault(
                 400,
@@ -684,16 +730,18 @@ class HttpProtocol(asyncio.Protocol):
                 501, "http.upgrade_unsupported", "Connection upgrades are not supported."
             )
         path, _, query = target.partition("?")
-        now = time.monotonic()
-        body = Body(
-            self,
-            expect_continue,
-            now + self._limits.body_timeout_s,
-            self._limits.min_body_rate_bytes_s,
-            self._limits.body_rate_grace_s,
-        )
-        if not chunked and not content_length:
-            body.complete = True
+        if not chunked and not content_length and not expect_continue:
+            body = NO_BODY  # nothing will be fed: share one complete, empty body
+        else:
+            body = Body(
+                self,
+                expect_continue,
+                time.monotonic() + self._limits.body_timeout_s,
+                self._limits.min_body_rate_bytes_s,
+                self._limits.body_rate_grace_s,
+            )
+            if not chunked and not content_length:
+                body.complete = True
         return Request(
             method=method,
             target=target,
@@ -788,23 +836,21 @@ class HttpProtocol(asyncio.Protocol):
         self._parsing = None
 
     def _write_fault(self, fault: ProtocolFault, request: Request | None) -> None:
-        headers, body = self._handler.protocol_error(fault, request)
+        headers, body = self._handler.protocol_error(fault, request, self._client_ip)
         head = [_status_line(fault.status)]
         head.extend(f"{name}: {value}\r\n" for name, value in headers)
         head.append(f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
         self.write("".join(head).encode("latin-1") + body)
 
     def _arm_timer(self, seconds: float) -> None:
-        self._cancel_timer()
-        self._timer = self._loop.call_later(seconds, self._on_timer)
+        self.deadline = time.monotonic() + seconds
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = 0.0
 
-    def _on_timer(self) -> None:
-        self._timer = None
+    def deadline_passed(self) -> None:
+        """The header or keep-alive deadline passed (called by the loop's sweep)."""
+        self.deadline = 0.0
         if self._closing or self._task is not None:
             return
         if self._idle and self._parsing is None:

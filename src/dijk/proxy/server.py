@@ -17,7 +17,7 @@ from dijk.admin.api import AdminHandler
 from dijk.config import ConfigError, DijkConfig, load_config
 from dijk.config.models import LimitsConfig, TlsConfig
 from dijk.proxy.gateway import Gateway
-from dijk.proxy.http1 import Handler, HttpProtocol, ServerLimits
+from dijk.proxy.http1 import Handler, HttpProtocol, PerIpConnections, ServerLimits
 from dijk.proxy.state import GatewayState, build_state
 
 log = structlog.get_logger("dijk.server")
@@ -48,6 +48,8 @@ def server_limits(limits: LimitsConfig) -> ServerLimits:
         header_timeout_s=limits.header_timeout_s,
         body_timeout_s=limits.body_timeout_s,
         keepalive_timeout_s=limits.keepalive_timeout_s,
+        min_body_rate_bytes_s=limits.min_body_rate_bytes_s,
+        body_rate_grace_s=limits.body_rate_grace_s,
     )
 
 
@@ -80,11 +82,18 @@ class GatewayServer:
         self._loader = loader or (lambda: load_config(source))
         self.gateway = Gateway(build_state(config, 1, source))
         self.admin_token_env = config.admin.token_env
+        # Read per connection, so that a reload's header limits and timeouts apply to the
+        # connections accepted after it (what the reload warning promises).
+        self._data_limits = server_limits(config.limits)
         self.ready = False
         self._servers: list[asyncio.Server] = []
         self._connections: set[HttpProtocol] = set()
         self._stopping: asyncio.Event | None = None
         self._reload_lock = asyncio.Lock()
+        # States replaced by a reload, closed after the drain delay or at stop (whichever
+        # comes first), so that what they own (an audit writer) is always closed cleanly.
+        self._retired: dict[int, GatewayState] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
         metrics.CONFIG_GENERATION.set(1)
 
     @property
@@ -93,12 +102,22 @@ class GatewayServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        await self.state.start()  # the audit log opens before the first request arrives
+        try:
+            await self._listen(loop)
+        except BaseException:
+            await self.state.close()  # e.g. the port is taken: close the audit log cleanly
+            raise
+
+    async def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
         config = self.state.config
-        limits = server_limits(config.limits)
         ssl_context = tls_context(config.listen.tls) if config.listen.tls else None
         scheme = "https" if ssl_context else "http"
+        # Per-IP connection cap on the data plane; trusted proxies (a load balancer in
+        # front) are not counted. The cap is read at start; a reload keeps it.
+        per_ip = PerIpConnections(config.limits.max_connections_per_ip, self._trusted_peer)
         data_plane = await loop.create_server(
-            lambda: self._protocol(self.gateway, limits, scheme),
+            lambda: self._protocol(self.gateway, self._data_limits, scheme, per_ip),
             _bind(config.listen.address),
             config.listen.port,
             ssl=ssl_context,
@@ -122,10 +141,22 @@ class GatewayServer:
             config=self.source,
         )
 
-    def _protocol(self, handler: Handler, limits: ServerLimits, scheme: str) -> HttpProtocol:
-        protocol = HttpProtocol(handler, limits, scheme, on_close=self._connections.discard)
+    def _protocol(
+        self,
+        handler: Handler,
+        limits: ServerLimits,
+        scheme: str,
+        per_ip: PerIpConnections | None = None,
+    ) -> HttpProtocol:
+        protocol = HttpProtocol(
+            handler, limits, scheme, on_close=self._connections.discard, connections=per_ip
+        )
         self._connections.add(protocol)
         return protocol
+
+    def _trusted_peer(self, ip: str) -> bool:
+        trusted = self.gateway.state.trusted_proxies
+        return bool(trusted) and trusted.trusts(ip)
 
     async def reload(self) -> ReloadResult:
         """Build the new configuration completely, then swap; on error keep the old one."""
@@ -144,15 +175,35 @@ class GatewayServer:
                 metrics.RELOADS.labels("failed").inc()
                 log.exception("reload_failed", kept_generation=old.generation)
                 return ReloadResult(False, old.generation, [f"{type(exc).__name__}: {exc}"])
+            try:
+                await new.start(old)
+            except ConfigError as exc:
+                await new.close()
+                metrics.RELOADS.labels("failed").inc()
+                errors = [issue.format() for issue in exc.issues]
+                log.error("reload_failed", errors=errors, kept_generation=old.generation)
+                return ReloadResult(False, old.generation, errors)
             warnings = _restart_needed(old.config, config)
             self.gateway.state = new
+            self._data_limits = server_limits(config.limits)
             metrics.RELOADS.labels("ok").inc()
             metrics.CONFIG_GENERATION.set(generation)
             log.info("reloaded", generation=generation, warnings=warnings)
-            asyncio.get_running_loop().call_later(
-                _DRAIN_SECONDS, lambda: asyncio.ensure_future(old.close())
-            )
+            self._retire(old)
             return ReloadResult(True, generation, [], warnings)
+
+    def _retire(self, old: GatewayState) -> None:
+        """Close ``old`` after the drain delay (requests in flight finish on it)."""
+        self._retired[id(old)] = old
+
+        async def close_later() -> None:
+            await asyncio.sleep(_DRAIN_SECONDS)
+            if self._retired.pop(id(old), None) is not None:
+                await old.close()
+
+        task = asyncio.ensure_future(close_later())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def serve_forever(self, install_signals: bool = True) -> None:
         loop = asyncio.get_running_loop()
@@ -187,7 +238,17 @@ class GatewayServer:
             protocol.force_close()
         for server in self._servers:
             await server.wait_closed()
-        await self.state.close()
+        # Requests cut off by force_close still run their log phase: give them a moment,
+        # so that their audit records are written before the writer closes.
+        deadline = time.monotonic() + 1.0
+        while self.gateway.in_flight > 0 and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        for task in list(self._retiring):
+            task.cancel()
+        retired, self._retired = self._retired, {}
+        for old in retired.values():
+            await old.close()
+        await self.state.close()  # flushes the audit log (SIGTERM loses nothing)
         log.info("stopped")
 
 

@@ -17,6 +17,7 @@ from dijk.proxy.headers import TrustedProxies
 from dijk.proxy.upstream import UpstreamConnection, UpstreamPool
 from dijk.routing.router import Router
 from dijk.stages import StageResources, build_default_stages, build_route_stages
+from dijk.stages.audit import AuditResources
 
 
 @dataclass(slots=True)
@@ -58,12 +59,32 @@ class GatewayState:
     resources: StageResources
     source: str = ""
     pipelines: list[Pipeline] = field(default_factory=list)
+    # Strict audit durability: the gateway commits a request's record before it releases
+    # the response (see stages/audit.py); None in batched mode.
+    release_gate: AuditResources | None = None
+
+    async def start(self, previous: GatewayState | None = None) -> None:
+        """Open what needs I/O before this state serves: the audit log (kept from
+        ``previous`` when the store and chain did not change, so one chain has one writer).
+
+        Raises :class:`ConfigError` with a message for the operator.
+        """
+        audit = self.resources.audit
+        if audit is None:
+            return
+        try:
+            await audit.start(previous.resources.audit if previous is not None else None)
+        except Exception as exc:
+            message = str(exc) or type(exc).__name__
+            raise ConfigError([ConfigIssue(self.source, None, "audit", message)]) from exc
 
     async def close(self) -> None:
         for pipeline in self.pipelines:
             await pipeline.close()
         for target in self.upstreams.values():
             target.pool.close()
+        if self.resources.audit is not None:
+            await self.resources.audit.close()
 
 
 def build_state(config: DijkConfig, generation: int, source: str = "") -> GatewayState:
@@ -115,4 +136,7 @@ def build_state(config: DijkConfig, generation: int, source: str = "") -> Gatewa
         resources=resources,
         source=source,
         pipelines=pipelines,
+        release_gate=resources.audit
+        if resources.audit is not None and resources.audit.strict
+        else None,
     )

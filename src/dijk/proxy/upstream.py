@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 import httptools
 
+from dijk.proxy.deadlines import Deadlines
+from dijk.proxy.headers import HEADER_NAMES, header_name
+
 
 class UpstreamError(Exception):
     """The upstream could not be reached (502) or did not answer in time (504)."""
@@ -38,7 +41,13 @@ class ResponseHead:
 
 
 class UpstreamConnection(asyncio.Protocol):
-    """One connection; serves one exchange at a time."""
+    """One connection; serves one exchange at a time.
+
+    An exchange has one future, for the response head (the caller always waits for it).
+    Its end is two plain fields (``_complete``, ``_error``); a future for it is made only
+    when a caller has to wait for the rest of a body that has not arrived yet. The read
+    deadline is swept by :mod:`dijk.proxy.deadlines` instead of a timer per exchange.
+    """
 
     def __init__(self, pool: UpstreamPool) -> None:
         self._pool = pool
@@ -46,13 +55,18 @@ class UpstreamConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[str, str]] = []
+        self._content_length: int | None = None  # of the response being parsed
+        self._chunked = False
         self._head: asyncio.Future[ResponseHead] | None = None
-        self._done: asyncio.Future[None] | None = None
+        self._complete = False
+        self._error: UpstreamError | None = None
+        self._done_waiter: asyncio.Future[None] | None = None
         self._sink: Callable[[bytes], None] | None = None
         self._pending: list[bytes] = []
         self._got_bytes = False
         self._last_activity = 0.0
-        self._timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # monotonic s while an exchange waits for bytes; 0 = none
+        self._deadlines = Deadlines.of(self._loop)
         self._head_only = False
         self.closed = False
         self.reused = False
@@ -63,11 +77,13 @@ class UpstreamConnection(asyncio.Protocol):
     # ---- protocol callbacks --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop transports are duck-typed
+        self._deadlines.add(self, self._pool.read_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.reusable = False
-        self._cancel_timer()
+        self.deadline = 0.0
+        self._deadlines.discard(self)
         self._pool.forget(self)
         if self._head is not None and not self._head.done():
             retryable = self.reused and not self._got_bytes
@@ -79,11 +95,11 @@ class UpstreamConnection(asyncio.Protocol):
                     retryable=retryable,
                 )
             )
-        if self._done is not None and not self._done.done():
-            if self._head is not None and self._head.done() and self._can_end_on_close():
-                self._done.set_result(None)
+        if self._head is not None and not self.finished:
+            if self._head.done() and self._can_end_on_close():
+                self._finish()
             else:
-                self._done.set_exception(
+                self._end(
                     UpstreamError(
                         502, "upstream.connection_lost", "The upstream response was cut short."
                     )
@@ -112,24 +128,29 @@ class UpstreamConnection(asyncio.Protocol):
         return False
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        lowered = HEADER_NAMES.get(name) or header_name(name)
+        text = value.decode("latin-1")
+        if lowered == "content-length":
+            self._content_length = int(text)  # llhttp has validated it
+        elif lowered == "transfer-encoding":
+            self._chunked = True
+        self._headers.append((lowered, text))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
-        content_length: int | None = None
-        chunked = False
-        for name, value in self._headers:
-            if name == "content-length":
-                content_length = int(value)
-            elif name == "transfer-encoding":
-                chunked = True
         status = parser.get_status_code()
         head = ResponseHead(
-            status, self._headers, parser.should_keep_alive(), content_length, chunked
+            status,
+            self._headers,
+            parser.should_keep_alive(),
+            self._content_length,
+            self._chunked,
         )
         if status < 200:
             # Interim responses (100 Continue) are swallowed: the final one follows.
             self._headers = []
+            self._content_length = None
+            self._chunked = False
             return
         if self._head is not None and not self._head.done():
             self._head.set_result(head)
@@ -157,6 +178,8 @@ class UpstreamConnection(asyncio.Protocol):
     def begin(self, data: bytes, head_only: bool) -> None:
         """Send the request head (and a buffered body) and start waiting for the answer."""
         self._headers = []
+        self._content_length = None
+        self._chunked = False
         self._pending = []
         self._sink = None
         self._got_bytes = False
@@ -164,18 +187,25 @@ class UpstreamConnection(asyncio.Protocol):
         self.reusable = False
         self.body_bytes = 0
         self._head = self._loop.create_future()
-        self._done = self._loop.create_future()
-        self._last_activity = time.monotonic()
-        self._arm_timer(self._pool.read_timeout)
+        self._complete = False
+        self._error = None
+        self._last_activity = now = time.monotonic()
+        self.deadline = now + self._pool.read_timeout
         self.write(data)
 
     def write(self, data: bytes) -> None:
         if self._transport is not None and not self.closed:
             self._transport.write(data)
 
-    async def head(self) -> ResponseHead:
+    def head(self) -> asyncio.Future[ResponseHead]:
+        """The response head, to be awaited (a future, not a coroutine: no extra frame)."""
         assert self._head is not None
-        return await self._head
+        return self._head
+
+    def take_pending(self) -> list[bytes]:
+        """Body chunks that arrived before a sink was set (they are handed over once)."""
+        pending, self._pending = self._pending, []
+        return pending
 
     def set_sink(self, sink: Callable[[bytes], None]) -> None:
         self._sink = sink
@@ -186,11 +216,24 @@ class UpstreamConnection(asyncio.Protocol):
     @property
     def finished(self) -> bool:
         """The whole response has arrived (or the exchange failed)."""
-        return self._done is not None and self._done.done()
+        return self._complete or self._error is not None
+
+    @property
+    def completed(self) -> bool:
+        """The whole response has arrived and nothing failed: :meth:`done` would return."""
+        return self._complete
 
     async def done(self) -> None:
-        assert self._done is not None
-        await self._done
+        """Wait for the end of the response; raises the exchange's :class:`UpstreamError`."""
+        assert self._head is not None
+        if not (self._complete or self._error is not None):
+            waiter = self._done_waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._done_waiter = None
+        if self._error is not None:
+            raise self._error
 
     def pause_reading(self) -> None:
         if self._transport is not None and not self.closed:
@@ -208,34 +251,40 @@ class UpstreamConnection(asyncio.Protocol):
 
     # ---- internals -----------------------------------------------------------------------
     def _finish(self) -> None:
-        self._cancel_timer()
-        if self._done is not None and not self._done.done():
-            self._done.set_result(None)
+        """The response ended well (the first outcome of an exchange wins)."""
+        self.deadline = 0.0
+        if self._head is not None and not self.finished:
+            self._complete = True
+            self._wake()
+
+    def _end(self, error: UpstreamError) -> None:
+        self.deadline = 0.0
+        if not self.finished:
+            self._error = error
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._done_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _fail(self, error: UpstreamError) -> None:
-        self._cancel_timer()
-        for future in (self._head, self._done):
-            if future is not None and not future.done():
-                future.set_exception(error)
+        head = self._head
+        if head is not None and not head.done():
+            head.set_exception(error)
+        if head is not None:
+            self._end(error)
+        self.deadline = 0.0
         self.close()
 
-    def _arm_timer(self, seconds: float) -> None:
-        self._cancel_timer()
-        self._timer = self._loop.call_later(seconds, self._on_timer)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self._done is None or self._done.done():
+    def deadline_passed(self) -> None:
+        """The read deadline passed (called by the loop's sweep): 504, unless bytes came."""
+        if self._head is None or self.finished:
             return
-        waited = time.monotonic() - self._last_activity
         timeout = self._pool.read_timeout
+        waited = time.monotonic() - self._last_activity
         if waited < timeout:
-            self._timer = self._loop.call_later(timeout - waited, self._on_timer)
+            self.deadline = self._last_activity + timeout
             return
         self._fail(
             UpstreamError(
@@ -267,9 +316,16 @@ class UpstreamPool:
         self._closed = False
 
     async def acquire(self) -> UpstreamConnection:
+        return self.take_idle() or await self.connect()
+
+    def take_idle(self) -> UpstreamConnection | None:
+        """The most recently used idle connection that is still fit for use, if any."""
+        idle = self._idle
+        if not idle:
+            return None
         now = time.monotonic()
-        while self._idle:
-            connection = self._idle.pop()
+        while idle:
+            connection = idle.pop()
             if connection.closed:
                 continue
             if now - connection.idle_since > self.idle_timeout:
@@ -277,7 +333,7 @@ class UpstreamPool:
                 continue
             connection.reused = True
             return connection
-        return await self.connect()
+        return None
 
     async def connect(self) -> UpstreamConnection:
         loop = asyncio.get_running_loop()

@@ -6,14 +6,17 @@ sorts by it (STYLE.md rule 2). Adding a capability means one module plus one lin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dijk.auth.resources import IdentityResources
 from dijk.config.models import DijkConfig, RouteConfig
+from dijk.openapi import CompiledSpec
 from dijk.pipeline.stage import Stage
+from dijk.privacy.resources import PrivacyResources
 from dijk.ratelimit.backend import Limiter, open_limiter
 from dijk.ratelimit.errors import StorageErrorPolicy
 from dijk.ratelimit.policy import CompiledRule, compile_rule, needs_identity
+from dijk.stages.audit import AuditGuardStage, AuditResources, AuditStage
 from dijk.stages.authn_api_key import ApiKeyStage, KeyRing
 from dijk.stages.authn_api_key import challenge as api_key_challenge
 from dijk.stages.authn_introspection import IntrospectionStage
@@ -27,8 +30,11 @@ from dijk.stages.concurrency import ConcurrencyStage, InFlight
 from dijk.stages.load_shed import LoadShedStage
 from dijk.stages.login_guard import LoginGuardStage
 from dijk.stages.network import NetworkStage, needs_network_stage
+from dijk.stages.openapi import OpenApiResponseStage, OpenApiStage, load_route_specs
+from dijk.stages.privacy import PrivacyStage
 from dijk.stages.ratelimit import PreAuthRateLimitStage, RateLimitStage
-from dijk.storage import Storage, open_storage
+from dijk.stages.waf import DetectorCache, WafStage
+from dijk.storage import Storage
 
 
 @dataclass(slots=True)
@@ -37,20 +43,31 @@ class StageResources:
 
     key_ring: KeyRing | None
     # Shared state behind storage.url, opened when rate limits are configured (no
-    # connection until first use); the limiter closes it when its last stage closes.
+    # connection until first use): the rate limiter's Redis handle (None for memory://),
+    # closed by the limiter when its last stage closes.
     storage: Storage | None = None
     limiter: Limiter | None = None
     in_flight: InFlight | None = None
     # JWT verifier, introspection client, certificate ring, revocation list (issue 4).
     identity: IdentityResources | None = None
+    # The audit log (issue 8): opened by GatewayState.start, shared across reloads.
+    audit: AuditResources | None = None
+    # Attack detectors, one per distinct waf setting, shared by the routes (issue 7).
+    detectors: DetectorCache = field(default_factory=DetectorCache)
+    # PII detector, data map recorder, pseudonym keys (issue 9): routes with `privacy:`.
+    privacy: PrivacyResources | None = None
+    # Compiled OpenAPI documents by route name (issue 6): routes with `openapi:`.
+    openapi: dict[str, CompiledSpec] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: DijkConfig, source: str = "") -> StageResources:
         key_ring = KeyRing.from_config(config, source) if config.auth.api_key is not None else None
         storage = limiter = None
         if uses_rate_limits(config):
-            storage = open_storage(config.storage.url, timeout_s=config.storage.timeout_s)
-            limiter = open_limiter(config.storage.url, storage, config.storage.timeout_s)
+            limiter = open_limiter(
+                config.storage.url, config.storage.timeout_s, config.ratelimit.max_connections
+            )
+            storage = limiter.storage
         identity = IdentityResources.from_config(config, source)
         return cls(
             key_ring=key_ring,
@@ -58,12 +75,27 @@ class StageResources:
             limiter=limiter,
             in_flight=InFlight(),
             identity=identity,
+            audit=AuditResources.from_config(config.audit, config.alerts),
+            privacy=PrivacyResources(config, source)
+            if any(route.privacy is not None for route in config.routes)
+            else None,
+            openapi=load_route_specs(config, source),
         )
 
 
 def build_default_stages(config: DijkConfig, resources: StageResources) -> list[Stage]:
     """Stages for requests that match no route (they still get a log phase)."""
-    return []
+    return audit_stages(resources, guard=False)
+
+
+def audit_stages(resources: StageResources, *, guard: bool = True) -> list[Stage]:
+    """The audit log stage; with ``on_sink_error: deny`` it also refuses while it is down."""
+    audit = resources.audit
+    if audit is None:
+        return []
+    if guard and audit.deny_when_down:
+        return [AuditGuardStage(audit)]
+    return [AuditStage(audit)]
 
 
 def build_route_stages(
@@ -76,6 +108,16 @@ def build_route_stages(
         stages.extend(identity_stages(config, route, resources))
         stages.append(ScopeStage(route))
     stages.extend(protection_stages(config, route, resources))
+    stages.extend(audit_stages(resources))
+    if route.waf is not None and route.waf.mode != "off":
+        stages.append(WafStage(route.waf, resources.detectors.get(route.waf)))
+    if route.openapi is not None and route.name in resources.openapi:
+        stages.append(OpenApiStage(resources.openapi[route.name], route.openapi))
+        if route.openapi.response != "off":
+            stages.append(OpenApiResponseStage(route.openapi))
+    if route.privacy is not None and resources.privacy is not None:
+        limit = config.limits.max_response_buffer_bytes
+        stages.append(PrivacyStage(route, route.privacy, resources.privacy, limit))
     for stage in stages:
         stage.on_error = route.on_error
     return stages

@@ -1,0 +1,238 @@
+"""Issue 8 "done when", tried as a new user would, through the real `dijk demo` process:
+demo traffic (allowed and denied) leaves at least one record per request; SIGTERM loses
+nothing; `dijk audit verify --db sqlite:///...` exits 0, and 1 naming the record after one
+field of one record is changed with the sqlite3 shell, or a record is deleted; `dijk audit
+export --format cef|ecs` writes valid lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from tests.support.gateway import free_port
+
+CEF = re.compile(
+    r"^CEF:0\|Dijk\|Dijk API Gateway\|[^|]+\|(?P<signature>[^|]+)\|[^|]+\|(?P<severity>\d+)\|"
+    r"(?P<extension>.*)$"
+)
+
+
+def dijk(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dijk", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env or os.environ.copy(),
+        check=False,
+    )
+
+
+def call(port: int, method: str, path: str, request_id: str, key: str | None = None) -> int:
+    body = b'{"name":"A","email":"a@example.nl"}' if method == "POST" else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method)
+    request.add_header("X-Request-Id", request_id)
+    if key:
+        request.add_header("X-API-Key", key)
+    if body:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        error.read()
+        return int(error.code)
+
+
+@pytest.fixture(scope="module")
+def demo_log(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, dict[str, int], dict[str, str]]:
+    """Run the demo, send traffic, stop it with SIGTERM; return the data dir and what was sent."""
+    data_dir = tmp_path_factory.mktemp("audit-demo") / ".dijk"
+    port, upstream_port, admin_port = free_port(), free_port(), free_port()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DIJK_DEMO_KEY", "DIJK_AUDIT_KEY"))
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dijk",
+            "demo",
+            "--port",
+            str(port),
+            "--upstream-port",
+            str(upstream_port),
+            "--admin-port",
+            str(admin_port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    assert process.stdout is not None
+    keys: dict[str, str] = {}
+    deadline = time.monotonic() + 30
+    while "audit" not in keys and time.monotonic() < deadline:
+        line = process.stdout.readline().decode()
+        if not line:
+            break
+        found = re.match(r"^(DIJK_DEMO_KEY_(?:READ|WRITE))=(\S+)$", line.strip())
+        if found:
+            keys[found.group(1)] = found.group(2)
+        if line.startswith("Audit log: "):
+            keys["audit"] = line
+    try:
+        assert "audit" in keys, "the demo did not say where its audit log is"
+        read, write = keys["DIJK_DEMO_KEY_READ"], keys["DIJK_DEMO_KEY_WRITE"]
+        sent: dict[str, int] = {}
+        traffic = [
+            ("GET", "/api/v1/status", None),
+            ("GET", "/api/v1/accounts", read),
+            ("GET", "/api/v1/accounts/1", read),
+            ("GET", "/api/v1/accounts", None),
+            ("GET", "/api/v1/accounts", "not-a-demo-key"),
+            ("POST", "/api/v1/accounts", read),
+            ("POST", "/api/v1/accounts", write),
+            ("GET", "/api/v1/search?q=jan", read),
+            ("GET", "/api/v1/admin-export", write),
+        ]
+        for round_number in range(3):
+            for index, (method, path, key) in enumerate(traffic):
+                request_id = f"demo-{round_number}-{index}"
+                sent[request_id] = call(port, method, path, request_id, key)
+    finally:
+        process.send_signal(signal.SIGTERM)  # immediately: the flush must not rely on time
+        code = process.wait(30)
+    assert code == 0
+    return data_dir, sent, keys
+
+
+def records(database: Path) -> list[sqlite3.Row]:
+    with closing(sqlite3.connect(database)) as connection:
+        connection.row_factory = sqlite3.Row
+        return list(connection.execute("SELECT * FROM dijk_audit ORDER BY seq"))
+
+
+def test_every_demo_request_is_recorded_after_sigterm_allowed_and_denied(
+    demo_log: tuple[Path, dict[str, int], dict[str, str]],
+) -> None:
+    data_dir, sent, _ = demo_log
+    found = {row["request_id"]: row for row in records(data_dir / "audit.db")}
+    assert set(sent) <= set(found), "SIGTERM lost records"
+    for request_id, status in sent.items():
+        assert found[request_id]["status"] == status
+    statuses = set(sent.values())
+    assert {200, 401, 403, 404} <= statuses  # allowed and denied traffic
+    denied = [found[request_id] for request_id, status in sent.items() if status >= 400]
+    assert all(row["decision"] == "deny" and row["reason"] for row in denied)
+    assert (data_dir / "audit.key").stat().st_mode & 0o777 == 0o600
+    written = (data_dir / "audit.db").read_bytes()
+    assert b"a@example.nl" not in written
+    assert b"127.0.0.1" not in written
+
+
+def test_verify_exits_0_for_the_demo_log(
+    demo_log: tuple[Path, dict[str, int], dict[str, str]],
+) -> None:
+    data_dir, _, banner = demo_log
+    url = f"sqlite:///{(data_dir / 'audit.db').resolve()}"
+    assert url in banner["audit"] or str(data_dir.resolve()) in banner["audit"]
+    result = dijk("audit", "verify", "--db", url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "audit log intact" in result.stdout
+
+
+def tampered(data_dir: Path, name: str, statement: str) -> str:
+    copy = data_dir.parent / name
+    copy.mkdir()
+    shutil.copy(data_dir / "audit.db", copy / "audit.db")
+    shutil.copy(data_dir / "audit.key", copy / "audit.key")
+    subprocess.run(["sqlite3", str(copy / "audit.db"), statement], check=True, timeout=30)
+    return f"sqlite:///{copy / 'audit.db'}"
+
+
+def test_changing_one_field_of_one_record_with_the_sqlite3_shell_is_named(
+    demo_log: tuple[Path, dict[str, int], dict[str, str]],
+) -> None:
+    data_dir, _, _ = demo_log
+    url = tampered(
+        data_dir, "modified", "UPDATE dijk_audit SET status = 200 WHERE request_id = 'demo-1-3';"
+    )
+    seq = next(
+        row["seq"] for row in records(data_dir / "audit.db") if row["request_id"] == "demo-1-3"
+    )
+    result = dijk("audit", "verify", "--db", url)
+    assert result.returncode == 1
+    assert f"first bad seq {seq}: modified" in result.stdout
+
+
+def test_deleting_a_record_is_detected(
+    demo_log: tuple[Path, dict[str, int], dict[str, str]],
+) -> None:
+    data_dir, _, _ = demo_log
+    url = tampered(data_dir, "deleted", "DELETE FROM dijk_audit WHERE request_id = 'demo-2-0';")
+    seq = next(
+        row["seq"] for row in records(data_dir / "audit.db") if row["request_id"] == "demo-2-0"
+    )
+    result = dijk("audit", "verify", "--db", url)
+    assert result.returncode == 1
+    assert f"first bad seq {seq}: deleted" in result.stdout
+
+
+def test_cef_export_writes_one_valid_line_per_record(
+    demo_log: tuple[Path, dict[str, int], dict[str, str]],
+) -> None:
+    data_dir, sent, _ = demo_log
+    result = dijk(
+        "audit", "export", "--db", f"sqlite:///{data_dir / 'audit.db'}", "--format", "cef"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(records(data_dir / "audit.db")) >= len(sent)
+    for line in lines:
+        match = CEF.match(line)
+        assert match, line
+        extension = dict(re.findall(r"(\w+)=((?:[^=\\]|\\.)*?)(?= \w+=|$)", match["extension"]))
+        assert extension["externalId"]
+        assert extension["requestMethod"]
+        assert extension["act"] in ("allow", "deny", "monitor")
+        assert int(extension["rt"]) > 0
+    assert any("auth.missing_credentials" in line for line in lines)
+
+
+def test_ecs_export_writes_one_json_document_per_record(
+    demo_log: tuple[Path, dict[str, int], dict[str, str]],
+) -> None:
+    data_dir, sent, _ = demo_log
+    result = dijk(
+        "audit", "export", "--db", f"sqlite:///{data_dir / 'audit.db'}", "--format", "ecs"
+    )
+    assert result.returncode == 0, result.stderr
+    documents = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(documents) >= len(sent)
+    ids = {document["http"]["request"]["id"] for document in documents}
+    assert set(sent) <= ids
+    for document in documents:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", document["@timestamp"])
+        assert document["ecs"]["version"]
+        assert document["event"]["kind"] == "event"
+        assert document["event"]["outcome"] in ("success", "failure")
+        assert isinstance(document["http"]["response"]["status_code"], int)
