@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger("dijk.http")
 
 _HIGH_WATER = 256 * 1024
+_LINGER_SECONDS = 2.0
+_LINGER_BYTES = 8 * 1024 * 1024
 _LOW_WATER = 64 * 1024
 _MAX_PIPELINED = 16
 
@@ -495,6 +497,9 @@ class HttpProtocol(asyncio.Protocol):
         self._closing = False
         self._close_when_done = False
         self._eof = False
+        self._lingering = False
+        self._lingered = 0
+        self._linger_handle: asyncio.TimerHandle | None = None
         self._pending_fault: ProtocolFault | None = None
         self._reading_paused = False
         self.writing_paused = False
@@ -545,6 +550,9 @@ class HttpProtocol(asyncio.Protocol):
             self._connections.release(self._client_ip)
         self._closing = True
         self._cancel_timer()
+        if self._linger_handle is not None:
+            self._linger_handle.cancel()
+            self._linger_handle = None
         self._deadlines.discard(self)
         error = ClientDisconnected()
         if self._body_request is not None:
@@ -559,6 +567,10 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
+            if self._lingering:
+                self._lingered += len(data)
+                if self._lingered > _LINGER_BYTES:
+                    self._close_now()
             return
         try:
             self._parser.feed_data(data)
@@ -580,6 +592,9 @@ class HttpProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self._eof = True
+        if self._lingering:
+            self._close_now()
+            return True
         if self._parsing is not None and self._parsing.header_bytes:
             self._close()
         elif self._body_request is not None:
@@ -788,11 +803,14 @@ class HttpProtocol(asyncio.Protocol):
             fault, self._pending_fault = self._pending_fault, None
             if fault is not None and writer.finished and writer.keep_alive:
                 self._write_fault(fault, None)
-            self._close()
+            self._linger()
             self._task = None
             return
         if not writer.finished or not writer.keep_alive or self._closing:
-            self._close()
+            if request.body.complete or not writer.finished:
+                self._close()
+            else:
+                self._linger()  # answered before the body was read (413, 401, ...)
             self._task = None
             return
         self._task = None
@@ -825,7 +843,7 @@ class HttpProtocol(asyncio.Protocol):
             self._closing_after_task()
             return
         self._write_fault(fault, None)
-        self._close()
+        self._linger()
 
     def _closing_after_task(self) -> None:
         self._close_when_done = True
@@ -870,6 +888,37 @@ class HttpProtocol(asyncio.Protocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.close()
         self._closing = True
+
+    def _linger(self) -> None:
+        """Close after a response while the client may still be sending (nginx's
+        ``lingering_close``): closing a socket with unread data makes the kernel send a
+        reset, which can destroy the response before the client reads it. Instead, send
+        FIN, read and discard what still arrives for a short, bounded while, then close.
+        """
+        transport = self._transport
+        if transport is None or transport.is_closing() or self._lingering:
+            self._close()
+            return
+        self._closing = True
+        self._lingering = True
+        try:
+            if transport.can_write_eof():
+                transport.write_eof()
+        except (OSError, RuntimeError):
+            self._close_now()
+            return
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        self._linger_handle = self._loop.call_later(_LINGER_SECONDS, self._close_now)
+
+    def _close_now(self) -> None:
+        if self._linger_handle is not None:
+            self._linger_handle.cancel()
+            self._linger_handle = None
+        self._closing = True
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
 
 
 def _too_large(limit: int) -> ProtocolFault:
