@@ -80,6 +80,7 @@ def start_upstream(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
+            "-P",  # do not put the working directory first on sys.path (a stray secrets.py)
             "-m",
             "dijk.demo.upstream",
             "--port",
