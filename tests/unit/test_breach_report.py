@@ -120,8 +120,8 @@ async def test_notification_fields_and_prompts(database: tuple[Path, bytes]) -> 
     assert notification["approximate_number_of_data_subjects"] == 4
     assert notification["approximate_number_of_records"] == 3
     assert notification["categories_of_personal_data"] == ["email"]
-    assert notification["likely_consequences"]["prompt"].startswith("TODO")
-    assert notification["measures_taken_or_proposed"]["prompt"].startswith("TODO")
+    assert notification["likely_consequences"]["prompt"].startswith("FILL IN")
+    assert notification["measures_taken_or_proposed"]["prompt"].startswith("FILL IN")
     assert "3 responses" in notification["nature_of_breach"]["summary"]
 
 

@@ -121,7 +121,7 @@ async def test_register_maps_categories_to_endpoints_and_recipients(database: Pa
     assert accounts["special_or_sensitive"]
     login = by_endpoint[("POST", "/api/v1/login")]
     assert login["personal_data"] == {"request": ["email", "secret"], "response": []}
-    assert data["controller"]["name"] == "TODO"
+    assert data["controller"]["name"] == "FILL IN"
     assert [finding["kind"] for finding in data["findings"]] == ["unneeded_category"]
     assert data["findings"][0]["category"] == "bsn"
 

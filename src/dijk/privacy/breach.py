@@ -13,7 +13,7 @@ and the time left, and the fields the notification asks for (Art. 33(3); the Dut
 Autoriteit Persoonsgegevens' form asks the same): the nature of the breach, the
 categories and approximate numbers of data subjects and records, the likely consequences
 and the measures taken. What traffic cannot tell (consequences, measures, contacts) is a
-``TODO`` prompt.
+``FILL IN`` prompt.
 
 Numbers are what the gateway saw: the window is widened to whole buckets
 (``privacy.exposure_bucket_s``), "data subjects" is the largest number of distinct values
@@ -33,7 +33,7 @@ from typing import Any, Final
 import orjson
 
 from dijk.privacy.db import PrivacyDatabase, PrivacyDatabaseError
-from dijk.privacy.report import TODO
+from dijk.privacy.report import FILL_IN
 
 __all__ = ["NOTIFICATION_HOURS", "BreachFilter", "BreachReport", "build_breach", "render_breach"]
 
@@ -181,25 +181,26 @@ class BreachReport:
             "notification": {
                 "nature_of_breach": {
                     "summary": _summary(self, totals),
-                    "description": f"{TODO}: what happened, how it was found, whether it"
+                    "description": f"{FILL_IN}: what happened, how it was found, whether it"
                     " is contained.",
                 },
                 "categories_of_personal_data": exposed,
                 "categories_masked_by_the_gateway": masked_only,
-                "categories_of_data_subjects": f"{TODO}: e.g. customers, employees.",
+                "categories_of_data_subjects": f"{FILL_IN}: e.g. customers, employees.",
                 "approximate_number_of_data_subjects": totals["data_subjects_estimate"],
                 "approximate_number_of_records": totals["records"],
                 "likely_consequences": {
-                    "prompt": f"{TODO}: describe the likely consequences for the people concerned.",
+                    "prompt": f"{FILL_IN}: describe the likely consequences for the people"
+                    " concerned.",
                     "to_consider": [_CONSEQUENCES[c] for c in exposed if c in _CONSEQUENCES],
                 },
                 "measures_taken_or_proposed": {
-                    "prompt": f"{TODO}: measures taken or proposed to address the breach and"
+                    "prompt": f"{FILL_IN}: measures taken or proposed to address the breach and"
                     " mitigate its effects.",
                     "to_consider": _measures(self.filter),
                 },
-                "data_protection_officer_contact": f"{TODO}: name and contact.",
-                "data_subjects_informed": f"{TODO}: Art. 34, if the risk to them is high.",
+                "data_protection_officer_contact": f"{FILL_IN}: name and contact.",
+                "data_subjects_informed": f"{FILL_IN}: Art. 34, if the risk to them is high.",
             },
         }
 

@@ -3,7 +3,7 @@
 Built from the data map in the audit database (what real traffic carried), so the register
 describes what the APIs *do*, not what someone remembered to write down. What only the
 controller can say (purposes, categories of data subjects, transfers, contact) is left as
-``TODO`` prompts to fill in.
+``FILL IN`` prompts to fill in.
 
 Findings:
 
@@ -34,7 +34,7 @@ from dijk.privacy.db import PrivacyDatabase, PrivacyDatabaseError
 
 __all__ = ["FieldUse", "Finding", "Processing", "Register", "build_register", "render_register"]
 
-TODO: Final = "TODO"
+FILL_IN: Final = "FILL IN"
 _SPECIAL: Final = {
     "bsn": "national identification number (BSN): GDPR Art. 87, UAVG Art. 46",
     "card": "payment card number (financial data)",
@@ -157,7 +157,7 @@ class Register:
             "data_updated_at": iso(int(self.meta["updated_us"]))
             if self.meta.get("updated_us", "").isdigit()
             else None,
-            "controller": {"name": TODO, "contact": TODO, "data_protection_officer": TODO},
+            "controller": {"name": FILL_IN, "contact": FILL_IN, "data_protection_officer": FILL_IN},
             "retention": {
                 "audit_log_days": int(audit_days) if audit_days else None,
                 "exposure_log_days": int(self.meta.get("exposure_retention_days") or 0) or None,
@@ -204,8 +204,8 @@ def _processing_dict(item: Processing, scopes: dict[str, Any]) -> dict[str, Any]
         "method": item.method,
         "endpoint": item.endpoint,
         "routes": sorted(item.routes),
-        "purpose": TODO,
-        "data_subjects": TODO,
+        "purpose": FILL_IN,
+        "data_subjects": FILL_IN,
         "personal_data": {"request": item.categories("request"), "response": response},
         "special_or_sensitive": special,
         "recipients": [
@@ -216,7 +216,7 @@ def _processing_dict(item: Processing, scopes: dict[str, Any]) -> dict[str, Any]
             }
             for consumer, categories in sorted(item.recipients().items())
         ],
-        "transfers_outside_eea": TODO,
+        "transfers_outside_eea": FILL_IN,
         "first_seen": iso(item.first_us),
         "last_seen": iso(item.last_us),
         "openapi_document": item.contract,
@@ -474,9 +474,9 @@ def _markdown(register: Register) -> str:
         "",
         f"Generated {data['generated_at']} from the data map in `{register.database}`"
         f" (data up to {data['data_updated_at'] or 'unknown'}). Built from observed API"
-        " traffic: categories and counts, never values. Fill in every TODO.",
+        " traffic: categories and counts, never values. Complete every FILL IN.",
         "",
-        f"- **Controller**: {TODO} (name, contact); **data protection officer**: {TODO}",
+        f"- **Controller**: {FILL_IN} (name, contact); **data protection officer**: {FILL_IN}",
         f"- **Retention**: audit log {_days(data['retention']['audit_log_days'])}; exposure"
         f" log {_days(data['retention']['exposure_log_days'])}. {data['retention']['note']}",
         "- **Security measures**: " + " ".join(data["security_measures"]),
@@ -492,8 +492,8 @@ def _markdown(register: Register) -> str:
             "",
             f"- Routes: {', '.join(entry['routes'])}; seen {entry['first_seen']} to"
             f" {entry['last_seen']}",
-            f"- Purpose: {TODO}; categories of data subjects: {TODO};"
-            f" transfers outside the EEA: {TODO}",
+            f"- Purpose: {FILL_IN}; categories of data subjects: {FILL_IN};"
+            f" transfers outside the EEA: {FILL_IN}",
             "- Personal data received (requests): "
             + (", ".join(entry["personal_data"]["request"]) or "none"),
             "- Personal data disclosed (responses): "
