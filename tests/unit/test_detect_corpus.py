@@ -74,7 +74,7 @@ def held_out() -> dict[str, list[object]]:
 
 
 # Floors sit a little under what the detector reaches, so that a regression fails the test.
-MIN_TPR = {"gotestwaf": 0.85, "libinjection": 0.97, "payloadsallthethings": 0.82}
+MIN_TPR = {"gotestwaf": 0.85, "libinjection": 0.97, "payloadsallthethings": 0.91}
 MAX_FPR = {"gotestwaf-falsepos": 0.02, "libinjection-falsepos": 0.03, "openapi": 0.01}
 
 

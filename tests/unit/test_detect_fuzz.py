@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from dijk.detect.engine import Detector
 from dijk.detect.findings import RequestParts
-from dijk.detect.normalise import variants
+from dijk.detect.normalise import hex_literal_decode, iis_decode, shell_unquote, variants
 
 DETECTOR = Detector(paranoia=4)
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -33,6 +33,14 @@ def test_variants_never_raise_and_start_with_the_value(text: str) -> None:
     result = variants(text)
     assert result[0][1] == text.replace("\x00", "")
     assert len(result) <= 10
+
+
+@FUZZ
+@given(TRICKY)
+def test_the_lenient_decoders_never_raise_or_grow(text: str) -> None:
+    # Each decoder only removes or replaces characters; none may blow a value up.
+    for decode in (iis_decode, hex_literal_decode, shell_unquote):
+        assert len(decode(text)) <= len(text) * 2 + 2
 
 
 @FUZZ
@@ -89,7 +97,21 @@ def _cost(text: str) -> float:
 
 def test_cost_grows_linearly_on_adversarial_repetitions() -> None:
     # Repetitions that make backtracking matchers go quadratic or worse.
-    for unit in ["'", "<a ", "%25", "&#", "${lower:", "/*", "../", "\\u00"]:
+    for unit in [
+        "'",
+        "<a ",
+        "%25",
+        "&#",
+        "${lower:",
+        "/*",
+        "../",
+        "\\u00",
+        "%c1%pc",
+        "0x2e",
+        "c'a'",
+        "$a${",
+        "%%32",
+    ]:
         small = _cost(unit * 1_000)
         large = _cost(unit * 16_000)
         # 16x the input: linear cost is ~16x, quadratic would be ~256x. The bound of 64x

@@ -159,6 +159,147 @@ def url_decode(text: str) -> str:
     return current
 
 
+def _naive_digit(char: str) -> int | None:
+    """A digit as IIS 4/5 computed it: any letter counts from ``a`` = 10 (``p`` = 25)."""
+    if "0" <= char <= "9":
+        return ord(char) - 48
+    lower = char.lower()
+    if "a" <= lower <= "z":
+        return ord(lower) - 87
+    return None
+
+
+def _has_naive_escape(text: str) -> bool:
+    """True when ``%`` is followed by two letters/digits that are not both hex digits."""
+    index = text.find("%")
+    while 0 <= index < len(text) - 2:
+        first, second = text[index + 1], text[index + 2]
+        if (
+            first.isascii()
+            and second.isascii()
+            and first.isalnum()
+            and second.isalnum()
+            and not (first in _HEX and second in _HEX)
+        ):
+            return True
+        index = text.find("%", index + 1)
+    return False
+
+
+def iis_decode(text: str) -> str:
+    """Percent-decode the way IIS 4/5 did: ``%XY`` with *any* letters as digits.
+
+    IIS computed a hex digit as ``letter - 'a' + 10`` without checking the range, so
+    ``%c1%pc`` became the bytes C1 9C, an overlong ``\\``, and ``%bg%qf`` became C0 AF,
+    an overlong ``/``. Traversal lists still carry these spellings; a modern backend
+    would not decode them, but a value containing them is an evasion attempt. The
+    result is read with :func:`decode_utf8_lenient` (overlong forms become ASCII).
+    """
+    if "%" not in text:
+        return text
+    out = bytearray()
+    index = 0
+    length = len(text)
+    while index < length:
+        char = text[index]
+        if char == "%" and index + 2 < length:
+            high = _naive_digit(text[index + 1])
+            low = _naive_digit(text[index + 2])
+            if high is not None and low is not None:
+                out.append((high * 16 + low) & 0xFF)
+                index += 3
+                continue
+        out += char.encode("utf-8", "surrogatepass")
+        index += 1
+    return decode_utf8_lenient(bytes(out))
+
+
+_HEX_LITERAL_BYTES = {"0x2e": ".", "0x2f": "/", "0x5c": "\\"}
+
+
+def hex_literal_decode(text: str) -> str:
+    """Spell out ``0x2e``/``0x2f``/``0x5c`` (dot, slash, backslash) when a value uses
+    them at least twice: traversal generators write ``0x2e0x2e0x5c`` for ``..\\``."""
+    lower = text.lower()
+    if lower.count("0x") < 2:
+        return text
+    total = sum(lower.count(token) for token in _HEX_LITERAL_BYTES)
+    if total < 2:
+        return text
+    pieces: list[str] = []
+    index = 0
+    length = len(text)
+    while index < length:
+        token = lower[index : index + 4]
+        replacement = _HEX_LITERAL_BYTES.get(token)
+        if replacement is not None:
+            pieces.append(replacement)
+            index += 4
+        else:
+            pieces.append(text[index])
+            index += 1
+    return "".join(pieces)
+
+
+_SHELL_QUOTES = frozenset("'\"")
+
+
+def _shell_token(token: str) -> str:
+    """One whitespace-free token as a POSIX shell would read it after quote removal."""
+    quotes = sum(1 for char in token if char in _SHELL_QUOTES)
+    if quotes < 2 and "\\" not in token and "$" not in token:
+        return token
+    out: list[str] = []
+    index = 0
+    length = len(token)
+    while index < length:
+        char = token[index]
+        if char in _SHELL_QUOTES and quotes >= 2:
+            index += 1
+            continue
+        if char == "\\" and index + 1 < length and token[index + 1].isalnum():
+            index += 1
+            continue
+        if char == "$" and index + 1 < length:
+            following = token[index + 1]
+            if following in "@*" or following.isdigit():
+                index += 2
+                continue
+            if following == "{":
+                end = token.find("}", index + 2, index + 40)
+                if end != -1:
+                    name = token[index + 2 : end]
+                    out.append(" " if name.upper() == "IFS" else "")
+                    index = end + 1
+                    continue
+            if following.isalpha() or following == "_":
+                # An unset variable expands to nothing: c$u\at is cat.
+                end = index + 1
+                while end < length and (token[end].isalnum() or token[end] == "_"):
+                    end += 1
+                name = token[index + 1 : end]
+                if name.upper() == "IFS":
+                    out.append(" ")
+                elif index > 0 and token[index - 1].isalpha():
+                    pass
+                else:
+                    out.append(token[index:end])
+                index = end
+                continue
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def shell_unquote(text: str) -> str:
+    """Undo the quoting tricks that split command names: ``wh'o'ami``, ``c\\at``,
+    ``c$@at``, ``/bin/ca\"t\"``, ``cat${IFS}/etc/passwd``. Tokens with fewer than two quotes
+    and no backslash or ``$`` are kept as they are (``don't`` stays)."""
+    if "'" not in text and '"' not in text and "\\" not in text and "$" not in text:
+        return text
+    return " ".join(_shell_token(token) for token in text.split(" "))
+
+
 def _decode_numeric_entity(text: str, start: int) -> tuple[str, int] | None:
     """Decode ``&#NNN;`` / ``&#xHH;`` at ``start`` (pointing at ``#``); return (char, end)."""
     index = start + 1
@@ -471,6 +612,24 @@ def variants(text: str) -> list[tuple[str, str]]:
                 chain_labels.append("url")
                 current = strip_nul(again)
                 add("+".join(chain_labels), current)
+
+    # Historical and generator-made spellings of '.', '/' and '\\' (IIS digits, 0x2e).
+    if "%" in base and _has_naive_escape(base):
+        lenient = url_decode(iis_decode(base))
+        add("iis", lenient)
+        spelled = hex_literal_decode(lenient)
+        if spelled != lenient:
+            add("iis+hexlit", spelled)
+    elif "0x" in base or "0X" in base:
+        spelled = hex_literal_decode(base)
+        if spelled != base:
+            add("hexlit", spelled)
+            if "%" in spelled:
+                add("hexlit+url", url_decode(spelled))
+
+    unquoted = shell_unquote(current)
+    if unquoted != current:
+        add("shell", unquoted)
 
     decoded_sources = [base] if len(out) == 1 else [base, out[1][1]]
     for source in decoded_sources:

@@ -82,6 +82,10 @@ def prepare_pattern(pattern: str) -> str:
             continue
         if char == ".":
             raise PatternError(f"bare '.' may match NUL: {pattern!r}")
+        if char in "^$":
+            # The scan buffer holds many values: ^ and $ would only ever see the first and
+            # the last one. {B} and {E} mark the start and end of each value.
+            raise PatternError(f"anchor {char!r} spans the buffer, use {{B}}/{{E}}: {pattern!r}")
         if pattern.startswith(_BEGIN_MACRO, index) or pattern.startswith(_END_MACRO, index):
             out.append("\\x00")
             index += len(_BEGIN_MACRO)

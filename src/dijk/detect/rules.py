@@ -114,6 +114,16 @@ _SHELL_COMMANDS = (
     "mount|fdisk|apt-get|yum|npm|javac|gcc|vim|nano|xargs|strace|ltrace|env|bcdboot|"
     "bcdedit|vssadmin|schtasks|at|rundll32|regsvr32|mshta|cscript|wscript|msiexec"
 )
+# Commands that are also English words: only after a separator and with an option or an
+# absolute path as their argument ("; find /etc -name", "| sort -r"), never in prose.
+_WORD_COMMANDS = (
+    "find|type|set|last|lastlog|head|time|date|file|more|less|nice|watch|touch|sort|uniq|"
+    "cut|diff|wc|du|df|who|history|alias|export|source|exec|eval|test|timeout|expand|"
+    "fold|paste|split|stat|tr|od|hexdump|nl|rev|look|join|comm|column|install|ln|chgrp|"
+    "script|service|systemctl|journalctl|crontab|at|batch|logger|wall|write|mail|uconv|"
+    "iconv|tree|unset|declare|shift|trap|wait|jobs|fg|bg|disown|umask|ulimit|route|arp|cd|"
+    "flock|cpulimit|vi|vim|bridge|ansible[a-z-]*|chef-[a-z]+"
+)
 # The most telling ones, allowed with looser context (in backticks, after a quote).
 _STRONG_COMMANDS = (
     "cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|python[23]?|perl|ping|"
@@ -121,9 +131,22 @@ _STRONG_COMMANDS = (
     "powershell|cmd|dir|tasklist|net\\s+user|printenv"
 )
 _SHELL_ARGUMENT = (
-    r"(\s*({E}|[;|&<>`)#]|\$\()|\s+[-/~.$'\"\\*]|\s+[a-z0-9_.+-]*[/.$:=*@][^\s\x00]*|"
+    r"(\s*({E}|[;|&<>`)#]|\$\()|\s+[-+/~.$'\"\\*]|\s+[a-z0-9_.+-]*[/.$:=*@][^\s\x00]*|"
     r"\s+[a-z0-9_-]+\s*({E}|[;|&<>`)])|\s+[a-z0-9_.-]+\s+[\"'/\\-])"
 )
+
+
+def _spread(word: str) -> str:
+    """``word:`` with tabs, newlines or other control characters inside it (at least one), as
+    browsers read ``ja&Tab;vascript:``; the plain word is left to the stricter rules."""
+    gap = r"[\x01-\x1f]"
+    forms = []
+    for cut in range(1, len(word)):
+        head = (gap + "*").join(word[:cut])
+        tail = (gap + "*").join(word[cut:])
+        forms.append(head + gap + "+" + tail)
+    return r"\b(" + "|".join(forms) + r")" + gap + "*:"
+
 
 RULES: tuple[Rule, ...] = (
     # --- SQL injection -----------------------------------------------------------------
@@ -230,7 +253,7 @@ RULES: tuple[Rule, ...] = (
         CRITICAL,
         1,
         "SELECT of columns/functions FROM a table, with SQL punctuation around it",
-        r"(^|[\s(;'\"`=,])select\s+(\*|@@|null\b|top\s+\d|distinct\s|\d+\s*,|[\w.`\"\[\]]+\s*,\s*[\w.`\"\[\]]+|"
+        r"({B}|[\s(;'\"`=,])select\s+(\*|@@|null\b|top\s+\d|distinct\s|\d+\s*,|[\w.`\"\[\]]+\s*,\s*[\w.`\"\[\]]+|"
         r"[\w.]+\s*\([^)]*\))[^\x00]*\bfrom\s+[\w.`\"\[\]]+",
     ),
     _rule(
@@ -239,7 +262,8 @@ RULES: tuple[Rule, ...] = (
         CRITICAL,
         1,
         "ORDER BY / GROUP BY column probing followed by a comment or quote",
-        r"['\")]\s*(order|group)\s+by\s+[\w,\s]+(--|#|/\*|{E})|\b(order|group)\s+by\s+\d+\s*(--|#|/\*)",
+        r"['\")]\s*(order|group)\s+by\s+[\w,\s]+(--|#|/\*|{E})|\b(order|group)\s+by\s+\d+\s*(--|#|/\*)|"
+        r"{B}\s*(order|group)\s+by\s+\d+\s*{E}",
     ),
     _rule(
         "sqli-conditional",
@@ -249,6 +273,65 @@ RULES: tuple[Rule, ...] = (
         "conditional probes: case when ... then, if(..,sleep, iif(",
         r"\bcase\s+when\s[^\x00]+\bthen\b[^\x00]+\b(else|end)\b|"
         r"\bif\s*\(\s*[^\x00]+,\s*(sleep|benchmark|pg_sleep|\d)\s*[(,]",
+    ),
+    _rule(
+        "sqli-postgres-json-operator",
+        SQLI,
+        CRITICAL,
+        1,
+        "PostgreSQL JSON containment and casts around quoted JSON: '{\"a\":1}'::jsonb <@ '...'",
+        r"'\s*[{\[][^'\x00]{0,256}'\s*(::\s*jsonb?\s*)?(<@|@>|\?\||\?&|#>>?)|"
+        r"(<@|@>)\s*'\s*[{\[]|'\s*::\s*jsonb?\s*(<@|@>|->|#>|\?)",
+    ),
+    _rule(
+        "sqli-escaped-quote-breakout",
+        SQLI,
+        CRITICAL,
+        1,
+        "a backslash before the quote that closes the string, then OR/AND: \\'or'1",
+        r"\\['\"`]\s*(or|and|xor|\|\||&&|union|;)\s*['\"`\d(]",
+    ),
+    _rule(
+        "sqli-email-breakout",
+        SQLI,
+        CRITICAL,
+        1,
+        "an e-mail address that closes the string and ends the statement: admin@x.org';",
+        r"{B}[^\s'\"`@]+@[^\s'\"`]+['\"`]\s*(;|--|#|/\*)",
+    ),
+    _rule(
+        "sqli-ddl-statement",
+        SQLI,
+        CRITICAL,
+        1,
+        "schema changes and stored code: ALTER TABLE .. ADD, CREATE FUNCTION .. RETURNS, "
+        "DECLARE @x NVARCHAR, EXEC(@x)",
+        r"\balter\s+table\s+[\w`\"\[\].]+\s+(add|drop|change|modify|rename|alter)\b|"
+        r"\bcreate\s+(or\s+replace\s+)?(function|procedure|trigger)\s+[\w.`\"\[\]]+\s*\(|"
+        r"\bdeclare\s+@\w+\s+(n?(var)?char|int|bigint|table|sysname|cursor)\b|"
+        r"\bexec(ute)?\s*\(\s*@|\bbackup\s+database\s+[\w\[\]]+\s+to\s+disk\b|"
+        r"\bcreate\s+user\s+[\w'\"@.%-]+\s+identified\s+by\b|"
+        r"\bcopy\s+[\w.\"]+(\s*\([^)\x00]*\))?\s+(to|from)\s+(program\b|'\s*/|/)|"
+        r"['\"]\s*\|\|\s*[\w.]+\s*\([^)\x00]*\)\s*\|\|\s*['\"]",
+    ),
+    _rule(
+        "sqli-destructive-statement",
+        SQLI,
+        CRITICAL,
+        1,
+        "a whole value that is a destructive statement ended by ';' or a comment",
+        r"{B}\s*(delete\s+from|drop\s+(table|database)|truncate\s+table|insert\s+into|"
+        r"update\s+[\w`\"\[\].]+\s+set)\s+[^\x00]*(;|--|#)",
+    ),
+    _rule(
+        "sqli-cast-or-hint",
+        SQLI,
+        CRITICAL,
+        1,
+        "PostgreSQL casts after a call, optimizer hints between OR and a truth value, "
+        "MySQL scientific-notation tricks: ...)::int, or /*+ hint */ true, 1.e(ascii",
+        r"\)\s*::\s*(int|integer|bigint|text|numeric|jsonb?|bool|boolean)\b|"
+        r"\b(or|and)\s*/\*[^*\x00]*\*/\s*(true|false|not\b|\d)|\b\d+\.e\s*\(",
     ),
     _rule(
         "sqli-hex-or-char-encoding",
@@ -265,7 +348,8 @@ RULES: tuple[Rule, ...] = (
         CRITICAL,
         1,
         "MySQL executable comment hiding a keyword: /*!50000union*/",
-        r"/\*!\d*\s*(union|select|and|or|from|where|insert|update|delete|drop|having)\b",
+        r"/\*!\d*\s*(union|select|and|or|from|where|insert|update|delete|drop|having)\b|"
+        r"/\*!\d*[^*]{0,32}['\"]",
     ),
     _rule(
         "sqli-keyword-comment",
@@ -323,7 +407,7 @@ RULES: tuple[Rule, ...] = (
         CRITICAL,
         1,
         "tags that run or load active content: iframe, object, embed, svg, math, base...",
-        r"<\s*(iframe|frame|frameset|object|embed|applet|svg|math|base|meta|link|"
+        r"<\s*([a-z]{0,8}:)?(iframe|frame|frameset|object|embed|applet|svg|math|base|meta|link|"
         r"isindex|xss|vmlframe|import|xml|bgsound|layer|ilayer|plaintext|xmp|noscript|"
         r"template|portal|animate|set|handler|listener|event-source)\b",
     ),
@@ -382,6 +466,36 @@ RULES: tuple[Rule, ...] = (
         r"unescape\s*\(|decodeuri|string\.|location|name\b|document)",
     ),
     _rule(
+        "xss-spread-script-scheme",
+        XSS,
+        CRITICAL,
+        1,
+        "a script URI scheme spelled with whitespace or control characters inside: "
+        "ja&Tab;vascript:, v&NewLine;bscript:",
+        _spread("javascript") + "|" + _spread("vbscript") + "|"
+        r"\burl\s*\(\s*['\"]?\s*(javascript|vbscript)\b",
+    ),
+    _rule(
+        "xss-alternative-angle-brackets",
+        XSS,
+        CRITICAL,
+        1,
+        "tags written with UTF-7 (+ADw-) or 8-bit characters that 7-bit filters read as "
+        "angle brackets (\u00bc script \u00be)",
+        r"\+adw-\s*/?\s*(script|img|svg|iframe|body|a\b|object|embed|style)|"
+        r"(\xc2\xbc|\xbc)\s*/?\s*(script|img|svg|iframe|body|object)",
+    ),
+    _rule(
+        "xss-js-obfuscation",
+        XSS,
+        CRITICAL,
+        1,
+        "JavaScript written to avoid letters or parentheses: JSFuck (![]+[]), tagged "
+        "templates [].map.call`...`, Reflect.x.call``",
+        r"\(\s*!\s*\[\s*\]\s*\+\s*\[\s*\]\s*\)|\[\s*\+\s*!\s*\+\s*\[\s*\]\s*\]|"
+        r"\+\s*!!\s*\[\s*\]|\.\s*(call|apply|bind)\s*`|\breflect\s*\.\s*[a-z]+\s*\.\s*call\b",
+    ),
+    _rule(
         "xss-html-injection",
         XSS,
         ERROR,
@@ -394,7 +508,7 @@ RULES: tuple[Rule, ...] = (
     _rule(
         "xss-style-expression",
         XSS,
-        ERROR,
+        CRITICAL,
         1,
         "CSS that runs script: expression(), -moz-binding, behavior:, @import javascript",
         r"\bexpression\s*\(|-moz-binding\s*:|\bbehavior\s*:\s*url|"
@@ -436,12 +550,59 @@ RULES: tuple[Rule, ...] = (
         r"(/(usr/)?(s?bin|local/bin)/)?(" + _SHELL_COMMANDS + r")(\.exe)?" + _SHELL_ARGUMENT,
     ),
     _rule(
+        "cmdi-chained-word-command",
+        CMDI,
+        CRITICAL,
+        1,
+        "a separator, then a command that is also a word, with an option or absolute path: "
+        "; find /etc -name, | sort -r, && type %SYSTEMROOT%",
+        r"(;|\||&&|\$\(|`|\n)\s*(" + _WORD_COMMANDS + r")\s+"
+        r"(-{1,2}[a-z]|/([a-z]|\s|{E})|~/|%[a-z_]+%)",
+    ),
+    _rule(
+        "cmdi-shell-dash-c",
+        CMDI,
+        CRITICAL,
+        1,
+        "a shell started with a command string: sh -c, bash -c, cmd /c",
+        r"\b(ba|da|k|z|c|tc|a)?sh\s+-[a-z]*c\s|\bcmd(\.exe)?\s+/[ck]\b|\b(ba|da|k|z|a)?sh\s*,\s*-c\s*,",
+    ),
+    _rule(
+        "cmdi-recon-command-alone",
+        CMDI,
+        CRITICAL,
+        1,
+        "a value that is only a reconnaissance command: whoami, ifconfig, uname -a, ls -la /",
+        r"{B}\s*['\"`]?\s*(whoami|ifconfig|ipconfig|systeminfo|sysinfo|netstat\s+-[a-z]+|"
+        r"uname\s+-[a-z]+|ls\s+-[a-z]+(\s+[/~.][^\s\x00]*)?|id\s*;|net\s+(user|localgroup)|"
+        r"cat\s+/[a-z][^\s\x00]*|(wget|curl)\s+(-[a-z]+\s+)*(https?|ftp)://[^\s\x00]+|"
+        r"type\s+(%[a-z_]+%|[a-z]:)[^\x00]*|ping\s+-[nc]\s+\d+[^\x00]*|net\s+(view|share|use|session)|"
+        r"dir\s+[a-z]:\\[^\x00]*)\s*['\"`]?\s*{E}|"
+        r"\bnetsh\s+(firewall|advfirewall|interface|wlan|winhttp)\s+(set|add|show|delete|reset)\b|"
+        r"\breg(\.exe)?\s+(add|delete|query|save|export)\s+['\"]?hk(lm|cu|cr|u|cc|ey_)",
+    ),
+    _rule(
+        "cmdi-glob-path",
+        CMDI,
+        CRITICAL,
+        1,
+        "shell globs standing in for a system path: /???/??t, /e[t]c/pa?swd",
+        r"/[a-z?*]*(\[[a-z?*!^-]{1,6}\]|\?)[a-z?*\[\]]*/[a-z?*\[\]]*(\[[a-z?*!^/-]{1,6}\]|\?)|"
+        r"/\?\?\?/|/\*/[a-z?*]*\?",
+    ),
+    _rule(
         "cmdi-command-substitution",
         CMDI,
         CRITICAL,
         1,
         "command substitution: $(cmd), `cmd`",
-        r"\$\(\s*[a-z/.][^)]*\)|`\s*(/[a-z/]*)?(" + _STRONG_COMMANDS + r")(\s+[^`]*)?`|"
+        # A bare `id` or `ls` is Markdown in API descriptions; in an injection the
+        # backticks follow a separator or start the value, or the command has arguments.
+        r"\$\(\s*[a-z/.][^)]*\)|({B}|[;|&=(<>'\"$])\s*`\s*(/[a-z/]*)?("
+        + _STRONG_COMMANDS
+        + r")(\s+[^`]*|<[^`]*)?`|`\s*(/[a-z/]*)?("
+        + _STRONG_COMMANDS
+        + r")(\s+[^`\x00]*[/|;&$<>-][^`\x00]*|<[^`\x00]*)`|"
         r"{B}\s*['\"]\s*(" + _STRONG_COMMANDS + r")\s*({E}|[;|&])|"
         r"{B}\s*(net\s+(user|localgroup)\s|(" + _STRONG_COMMANDS + r")\s*[;|&]+\s*{E})",
     ),
@@ -452,7 +613,8 @@ RULES: tuple[Rule, ...] = (
         1,
         "shell evasion: $IFS, ${IFS}, brace expansion {cat,/etc/passwd}, $@ inside words",
         r"\$\{?ifs\b|\{\s*(" + _SHELL_COMMANDS + r")\s*,\s*[^}\s]+\}|"
-        r"\b[a-z]+(\$@|\$\{[a-z0-9_]*\}|'')[a-z]+\b[^\x00]*(/|\s-)",
+        r"\b[a-z]+(\$[@!$*#?0-9-]|\$\{[a-z0-9_]*\}|''|\"\")[a-z]+\b[^\x00]*(/|\s-)|"
+        r"(\"\"[a-z]){3,}|(''[a-z]){3,}",
     ),
     _rule(
         "cmdi-shellshock",
@@ -460,7 +622,8 @@ RULES: tuple[Rule, ...] = (
         CRITICAL,
         1,
         "Shellshock function definition: () { :; };",
-        r"\(\s*\)\s*\{\s*[^}]*;\s*\}\s*;",
+        r"\(\s*\)\s*\{\s*[^}]*;\s*\}\s*;|\(\s*\)\s*\{[^}\x00]{0,32}\|[^}\x00]{0,32}&\s*\}|"
+        r"({B}|;|&&|\|)\s*alias\s+(-p\s+)?['\"]?[\w.-]+['\"]?=",
     ),
     _rule(
         "cmdi-shell-path",
@@ -490,10 +653,13 @@ RULES: tuple[Rule, ...] = (
         CRITICAL,
         1,
         "Windows command probes: & dir, | type C:\\, net user, set /a",
-        r"(&|\||;)\s*(dir(\s+/|\s*{E})|type\s+[a-z]:|net\s+(user|localgroup|view|share)\b|"
+        r"(&|\||;)\s*(dir(\s+/|\s*{E})|type\s+([a-z]:|%[a-z_]+%|\\\\)|net\s+(user|localgroup|view|share)\b|"
         r"ipconfig\b|systeminfo\b|whoami\b|tasklist\b|set\s+/a\b|certutil\b|bitsadmin\b|"
         r"wmic\b|reg\s+(query|add|delete)\b|netsh\s)|"
         r"{B}\s*(if\s+(/i\s|not\s|exist\s|errorlevel\s|%)|for\s+(/[fdlr]\s|%%?[a-z~]))|"
+        r"\bfor\s+(/[a-z]\s+[^\x00]{0,64})?%%?[^\s\x00]{1,3}\s+in\s*\([^)\x00]*\)\s*do\b|"
+        r"\bif\s+[^\x00]{0,64}\s(equ|neq|lss|leq|gtr|geq)\s+[^\x00]{0,64}\s(@?echo|goto|set|call|exit)\b|"
+        r"\bif\s+[^\x00]{0,64}==[^\x00]{0,64}\s(\(|@?echo\b|goto\b|set\b|call\b)|"
         r"\b[a-z]:\\(windows|winnt|users|boot\.ini|inetpub)\b",
     ),
     _rule(
@@ -520,7 +686,7 @@ RULES: tuple[Rule, ...] = (
         1,
         "../ or ..\\ used to leave a directory",
         r"({B}|[/\\=:;,'\"]|\.\.)\s*\.\.+\s*[/\\]|[/\\]\.\.+\s*({E}|[/\\;?#])|"
-        r"\.\.[/\\]+\.\.|\.\.;[/\\]|\.{3,}[/\\]|[/\\]\.{3,}|"
+        r"\.\.[/\\]+\.\.|\.\.;[/\\]|\.{3,}[/\\]|[/\\]\.{3,}[/\\]|"
         r"\.\.([^a-z0-9.\x00]{1,8}|0x[25][cf]|%[0-9a-z]{2,5})+\.\.([^a-z0-9.\x00]{1,8}|0x[25][cf])",
     ),
     _rule(
@@ -535,10 +701,31 @@ RULES: tuple[Rule, ...] = (
         r"\bwindows([^a-z0-9\x00]{1,12}|0x[25][cf])+(system32|win\.ini|system\.ini)\b|"
         r"[/\\]proc[/\\]+(self|\d+)[/\\]|\bwin\.ini\b|\bboot\.ini\b|\bsystem\.ini\b|"
         r"\bwindows[/\\]+(system32|win\.ini|repair)\b|\bwinnt[/\\]|"
-        r"(^|[/\\])\.(htaccess|htpasswd|git[/\\]|svn[/\\]|env\b|ssh[/\\]|aws[/\\])|"
+        r"({B}|[/\\])\.(htaccess|htpasswd|git[/\\]|svn[/\\]|env\b|ssh[/\\]|aws[/\\])|"
         r"\bweb-inf[/\\]|\bid_(rsa|dsa|ecdsa|ed25519)\b|[/\\]var[/\\]+log[/\\]|"
         r"\bvar[/\\]+(run|lib)[/\\]+(secrets|docker)|[/\\]root[/\\]+\.|"
-        r"\bboot\.ini\b|\binetpub[/\\]|\bphp\.ini\b|\bwp-config\.php\b|\bweb\.config\b",
+        r"\bboot\.ini\b|\binetpub[/\\]|\bphp\.ini\b|\bwp-config\.php\b|\bweb\.config\b|"
+        r"\bntuser\.dat\b|\brepair[/\\]+(sam|system|security|software)\b|"
+        r"%(systemroot|windir|systemdrive)%[/\\]|\\\\[a-z0-9._:-]+\\(admin|ipc|[a-z])\$",
+    ),
+    _rule(
+        "path-traversal-invalid-utf8",
+        PATH_TRAVERSAL,
+        CRITICAL,
+        1,
+        "percent-encoded bytes that are never valid UTF-8 (overlong %c0%ae, %e0%80%ae, "
+        "IIS %c1%pc), twice: only decoders that misread them see the '../' they hide",
+        r"(%c[01]%[0-9a-z]{2}|%e0%[89][0-9a-f]%|%f0%8[0-9a-f]%|%f[89a-f]%[0-9a-f]{2}%)"
+        r"[^\x00]{0,64}(%c[01]%[0-9a-z]{2}|%e0%[89][0-9a-f]%|%f0%8[0-9a-f]%|%f[89a-f]%[0-9a-f]{2}%)",
+    ),
+    _rule(
+        "path-traversal-double-percent",
+        PATH_TRAVERSAL,
+        CRITICAL,
+        1,
+        "malformed double-percent escapes (%%2f, %%35%%63) used to slip a separator past "
+        "one decoder, twice in a value",
+        r"%%[0-9a-f]{2}[^\x00]{0,64}%%[0-9a-f]{2}",
     ),
     _rule(
         "path-traversal-absolute",
@@ -595,6 +782,16 @@ RULES: tuple[Rule, ...] = (
         CRITICAL,
         1,
         "a URL host written as a decimal, octal, hex or shortened IPv4 address",
+    ),
+    _rule(
+        "ssrf-remote-file-inclusion",
+        SSRF,
+        CRITICAL,
+        1,
+        "remote file inclusion: a URL to a script on a bare IP address, or a URL ended with "
+        "'?' so that the suffix the application appends becomes a query string",
+        r"{B}\s*(https?|ftps?)://\d{1,3}(\.\d{1,3}){3}(:\d+)?/[^\s\x00]*\.(php\d?|phtml|pl|cgi|"
+        r"asp|aspx|jsp|txt|sh|py|inc)\b|{B}\s*(https?|ftps?|file)://[^\s\x00]+\?+\s*{E}",
     ),
     _rule(
         "ssrf-url-in-value",
@@ -707,7 +904,9 @@ RULES: tuple[Rule, ...] = (
         "template-engine directives that execute: <#assign, freemarker Execute, {php}, #set(",
         r"<#\s*(assign|import|include|list|if)\b|freemarker\s*\.\s*template\s*\.\s*utility|"
         r"\?\s*new\s*\(\s*\)|\{\s*php\s*\}|\{\s*/?\s*(system|literal)\b|#set\s*\(\s*\$|"
-        r"\$\{\s*t\s*\(|\{\{\s*[^}]*\|\s*(safe|e|escape)\s*\}\}[^\x00]{0,10}\{\{|"
+        r"\$\{\s*t\s*\(|\{\{\s*(request|_self|dump\s*\(|app\s*\.\s*request|settings\s*\.)|"
+        r"\{\$smarty\.|\|\s*(filter|map|reduce|sort)\s*\(\s*['\"](system|exec|passthru|shell_exec|popen)|"
+        r"\{\{[^}]{0,64}\.\s*(touppercase|tolowercase|getclass|concat)\s*\(|\{\{\s*[^}]*\|\s*(safe|e|escape)\s*\}\}[^\x00]{0,10}\{\{|"
         r"\{%\s*(import|include|extends|set|for|if|macro|call|raw|debug)\b|"
         r"\$\{\s*(class|product|object|request|session|application|param|header|cookie|"
         r"pagecontext|facescontext|initparam)\b",
