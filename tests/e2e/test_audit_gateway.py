@@ -1,7 +1,8 @@
 """The audit log through a real `dijk serve` process: one record per request, including
 refusals the HTTP server makes itself; SIGTERM loses nothing; SIGKILL under load in strict
 mode loses no answered request (and in batched mode, how many are lost is reported);
-reload keeps one continuous chain; the admin API serves the log."""
+reload keeps one continuous chain; the admin API serves the log; a second gateway on the
+same chain refuses to start, at once, while read-only commands go on."""
 
 from __future__ import annotations
 
@@ -9,22 +10,29 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
+import re
 import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 import yaml
 
 from dijk.audit.chain import verify_store
 from dijk.audit.keys import AuditKeys
 from dijk.audit.store import open_store
+from tests.integration.test_audit_contract import postgres_url
 from tests.support.gateway import GatewayProcess, base_config, parse_response, raw_request
 from tests.support.upstream import RecordingUpstream
 
@@ -363,3 +371,134 @@ def test_config_validate_names_a_sink_url_that_does_not_fit_its_type(
     assert result.exit_code == 1
     assert "audit.sinks" in result.stderr
     assert "http" in result.stderr
+
+
+# -- one writer per chain -----------------------------------------------------------------
+
+
+def _refused(gateway: GatewayProcess) -> tuple[float, str]:
+    """Start ``gateway`` expecting it to refuse; returns the seconds it took and its output."""
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="exited early"):
+        gateway.start()
+    elapsed = time.monotonic() - started
+    assert gateway.process is not None
+    assert gateway.process.wait(5) == 1
+    output = gateway.logs()
+    assert "Traceback" not in output
+    return elapsed, output
+
+
+def _dijk(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dijk", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **ENV},
+        check=False,
+    )
+
+
+def test_a_second_gateway_on_the_same_sqlite_chain_refuses_to_start_until_the_first_is_gone(
+    recording: RecordingUpstream, tmp_path: Path
+) -> None:
+    database = tmp_path / "shared" / "audit.db"  # one file, two gateways, the same chain
+    url = f"sqlite:///{database}"
+    started: list[GatewayProcess] = []
+
+    def gateway(name: str) -> GatewayProcess:
+        directory = tmp_path / name
+        directory.mkdir()
+        started.append(GatewayProcess(audit_config(recording.port, url=url), directory, ENV))
+        return started[-1]
+
+    try:
+        first = gateway("first").start()
+        assert get(f"{first.url}/public/before")[0] == 200
+        elapsed, output = _refused(gateway("second"))
+        print(f"\nsecond gateway refused after {elapsed:.2f} s (process start included)")
+        assert elapsed < 5.0  # the start of a Python process; the refusal itself is instant
+        assert f"audit chain 'default' in {database} is being written by another process" in (
+            output
+        )
+        assert first.process is not None
+        assert re.search(rf"\bpid {first.process.pid}\b", output)
+        assert f"{database}.dijk_audit.default.lock" in output
+        assert "audit.chain" in output
+        assert "audit.url" in output
+        assert "PostgreSQL" in output
+        # The first goes on, and the read-only commands work while it holds the chain.
+        assert get(f"{first.url}/public/during")[0] == 200
+        time.sleep(0.3)  # batched: committed within 100 ms
+        verified = _dijk("audit", "verify", "--db", url)
+        assert verified.returncode == 0, verified.stderr
+        assert "chain 'default': intact: 2 records" in verified.stdout
+        exported = _dijk("audit", "export", "--db", url, "--format", "ecs")
+        assert exported.returncode == 0, exported.stderr
+        assert len(exported.stdout.splitlines()) == 2
+        # kill -9 leaves no stale lock: the next gateway starts and continues the chain.
+        first.signal(signal.SIGKILL)
+        first.process.wait(5)
+        third = gateway("third").start()
+        assert get(f"{third.url}/public/after")[0] == 200
+        assert third.stop() == 0
+    finally:
+        for process in started:
+            if process.process is not None:
+                process.stop()
+    # before and during (committed before the kill), after (flushed by SIGTERM): one chain.
+    assert [row["seq"] for row in rows(database)] == [1, 2, 3]
+    assert verify(database)
+
+
+@pytest.mark.postgres
+def test_a_second_gateway_on_the_same_postgresql_chain_refuses_to_start_its_own_chain_works(
+    recording: RecordingUpstream, tmp_path: Path
+) -> None:
+    base = asyncio.run(postgres_url())
+    table = f"audit_{uuid.uuid4().hex[:12]}"
+    url = f"{base}?table={table}"
+    started: list[GatewayProcess] = []
+
+    def gateway(name: str, **audit: Any) -> GatewayProcess:
+        directory = tmp_path / name
+        directory.mkdir()
+        config = audit_config(recording.port, url=url, **audit)
+        started.append(GatewayProcess(config, directory, ENV))
+        return started[-1]
+
+    try:
+        first = gateway("first").start()
+        elapsed, output = _refused(gateway("second"))
+        assert elapsed < 5.0
+        assert "audit chain 'default' in table " in output
+        assert f".{table} of " in output
+        assert first.process is not None
+        assert re.search(rf"dijk audit writer \S+ pid {first.process.pid}\b", output)
+        assert "its own audit.chain" in output
+        third = gateway("third", chain="gateway-3").start()  # what the message asks for
+        for gateway_process, name in ((first, "one"), (third, "three")):
+            assert get(f"{gateway_process.url}/public/{name}")[0] == 200
+        assert first.stop() == 0
+        assert third.stop() == 0
+
+        async def report() -> list[tuple[str, int, bool]]:
+            async with open_store(url) as store:
+                checked = await verify_store(store, KEYS)
+            return [(chain.chain, chain.records, chain.intact) for chain in checked.chains]
+
+        assert asyncio.run(report()) == [("default", 1, True), ("gateway-3", 1, True)]
+    finally:
+        for process in started:
+            if process.process is not None:
+                process.stop()
+
+        async def drop() -> None:
+            connection = await asyncpg.connect(base)
+            try:
+                await connection.execute(f"DROP TABLE IF EXISTS {table}, {table}_checkpoint")
+            finally:
+                await connection.close()
+
+        asyncio.run(drop())

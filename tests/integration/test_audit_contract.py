@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import signal
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import closing
@@ -23,6 +28,7 @@ import pytest
 
 from dijk.audit.chain import ChainedRecord, ChainSealer, Checkpoint, verify_store
 from dijk.audit.keys import AuditKeys
+from dijk.audit.postgres import writer_lock_key
 from dijk.audit.record import AuditRecord, Finding
 from dijk.audit.spool import Spool
 from dijk.audit.store import (
@@ -31,13 +37,15 @@ from dijk.audit.store import (
     AuditSinkError,
     AuditStore,
     ChainConflictError,
+    ChainInUseError,
     open_store,
     prune,
 )
 from dijk.audit.writer import AuditUnavailableError, AuditWriter
 from tests.conftest import require_service
 
-KEYS = AuditKeys.from_secret(b"contract-suite-secret-0123456789abcdef")
+SECRET = b"contract-suite-secret-0123456789abcdef"
+KEYS = AuditKeys.from_secret(SECRET)
 START = datetime(2025, 2, 1, 9, 0, tzinfo=UTC)
 # DIJK_TEST_POSTGRES_URL, when set, is the only server tried; else the usual local users.
 POSTGRES_URLS = (
@@ -118,6 +126,19 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         path = tmp_path / "audit.db"
         yield Backend("sqlite", f"sqlite:///{path}?table={table}", str(path), table, tmp_path)
         return
+    base = await postgres_url()
+    yield Backend("postgresql", f"{base}?table={table}", base, table, tmp_path)
+    connection = await asyncpg.connect(base)
+    try:
+        await connection.execute(f"DROP TABLE IF EXISTS {table}, {table}_checkpoint")
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def postgres_backend(tmp_path: Path) -> AsyncIterator[Backend]:
+    """The PostgreSQL backend alone, for what only PostgreSQL has (sessions, their locks)."""
+    table = f"audit_{uuid.uuid4().hex[:12]}"
     base = await postgres_url()
     yield Backend("postgresql", f"{base}?table={table}", base, table, tmp_path)
     connection = await asyncpg.connect(base)
@@ -237,6 +258,199 @@ async def test_two_instances_write_separate_chains_to_one_database(backend: Back
         ("gateway-a", 20),
         ("gateway-b", 10),
     ]
+
+
+# -- one writer per chain -----------------------------------------------------------------
+
+HOLDING_WRITER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from dijk.audit import AuditKeys, AuditWriter, open_store
+
+    async def main(url, spool, secret):
+        keys = AuditKeys.from_secret(secret.encode())
+        writer = AuditWriter(open_store(url, create=True), keys, spool_path=Path(spool))
+        await writer.start()
+        print("ready", flush=True)
+        await asyncio.sleep(120)
+
+    asyncio.run(main(*sys.argv[1:4]))
+    """
+)
+
+
+def holding_writer(backend: Backend) -> subprocess.Popen[str]:
+    """Another process that starts a writer of the ``default`` chain and keeps it."""
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            HOLDING_WRITER,
+            backend.url,
+            str(backend.directory / "child.spool"),
+            SECRET.decode(),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    assert line.strip() == "ready", child.stderr.read() if child.stderr else line
+    return child
+
+
+async def refused_start(writer: AuditWriter) -> str:
+    """Start ``writer`` expecting a refusal within two seconds; returns the message."""
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(ChainInUseError) as refused:
+        await writer.start()
+    assert asyncio.get_running_loop().time() - started < 2.0, "refused, but not at once"
+    assert not writer.running
+    return str(refused.value)
+
+
+async def test_a_second_writer_of_a_chain_is_refused_at_once_while_readers_go_on(
+    backend: Backend,
+) -> None:
+    first = backend.writer()
+    async with first:
+        for number in range(1, 6):
+            await first.append(record(number))
+        await first.flush()
+        second = backend.writer(spool_path=backend.directory / "second.spool")
+        message = await refused_start(second)
+        assert "audit chain 'default'" in message
+        assert (backend.base if backend.kind == "sqlite" else backend.table) in message
+        assert "by this gateway already" in message  # same process here
+        assert "exactly one writer" in message
+        assert "audit.chain" in message
+        assert not list(backend.directory.glob("second.spool*")), "refused before any write"
+        # Reading is not writing: queries and verification go on while the chain is held.
+        async with backend.store() as reader:
+            assert [row.seq for row in await all_rows(reader)] == [1, 2, 3, 4, 5]
+        assert await verify(backend) == []
+        # The refusal took nothing from the writer that holds the chain.
+        for number in range(6, 11):
+            await first.append(record(number))
+        await first.flush()
+        assert first.sink_available
+        await second.close()  # closing a refused writer must not free the chain either
+        with pytest.raises(ChainInUseError):
+            await backend.writer(spool_path=backend.directory / "third.spool").start()
+    await write(backend, 5, first=11)  # once the first is closed, the next one continues
+    async with backend.store() as store:
+        assert [row.seq for row in await all_rows(store)] == list(range(1, 16))
+    assert await verify(backend) == []
+
+
+async def test_a_writer_in_another_process_is_named_and_its_kill_9_frees_the_chain(
+    backend: Backend,
+) -> None:
+    child = holding_writer(backend)
+    try:
+        message = await refused_start(backend.writer())
+        assert re.search(rf"\bpid {child.pid}\b", message)  # who holds it, for the operator
+        assert "by another" in message
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    # No stale lock: the kernel (SQLite's lock file) or PostgreSQL (the session ends with
+    # the socket) releases it with the process; a PostgreSQL backend may take a moment.
+    deadline = asyncio.get_running_loop().time() + 5.0
+    while True:
+        try:
+            await write(backend, 3)
+            break
+        except ChainInUseError:
+            assert asyncio.get_running_loop().time() < deadline, "the chain stayed locked"
+            await asyncio.sleep(0.05)
+    async with backend.store() as store:
+        assert [row.seq for row in await all_rows(store)] == [1, 2, 3]
+    assert await verify(backend) == []
+
+
+async def test_two_writers_never_share_a_spool_file(backend: Backend) -> None:
+    shared = backend.directory / "shared.spool"
+    async with backend.writer(chain="gateway-a", spool_path=shared) as first:
+        await first.append(record(1))
+        message = await refused_start(backend.writer(chain="gateway-b", spool_path=shared))
+        assert f"audit spool {shared}" in message
+        assert "audit.spool_dir" in message
+    async with backend.store() as store:
+        assert await store.chains() == ["gateway-a"]  # the refused writer wrote nothing
+
+
+async def chain_lock_holder(backend: Backend, chain: str = "default") -> int | None:
+    """PostgreSQL backend pid holding the writer's advisory lock of ``chain``, if any."""
+    schema = (await backend.sql("SELECT current_schema()"))[0][0]
+    key = writer_lock_key(schema, backend.table, chain) & 0xFFFF_FFFF_FFFF_FFFF
+    rows = await backend.sql(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+        f" AND classid = {key >> 32} AND objid = {key & 0xFFFF_FFFF}"
+    )
+    return int(rows[0][0]) if rows else None
+
+
+async def end_session_of_chain_lock(backend: Backend) -> None:
+    """What a PostgreSQL restart or an idle-session timeout does to the writer's lock."""
+    holder = await chain_lock_holder(backend)
+    assert holder is not None
+    await backend.sql(f"SELECT pg_terminate_backend({holder})")
+    await wait_until_async(lambda: chain_lock_holder(backend), None)
+
+
+async def wait_until_async(probe: Any, expected: Any, timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while await probe() != expected:
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.postgres
+async def test_postgres_holds_the_chain_in_a_session_and_takes_it_again_if_lost(
+    postgres_backend: Backend,
+) -> None:
+    backend = postgres_backend
+    async with backend.writer() as writer:
+        await writer.append(record(1))
+        await writer.flush()
+        first_holder = await chain_lock_holder(backend)
+        assert first_holder is not None
+        await end_session_of_chain_lock(backend)
+        await writer.append(record(2))
+        await writer.flush()
+        assert writer.sink_available
+        second_holder = await chain_lock_holder(backend)
+        assert second_holder not in (None, first_holder)  # the chain was taken again
+    assert await chain_lock_holder(backend) is None  # close frees it
+    async with backend.store() as store:
+        assert [row.seq for row in await all_rows(store)] == [1, 2]
+    assert await verify(backend) == []
+
+
+@pytest.mark.postgres
+async def test_postgres_a_writer_whose_chain_was_taken_meanwhile_never_writes_into_it(
+    postgres_backend: Backend,
+) -> None:
+    backend = postgres_backend
+    first = backend.writer()
+    second = backend.writer(spool_path=backend.directory / "second.spool")
+    async with first:
+        await first.append(record(1))
+        await first.flush()
+        await end_session_of_chain_lock(backend)
+        await second.start()  # the chain was free: the newcomer holds it now
+        await first.append(record(2))
+        await first.flush()
+        assert not first.sink_available  # refused (ChainInUseError): kept in its spool
+        await second.append(record(3))
+        await second.close()
+    async with backend.store() as store:
+        rows = await all_rows(store)
+    assert [(row.seq, row.record.request_id) for row in rows] == [(1, "req-1"), (2, "req-3")]
+    assert await verify(backend) == []  # one chain, never forked
 
 
 # -- queries ------------------------------------------------------------------------------
@@ -420,6 +634,10 @@ class FlakyStore(AuditStore):
 
     async def close(self) -> None:
         await self.inner.close()
+
+    async def claim(self, chain: str) -> None:
+        self._check()
+        await self.inner.claim(chain)
 
     async def append(
         self, rows: Sequence[ChainedRecord], checkpoint: Checkpoint | None = None

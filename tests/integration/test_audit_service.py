@@ -15,7 +15,7 @@ from dijk.audit.keys import AuditKeyError, AuditKeys
 from dijk.audit.record import AuditRecord
 from dijk.audit.service import AuditService
 from dijk.audit.settings import AuditSettings, load_keys
-from dijk.audit.store import AuditQuery, open_store
+from dijk.audit.store import AuditQuery, ChainInUseError, open_store
 from dijk.stages.audit import AuditResources
 
 KEYS = AuditKeys.from_secret(b"service-test-secret-0123456789abcdefgh")
@@ -89,3 +89,27 @@ async def test_a_reload_with_the_same_store_and_chain_keeps_the_running_writer(
     await strict.close()
     assert not first.service.writer.running
     await other.close()
+
+
+async def test_a_reload_naming_the_same_file_differently_cannot_start_a_second_writer(
+    tmp_path: Path,
+) -> None:
+    """Two URLs, one file, one chain: not the same identity, so a reload would build a
+    second writer beside the running one. The chain's lock refuses it (the reload fails and
+    the running configuration keeps its writer)."""
+    (tmp_path / "audit.key").write_text("k" * 48)
+    (tmp_path / "audit.key").chmod(0o600)
+    (tmp_path / "link").symlink_to(tmp_path)
+    first = AuditResources(AuditSettings(url=f"sqlite:///{tmp_path}/audit.db"), AlertSettings())
+    await first.start()
+    assert first.service is not None
+    renamed = AuditResources(
+        AuditSettings(url=f"sqlite:///{tmp_path}/link/audit.db"), AlertSettings()
+    )
+    with pytest.raises(ChainInUseError, match="by this gateway already"):
+        await renamed.start(first)
+    assert renamed.service is None
+    assert first.service.writer.running
+    await first.close()
+    await renamed.start()  # the first writer is gone: the chain is free
+    await renamed.close()

@@ -6,6 +6,7 @@ Layers, bottom up (each imports only those before it):
 ``keys``     the audit secret and the keys derived from it
 ``chain``    hash chain, signed checkpoints, verification
 ``store``    storage behind a URL (``sqlite``, ``postgres``), queries, pruning
+``lock``     the lock file that keeps a chain (and its spool) to one writer
 ``spool``    local append-only file used while the store is down
 ``writer``   the async writer the gateway's log phase calls
 ``export``   SIEM formats (ECS, CEF, syslog, Splunk HEC, Elastic bulk, OTLP/JSON)
@@ -14,9 +15,11 @@ Layers, bottom up (each imports only those before it):
 For the gateway (the log-phase stage, priority 0): build one writer at startup with
 ``create_writer(settings, data_dir=...)`` and ``await writer.start()``; in the ``log``
 phase of every request ``await writer.append(AuditRecord(...))``; on SIGTERM
-``await writer.close()``. In strict mode ``append`` returns once the record is committed,
-so the stage must run before the response is released; with ``on_sink_error: deny`` it
-raises :class:`AuditUnavailableError` while the database is down (answer 503). The record
+``await writer.close()``. ``start`` refuses, with :class:`ChainInUseError`, a chain
+that another writer holds: one chain, one writer. In strict mode ``append`` returns once
+the record is committed, so the stage must run before the response is released; with
+``on_sink_error: deny`` it raises :class:`AuditUnavailableError` while the database is
+down (answer 503). The record
 is built from the request context: ``time`` (wall clock at request start), ``request_id``,
 ``method``, ``route`` (route name), ``path_template``, ``status``, ``decision`` (``deny`` if
 a decision denied, ``monitor`` if only monitored decisions, else ``allow``), ``reason``,
@@ -44,6 +47,7 @@ from dijk.audit.store import (
     AuditSinkError,
     AuditStore,
     AuditStoreError,
+    ChainInUseError,
     open_store,
     prune,
 )
@@ -67,6 +71,7 @@ __all__ = [
     "AuditUnavailableError",
     "AuditWriter",
     "AuditWriterClosedError",
+    "ChainInUseError",
     "ChainReport",
     "ChainedRecord",
     "Checkpoint",

@@ -4,6 +4,16 @@ Batches go in with binary ``COPY`` inside one transaction (plus the checkpoint, 
 due). Replayed batches use ``INSERT ... ON CONFLICT DO NOTHING`` and are checked against
 what is stored. A small pool serves the writer and readers (queries, verification) at
 the same time; broken connections are replaced by the pool on the next use.
+
+One writer per chain: :meth:`PostgresAuditStore.claim` takes a session advisory lock
+(``pg_try_advisory_lock``, never waiting) keyed on the schema-qualified table and the chain,
+on a connection of its own outside the pool (the pool resets a connection it takes back,
+and that would drop the lock). PostgreSQL releases it when that session ends, so a gateway
+that dies (``kill -9`` included) frees its chain at once, and a host that vanishes within
+about half a minute (server-side TCP keepalives are set on the session). If the session is
+lost while the writer runs, the next write takes the lock again before it writes, or is
+refused with :class:`ChainInUseError` when another writer has it by then. Readers never
+take the lock.
 """
 
 # S608: table names in these queries come from parse_store_url, which allows only
@@ -12,11 +22,16 @@ the same time; broken connections are replaced by the pool on the next use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import os
+import socket
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final, cast
 
 import asyncpg
+import structlog
 
 from dijk.audit.chain import ChainedRecord, Checkpoint
 from dijk.audit.record import datetime_from_us, datetime_to_us
@@ -26,6 +41,7 @@ from dijk.audit.store import (
     AuditSinkError,
     AuditStore,
     AuditStoreNotFoundError,
+    ChainInUseError,
     StoreURL,
     build_where,
     check_replayed,
@@ -67,6 +83,39 @@ _CONNECT_TIMEOUT_S: Final = 5.0
 _COMMAND_TIMEOUT_S: Final = 60.0
 # Errors that mean "the sink is unavailable" rather than a bug of ours.
 _SINK_ERRORS: Final = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_LOG: Final = structlog.get_logger("dijk.audit")
+# Server-side keepalives on the lock's session: a writer whose host vanished (no FIN ever
+# comes) loses the lock after about idle + interval * count seconds instead of hours.
+_LOCK_SESSION: Final = (
+    "SELECT set_config('application_name', $1, false),"
+    " set_config('tcp_keepalives_idle', '10', false),"
+    " set_config('tcp_keepalives_interval', '5', false),"
+    " set_config('tcp_keepalives_count', '3', false)"
+)
+# The schema the table is (or, once created, will be) in: part of the lock's key.
+_TABLE_SCHEMA: Final = (
+    "SELECT coalesce((SELECT n.nspname FROM pg_class c JOIN pg_namespace n"
+    " ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)), current_schema(), '')"
+)
+# Who holds a bigint advisory lock: pg_locks splits the key into classid (high 32 bits)
+# and objid (low 32 bits), objsubid 1.
+_LOCK_HOLDER: Final = (
+    "SELECT a.application_name, a.pid, host(a.client_addr) AS client, a.backend_start"
+    " FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND l.classid = $1 AND l.objid = $2 LIMIT 1"
+)
+
+
+def writer_lock_key(schema: str, table: str, chain: str) -> int:
+    """The advisory lock key (signed 64 bits) of the writer of ``chain`` in a table."""
+    digest = hashlib.sha256(f"dijk.audit.writer\0{schema}.{table}\0{chain}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _application_name() -> str:
+    return f"dijk audit writer {socket.gethostname()} pid {os.getpid()}"[:63]
 
 
 def _row(sealed: ChainedRecord) -> tuple[Any, ...]:
@@ -140,6 +189,9 @@ class PostgresAuditStore(AuditStore):
         self.url = url
         self._create = create
         self._pool: Any = None
+        self._claimed: str | None = None
+        self._lock_connection: Any = None
+        self._claim_guard = asyncio.Lock()
         table = url.table
         self._table = table
         self._checkpoints = f"{table}_checkpoint"
@@ -156,7 +208,102 @@ class PostgresAuditStore(AuditStore):
         detail = str(exc) or type(exc).__name__
         return AuditSinkError(f"audit database {self.url.redacted}: {detail}")
 
+    async def claim(self, chain: str) -> None:
+        if self._claimed is not None and self._claimed != chain:
+            raise ValueError(f"this store already writes chain {self._claimed!r}")
+        self._claimed = chain
+        await self._hold_claim()
+
+    async def _hold_claim(self, check: bool = False) -> None:
+        """Make sure the claimed chain's lock is held; with ``check``, ask the server.
+
+        Without ``check`` this costs nothing while the lock's connection looks alive (the
+        write path); ``connect`` checks, because it runs after outages, when a session may
+        have ended without the client noticing.
+        """
+        if self._claimed is None:
+            return
+        held = self._lock_connection
+        if not check and held is not None and not held.is_closed():
+            return  # the write path: no lock, no await
+        async with self._claim_guard:
+            connection = self._lock_connection
+            if connection is not None and not connection.is_closed():
+                if not check:
+                    return
+                try:
+                    await connection.fetchval("SELECT 1", timeout=_CONNECT_TIMEOUT_S)
+                    return
+                except _SINK_ERRORS:
+                    connection.terminate()
+            if connection is not None:
+                self._lock_connection = None
+                _LOG.warning(
+                    "audit: lost the session holding chain %r of %s; taking it again",
+                    self._claimed,
+                    self.url.redacted,
+                )
+            self._lock_connection = await self._take_lock(self._claimed)
+
+    async def _take_lock(self, chain: str) -> Any:
+        """A new session holding the chain's advisory lock, or an error at once."""
+        try:
+            connection = await asyncpg.connect(
+                self.url.target, timeout=_CONNECT_TIMEOUT_S, command_timeout=_CONNECT_TIMEOUT_S
+            )
+        except asyncpg.InvalidCatalogNameError as exc:
+            raise AuditStoreNotFoundError(f"{self.url.redacted}: {exc}") from exc
+        except _SINK_ERRORS as exc:
+            raise self._error(exc) from exc
+        except ValueError as exc:  # asyncpg's DSN parser
+            raise AuditSinkError(f"bad PostgreSQL URL {self.url.redacted}: {exc}") from exc
+        try:
+            with contextlib.suppress(asyncpg.PostgresError):  # a pooler may refuse these
+                await connection.execute(_LOCK_SESSION, _application_name())
+            schema = str(await connection.fetchval(_TABLE_SCHEMA, self._table))
+            key = writer_lock_key(schema, self._table, chain)
+            if await connection.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                return connection
+            who = await self._holder(connection, key)
+        except _SINK_ERRORS as exc:
+            connection.terminate()
+            raise self._error(exc) from exc
+        except BaseException:
+            connection.terminate()
+            raise
+        try:
+            await asyncio.wait_for(connection.close(), timeout=_CONNECT_TIMEOUT_S)
+        except (TimeoutError, *_SINK_ERRORS):
+            connection.terminate()
+        raise ChainInUseError(
+            f"audit chain {chain!r} in table {schema}.{self._table} of {self.url.redacted} is"
+            f" being written {who}. A hash chain has exactly one writer: give each gateway"
+            " instance its own audit.chain (its host name, say), or stop the other one first"
+            " (PostgreSQL frees the chain of a gateway that died within about 30 s)."
+        )
+
+    @staticmethod
+    async def _holder(connection: Any, key: int) -> str:
+        """Who holds ``key``, as far as ``pg_stat_activity`` shows it."""
+        unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+        try:
+            row = await connection.fetchrow(_LOCK_HOLDER, unsigned >> 32, unsigned & 0xFFFF_FFFF)
+        except asyncpg.PostgresError:
+            row = None
+        if row is None or row["pid"] is None:
+            return "by another gateway"
+        if row["application_name"] == _application_name():
+            return "by this gateway already (does another audit.url name the same database?)"
+        parts = [str(row["application_name"] or "unnamed session")]
+        parts.append(f"PostgreSQL backend pid {row['pid']}")
+        if row["client"]:
+            parts.append(f"from {row['client']}")
+        if row["backend_start"] is not None:
+            parts.append(f"since {row['backend_start']:%Y-%m-%dT%H:%M:%S%z}")
+        return "by another gateway (" + ", ".join(parts) + ")"
+
     async def connect(self) -> None:
+        await self._hold_claim(check=self._pool is not None)
         if self._pool is not None:
             return
         try:
@@ -243,12 +390,21 @@ class PostgresAuditStore(AuditStore):
                 )
 
     async def close(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            try:
-                await asyncio.wait_for(pool.close(), timeout=_CONNECT_TIMEOUT_S)
-            except (TimeoutError, *_SINK_ERRORS):
-                pool.terminate()
+        try:
+            if self._pool is not None:
+                pool, self._pool = self._pool, None
+                try:
+                    await asyncio.wait_for(pool.close(), timeout=_CONNECT_TIMEOUT_S)
+                except (TimeoutError, *_SINK_ERRORS):
+                    pool.terminate()
+        finally:
+            # Only after the last write: ending the session frees the chain.
+            if self._lock_connection is not None:
+                connection, self._lock_connection = self._lock_connection, None
+                try:
+                    await asyncio.wait_for(connection.close(), timeout=_CONNECT_TIMEOUT_S)
+                except (TimeoutError, *_SINK_ERRORS):
+                    connection.terminate()
 
     def _acquire(self) -> Any:
         if self._pool is None:
@@ -258,6 +414,7 @@ class PostgresAuditStore(AuditStore):
     async def append(
         self, rows: Sequence[ChainedRecord], checkpoint: Checkpoint | None = None
     ) -> None:
+        await self._hold_claim()
         records = [_row(sealed) for sealed in rows]
         try:
             async with self._acquire() as connection, connection.transaction():
@@ -285,6 +442,7 @@ class PostgresAuditStore(AuditStore):
         if not rows:
             return
         chain = rows[0].chain
+        await self._hold_claim()
         try:
             async with self._acquire() as connection, connection.transaction():
                 await connection.executemany(self._insert_ignore, [_row(row) for row in rows])
@@ -345,6 +503,7 @@ class PostgresAuditStore(AuditStore):
         return [_checkpoint(row) for row in rows]
 
     async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        await self._hold_claim()
         try:
             async with self._acquire() as connection:
                 await connection.execute(self._insert_checkpoint, *self._params(checkpoint))

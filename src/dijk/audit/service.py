@@ -158,13 +158,15 @@ class AuditService:
             self._retention.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retention
+        started = self.writer.started
         await self.writer.close()
         stats = self.writer.stats
-        _LOG.info(
-            "audit: writer closed: %d records committed in %d batches, %d spooled, %d lost",
-            stats.committed,
-            stats.batches,
-            stats.spooled,
-            stats.lost,
-        )
+        if started:  # after a failed start, its error says everything
+            _LOG.info(
+                "audit: writer closed: %d records committed in %d batches, %d spooled, %d lost",
+                stats.committed,
+                stats.batches,
+                stats.spooled,
+                stats.lost,
+            )
         await asyncio.gather(*(shipper.close(_SINK_CLOSE_S) for shipper in self.shippers))

@@ -130,7 +130,8 @@ class AuditSettings(BaseModel):
         "default",
         pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
         description="Name of this instance's hash chain. Every gateway instance writing to"
-        " the same database needs its own.",
+        " the same database needs its own: a gateway refuses to start on a chain another"
+        " one is writing.",
     )
     durability: Literal["batched", "strict"] = Field(
         "batched",

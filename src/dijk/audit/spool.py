@@ -8,6 +8,10 @@ means records are offered to the store again, which ignores the ones it already 
 A process killed in the middle of a write leaves a partial last line. That record was
 never acknowledged (strict mode acknowledges after ``fsync``), so :meth:`Spool.repair`
 cuts it off before the file is appended to again.
+
+A spool belongs to one writer, like its chain: the writer holds ``<spool>.lock``
+(:meth:`Spool.lock`) from start to close, so two gateways that would share a spool file
+(same chain and table, same spool directory) cannot interleave their records in it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import orjson
 import structlog
 
 from dijk.audit.chain import ChainedRecord
+from dijk.audit.lock import LockFile
 from dijk.audit.record import AuditRecord, Finding, canonical_body, datetime_from_us
 
 __all__ = ["Spool"]
@@ -83,8 +88,18 @@ class Spool:
     def __init__(self, path: Path):
         self.path = path
         self.offset_path = path.with_name(path.name + ".offset")
+        self.lock_path = path.with_name(path.name + ".lock")
 
     # -- synchronous parts (run in a thread) ------------------------------------------
+
+    def lock(self) -> LockFile:
+        """Lock the spool for its one writer (creating its directory).
+
+        Raises ``LockHeldError`` when another writer holds it, ``OSError`` when the lock
+        file cannot be made.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return LockFile.acquire(self.lock_path)
 
     def _size(self) -> int:
         try:

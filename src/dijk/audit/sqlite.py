@@ -3,6 +3,12 @@
 WAL journal, one connection, and one transaction per batch (group commit). Time is
 stored as integer microseconds (``time_us``, exact, what the chain hashes) with a
 generated, read-only ``time`` column in ISO 8601 for people using the ``sqlite3`` shell.
+
+One writer per chain: :meth:`SQLiteAuditStore.claim` takes an exclusive ``flock`` on
+``<database>.<table>.<chain>.lock`` beside the database (see ``lock.py``), held until
+``close`` or the end of the process. WAL and ``busy_timeout`` let other connections, and
+other processes, read (``dijk audit verify``/``export``/``query``), prune, and write other
+chains meanwhile; only a second writer of the same chain is refused, at once.
 """
 
 # S608: table names in these queries come from parse_store_url, which allows only
@@ -11,6 +17,7 @@ generated, read-only ``time`` column in ISO 8601 for people using the ``sqlite3`
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
@@ -20,6 +27,7 @@ from typing import Any, Final
 import aiosqlite
 
 from dijk.audit.chain import ChainedRecord, Checkpoint
+from dijk.audit.lock import LockFile, LockHeldError
 from dijk.audit.record import datetime_from_us, datetime_to_us
 from dijk.audit.store import (
     AuditPage,
@@ -27,6 +35,7 @@ from dijk.audit.store import (
     AuditSinkError,
     AuditStore,
     AuditStoreNotFoundError,
+    ChainInUseError,
     StoreURL,
     build_where,
     check_replayed,
@@ -135,6 +144,8 @@ class SQLiteAuditStore(AuditStore):
         # One connection is shared by the writer and readers; a lock keeps one
         # coroutine's transaction from interleaving with another's statements.
         self._lock = asyncio.Lock()
+        self._claimed: str | None = None
+        self._writer_lock: LockFile | None = None
         table = url.table
         self._table = table
         self._checkpoints = f"{table}_checkpoint"
@@ -151,7 +162,53 @@ class SQLiteAuditStore(AuditStore):
             raise AuditSinkError(f"audit store {self.url.redacted} is not connected")
         return self._db
 
+    def lock_path(self, chain: str) -> Path:
+        """The lock file of ``chain``'s writer: beside the database (symbolic links
+        resolved, so two names for one file share one lock)."""
+        database = Path(os.path.realpath(self.url.target))
+        return database.with_name(f"{database.name}.{self._table}.{chain}.lock")
+
+    async def claim(self, chain: str) -> None:
+        if self._claimed is not None and self._claimed != chain:
+            raise ValueError(f"this store already writes chain {self._claimed!r}")
+        self._claimed = chain
+        await self._hold_claim()
+
+    async def _hold_claim(self) -> None:
+        chain = self._claimed
+        if chain is None or self._writer_lock is not None or self.url.target == ":memory:":
+            return
+        path = self.lock_path(chain)
+        try:
+            self._writer_lock = await asyncio.to_thread(self._lock_file, path)
+        except LockHeldError as exc:
+            raise ChainInUseError(self._in_use(chain, exc)) from None
+        except OSError as exc:
+            raise AuditSinkError(
+                f"cannot lock audit chain {chain!r}: {path}: {exc.strerror or exc}"
+            ) from exc
+
+    def _lock_file(self, path: Path) -> LockFile:
+        if self._create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return LockFile.acquire(path)
+
+    def _in_use(self, chain: str, exc: LockHeldError) -> str:
+        if exc.this_process:
+            who = "by this gateway already (does another audit.url name the same file?)"
+        else:
+            holder = f" ({exc.holder})" if exc.holder else ""
+            who = f"by another process{holder}"
+        return (
+            f"audit chain {chain!r} in {self.url.target} is being written {who};"
+            f" lock file {exc.path}. A hash chain has exactly one writer: stop that gateway"
+            " first, or give this instance its own audit.chain or its own audit.url"
+            " (another SQLite file); several gateways behind a load balancer should share a"
+            " PostgreSQL audit.url, each with its own audit.chain."
+        )
+
     async def connect(self) -> None:
+        await self._hold_claim()
         if self._db is not None:
             return
         target = self.url.target
@@ -245,9 +302,15 @@ class SQLiteAuditStore(AuditStore):
             )
 
     async def close(self) -> None:
-        if self._db is not None:
-            database, self._db = self._db, None
-            await database.close()
+        try:
+            if self._db is not None:
+                database, self._db = self._db, None
+                await database.close()
+        finally:
+            # Only after the last write: the next writer may start as soon as this is gone.
+            if self._writer_lock is not None:
+                lock, self._writer_lock = self._writer_lock, None
+                lock.release()
 
     async def _write(self, statements: list[tuple[str, Any, bool]]) -> None:
         """Run (sql, params, many) statements in one transaction, in one trip to the
@@ -290,6 +353,7 @@ class SQLiteAuditStore(AuditStore):
     async def append(
         self, rows: Sequence[ChainedRecord], checkpoint: Checkpoint | None = None
     ) -> None:
+        await self._hold_claim()
         # A generator: aiosqlite's thread builds the rows while binding them, not the
         # event loop (the same CPU work, but the loop keeps serving in between).
         statements: list[tuple[str, Any, bool]] = [
@@ -303,6 +367,7 @@ class SQLiteAuditStore(AuditStore):
         if not rows:
             return
         chain = rows[0].chain
+        await self._hold_claim()
         async with self._lock:
             database = self._conn
             try:
@@ -360,6 +425,7 @@ class SQLiteAuditStore(AuditStore):
         return [_checkpoint(row) for row in rows]
 
     async def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        await self._hold_claim()
         params = self._checkpoint_params(checkpoint)
         await self._write([(self._insert_checkpoint, params, False)])
 

@@ -40,6 +40,7 @@ __all__ = [
     "AuditStoreNotFoundError",
     "AuditURLError",
     "ChainConflictError",
+    "ChainInUseError",
     "StoreURL",
     "open_store",
     "parse_store_url",
@@ -95,6 +96,15 @@ class ChainConflictError(AuditStoreError):
 
     Two writers use the same chain name, or the database was changed behind the writer's
     back. Replay stops and the spool is kept for an operator to look at.
+    """
+
+
+class ChainInUseError(AuditStoreError):
+    """Another writer holds the chain: a hash chain has exactly one writer.
+
+    Raised by :meth:`AuditStore.claim` (and by the writer for its spool) at start-up, at
+    once and never after a wait; the message names the database or file, the holder when
+    known, and what to change. A gateway refuses to start with it.
     """
 
 
@@ -352,7 +362,21 @@ class AuditStore(ABC):
         """Open connections; create the tables when the store was opened with ``create``."""
 
     @abstractmethod
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Close connections and give up a chain held by :meth:`claim`."""
+
+    @abstractmethod
+    async def claim(self, chain: str) -> None:
+        """Become the only writer of ``chain`` until :meth:`close`, or fail at once.
+
+        The writer calls it before it reads the chain's tail; readers (queries, exports,
+        verification, pruning) never do, so they keep working while a writer runs. Raises
+        :class:`ChainInUseError` when another writer (another process, or another store
+        object in this one) holds the chain, and :class:`AuditSinkError` when the store
+        cannot be reached to find out; the claim is then retried by ``connect`` and by the
+        next write, which raise :class:`ChainInUseError` if someone else took it meanwhile.
+        Claiming the chain this store already holds does nothing.
+        """
 
     @abstractmethod
     async def append(

@@ -28,6 +28,12 @@ the store is down (the record is still spooled), so the gateway can answer 503.
 
 When the queue is full, ``append`` waits: back-pressure rather than dropping records.
 
+One chain, one writer: ``start`` first claims the chain in the store
+(:meth:`AuditStore.claim`: a lock file beside a SQLite database, an advisory lock in
+PostgreSQL) and locks its spool, and raises :class:`ChainInUseError` at once when another
+writer (another gateway process, or another writer in this one) holds either. Both locks
+are held until ``close`` and vanish with the process, so a crash never leaves one behind.
+
 Listeners (:meth:`AuditWriter.add_listener`) see every batch once it is committed or
 spooled, sealed (with ``seq`` and hash): the live SIEM sinks hang there, so a copy shipped
 elsewhere always carries the place it has in the tamper-evident chain.
@@ -49,9 +55,16 @@ import structlog
 from dijk.audit import metrics
 from dijk.audit.chain import ZERO_HASH, ChainedRecord, ChainSealer, Checkpoint
 from dijk.audit.keys import AuditKeys
+from dijk.audit.lock import LockFile, LockHeldError
 from dijk.audit.record import AuditRecord
 from dijk.audit.spool import Spool
-from dijk.audit.store import AuditSinkError, AuditStore, AuditStoreError, ChainConflictError
+from dijk.audit.store import (
+    AuditSinkError,
+    AuditStore,
+    AuditStoreError,
+    ChainConflictError,
+    ChainInUseError,
+)
 
 __all__ = [
     "AuditUnavailableError",
@@ -131,6 +144,7 @@ class AuditWriter:
         self._store = store
         self._keys = keys
         self._spool = Spool(spool_path)
+        self._spool_lock: LockFile | None = None
         self.chain = chain
         self.durability: Durability = durability
         self.on_sink_error: OnSinkError = on_sink_error
@@ -170,6 +184,11 @@ class AuditWriter:
     def store(self) -> AuditStore:
         """The store written to (readers such as the admin API query it too)."""
         return self._store
+
+    @property
+    def started(self) -> bool:
+        """True once ``start`` succeeded (and still after ``close``)."""
+        return self._task is not None
 
     @property
     def running(self) -> bool:
@@ -234,23 +253,29 @@ class AuditWriter:
     async def start(self) -> None:
         """Find the chain's tail (spool first, then store) and start the writer task.
 
-        Raises :class:`AuditSinkError` when the store is unreachable and no spool holds
-        the tail: the chain cannot be continued without knowing its last hash.
+        Raises :class:`ChainInUseError`, before anything is written, when another writer
+        holds the chain or its spool; :class:`AuditSinkError` when the store is
+        unreachable and no spool holds the tail: the chain cannot be continued without
+        knowing its last hash.
         """
         if self._task is not None:
             return
         try:
             await self._start()
         except BaseException:
-            await self._store.close()  # a failed start must not leave a connection behind
+            # A failed start must leave neither a connection nor a lock behind.
+            await self._store.close()
+            self._release_spool()
             raise
 
     async def _start(self) -> None:
-        await asyncio.to_thread(self._spool.repair)
-        spooled = await asyncio.to_thread(self._spool.last)
         stored: tuple[int, bytes] | None = None
         failure: Exception | None = None
         try:
+            # The claim comes first: the tail read next is only the tail while no one
+            # else writes. An unreachable PostgreSQL cannot be asked; then the claim is
+            # made when it answers again, before the spool is replayed into it.
+            await asyncio.wait_for(self._store.claim(self.chain), self._sink_timeout)
             await asyncio.wait_for(self._store.connect(), self._sink_timeout)
             stored = await asyncio.wait_for(self._store.tail(self.chain), self._sink_timeout)
         except AuditStoreError as exc:
@@ -259,6 +284,9 @@ class AuditWriter:
             failure = exc
         except (OSError, TimeoutError) as exc:
             failure = exc
+        await self._lock_spool()
+        await asyncio.to_thread(self._spool.repair)
+        spooled = await asyncio.to_thread(self._spool.last)
         if spooled is not None:
             if spooled.chain != self.chain:
                 raise ChainConflictError(
@@ -284,6 +312,30 @@ class AuditWriter:
         self._next_retry = time.monotonic()
         metrics.STORE_UP.set(0 if self._spooling else 1)
         self._task = asyncio.create_task(self._run(), name=f"dijk-audit-writer-{self.chain}")
+
+    async def _lock_spool(self) -> None:
+        try:
+            self._spool_lock = await asyncio.to_thread(self._spool.lock)
+        except LockHeldError as exc:
+            holder = f" ({exc.holder})" if exc.holder and not exc.this_process else ""
+            raise ChainInUseError(
+                f"audit spool {self._spool.path} of chain {self.chain!r} is in use by another"
+                f" writer{holder}; lock file {exc.path}. Each gateway instance needs its own"
+                " spool: give each its own audit.chain (or audit.spool_dir)."
+            ) from None
+        except OSError as exc:
+            # Not fatal here: the spool is only needed while the store is down, and a
+            # failure to write it then is reported (and counted) as it happens.
+            _LOG.warning(
+                "audit: cannot lock spool %s (%s); another writer could share it",
+                self._spool.path,
+                exc.strerror or exc,
+            )
+
+    def _release_spool(self) -> None:
+        if self._spool_lock is not None:
+            lock, self._spool_lock = self._spool_lock, None
+            lock.release()
 
     async def append(self, record: AuditRecord) -> None:
         """Record one request. See the module docstring for what "returns" guarantees."""
@@ -361,7 +413,10 @@ class AuditWriter:
                 _LOG.debug("audit writer task ended with an error", exc_info=True)
         self._stopped = True
         self._space.set()
-        await self._store.close()
+        try:
+            await self._store.close()
+        finally:
+            self._release_spool()
 
     async def __aenter__(self) -> AuditWriter:
         await self.start()
@@ -615,7 +670,7 @@ class AuditWriter:
                 _LOG.warning("audit store is back; spool replayed")
             else:
                 self._next_retry = time.monotonic()
-        except ChainConflictError as exc:
+        except (ChainConflictError, ChainInUseError) as exc:
             _LOG.critical("audit spool replay stopped: %s", exc)
             self._retry_delay = self._max_retry_interval
             self._next_retry = time.monotonic() + self._retry_delay
