@@ -713,3 +713,68 @@ def test_malformed_input_gives_located_issues_not_a_traceback(text: str) -> None
 def test_empty_line_map_has_no_lines() -> None:
     assert LineMap().value_line(("a", 0)) is None
     assert LineMap().key_line(("a",)) is None
+
+
+# --------------------------------------------------------------------------- strip_response_headers
+
+
+def test_strip_response_headers_defaults_to_the_version_leaking_headers() -> None:
+    from dijk.config import load_config_text
+
+    config = load_config_text(
+        "version: 1\nupstreams: {bank: {url: 'http://bank'}}\n"
+        "routes: [{name: a, match: {path_prefix: /}, upstream: bank}]\n",
+        "c.yaml",
+    )
+    assert config.strip_response_headers == [
+        "server",
+        "x-powered-by",
+        "x-aspnet-version",
+        "x-aspnetmvc-version",
+    ]
+    assert config.routes[0].strip_response_headers is None  # inherits the top-level list
+
+
+def test_strip_response_headers_are_lower_cased_and_deduplicated() -> None:
+    from dijk.config import load_config_text
+
+    config = load_config_text(
+        "version: 1\nupstreams: {bank: {url: 'http://bank'}}\n"
+        "strip_response_headers: [Server, X-Powered-By, SERVER, x-custom_v1]\n"
+        "routes: [{name: a, match: {path_prefix: /}, upstream: bank,"
+        " strip_response_headers: []}]\n",
+        "c.yaml",
+    )
+    assert config.strip_response_headers == ["server", "x-powered-by", "x-custom_v1"]
+    assert config.routes[0].strip_response_headers == []
+
+
+def test_invalid_strip_response_header_names_are_located_errors() -> None:
+    from dijk.config import load_config_text
+
+    text = """\
+version: 1
+upstreams: {bank: {url: "http://bank"}}
+strip_response_headers:
+  - server
+  - "X-Powered-By:"
+routes:
+  - name: a
+    match: {path_prefix: /}
+    upstream: bank
+    strip_response_headers: [x-ok, "bad name", ""]
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(text, "c.yaml")
+    lines = [issue.format() for issue in caught.value.issues]
+    assert len(lines) == 3, lines
+    assert lines[0].startswith(
+        "c.yaml:5: strip_response_headers[1]: Value error, not a valid header name: 'X-Powered-By:'"
+    )
+    assert lines[1].startswith(
+        "c.yaml:10: routes[0].strip_response_headers[1]: Value error, "
+        "not a valid header name: 'bad name'"
+    )
+    assert lines[2].startswith(
+        "c.yaml:10: routes[0].strip_response_headers[2]: Value error, not a valid header name: ''"
+    )

@@ -12,6 +12,7 @@ from dijk.proxy.headers import (
     TrustedProxies,
     connection_listed,
     downstream_response_headers,
+    response_dropped,
     upstream_request_headers,
 )
 
@@ -181,6 +182,42 @@ def test_upstream_content_length_and_request_id_are_replaced_by_the_gateway() ->
         "rid-1",
     )
     assert out == [("set-cookie", "a=1"), ("set-cookie", "b=2"), ("x-request-id", "rid-1")]
+
+
+LEAKY = [
+    ("server", "aiohttp/3.9.5"),
+    ("x-powered-by", "Express"),
+    ("x-aspnet-version", "4.0.30319"),
+    ("x-aspnetmvc-version", "5.2"),
+    ("content-type", "application/json"),
+    ("connection", "x-secret-hop"),
+    ("x-secret-hop", "1"),
+]
+
+
+def test_configured_response_headers_are_stripped_case_insensitively() -> None:
+    from dijk.config.models import DEFAULT_STRIP_RESPONSE_HEADERS
+
+    dropped = response_dropped(["SERVER", *DEFAULT_STRIP_RESPONSE_HEADERS[1:]])
+    out = downstream_response_headers(LEAKY, "rid-1", dropped)
+    assert out == [("content-type", "application/json"), ("x-request-id", "rid-1")]
+
+
+def test_empty_strip_list_keeps_upstream_headers_but_still_drops_hop_by_hop() -> None:
+    dropped = response_dropped([])
+    assert dropped >= HOP_BY_HOP
+    assert "content-length" in dropped
+    assert "x-request-id" in dropped
+    out = downstream_response_headers(LEAKY, "rid-1", dropped)
+    assert out == [*LEAKY[:5], ("x-request-id", "rid-1")]
+    # the default argument is the same set: nothing extra is stripped
+    assert downstream_response_headers(LEAKY, "rid-1") == out
+
+
+def test_equal_strip_lists_share_one_precomputed_set() -> None:
+    assert response_dropped(["server", "x-powered-by"]) is response_dropped(
+        ["X-Powered-By", "Server"]
+    )
 
 
 # ---- trusted proxies ----------------------------------------------------------------------------

@@ -615,6 +615,35 @@ CidrList = Annotated[list[str], AfterValidator(_check_cidrs)]
 CountryList = Annotated[list[str], AfterValidator(_check_countries)]
 
 
+# RFC 9110 §5.1: a field name is a token.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}")
+
+
+def _check_header_name(value: str) -> str:
+    if not _HEADER_NAME.fullmatch(value):
+        shown = value if len(value) <= 64 else value[:64] + "..."
+        raise ValueError(
+            f"not a valid header name: {shown!r} (a name is letters, digits and "
+            "!#$%&'*+-.^_`|~, without ':' or spaces)"
+        )
+    return value.lower()
+
+
+def _unique(value: list[str]) -> list[str]:
+    return list(dict.fromkeys(value))
+
+
+HeaderName = Annotated[str, AfterValidator(_check_header_name)]
+HeaderNames = Annotated[list[HeaderName], AfterValidator(_unique)]
+# Headers that name the upstream's software and version (information leakage).
+DEFAULT_STRIP_RESPONSE_HEADERS = [
+    "server",
+    "x-powered-by",
+    "x-aspnet-version",
+    "x-aspnetmvc-version",
+]
+
+
 class NetworkConfig(Model):
     internal_networks: CidrList = Field(
         default_factory=list,
@@ -855,6 +884,11 @@ class RouteConfig(Model):
     strip_prefix: str | None = Field(
         default=None, description="Remove this prefix from the path before forwarding."
     )
+    strip_response_headers: HeaderNames | None = Field(
+        default=None,
+        description="Upstream response headers removed on this route; replaces the top-level "
+        "strip_response_headers list ([] keeps them all). Default: the top-level list.",
+    )
     on_error: OnError = Field(
         default=OnError.DENY,
         description="What a fault inside this route's stages does: deny (fail closed) or allow.",
@@ -907,7 +941,9 @@ class LoggingConfig(Model):
     format: Literal["json", "console"] = Field(default="json", description="Log line format.")
     access_log: bool = Field(
         default=False,
-        description="One log line per request (the audit log is the record of every request).",
+        description="One log line per request (the audit log is the record of every request). "
+        "It names the route and its path template (e.g. /api/v1/accounts/{id}, /api/* for a "
+        "prefix route), never the raw path; '-' when no route matched.",
     )
 
 
@@ -926,6 +962,12 @@ class DijkConfig(Model):
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="CIDRs of proxies in front of Dijk whose X-Forwarded-* headers are trusted.",
+    )
+    strip_response_headers: HeaderNames = Field(
+        default=DEFAULT_STRIP_RESPONSE_HEADERS,
+        description="Upstream response headers never passed to clients (names, any case), so "
+        "the upstream's software and version do not leak; [] keeps them all. A route's own "
+        "strip_response_headers replaces this list.",
     )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
     upstreams: dict[str, UpstreamConfig] = Field(description="Upstream services by name.")

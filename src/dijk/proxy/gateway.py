@@ -28,6 +28,7 @@ from dijk.proxy.http1 import (
 )
 from dijk.proxy.upstream import ResponseHead, UpstreamConnection, UpstreamError
 from dijk.routing.normalise import PathError, normalise_path
+from dijk.stages.audit import path_template_of
 
 if TYPE_CHECKING:
     from dijk.proxy.state import GatewayState, RoutePlan
@@ -187,12 +188,14 @@ class Gateway:
             elapsed = time.perf_counter() - ctx.started
             metrics.observe_request(ctx.route_name, ctx.response_status, ctx.reason, elapsed)
             if state.access_log:
+                # The route's path template, never the raw path (ids, e-mail addresses and
+                # attack payloads travel in paths): the same value the audit record holds.
                 access_log.info(
                     "request",
                     request_id=request_id,
                     method=ctx.method,
-                    path=ctx.path,
-                    route=ctx.route_name,
+                    path_template=path_template_of(ctx) or "-",
+                    route=ctx.route_name or "-",
                     status=ctx.response_status,
                     reason=ctx.reason,
                     client_ip=ctx.client_ip,
@@ -383,7 +386,9 @@ class Gateway:
     ) -> Decision | None:
         pipeline = plan.pipeline
         ctx.response_status = head.status
-        ctx.response_headers = downstream_response_headers(head.headers, ctx.request_id)
+        ctx.response_headers = downstream_response_headers(
+            head.headers, ctx.request_id, plan.response_dropped
+        )
         if pipeline.in_response_headers:
             decision = await pipeline.response_headers(ctx)
             if decision is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -173,14 +173,40 @@ def upstream_request_headers(
     return out
 
 
+_RESPONSE_DROPPED_BY_STRIP: dict[frozenset[str], frozenset[str]] = {}
+
+
+def response_dropped(strip: Iterable[str]) -> frozenset[str]:
+    """Every response header name that does not reach the client: hop-by-hop, the ones
+    Dijk sets itself, and ``strip`` (a route's ``strip_response_headers``), lower-cased.
+
+    Built once per route at load, so removing the configured names costs nothing per
+    response: it is the same set look-up that already removes hop-by-hop headers. Equal
+    lists share one set.
+    """
+    names = frozenset(name.lower() for name in strip)
+    found = _RESPONSE_DROPPED_BY_STRIP.get(names)
+    if found is None:
+        found = _RESPONSE_DROPPED | names
+        if len(_RESPONSE_DROPPED_BY_STRIP) < 1024:
+            _RESPONSE_DROPPED_BY_STRIP[names] = found
+    return found
+
+
 def downstream_response_headers(
-    headers: Sequence[tuple[str, str]], request_id: str
+    headers: Sequence[tuple[str, str]],
+    request_id: str,
+    dropped: frozenset[str] = _RESPONSE_DROPPED,
 ) -> list[tuple[str, str]]:
-    """Upstream response headers fit to send to the client (framing is added by the writer)."""
-    listed = _also_listed(headers, _RESPONSE_DROPPED)
+    """Upstream response headers fit to send to the client (framing is added by the writer).
+
+    ``headers`` have lower-case names (as the upstream parser gives them); ``dropped`` is
+    :func:`response_dropped` of the route's ``strip_response_headers``.
+    """
+    listed = _also_listed(headers, dropped)
     if listed:
-        out = [h for h in headers if h[0] not in _RESPONSE_DROPPED and h[0] not in listed]
+        out = [h for h in headers if h[0] not in dropped and h[0] not in listed]
     else:
-        out = [h for h in headers if h[0] not in _RESPONSE_DROPPED]
+        out = [h for h in headers if h[0] not in dropped]
     out.append(("x-request-id", request_id))
     return out

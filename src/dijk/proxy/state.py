@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from dijk.config.loader import ConfigError, ConfigIssue
 from dijk.config.models import DijkConfig, LimitsConfig, UpstreamConfig
 from dijk.pipeline.pipeline import Pipeline
-from dijk.proxy.headers import TrustedProxies
+from dijk.proxy.headers import TrustedProxies, response_dropped
 from dijk.proxy.upstream import UpstreamConnection, UpstreamPool
 from dijk.routing.router import Router
 from dijk.stages import StageResources, build_default_stages, build_route_stages
@@ -41,6 +41,9 @@ class RoutePlan:
     pipeline: Pipeline
     upstream: UpstreamTarget
     strip_prefix: str | None
+    # Upstream response header names (lower case) that never reach the client: hop-by-hop,
+    # Dijk's own, and the route's strip_response_headers (see headers.response_dropped).
+    response_dropped: frozenset[str]
 
     def pool_release(self, connection: UpstreamConnection) -> None:
         self.upstream.pool.release(connection)
@@ -119,8 +122,12 @@ def build_state(config: DijkConfig, generation: int, source: str = "") -> Gatewa
             issues.append(ConfigIssue(source, None, f"routes[{index}]", str(exc)))
             continue
         pipelines.append(pipeline)
+        strip = compiled.config.strip_response_headers
         compiled.plan = RoutePlan(
-            pipeline, upstreams[compiled.config.upstream], compiled.config.strip_prefix
+            pipeline,
+            upstreams[compiled.config.upstream],
+            compiled.config.strip_prefix,
+            response_dropped(config.strip_response_headers if strip is None else strip),
         )
     if issues:
         raise ConfigError(issues)
