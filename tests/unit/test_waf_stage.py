@@ -17,7 +17,7 @@ from dijk.detect.findings import RequestParts
 from dijk.detect.patterns import PatternSet
 from dijk.detect.rules import CATEGORIES
 from dijk.pipeline.context import RequestContext
-from dijk.pipeline.decision import Action
+from dijk.pipeline.decision import Action, Decision
 from dijk.pipeline.problem import render_problem
 from dijk.stages.waf import (
     OPENAPI_CONSTRAINED_FIELDS,
@@ -177,6 +177,21 @@ async def test_constrained_fields_match_any_array_index() -> None:
     ctx = context("/api/v1/accounts", "POST", body=body, content_type="application/json")
     ctx.annotations[OPENAPI_CONSTRAINED_FIELDS] = frozenset({("json", "$.items[*].id")})
     assert await run(stage(), ctx) is None
+
+
+async def test_limits_findings_on_constrained_fields_are_kept() -> None:
+    """Too many values in a constrained array: the detector stopped there and never saw
+    the rest of the body (here, the SQL in $.nested.note). That is not about the field's
+    value, so the constraint must not hide it."""
+    body = orjson.dumps(
+        {"nested": {"note": "1' UNION SELECT password FROM users--"}, "tags": ["red"] * 20_001}
+    )
+    ctx = context("/api/v1/orders", "POST", body=body, content_type="application/json")
+    ctx.annotations[OPENAPI_CONSTRAINED_FIELDS] = frozenset({("json", "$.tags[*]")})
+    decision = await run(stage(), ctx)
+    assert isinstance(decision, Decision)
+    assert decision.denies
+    assert decision.reason == "waf.limits"
 
 
 async def test_route_exclusions_apply_per_field_and_category() -> None:

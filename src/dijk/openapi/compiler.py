@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+from dijk.openapi.constrained import NOTHING, ConstraintFinder, Field
 from dijk.openapi.document import Document, Version
 from dijk.openapi.errors import SpecIssue, escape_token
 from dijk.openapi.params import ANY, Location, Parameter, Shape
@@ -71,6 +72,9 @@ class Body:
     entry: str | None
     shape: Shape
     validator: Any = None
+    # Fields a conforming body keeps harmless (dijk.openapi.constrained), by how it is read.
+    constrained_json: frozenset[Field] = NOTHING
+    constrained_form: frozenset[Field] = NOTHING
 
 
 @dataclass(slots=True)
@@ -99,6 +103,11 @@ class Operation:
     bodies: list[Body] | None
     responses: dict[str, Response]
     validators: dict[Location, Any] = field(default_factory=dict)
+    # Parameters whose conforming values are harmless (dijk.openapi.constrained): header
+    # ones, query ones, and both together (what a request with plain query names gets).
+    constrained_headers: frozenset[Field] = NOTHING
+    constrained_query: frozenset[Field] = NOTHING
+    constrained_params: frozenset[Field] = NOTHING
 
     @property
     def label(self) -> str:
@@ -304,9 +313,11 @@ def compile_document(
         compiled = schemas.compile()
     except SchemaError as exc:
         raise SpecError([document.issue(_ref_parts(exc.ref), exc.message)]) from None
+    finder = ConstraintFinder(schemas.defs)
     for item in items:
         for operation in item.operations.values():
             _attach_validators(compiled, operation)
+            _attach_constraints(finder, operation)
     bases = _base_paths(document, base_path)
     return CompiledSpec(document.path, document.version, bases, items, compiled, count)
 
@@ -321,6 +332,28 @@ def _attach_validators(compiled: Compiled, operation: Operation) -> None:
         for response_body in response.bodies:
             if response_body.entry is not None:
                 response_body.validator = compiled.validator(response_body.entry)
+
+
+def _attach_constraints(finder: ConstraintFinder, operation: Operation) -> None:
+    """Which fields the WAF may leave alone once the request conforms (computed here,
+    once, so that the stage only hands over a frozenset per request)."""
+    parameters, entries = operation.parameters, operation.entries
+    operation.constrained_query = finder.parameters(
+        "query", parameters["query"], entries.get("query")
+    )
+    operation.constrained_headers = finder.parameters(
+        "header", parameters["header"], entries.get("header")
+    )
+    operation.constrained_params = operation.constrained_query | operation.constrained_headers
+    for body in operation.bodies or ():
+        if body.entry is not None:
+            json_fields, form_fields = finder.body(body.entry, body.shape)
+            # Kept only for the media types a request matching this entry can have.
+            anything = body.media in ("*/*", "application/*")
+            if anything or _is_json(body.media):
+                body.constrained_json = json_fields
+            if anything or body.media == "application/x-www-form-urlencoded":
+                body.constrained_form = form_fields
 
 
 def _ref_parts(ref: str) -> list[str | int]:

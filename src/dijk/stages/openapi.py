@@ -19,6 +19,14 @@ The route's OpenAPI document (``routes[].openapi``) is compiled once per configu
   first removes undeclared and ``writeOnly`` properties and re-serialises the body (the
   writer sets the new Content-Length); ``enforce`` answers 502 ``openapi.invalid_response``.
 
+For the attack detector (the WAF stage, priority 3000, runs after this one in both request
+phases) the stage leaves ``ctx.annotations["openapi.constrained_fields"]``: the fields whose
+schema keeps a conforming value harmless (integers, enums, ``uuid``...; worked out when the
+document is compiled, :mod:`dijk.openapi.constrained`), so that the WAF drops its findings
+on them. Parameters are added once all of the head conformed, body fields once the body
+did; a request that broke the contract (``monitor`` mode lets it through) gets none, and
+neither do query or form names spelt with escapes the two parsers read differently.
+
 In ``monitor`` mode nothing is refused: each violation is recorded in ``ctx.monitored``
 (audit record, metrics reason) and the request goes on. Response checks follow their own
 ``response`` setting. Details name the location, the field (a JSON pointer) and the rule,
@@ -41,6 +49,7 @@ from dijk.config.loader import ConfigError, ConfigIssue
 from dijk.config.models import DijkConfig, OpenApiConfig
 from dijk.openapi import CompiledSpec, SpecError, load_spec, resolve_location
 from dijk.openapi.compiler import Body, Operation, ResponseBody
+from dijk.openapi.constrained import ANNOTATION, plain_form_names, plain_query_names
 from dijk.openapi.request import (
     Violation,
     check_body,
@@ -70,6 +79,8 @@ class _Pending:
 
     operation: Operation
     body: Body | None = None
+    # False once a violation was let through (monitor mode): nothing is vouched for.
+    conforms: bool = True
     response: ResponseBody | None = None
     response_violation: Violation | None = None
 
@@ -111,14 +122,18 @@ class OpenApiStage(Stage):
             decision = self._refuse(ctx, violation)
             if decision is not None:
                 return decision
+            pending.conforms = False
         content_type = ctx.header("content-type") or ""
         chosen = select_body(operation, content_type, _has_body(ctx))
         if isinstance(chosen, Violation):
             decision = self._refuse(ctx, chosen)
             if decision is not None:
                 return decision
+            pending.conforms = False
         elif chosen is not None:
             pending.body = chosen
+        if pending.conforms and operation.constrained_params:
+            _publish_parameters(ctx, operation)
         if self._response != "off" and operation.responses:
             # Compressed answers cannot be checked or stripped: ask for identity.
             ctx.headers = [
@@ -135,12 +150,22 @@ class OpenApiStage(Stage):
                 violation = Violation(
                     400, "openapi.invalid_request", "request body: is required (requestBody)"
                 )
-                return self._refuse(ctx, violation)
+                return self._nonconforming(ctx, pending, violation)
             return None
-        found = check_body(pending.body, ctx.header("content-type") or "", ctx.body)
+        content_type = ctx.header("content-type") or ""
+        found = check_body(pending.body, content_type, ctx.body)
         if found is None:
+            if pending.conforms:
+                _publish_body(ctx, pending.body, content_type, ctx.body)
             return None
-        return self._refuse(ctx, found)
+        return self._nonconforming(ctx, pending, found)
+
+    def _nonconforming(
+        self, ctx: RequestContext, pending: _Pending, violation: Violation
+    ) -> Decision | None:
+        pending.conforms = False
+        ctx.annotations.pop(ANNOTATION, None)
+        return self._refuse(ctx, violation)
 
     def _refuse(self, ctx: RequestContext, violation: Violation) -> Decision | None:
         if self._enforce:
@@ -242,6 +267,34 @@ class OpenApiResponseStage(Stage):
             detail=violation.detail,
         )
         return Decision.deny(502, violation.reason, _GENERIC_RESPONSE)
+
+
+def _publish_parameters(ctx: RequestContext, operation: Operation) -> None:
+    fields = operation.constrained_params
+    if operation.constrained_query and not plain_query_names(ctx.query):
+        fields = operation.constrained_headers
+    if fields:
+        ctx.annotations[ANNOTATION] = fields
+
+
+def _publish_body(ctx: RequestContext, body: Body, content_type: str, raw: bytes) -> None:
+    """Add the body's constrained fields, for a body that conformed, read as the WAF
+    reads it: JSON, or a form whose names decode alike; not a body the WAF would first
+    inflate (``Content-Encoding``), which is not the one that was validated."""
+    media = media_type(content_type)
+    if is_json(media):
+        fields = body.constrained_json
+    elif media == "application/x-www-form-urlencoded" and plain_form_names(raw):
+        fields = body.constrained_form
+    else:
+        return
+    if not fields:
+        return
+    encoding = ctx.header("content-encoding")
+    if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+        return
+    head = ctx.annotations.get(ANNOTATION)
+    ctx.annotations[ANNOTATION] = fields | head if isinstance(head, frozenset) else fields
 
 
 def _has_body(ctx: RequestContext) -> bool:

@@ -17,14 +17,16 @@ audit entries.
   behind them is compiled once per process. Nothing is compiled per request.
 * **Stateless.** The verdict depends on the request alone; nothing is remembered between
   requests (that is the abuse detector's job).
-* **OpenAPI-aware (hook).** When a stage that validated the request against the route's
-  OpenAPI document (priority 4000, before this one) leaves the set of fields whose schema
-  constrains them to an integer, number, boolean, enum, ``uuid`` or ``email``
-  (``ctx.annotations["openapi.constrained_fields"]``: ``(location, field)`` pairs such as
-  ``("json", "$.amount")``, ``("json", "$.items[*].id")`` or ``("query", "limit")``),
-  findings on those fields are dropped: a value that conformed to such a schema cannot
-  carry a payload. The OpenAPI stage must publish the set only for requests that
-  conformed; free-text fields always get the full check.
+* **OpenAPI-aware.** When the OpenAPI stage (priority 4000, before this one in both
+  phases) validated the request against the route's document, it leaves the set of
+  fields whose schema constrains them to an integer, number, boolean, plain enum value,
+  ``uuid``, ``date`` or ``date-time`` (``ctx.annotations["openapi.constrained_fields"]``:
+  ``(location, field)`` pairs such as ``("json", "$.amount")``,
+  ``("json", "$.items[*].id")`` or ``("query", "limit")``; see
+  :mod:`dijk.openapi.constrained`), and findings on those fields are dropped: a value that
+  conformed to such a schema cannot carry a payload. It publishes the set only for the
+  parts of a request that conformed; free-text fields always get the full check, and
+  ``limits`` findings (the detector could not see everything) are never dropped.
 """
 
 from __future__ import annotations
@@ -224,6 +226,10 @@ def drop_constrained(
         return tuple(findings)
     kept: list[Finding] = []
     for finding in findings:
+        if finding.category == "limits":
+            # Not about the field's value: values past it went uninspected.
+            kept.append(finding)
+            continue
         location = finding.location.removesuffix("_name")
         field = finding.field
         if (location, field) in constrained or (location, wildcard_indices(field)) in constrained:
