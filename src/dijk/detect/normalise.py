@@ -410,11 +410,32 @@ def backslash_decode(text: str) -> str:
     return "".join(pieces)
 
 
+# Quotes that "best fit" conversions (Windows code pages, some database collations) turn
+# into ASCII quotes: a filter that only looks for an ASCII quote misses them.
+_QUOTE_FOLD = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201a": "'",
+        "\u201b": "'",
+        "\u2032": "'",
+        "\u00b4": "'",
+        "\u02bc": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u201e": '"',
+        "\u201f": '"',
+        "\u2033": '"',
+    }
+)
+
+
 def unicode_fold(text: str) -> str:
-    """NFKC and case folding: full-width and look-alike letters become their ASCII forms."""
+    """NFKC and case folding: full-width and look-alike letters become their ASCII forms,
+    typographic quotes become ASCII quotes."""
     if text.isascii():
         return text
-    return unicodedata.normalize("NFKC", text).casefold()
+    return unicodedata.normalize("NFKC", text).translate(_QUOTE_FOLD).casefold()
 
 
 def sql_compact(text: str) -> str:

@@ -106,7 +106,7 @@ _SHELL_COMMANDS = (
     "python[23]?|perl|ruby|php|lua|ping|nslookup|dig|getent|echo|rm|pwd|"
     "chmod|chown|tftp|ftp|telnet|sleep|ifconfig|ipconfig|systeminfo|sysinfo|cmd|powershell|pwsh|"
     "busybox|base64|xterm|nohup|kill|killall|awk|gawk|sed|tail|printenv|"
-    "crontab|mkfifo|sudo|passwd|useradd|scp|ssh|uptime|hostname|netstat|ps|lsof|"
+    "crontab|mkfifo|sudo|passwd|lastlog|useradd|scp|ssh|uptime|hostname|netstat|ps|lsof|"
     "mkdir|cp|mv|dir|net|reg|certutil|bitsadmin|wmic|tasklist|taskkill|netsh|"
     "strings|xxd|nmap|ssh-keygen|openssl|sh\\.exe|cmd\\.exe|iwr|invoke-webrequest|"
     "invoke-expression|iex|start-process|grep|egrep|tee|dd|tar|gzip|unzip|shutdown|"
@@ -117,7 +117,7 @@ _SHELL_COMMANDS = (
 # Commands that are also English words: only after a separator and with an option or an
 # absolute path as their argument ("; find /etc -name", "| sort -r"), never in prose.
 _WORD_COMMANDS = (
-    "find|type|set|last|lastlog|head|time|date|file|more|less|nice|watch|touch|sort|uniq|"
+    "find|type|set|last|head|time|date|file|more|less|nice|watch|touch|sort|uniq|"
     "cut|diff|wc|du|df|who|history|alias|export|source|exec|eval|test|timeout|expand|"
     "fold|paste|split|stat|tr|od|hexdump|nl|rev|look|join|comm|column|install|ln|chgrp|"
     "script|service|systemctl|journalctl|crontab|at|batch|logger|wall|write|mail|uconv|"
@@ -179,7 +179,8 @@ RULES: tuple[Rule, ...] = (
         1,
         "time-based blind SQL: sleep(), benchmark(), pg_sleep(), WAITFOR DELAY",
         r"\b(sleep|benchmark|pg_sleep|sys\.dbms_lock\.sleep|dbms_lock\.sleep|"
-        r"dbms_pipe\.receive_message)\s*\(\s*[\d'\"(@]|\bwaitfor\s+(delay|time)\s+['\"\d]",
+        r"dbms_pipe\.receive_message)\s*\(\s*[\d'\"(@]|\bwaitfor\s+(delay|time)\s+['\"\d]|"
+        r"\bselect\s+(sleep|benchmark|pg_sleep)\s*\(",
     ),
     _rule(
         "sqli-tautology-quoted",
@@ -428,7 +429,7 @@ RULES: tuple[Rule, ...] = (
         1,
         "a javascript:/vbscript: URI with code after it",
         r"\b(javascript|vbscript|livescript|mocha)\s*:([^\s\x00]*[(`=]|\s*[a-z_$.\[\]'\"]+\s*[(`=])|"
-        r"{B}\s*(javascript|vbscript):[a-z_$/]",
+        r"{B}\s*(javascript|vbscript):[a-z_$/\\]",
     ),
     _rule(
         "xss-js-sink",
@@ -439,7 +440,7 @@ RULES: tuple[Rule, ...] = (
         r"\bdocument\s*\.\s*(cookie|domain|write|writeln|location|body\s*\.\s*innerhtml)\b|"
         r"\bwindow\s*\.\s*(location|open|name)\b|\.innerhtml\s*=|\.outerhtml\s*=|"
         r"\bstring\s*\.\s*fromcharcode\s*\(|\bfromcharcode\s*\(|\btop\s*\[\s*['\"`]|"
-        r"\b(self|top|parent|window|this|frames|globalthis)\s*\[\s*['\"`][a-z]+['\"`]\s*(\+|\])|"
+        r"\b(self|top|parent|window|this|frames|globalthis)\s*\[\s*['\"`][a-z$_\\]+['\"`]\s*(\+|\])|"
         r"\bconstructor\s*\.\s*constructor\s*\(|\bset(timeout|interval)\s*\(\s*['\"`]|"
         r"\bimportscripts\s*\(|\blocation\s*\.\s*(href|hash|search)\b|\bnew\s+function\s*\(|"
         r"\bdocument\s*\)?\s*\[\s*['\"`](cookie|domain|write|location)|"
@@ -577,7 +578,12 @@ RULES: tuple[Rule, ...] = (
         r"uname\s+-[a-z]+|ls\s+-[a-z]+(\s+[/~.][^\s\x00]*)?|id\s*;|net\s+(user|localgroup)|"
         r"cat\s+/[a-z][^\s\x00]*|(wget|curl)\s+(-[a-z]+\s+)*(https?|ftp)://[^\s\x00]+|"
         r"type\s+(%[a-z_]+%|[a-z]:)[^\x00]*|ping\s+-[nc]\s+\d+[^\x00]*|net\s+(view|share|use|session)|"
-        r"dir\s+[a-z]:\\[^\x00]*)\s*['\"`]?\s*{E}|"
+        r"dir\s+[a-z]:\\[^\x00]*|(nohup|strace|ltrace|nice|timeout|time)\s+(who|whoami|id|ifconfig|"
+        r"uname|sh|bash|nc|ncat|netcat)\b[^\x00]*)\s*['\"`]?\s*{E}|"
+        r"{B}\s*(whoami|ifconfig|ipconfig|systeminfo|uname)\s*[;|&]|"
+        r"{B}\s*cd\s+[/~.][^\s\x00]*\s*(;|&&|\|)|\bfind\s+[^\x00]{0,256}\s-exec(dir)?\s|"
+        r"\b(invoke-expression|invoke-webrequest|invoke-restmethod|start-process|downloadstring|"
+        r"downloadfile)\b|\bnew-object\s+(system\.)?net\.webclient\b|\biex\s*\(|"
         r"\bnetsh\s+(firewall|advfirewall|interface|wlan|winhttp)\s+(set|add|show|delete|reset)\b|"
         r"\breg(\.exe)?\s+(add|delete|query|save|export)\s+['\"]?hk(lm|cu|cr|u|cc|ey_)",
     ),
@@ -604,6 +610,7 @@ RULES: tuple[Rule, ...] = (
         + _STRONG_COMMANDS
         + r")(\s+[^`\x00]*[/|;&$<>-][^`\x00]*|<[^`\x00]*)`|"
         r"{B}\s*['\"]\s*(" + _STRONG_COMMANDS + r")\s*({E}|[;|&])|"
+        r"[<>]\(\s*(/[a-z/]*)?(" + _STRONG_COMMANDS + r")\b|"
         r"{B}\s*(net\s+(user|localgroup)\s|(" + _STRONG_COMMANDS + r")\s*[;|&]+\s*{E})",
     ),
     _rule(
@@ -612,7 +619,7 @@ RULES: tuple[Rule, ...] = (
         CRITICAL,
         1,
         "shell evasion: $IFS, ${IFS}, brace expansion {cat,/etc/passwd}, $@ inside words",
-        r"\$\{?ifs\b|\{\s*(" + _SHELL_COMMANDS + r")\s*,\s*[^}\s]+\}|"
+        r"\$\{?ifs\b|\{\s*,?\s*(" + _SHELL_COMMANDS + r")\s*,\s*[^}\s]*\}|"
         r"\b[a-z]+(\$[@!$*#?0-9-]|\$\{[a-z0-9_]*\}|''|\"\")[a-z]+\b[^\x00]*(/|\s-)|"
         r"(\"\"[a-z]){3,}|(''[a-z]){3,}",
     ),
@@ -623,7 +630,7 @@ RULES: tuple[Rule, ...] = (
         1,
         "Shellshock function definition: () { :; };",
         r"\(\s*\)\s*\{\s*[^}]*;\s*\}\s*;|\(\s*\)\s*\{[^}\x00]{0,32}\|[^}\x00]{0,32}&\s*\}|"
-        r"({B}|;|&&|\|)\s*alias\s+(-p\s+)?['\"]?[\w.-]+['\"]?=",
+        r"({B}|;|&&|\|)\s*alias\s+(-p\s+)?['\"]?[\w.-]+['\"]?=|{B}\s*\(\s*\)\s*\{",
     ),
     _rule(
         "cmdi-shell-path",
