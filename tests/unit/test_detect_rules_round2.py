@@ -220,3 +220,27 @@ BENIGN = [
 def test_look_alikes_pass(text: str) -> None:
     blocked, rules, _ = findings(text)
     assert not blocked, (text, rules)
+
+
+def test_a_lone_apostrophe_does_not_send_a_value_through_the_decoders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Cost regression: names like O'Neill are common in API bodies; only quotes that split
+    # a word twice (wh'o'ami, 'c'at) are worth the shell-unquoting variant.
+    import dijk.detect.engine as engine
+
+    decoded: list[str] = []
+    original = engine.variants
+
+    def spy(text: str) -> list[tuple[str, str]]:
+        decoded.append(text)
+        return original(text)
+
+    monkeypatch.setattr(engine, "variants", spy)
+    body = json.dumps({"customer": {"name": "Bram O'Neill", "note": "it's fine"}}).encode()
+    DETECTOR.inspect(
+        RequestParts.from_target("POST", "/x", [("Content-Type", "application/json")], body)
+    )
+    assert decoded == []
+    findings("wh'o'ami")
+    assert "wh'o'ami" in decoded

@@ -79,7 +79,8 @@ _GATES: tuple[tuple[int, str], ...] = (
         _GATE_DECODE,
         r"%[0-9a-f]{2}|%u[0-9a-f]{4}|\\([xu][0-9a-f{]|[nrt0'\"])|&[#a-z]|[\x80-\xff]|/\*|\$\{|"
         # IIS digits (%c1%pc), hex-spelled dots (0x2e), quotes and $ splitting shell words.
-        r"%[g-z][0-9a-z]|%[0-9a-z][g-z]|0x(2e|2f|5c)|[a-z]['\"][a-z]|[a-z]\$[a-z@*{0-9]|"
+        r"%[g-z][0-9a-z]|%[0-9a-z][g-z]|0x(2e|2f|5c)|[a-z]\$[a-z@*{0-9]|"
+        r"[a-z]['\"][a-z0-9]{0,32}['\"]|['\"][a-z0-9]{0,32}['\"][a-z]|"
         r"[\t\n\r\x0b\x0c]|{B}\s*[a-z0-9][a-z0-9+/_-]{11,}=*\s*{E}|{B}\s*(bearer\s+)?eyj",
     ),
     (
