@@ -13,15 +13,24 @@ import pytest
 from aiohttp import web
 
 from dijk.auth.certificates import CertificateRing
+from dijk.auth.credentials import query_values, without_param
+from dijk.auth.introspection import ActiveToken, IntrospectionUnavailable, Introspector
 from dijk.auth.jwks import JwksSource, parse_jwks
 from dijk.auth.jwt import JwtVerifier, VerifiedToken
 from dijk.auth.revocation import RevocationList
 from dijk.config import ConfigError, load_config_text
-from dijk.config.models import ApiKeyAuthConfig, ConsumerConfig, RouteConfig
+from dijk.config.models import (
+    ApiKeyAuthConfig,
+    ConsumerConfig,
+    IntrospectionAuthConfig,
+    RouteConfig,
+)
 from dijk.pipeline.context import Identity
 from dijk.pipeline.pipeline import Pipeline
 from dijk.pipeline.stage import DependencyUnavailable
+from dijk.routing.router import CompiledRoute
 from dijk.stages.authn_api_key import ApiKeyStage, KeyOwner, KeyRing, challenge
+from dijk.stages.authn_introspection import IntrospectionStage
 from dijk.stages.authn_jwt import JwtStage
 from dijk.stages.authn_mtls import MtlsStage
 from dijk.stages.authn_required import AuthnRequiredStage
@@ -397,3 +406,277 @@ def test_unsafe_jwks_file_is_a_load_error(tmp_path: Any) -> None:
     )
     with pytest.raises(ConfigError, match="shorter than the hash"):
         IdentityResources.from_config(config, "dijk.yaml")
+
+
+# ---- hide_credentials: the credential stops at the gateway ------------------------------------
+
+
+def _on_route(ctx: Any, *, hide: bool, auth: tuple[str, ...] = ("api_key", "jwt")) -> Any:
+    route = RouteConfig(
+        name="r", match={"path_prefix": "/"}, upstream="u", auth=list(auth), hide_credentials=hide
+    )
+    ctx.route = CompiledRoute(name="r", config=route, methods=None, kind="prefix", order=0)
+    return ctx
+
+
+def query_key_stage() -> ApiKeyStage:
+    digest = hashlib.sha256(KEY.encode()).digest()
+    ring = KeyRing({digest: KeyOwner("mobile", frozenset({"accounts:read"}), frozenset(), digest)})
+    return ApiKeyStage(ApiKeyAuthConfig(query_param="api_key"), ring, None)
+
+
+def fake_introspector(
+    answer: ActiveToken | IntrospectionUnavailable, on_unavailable: str = "deny"
+) -> Introspector:
+    settings = IntrospectionAuthConfig(
+        url="http://127.0.0.1:1/introspect",
+        client_id="dijk",
+        client_secret_env="UNUSED_SECRET",
+        on_unavailable=on_unavailable,  # type: ignore[arg-type]
+    )
+    introspector = Introspector(settings, "secret")
+
+    async def introspect(token: str) -> ActiveToken:
+        if isinstance(answer, IntrospectionUnavailable):
+            raise answer
+        return answer
+
+    introspector.introspect = introspect  # type: ignore[method-assign]
+    return introspector
+
+
+ACTIVE = ActiveToken("svc", frozenset({"accounts:read"}), frozenset(), "tok:0123456789abcdef", None)
+
+
+async def test_hide_credentials_removes_the_api_key_header_and_keeps_the_rest() -> None:
+    ctx = _on_route(context(x_api_key=KEY, x_trace="t1", accept="*/*"), hide=True)
+    server_list = ctx.headers
+    assert await key_stage().request_headers(ctx) is None
+    assert ctx.identity is not None
+    assert (ctx.identity.consumer, ctx.identity.method) == ("mobile", "api_key")
+    assert ctx.identity.credential_id.startswith("key:")  # the audit log still knows the key
+    assert ctx.headers == [("x-trace", "t1"), ("accept", "*/*")]
+    assert ("x-api-key", KEY) in server_list  # the server's own list is not edited
+
+
+async def test_without_hide_credentials_the_api_key_header_is_forwarded() -> None:
+    ctx = _on_route(context(x_api_key=KEY), hide=False)
+    assert await key_stage().request_headers(ctx) is None
+    assert ctx.identity is not None
+    assert ctx.header_values("x-api-key") == [KEY]
+    plain = context(x_api_key=KEY)  # no route at all (as in the stage's own tests)
+    assert await key_stage().request_headers(plain) is None
+    assert plain.header_values("x-api-key") == [KEY]
+
+
+@pytest.mark.parametrize(
+    ("query", "forwarded"),
+    [
+        (f"api_key={KEY}", ""),
+        (f"api_key={KEY}&a=1", "a=1"),
+        (f"a=1&api_key={KEY}", "a=1"),
+        (
+            f"a=1&b=%2Fx%20y&a=2&api_key={KEY}&plus=a+b&empty=&flag&c=%E2%82%AC",
+            "a=1&b=%2Fx%20y&a=2&plus=a+b&empty=&flag&c=%E2%82%AC",
+        ),
+        (f"api%5Fkey={KEY}&API_KEY=x&api_key2=y", "API_KEY=x&api_key2=y"),
+        (f"x=1&&api_key={KEY}&", "x=1&&"),
+        ("api_key=pk%5Ftest%5F0123456789abcdef&z=%41", "z=%41"),
+    ],
+)
+async def test_hide_credentials_removes_the_api_key_parameter_only(
+    query: str, forwarded: str
+) -> None:
+    ctx = _on_route(context(), hide=True)
+    ctx.query = query
+    assert await query_key_stage().request_headers(ctx) is None
+    assert ctx.identity is not None
+    assert ctx.identity.consumer == "mobile"
+    assert ctx.query == forwarded
+
+
+async def test_without_hide_credentials_the_api_key_parameter_is_forwarded() -> None:
+    ctx = _on_route(context(), hide=False)
+    ctx.query = f"a=1&api_key={KEY}&b=2"
+    assert await query_key_stage().request_headers(ctx) is None
+    assert ctx.identity is not None
+    assert ctx.query == f"a=1&api_key={KEY}&b=2"
+
+
+@pytest.mark.parametrize(
+    ("header", "query"),
+    [(True, f"api_key={KEY}"), (False, f"api_key={KEY}&api_key={KEY}"), (False, "api_key=")],
+)
+async def test_a_key_sent_twice_or_empty_in_the_query_is_refused(header: bool, query: str) -> None:
+    ctx = context(x_api_key=KEY) if header else context()
+    ctx.query = query
+    decision = await query_key_stage().request_headers(ctx)
+    assert decision is not None
+    assert (decision.status, decision.reason) == (401, "auth.invalid_key")
+
+
+async def test_the_key_parameter_is_only_a_credential_when_configured() -> None:
+    ctx = _on_route(context(), hide=True)
+    ctx.query = f"api_key={KEY}"
+    assert await key_stage().request_headers(ctx) is None
+    assert ctx.identity is None  # not this method: authn_required will refuse it
+    assert ctx.query == f"api_key={KEY}"
+    assert challenge(ApiKeyAuthConfig(query_param="api_key"))[1] == (
+        'ApiKey realm="dijk", header="X-API-Key", query="api_key"'
+    )
+
+
+@pytest.mark.parametrize("hide", [True, False])
+async def test_hide_credentials_removes_the_bearer_token(issuer: Issuer, hide: bool) -> None:
+    token = issuer.token()
+    ctx = _on_route(context(token, x_trace="t1"), hide=hide)
+    assert await pipeline(issuer).request_headers(ctx) is None
+    assert ctx.identity is not None
+    assert (ctx.identity.method, ctx.identity.consumer) == ("jwt", issuer.claims()["sub"])
+    assert ctx.header_values("authorization") == ([] if hide else [f"Bearer {token}"])
+    assert ctx.header_values("x-trace") == ["t1"]
+
+
+async def test_credentials_sent_along_are_removed_too(issuer: Issuer) -> None:
+    """The key identified the caller; the bearer token (never checked) and a Basic header
+    on a route that accepts bearer tokens must not reach the upstream either."""
+    for authorization in ("Bearer not-even-a-jwt", "Basic dXNlcjpwYXNz"):
+        ctx = _on_route(context(x_api_key=KEY, authorization=authorization), hide=True)
+        assert await pipeline(issuer).request_headers(ctx) is None
+        assert ctx.identity is not None
+        assert ctx.identity.method == "api_key"
+        assert ctx.headers == []
+        shown = _on_route(context(x_api_key=KEY, authorization=authorization), hide=False)
+        assert await pipeline(issuer).request_headers(shown) is None
+        assert [name for name, _ in shown.headers] == ["x-api-key", "authorization"]
+
+
+async def test_after_a_client_certificate_any_key_or_token_is_removed(issuer: Issuer) -> None:
+    ring = CertificateRing(
+        [ConsumerConfig(name="payments", client_certificates=[{"sha256": "ab" * 32}])]
+    )
+    chain = Pipeline([MtlsStage(ring, None), query_key_stage(), *pipeline(issuer).stages[1:]])
+    ctx = _on_route(
+        context(issuer.token(), x_api_key=KEY), hide=True, auth=("mtls", "api_key", "jwt")
+    )
+    ctx.tls = _tls("ab" * 32)
+    ctx.query = f"api_key={KEY}&keep=1"
+    assert await chain.request_headers(ctx) is None
+    assert ctx.identity is not None
+    assert (ctx.identity.consumer, ctx.identity.method) == ("payments", "mtls")
+    assert ctx.headers == []
+    assert ctx.query == "keep=1"
+
+
+async def test_a_refused_credential_is_not_edited(issuer: Issuer) -> None:
+    ctx = _on_route(context(issuer.token(), x_api_key="nope"), hide=True)
+    decision = await pipeline(issuer).request_headers(ctx)
+    assert decision is not None
+    assert decision.reason == "auth.invalid_key"
+    assert [name for name, _ in ctx.headers] == ["x-api-key", "authorization"]
+
+
+async def test_opaque_token_is_left_to_introspection_which_removes_it(issuer: Issuer) -> None:
+    jwt = JwtStage(
+        verifier_for(issuer.jwks()),
+        RevocationList.from_url("memory://stages"),
+        opaque_tokens_elsewhere=True,
+    )
+    introspection = IntrospectionStage(fake_introspector(ACTIVE), None, jwts_elsewhere=True)
+    ctx = _on_route(context("opaque-token-value"), hide=True, auth=("jwt", "introspection"))
+    assert await jwt.request_headers(ctx) is None
+    assert ctx.identity is None
+    assert ctx.header_values("authorization") == ["Bearer opaque-token-value"]
+    assert await introspection.request_headers(ctx) is None
+    assert ctx.identity is not None
+    assert (ctx.identity.consumer, ctx.identity.method) == ("svc", "introspection")
+    assert ctx.header_values("authorization") == []
+    shown = _on_route(context("opaque-token-value"), hide=False, auth=("introspection",))
+    stage = IntrospectionStage(fake_introspector(ACTIVE), None)
+    assert await stage.request_headers(shown) is None
+    assert shown.header_values("authorization") == ["Bearer opaque-token-value"]
+
+
+async def test_an_unverified_caller_of_on_unavailable_allow_is_hidden_too() -> None:
+    down = IntrospectionUnavailable("timeout")
+    stage = IntrospectionStage(fake_introspector(down, on_unavailable="allow"), None)
+    ctx = _on_route(context("opaque-token-value"), hide=True, auth=("introspection",))
+    assert await stage.request_headers(ctx) is None
+    assert ctx.identity is not None
+    assert ctx.identity.consumer == "unverified"
+    assert ctx.header_values("authorization") == []
+
+
+@pytest.mark.parametrize(
+    ("query", "name", "values", "without"),
+    [
+        ("", "k", [], ""),
+        ("a=1&b=2", "k", [], "a=1&b=2"),
+        ("k=1&k=2", "k", ["1", "2"], ""),
+        ("k", "k", [""], ""),
+        ("k=a+b%2B%2f", "k", ["a b+/"], ""),
+        ("%6B=%FF&k2=1&K=2", "k", ["\xff"], "k2=1&K=2"),
+        ("a=%6B&k=1;x=2", "k", ["1;x=2"], "a=%6B"),
+        ("a=1&k=&b=%2", "k", [""], "a=1&b=%2"),
+    ],
+)
+def test_query_parameters_are_matched_decoded_and_removed_byte_exact(
+    query: str, name: str, values: list[str], without: str
+) -> None:
+    assert query_values(query, name) == values
+    assert without_param(query, name) == without
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "routes: [{name: r, match: {path: /}, upstream: u, hide_credentials: true}]",
+            "routes[0].hide_credentials: a public route (auth: []) receives no credential",
+        ),
+        (
+            "routes: [{name: r, match: {path: /}, upstream: u, auth: [mtls],"
+            " hide_credentials: true}]",
+            "routes[0].hide_credentials: mtls leaves nothing to hide",
+        ),
+        (
+            "routes: [{name: r, match: {path: /}, upstream: u, auth: [api_key],"
+            " hide_credentials: true,"
+            " rate_limit: [{key: consumer+header:X-Key, limit: 1, per_s: 1}]}]\n"
+            "auth: {api_key: {header: X-Key}}",
+            "routes[0].rate_limit[0].key: header:x-key is read after authentication",
+        ),
+        (
+            "routes: [{name: r, match: {path: /}, upstream: u, auth: [jwt],"
+            " hide_credentials: true}]\n"
+            "consumers: [{name: c, rate_limit: [{key: header:Authorization, limit: 1,"
+            " per_s: 1}]}]\n"
+            "auth: {jwt: {jwks_file: /dev/null, issuer: i, audience: a, algorithms: [RS256]}}",
+            "consumers[0].rate_limit[0].key: header:authorization is removed by "
+            "hide_credentials on route 'r'",
+        ),
+        (
+            "routes: [{name: r, match: {path: /}, upstream: u}]\n"
+            "auth: {api_key: {query_param: 'api key'}}",
+            "not a valid parameter name",
+        ),
+    ],
+)
+def test_hide_credentials_mistakes_are_reported(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config_text(BASE + text, "dijk.yaml")
+    assert message in str(raised.value), str(raised.value)
+
+
+def test_hide_credentials_is_off_by_default_and_fine_where_it_applies() -> None:
+    config = load_config_text(
+        BASE + "routes: [{name: r, match: {path: /}, upstream: u, auth: [api_key],"
+        " hide_credentials: true, rate_limit: [{key: header:X-API-Key, limit: 9, per_s: 1},"
+        " {key: api_key, limit: 9, per_s: 1}]},"
+        " {name: s, match: {path: /s}, upstream: u, auth: [api_key]}]\n"
+        "auth: {api_key: {query_param: api_key}}",
+        "dijk.yaml",
+    )
+    assert [route.hide_credentials for route in config.routes] == [True, False]
+    assert config.auth.api_key is not None
+    assert config.auth.api_key.query_param == "api_key"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from dijk.config.models import DijkConfig, RateLimitRule
+from dijk.config.models import DijkConfig, RateLimitRule, RouteConfig
 
 Path = tuple[str | int, ...]
 
@@ -44,6 +44,7 @@ def cross_check(config: DijkConfig) -> Iterator[tuple[Path, str]]:
     if config.listen.port == config.admin.port and config.listen.address == config.admin.address:
         yield ("admin", "port"), "listen and admin must not use the same address and port"
     yield from _identity_checks(config)
+    yield from _hide_credentials_checks(config)
     yield from _rate_limit_checks(config)
     yield from _audit_checks(config)
 
@@ -116,6 +117,75 @@ def _identity_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
                 ("consumers", index, "client_certificates"),
                 "client certificates need listen.tls.client_ca_file",
             )
+
+
+def _hide_credentials_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
+    """``hide_credentials`` needs a credential to hide, and nothing after authentication may
+    count requests by a header it removes (every request would fall in one bucket)."""
+    hidden_by: dict[str, str] = {}  # header → first route that hides it
+    for index, route in enumerate(config.routes):
+        if not route.hide_credentials:
+            continue
+        path: Path = ("routes", index, "hide_credentials")
+        if not route.auth:
+            yield path, "a public route (auth: []) receives no credential to hide"
+            continue
+        if set(route.auth) == {"mtls"}:
+            yield (
+                path,
+                "mtls leaves nothing to hide (the client certificate ends at the TLS listener "
+                "and is never forwarded); remove hide_credentials",
+            )
+            continue
+        hidden = _hidden_headers(config, route)
+        for header in hidden:
+            hidden_by.setdefault(header, route.name)
+        for rule_index, rule in enumerate(route.rate_limit):
+            for header in _late_header_parts(rule, hidden):
+                yield (
+                    ("routes", index, "rate_limit", rule_index, "key"),
+                    f"header:{header} is read after authentication, when hide_credentials has "
+                    "removed it; count by api_key (the hashed credential id) instead",
+                )
+    hidden_anywhere = frozenset(hidden_by)
+    for consumer_index, consumer in enumerate(config.consumers):
+        for rule_index, rule in enumerate(consumer.rate_limit):
+            for header in _late_header_parts(rule, hidden_anywhere, always_late=True):
+                yield (
+                    ("consumers", consumer_index, "rate_limit", rule_index, "key"),
+                    f"header:{header} is removed by hide_credentials on route "
+                    f"{hidden_by[header]!r} before consumer limits run; count by api_key (the "
+                    "hashed credential id) instead",
+                )
+
+
+def _hidden_headers(config: DijkConfig, route: RouteConfig) -> frozenset[str]:
+    """Lower-case names of the headers ``hide_credentials`` removes on ``route``."""
+    names: set[str] = set()
+    if not route.hide_credentials:
+        return frozenset()
+    if "api_key" in route.auth and config.auth.api_key is not None:
+        names.add(config.auth.api_key.header.lower())
+    if "jwt" in route.auth or "introspection" in route.auth:
+        names.add("authorization")
+    return frozenset(names)
+
+
+def _late_header_parts(
+    rule: RateLimitRule, hidden: frozenset[str], *, always_late: bool = False
+) -> list[str]:
+    """Header parts of a rule that runs after authentication and reads a hidden header."""
+    parts = rule.key.split("+")
+    late = always_late or any(
+        part in ("consumer", "api_key") or part.startswith("claim:") for part in parts
+    )
+    if not late:
+        return []  # counted before authentication (priority 7000): the header is still there
+    return [
+        part.split(":", 1)[1]
+        for part in parts
+        if part.startswith("header:") and part.split(":", 1)[1] in hidden
+    ]
 
 
 def _rate_limit_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:

@@ -427,12 +427,25 @@ class ConsumerConfig(Model):
 
 class ApiKeyAuthConfig(Model):
     header: str = Field(default="X-API-Key", description="Request header carrying the key.")
+    query_param: str | None = Field(
+        default=None,
+        description="Query parameter that may carry the key instead of the header (exact, "
+        "case-sensitive name after percent-decoding). Off by default: URLs end up in logs, "
+        "browser history and Referer headers; prefer the header.",
+    )
 
     @field_validator("header")
     @classmethod
     def _header(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", value):
             raise ValueError("not a valid header name")
+        return value
+
+    @field_validator("query_param")
+    @classmethod
+    def _query_param(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+            raise ValueError("not a valid parameter name (1-64 letters, digits, '_', '.', '-')")
         return value
 
 
@@ -852,6 +865,12 @@ class RouteConfig(Model):
     auth: list[Literal["api_key", "jwt", "introspection", "mtls"]] = Field(
         default_factory=list,
         description="Accepted authentication methods (any of them); [] means public.",
+    )
+    hide_credentials: bool = Field(
+        default=False,
+        description="Once the caller is identified, remove from the upstream request every "
+        "credential location of the methods in 'auth': the API key header and query "
+        "parameter, the Authorization header (jwt, introspection). mTLS has nothing to remove.",
     )
     scopes: list[str] = Field(
         default_factory=list, description="Scopes the caller must all have (403 otherwise)."

@@ -8,9 +8,17 @@ timing says nothing about which keys exist. Every accepted key is checked agains
 revocation list (``storage.url``) on every request, so a key revoked through the admin API
 stops working at once, on every instance sharing the store, without a restart.
 
-Like every ``authn_*`` stage, it only acts when its credential is present: no key header
-means "not this method" and the request goes on to the next method; ``authn_required``
+The key travels in a header (``auth.api_key.header``) or, only if configured, in a query
+parameter (``auth.api_key.query_param``; form-decoded, see :mod:`dijk.auth.credentials`).
+A key sent twice — two headers, two parameters, or header and parameter — is refused: no
+two components in the chain may disagree about which one counts.
+
+Like every ``authn_*`` stage, it only acts when its credential is present: no key means
+"not this method" and the request goes on to the next method; ``authn_required``
 (priority 6000) refuses requests that no method identified.
+
+On a route with ``hide_credentials: true`` the key header and parameter are removed from
+the request once the caller is identified, by this key or by an earlier method (mTLS).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import os
 from dataclasses import dataclass
 from typing import ClassVar
 
+from dijk.auth.credentials import drop_header, hides_credentials, query_values, without_param
 from dijk.auth.revocation import RevocationList
 from dijk.config.loader import ConfigError, ConfigIssue
 from dijk.config.models import ApiKeyAuthConfig, DijkConfig
@@ -100,6 +109,7 @@ class ApiKeyStage(Stage):
         self, config: ApiKeyAuthConfig, ring: KeyRing, revocations: RevocationList | None = None
     ) -> None:
         self._header = config.header.lower()
+        self._param = config.query_param
         self._challenge = (challenge(config),)
         self._ring = ring
         self._revocations = revocations
@@ -108,11 +118,18 @@ class ApiKeyStage(Stage):
 
     async def request_headers(self, ctx: RequestContext) -> Decision | None:
         if ctx.identity is not None:
+            self._hide(ctx)  # an earlier method identified the caller: a key is only baggage
             return None
         values = ctx.header_values(self._header)
+        if self._param is not None and ctx.query:
+            values += query_values(ctx.query, self._param)
         if not values:
             return None  # not this method; authn_required decides if none applied
-        if len(values) > 1 or not values[0] or len(values[0]) > _MAX_KEY_LENGTH:
+        if len(values) > 1:
+            return Decision.deny(
+                401, "auth.invalid_key", "Send exactly one API key.", self._challenge
+            )
+        if not values[0] or len(values[0]) > _MAX_KEY_LENGTH:
             return self._invalid()
         owner = self._ring.find(values[0].strip())
         if owner is None:
@@ -131,7 +148,16 @@ class ApiKeyStage(Stage):
             credential_id=credential_id,
             groups=owner.groups,
         )
+        self._hide(ctx)
         return None
+
+    def _hide(self, ctx: RequestContext) -> None:
+        """``hide_credentials``: the upstream gets neither the key header nor the parameter."""
+        if not hides_credentials(ctx):
+            return
+        drop_header(ctx, self._header)
+        if self._param is not None:
+            ctx.query = without_param(ctx.query, self._param)
 
     def _invalid(self) -> Decision:
         return Decision.deny(401, "auth.invalid_key", "The API key is not valid.", self._challenge)
@@ -142,5 +168,8 @@ class ApiKeyStage(Stage):
 
 
 def challenge(config: ApiKeyAuthConfig) -> tuple[str, str]:
-    """The ``WWW-Authenticate`` challenge naming the header the key goes in."""
-    return ("WWW-Authenticate", f'ApiKey realm="dijk", header="{config.header}"')
+    """The ``WWW-Authenticate`` challenge naming the header (and parameter) the key goes in."""
+    value = f'ApiKey realm="dijk", header="{config.header}"'
+    if config.query_param is not None:
+        value += f', query="{config.query_param}"'
+    return ("WWW-Authenticate", value)

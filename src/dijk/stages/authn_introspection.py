@@ -8,6 +8,10 @@ Endpoint down or slow: by default a 503 ``auth.introspection_unavailable`` (fail
 With ``auth.introspection.on_unavailable: allow`` the request goes on as the consumer
 ``unverified`` with no scopes and no groups, so that only routes which need no scope stay
 reachable; each such request is logged and counted as a stage fault.
+
+On a route with ``hide_credentials: true`` the ``Authorization`` header is removed once the
+caller is identified — by this token (verified or, with ``allow``, unverified) or by an
+earlier method (see :mod:`dijk.auth.credentials`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import structlog
 from dijk import metrics
 from dijk.auth import AuthFailure
 from dijk.auth.bearer import bearer_token, looks_like_jws
+from dijk.auth.credentials import AUTHORIZATION, drop_header, hides_credentials
 from dijk.auth.introspection import IntrospectionUnavailable, Introspector
 from dijk.auth.revocation import RevocationList, credential_for_token
 from dijk.pipeline.context import Identity, RequestContext
@@ -54,6 +59,8 @@ class IntrospectionStage(Stage):
 
     async def request_headers(self, ctx: RequestContext) -> Decision | None:
         if ctx.identity is not None:
+            if hides_credentials(ctx):
+                drop_header(ctx, AUTHORIZATION)  # sent along, never checked: not forwarded
             return None
         token = bearer_token(ctx.headers)
         if token is None:
@@ -85,6 +92,8 @@ class IntrospectionStage(Stage):
                 method="introspection",
                 credential_id=credential_for_token(token),
             )
+            if hides_credentials(ctx):
+                drop_header(ctx, AUTHORIZATION)
             return None
         if isinstance(answer, AuthFailure):
             return deny(answer)
@@ -96,6 +105,8 @@ class IntrospectionStage(Stage):
             groups=answer.groups,
             claims=answer.claims,
         )
+        if hides_credentials(ctx):
+            drop_header(ctx, AUTHORIZATION)
         return None
 
     async def close(self) -> None:

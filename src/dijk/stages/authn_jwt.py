@@ -8,6 +8,10 @@ with ``WWW-Authenticate: Bearer error="invalid_token"``.
 
 It only claims bearer tokens shaped like a JWS (three base64url segments). When the route
 also accepts ``introspection``, an opaque token is left to that stage.
+
+On a route with ``hide_credentials: true`` the ``Authorization`` header is removed once the
+caller is identified, by this token or by an earlier method (see
+:mod:`dijk.auth.credentials`); an opaque token left to introspection is left in place.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import ClassVar
 
 from dijk.auth import AuthFailure
 from dijk.auth.bearer import bearer_token, failure_headers, looks_like_jws
+from dijk.auth.credentials import AUTHORIZATION, drop_header, hides_credentials
 from dijk.auth.jwt import JwtVerifier
 from dijk.auth.revocation import RevocationList
 from dijk.pipeline.context import Identity, RequestContext
@@ -48,6 +53,8 @@ class JwtStage(Stage):
 
     async def request_headers(self, ctx: RequestContext) -> Decision | None:
         if ctx.identity is not None:
+            if hides_credentials(ctx):
+                drop_header(ctx, AUTHORIZATION)  # sent along, never checked: not forwarded
             return None
         token = bearer_token(ctx.headers)
         if token is None:
@@ -73,6 +80,8 @@ class JwtStage(Stage):
             groups=verified.groups,
             claims=verified.claims,
         )
+        if hides_credentials(ctx):
+            drop_header(ctx, AUTHORIZATION)
         return None
 
     async def close(self) -> None:

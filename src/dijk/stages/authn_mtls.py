@@ -6,6 +6,10 @@ this stage maps the verified certificate to a consumer through
 (``cert:<16 hex of the fingerprint>``). No certificate: not this method. A certificate that
 no consumer claims: 401 ``auth.unknown_certificate`` — a presented credential that does not
 identify anyone is refused rather than ignored.
+
+``hide_credentials`` has nothing to remove here: the certificate ends at the TLS listener
+and is never part of the request sent upstream. On a route that also accepts other methods,
+their stages remove any key or token sent along with the certificate.
 """
 
 from __future__ import annotations

@@ -7,6 +7,11 @@ credential is present: valid → it sets ``ctx.identity`` and the later methods 
 present but invalid → 401 at once (a bad credential is never silently ignored in favour of
 another one); absent → the request goes on. This stage then refuses requests that still
 have no identity, with one ``WWW-Authenticate`` challenge per accepted method.
+
+With ``hide_credentials: true`` the method stages have, by the time this stage lets a
+request on, removed every credential location of the route's methods (the key header and
+parameter, ``Authorization``), whichever method identified the caller
+(:mod:`dijk.auth.credentials`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,87 @@
+"""Where credentials travel in a request, and ``hide_credentials``: they stop at the gateway.
+
+A route with ``hide_credentials: true`` forwards none of the credentials of the methods it
+accepts. Each method stage removes its own credential location from the request it hands
+on — ``authn_api_key`` the key header and, if configured, the key query parameter;
+``authn_jwt`` and ``authn_introspection`` the ``Authorization`` header — as soon as the
+caller is identified: when its own credential identified the caller, and also when an
+earlier method already had (the credential was sent along but never checked). So an
+unchecked second credential never reaches the upstream either, where it could be logged or,
+worse, trusted. ``authn_mtls`` has nothing to remove: the certificate ends at the TLS
+listener. A request that no method identified is refused by ``authn_required`` and goes
+nowhere.
+
+The removal happens in the authentication stages (priorities 6040-6010), after the caller
+is identified and before any later stage or the upstream sees the request; ``ctx.identity``
+(consumer, method, hashed credential id) is untouched, so authorization, rate limits and
+the audit log still know who called.
+
+Query strings are edited, never re-encoded: the parameters that stay keep their bytes and
+their order (repeated names, percent-encoding, ``+``, empty values, separators).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote_to_bytes
+
+from dijk.pipeline.context import RequestContext
+
+AUTHORIZATION = "authorization"
+
+
+def hides_credentials(ctx: RequestContext) -> bool:
+    """True when the request's route says ``hide_credentials: true``."""
+    route = ctx.route
+    return route is not None and route.config.hide_credentials
+
+
+def drop_header(ctx: RequestContext, name: str) -> None:
+    """Remove every field called ``name`` (lower-case) from the request sent upstream.
+
+    The list is rebuilt, not edited in place: ``ctx.headers`` starts out as the server's
+    own list, which must keep what the client sent.
+    """
+    headers = ctx.headers
+    for key, _ in headers:
+        if key == name:
+            ctx.headers = [field for field in headers if field[0] != name]
+            return
+
+
+def query_values(query: str, name: str) -> list[str]:
+    """The values of the parameter ``name`` in a raw query string.
+
+    Names and values are form-decoded (``%XX``, and ``+`` is a space) to the bytes they
+    stand for, as ``str`` decoded as latin-1 — like header values, byte for byte. A name
+    matches after decoding (``api%5Fkey`` is ``api_key``), exactly and case-sensitively; a
+    parameter without ``=`` has the empty value.
+    """
+    if not query or (name not in query and "%" not in query):
+        return []
+    wanted = name.encode("ascii")
+    values: list[str] = []
+    for piece in query.split("&"):
+        key, _, value = piece.partition("=")
+        if _decoded(key) == wanted:
+            values.append(_decoded(value).decode("latin-1"))
+    return values
+
+
+def without_param(query: str, name: str) -> str:
+    """``query`` without any occurrence of the parameter ``name`` (matched as in
+    :func:`query_values`); every other piece is kept as sent, in order."""
+    if not query or (name not in query and "%" not in query):
+        return query
+    wanted = name.encode("ascii")
+    pieces = query.split("&")
+    kept = [piece for piece in pieces if _decoded(piece.partition("=")[0]) != wanted]
+    if len(kept) == len(pieces):
+        return query
+    return "&".join(kept)
+
+
+def _decoded(text: str) -> bytes:
+    raw = text.encode("latin-1", "replace")
+    if b"%" not in raw and b"+" not in raw:
+        return raw
+    return unquote_to_bytes(raw.replace(b"+", b" "))
