@@ -26,7 +26,7 @@ import contextlib
 import hashlib
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Final, cast
 
@@ -245,18 +245,25 @@ class PostgresAuditStore(AuditStore):
                 )
             self._lock_connection = await self._take_lock(self._claimed)
 
-    async def _take_lock(self, chain: str) -> Any:
-        """A new session holding the chain's advisory lock, or an error at once."""
+    @contextlib.contextmanager
+    def _connect_errors(self) -> Iterator[None]:
+        """Connection failures as the store's errors: missing database, unreachable
+        server, or a URL asyncpg cannot parse."""
         try:
-            connection = await asyncpg.connect(
-                self.url.target, timeout=_CONNECT_TIMEOUT_S, command_timeout=_CONNECT_TIMEOUT_S
-            )
+            yield
         except asyncpg.InvalidCatalogNameError as exc:
             raise AuditStoreNotFoundError(f"{self.url.redacted}: {exc}") from exc
         except _SINK_ERRORS as exc:
             raise self._error(exc) from exc
         except ValueError as exc:  # asyncpg's DSN parser
             raise AuditSinkError(f"bad PostgreSQL URL {self.url.redacted}: {exc}") from exc
+
+    async def _take_lock(self, chain: str) -> Any:
+        """A new session holding the chain's advisory lock, or an error at once."""
+        with self._connect_errors():
+            connection = await asyncpg.connect(
+                self.url.target, timeout=_CONNECT_TIMEOUT_S, command_timeout=_CONNECT_TIMEOUT_S
+            )
         try:
             with contextlib.suppress(asyncpg.PostgresError):  # a pooler may refuse these
                 await connection.execute(_LOCK_SESSION, _application_name())
@@ -306,7 +313,7 @@ class PostgresAuditStore(AuditStore):
         await self._hold_claim(check=self._pool is not None)
         if self._pool is not None:
             return
-        try:
+        with self._connect_errors():
             pool = await asyncpg.create_pool(
                 self.url.target,
                 min_size=1,
@@ -314,12 +321,6 @@ class PostgresAuditStore(AuditStore):
                 timeout=_CONNECT_TIMEOUT_S,
                 command_timeout=_COMMAND_TIMEOUT_S,
             )
-        except asyncpg.InvalidCatalogNameError as exc:
-            raise AuditStoreNotFoundError(f"{self.url.redacted}: {exc}") from exc
-        except _SINK_ERRORS as exc:
-            raise self._error(exc) from exc
-        except ValueError as exc:  # asyncpg's DSN parser
-            raise AuditSinkError(f"bad PostgreSQL URL {self.url.redacted}: {exc}") from exc
         try:
             async with pool.acquire() as connection:
                 if self._create:
