@@ -335,6 +335,30 @@ RULES: tuple[Rule, ...] = (
         r"\b(or|and)\s*/\*[^*\x00]*\*/\s*(true|false|not\b|\d)|\b\d+\.e\s*\(",
     ),
     _rule(
+        "sqli-function-call",
+        SQLI,
+        CRITICAL,
+        2,
+        "a call of a function that only SQL has: concat(, group_concat(, substring(, "
+        "coalesce(, db_name(, current_user(",
+        r"\b(ascii|char|chr|concat|concat_ws|group_concat|string_agg|array_agg|listagg|"
+        r"substring|substr|mid|coalesce|ifnull|isnull|nullif|nvl|database|schema|"
+        r"current_user|session_user|system_user|current_database|current_schema|version|"
+        r"load_file|unhex|make_set|elt|find_in_set|instr|db_name|schema_name|object_id|"
+        r"table_name|column_name|char_length|bit_length|extractvalue|updatexml|cast|convert|"
+        r"rand|md5|sha1|hex|ord|lpad|rpad|quote_ident|regexp_substr|json_extract|"
+        r"sqlite_version|randomblob|soundex|starts_with|lo_get|pg_read_file)\s*\(",
+    ),
+    _rule(
+        "sqli-bare-comparison",
+        SQLI,
+        CRITICAL,
+        2,
+        "a value that is only an always-true comparison: 1=1, 42<=>42, 'a'='a', 1!=2",
+        r"{B}\s*(\d+|'[^'\x00]{0,16}'|\"[^\"\x00]{0,16}\")\s*(=|==|!=|<>|<=>|\blike\b|"
+        r"\bregexp\b|\bglob\b)\s*(\d+|'[^'\x00]{0,16}'|\"[^\"\x00]{0,16}\")\s*{E}",
+    ),
+    _rule(
         "sqli-hex-or-char-encoding",
         SQLI,
         ERROR,
@@ -799,6 +823,16 @@ RULES: tuple[Rule, ...] = (
         "'?' so that the suffix the application appends becomes a query string",
         r"{B}\s*(https?|ftps?)://\d{1,3}(\.\d{1,3}){3}(:\d+)?/[^\s\x00]*\.(php\d?|phtml|pl|cgi|"
         r"asp|aspx|jsp|txt|sh|py|inc)\b|{B}\s*(https?|ftps?|file)://[^\s\x00]+\?+\s*{E}",
+    ),
+    _rule(
+        "ssrf-remote-script-url",
+        SSRF,
+        CRITICAL,
+        2,
+        "a value that is a URL of a server-side script or text file on another host "
+        "(remote file inclusion): https://host/x.php, ftp://host/shell.txt",
+        r"{B}\s*(https?|ftps?)://[^\s\x00/]+/[^\s\x00?#]*\.(php\d?|phtml|pl|cgi|asp|aspx|jsp|"
+        r"txt|sh|py|inc)([?#][^\x00]*)?\s*{E}",
     ),
     _rule(
         "ssrf-url-in-value",
