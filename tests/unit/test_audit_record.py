@@ -12,6 +12,8 @@ from dijk.audit.chain import ZERO_HASH, ChainSealer, record_hash
 from dijk.audit.record import (
     AuditRecord,
     Finding,
+    admin_record,
+    canonical_body,
     canonical_bytes,
     datetime_from_us,
     datetime_to_us,
@@ -168,3 +170,93 @@ def test_the_chain_mac_is_standard_hmac_sha256(key_length: int) -> None:
     key = bytes(range(256))[:key_length]
     message = b"prev" * 8 + GOLDEN_CANONICAL
     assert _Mac(key).digest(message) == hmac.digest(key, message, "sha256")
+
+
+# -- administrative actions ----------------------------------------------------------------
+
+ADMIN_CANONICAL = (
+    b'{"auth_method":"admin_token","bytes_in":78,"bytes_out":64,"chain":"default",'
+    b'"client_ip":"5723e9f8","consumer":"admin:DIJK_ADMIN_TOKEN",'
+    b'"credential_id":"adm:0123456789abcdef","decision":"allow",'
+    b'"findings":[{"field":"key:fedcba9876543210","rule_id":"admin.target"}],'
+    b'"gateway_latency_us":800,"method":"POST","path_template":"/admin/api/v1/keys/revoke",'
+    b'"pii_categories":[],"reason":null,"request_id":"adm-1","route":"admin:keys.revoke",'
+    b'"status":200,"time_us":1738324800123456,"upstream_latency_us":null,"v":1}'
+)
+
+
+def revocation(status: int = 200, **changes: object) -> AuditRecord:
+    values: dict[str, object] = {
+        "time": datetime(2025, 1, 31, 12, 0, 0, 123456, tzinfo=UTC),
+        "request_id": "adm-1",
+        "action": "keys.revoke",
+        "method": "POST",
+        "path": "/admin/api/v1/keys/revoke",
+        "status": status,
+        "actor": "admin:DIJK_ADMIN_TOKEN",
+        "credential_id": "adm:0123456789abcdef",
+        "client_ip": "5723e9f8",
+        "target": "key:fedcba9876543210",
+        "latency_us": 800,
+        "bytes_in": 78,
+        "bytes_out": 64,
+    }
+    values.update(changes)
+    return admin_record(**values)  # type: ignore[arg-type]
+
+
+def test_an_admin_record_is_an_ordinary_v1_record_pinned_byte_for_byte() -> None:
+    """Same keys, same encoding version: old chains, stores, exports and verify unchanged."""
+    record = revocation()
+    assert canonical_bytes(record, "default") == ADMIN_CANONICAL
+    assert list(canonical_body(record, "default")) == list(canonical_body(golden_record(), "c"))
+    sealer = ChainSealer(b"k" * 32, "default")
+    first, second = sealer.seal(golden_record()), sealer.seal(record)
+    assert second.prev_hash == first.hash
+    assert second.hash == record_hash(b"k" * 32, first.hash, record, "default")
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "decision", "recorded"),
+    [
+        (200, None, "allow", None),
+        (200, "ignored.on_success", "allow", None),
+        (400, "admin.invalid_request", "deny", "admin.invalid_request"),
+        (401, "auth.invalid_token", "deny", "auth.invalid_token"),
+        (503, None, "deny", "admin.failed"),
+    ],
+)
+def test_an_admin_record_allows_only_a_2xx_answer_and_a_denial_always_has_a_reason(
+    status: int, reason: str | None, decision: str, recorded: str | None
+) -> None:
+    record = revocation(status, reason=reason)
+    assert (record.decision, record.reason) == (decision, recorded)
+
+
+def test_a_refused_admin_request_names_no_actor_and_an_untargeted_one_no_finding() -> None:
+    record = revocation(401, reason="auth.invalid_token", actor=None, target=None)
+    assert (record.consumer, record.auth_method, record.findings) == (None, None, ())
+    assert record.route == "admin:keys.revoke"
+
+
+def test_admin_outcomes_take_only_values_of_a_known_harmless_shape() -> None:
+    from dijk.admin.audit import action_of, bearer_token, outcome_of
+
+    assert action_of("/admin/api/v1/tokens/revoke") == "tokens.revoke"
+    assert bearer_token([("authorization", "Basic x"), ("authorization", "bearer  t0k ")]) == "t0k"
+    assert bearer_token([("x-api-key", "k")]) == ""
+    revoked = b'{"revoked": true, "credential_id": "cert:00112233445566aa"}'
+    assert outcome_of("keys.revoke", 200, revoked).target == "cert:00112233445566aa"
+    jti = "ab" * 32
+    assert outcome_of("tokens.revoke", 200, b'{"jti_sha256": "%s"}' % jti.encode()).target == (
+        "jti:" + jti
+    )
+    # a credential id or reason of an unexpected shape (free text, a secret) is never copied
+    odd = outcome_of(
+        "keys.revoke", 400, b'{"credential_id": "key:not-hex-secret", "reason": "Bearer s3cret"}'
+    )
+    assert (odd.target, odd.reason) == (None, None)
+    failed = outcome_of("reload", 422, b'{"ok": false, "generation": 3, "errors": ["x"]}')
+    assert (failed.reason, failed.target) == ("admin.reload_failed", "generation:3")
+    assert outcome_of("reload", 200, b'{"generation": true}').target is None
+    assert outcome_of("reload", 500, b"not json").reason == "admin.reload_failed"

@@ -3,6 +3,8 @@
 Health and metrics are open (bind the admin listener to a private address); everything
 under ``/admin/api/`` needs ``Authorization: Bearer <token>`` with the token from the
 environment variable named by ``admin.token_env``, and is disabled when it is not set.
+State-changing actions and refused admin requests are recorded in the audit log
+(``dijk.admin.audit``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,14 @@ from typing import TYPE_CHECKING
 import orjson
 
 from dijk import __version__, metrics
+from dijk.admin.audit import (
+    READ_ONLY,
+    ActionOutcome,
+    AdminAudit,
+    action_of,
+    bearer_token,
+    outcome_of,
+)
 from dijk.audit.api import query_page
 from dijk.auth.revocation import revoke_from_request
 from dijk.pipeline.decision import Decision
@@ -30,6 +40,7 @@ _JSON = [("content-type", "application/json")]
 class AdminHandler:
     def __init__(self, server: GatewayServer) -> None:
         self._server = server
+        self._audit_log = AdminAudit(server)
         self._routes: dict[tuple[str, str], Callable[[Request], Awaitable[tuple[int, bytes]]]] = {
             ("POST", "/admin/api/v1/reload"): self._reload,
             ("GET", "/admin/api/v1/status"): self._status,
@@ -91,10 +102,67 @@ class AdminHandler:
             return
         denied = self._authorise(request)
         if denied is not None:
-            self._deny(response, denied, request_id)
+            await self._refuse(request, response, denied, request_id, accepted=False)
             return
-        status, body = await handler(request)
+        if request.method not in READ_ONLY:
+            await self._change(action_of(path), handler, request, response, request_id)
+            return
+        status, body = await handler(request)  # read-only: not recorded
         response.send(status, [*_JSON, ("x-request-id", request_id)], body)
+
+    async def _change(
+        self,
+        action: str,
+        handler: Callable[[Request], Awaitable[tuple[int, bytes]]],
+        request: Request,
+        response: ResponseWriter,
+        request_id: str,
+    ) -> None:
+        """Run a state-changing action and put it on record before answering."""
+        logs = self._audit_log.services()  # the log in force when the action is authorised
+        denied = self._audit_log.guard(logs)
+        if denied is not None:
+            await self._refuse(request, response, denied, request_id, accepted=True)
+            return
+        try:
+            status, body = await handler(request)
+        except Exception:
+            failed = ActionOutcome(500, "gateway.internal_error")
+            await self._audit_log.record(
+                request,
+                request_id,
+                failed,
+                accepted=True,
+                bytes_out=0,
+                services=self._audit_log.after(logs),
+            )
+            raise
+        await self._audit_log.record(
+            request,
+            request_id,
+            outcome_of(action, status, body),
+            accepted=True,
+            bytes_out=len(body),
+            services=self._audit_log.after(logs),  # and the new log, if a reload moved it
+        )
+        response.send(status, [*_JSON, ("x-request-id", request_id)], body)
+
+    async def _refuse(
+        self,
+        request: Request,
+        response: ResponseWriter,
+        decision: Decision,
+        request_id: str,
+        *,
+        accepted: bool,
+    ) -> None:
+        """Answer a refused admin request with its problem document, on record first."""
+        status, headers, body = problem_response(decision, request_id)
+        outcome = ActionOutcome(status, decision.reason)
+        await self._audit_log.record(
+            request, request_id, outcome, accepted=accepted, bytes_out=len(body)
+        )
+        response.send(status, headers, body)
 
     def _authorise(self, request: Request) -> Decision | None:
         token = os.environ.get(self._server.admin_token_env, "")
@@ -104,10 +172,7 @@ class AdminHandler:
                 "admin.disabled",
                 f"The admin API is disabled: set {self._server.admin_token_env} to enable it.",
             )
-        presented = ""
-        for name, value in request.headers:
-            if name == "authorization" and value[:7].lower() == "bearer ":
-                presented = value[7:].strip()
+        presented = bearer_token(request.headers)
         challenge = (("WWW-Authenticate", 'Bearer realm="dijk-admin"'),)
         if not presented:
             return Decision.deny(

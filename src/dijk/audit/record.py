@@ -24,6 +24,24 @@ pinned down here:
 
 Strings never contain NUL or lone surrogates: the writer replaces them with U+FFFD before
 hashing (PostgreSQL cannot store NUL, and surrogates have no UTF-8 form).
+
+Administrative actions
+----------------------
+Actions taken through the admin API (reload, revocations) and admin requests refused for
+their token are recorded in the same chain, with the same fields (so the encoding, the
+stores, the exports and verification are unchanged); :func:`admin_record` builds them:
+
+* ``route``: ``admin:<action>`` (``admin:reload``, ``admin:keys.revoke``, ...); a colon
+  cannot occur in a configured route name, so these never collide with request records;
+* ``path_template``: the admin endpoint; ``method``, ``status`` as answered;
+* ``decision``: ``allow`` for a 2xx answer, else ``deny`` with the answer's ``reason``;
+* who: ``consumer`` ``admin:<token variable>`` and ``auth_method`` ``admin_token`` once
+  the token was accepted (both null when it was not), ``credential_id`` ``adm:<16 hex>``
+  (a keyed hash of the bearer token presented, accepted or not), ``client_ip`` as for
+  requests;
+* what: one finding ``{"rule_id": "admin.target", "field": <target>}``: the credential id
+  revoked (``key:...``, ``tok:...``, ``cert:...``), ``jti:<SHA-256 hex of the jti>``, or
+  ``generation:<n>``, the configuration generation serving after a reload.
 """
 
 from __future__ import annotations
@@ -39,10 +57,14 @@ from typing import Any, Final, Literal, get_args
 import orjson
 
 __all__ = [
+    "ADMIN_AUTH_METHOD",
+    "ADMIN_ROUTE_PREFIX",
+    "ADMIN_TARGET",
     "CANONICAL_VERSION",
     "AuditRecord",
     "Finding",
     "Outcome",
+    "admin_record",
     "canonical_body",
     "canonical_bytes",
     "datetime_from_us",
@@ -62,6 +84,12 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 _MAX_INT64: Final = 2**63 - 1
 _INT_FIELDS: Final = ("bytes_in", "bytes_out", "gateway_latency_us")
+
+ADMIN_ROUTE_PREFIX: Final = "admin:"
+"""``route`` of administrative records: ``admin:<action>`` (see the module docstring)."""
+ADMIN_AUTH_METHOD: Final = "admin_token"
+ADMIN_TARGET: Final = "admin.target"
+"""``rule_id`` of the finding that names the target of an administrative action."""
 
 
 def datetime_to_us(moment: datetime) -> int:
@@ -148,6 +176,49 @@ class AuditRecord:
         for name, value in values.items():
             object.__setattr__(record, name, value)
         return record
+
+
+def admin_record(
+    *,
+    time: datetime,
+    request_id: str,
+    action: str,
+    method: str,
+    path: str,
+    status: int,
+    reason: str | None = None,
+    actor: str | None = None,
+    credential_id: str | None = None,
+    client_ip: str | None = None,
+    target: str | None = None,
+    latency_us: int = 0,
+    bytes_in: int = 0,
+    bytes_out: int = 0,
+) -> AuditRecord:
+    """The record of one admin API action or refused admin request.
+
+    ``actor`` is the accepted admin identity (None when the token was refused); the
+    caller pseudonymises ``credential_id`` and ``client_ip``. Never pass a secret.
+    """
+    allowed = 200 <= status < 300
+    return AuditRecord(
+        time=time,
+        request_id=request_id,
+        method=method,
+        status=status,
+        decision="allow" if allowed else "deny",
+        route=ADMIN_ROUTE_PREFIX + action,
+        path_template=path,
+        reason=None if allowed else (reason or "admin.failed"),
+        consumer=actor,
+        auth_method=ADMIN_AUTH_METHOD if actor is not None else None,
+        credential_id=credential_id,
+        client_ip=client_ip,
+        findings=(Finding(rule_id=ADMIN_TARGET, field=target),) if target else (),
+        gateway_latency_us=latency_us,
+        bytes_in=bytes_in,
+        bytes_out=bytes_out,
+    )
 
 
 def findings_json(findings: Iterable[Finding]) -> list[dict[str, str]]:

@@ -78,6 +78,12 @@ class AuditService:
     def identity(self) -> tuple[str, str]:
         return self.identity_of(self.settings)
 
+    def client_pseudonym(self, ip: str) -> str | None:
+        """The client IP as records hold it: a keyed pseudonym unless turned off."""
+        if not ip:
+            return None
+        return self.keys.pseudonym(ip) if self.settings.pseudonymise_client_ip else ip
+
     async def start(self) -> None:
         await self.writer.start()
         self._attach(self.shippers)
