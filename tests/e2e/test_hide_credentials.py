@@ -258,7 +258,7 @@ def test_the_audit_log_still_names_the_consumer(
         }
     assert found == {
         f"{marker}k": ("app", "api_key"),
-        f"{marker}t": ("batch-job", "introspection"),
+        f"{marker}t": ("introspection:batch-job", "introspection"),
     }
 
 

@@ -151,7 +151,7 @@ async def test_active_token_becomes_an_identity(server: AuthorizationServer) -> 
     ctx = context("opaque-1")
     assert await stage.request_headers(ctx) is None
     assert ctx.identity is not None
-    assert ctx.identity.consumer == "mobile-app"
+    assert ctx.identity.consumer == "introspection:mobile-app"  # unlinked: namespaced
     assert ctx.identity.method == "introspection"
     assert ctx.identity.scopes == frozenset({"accounts:read", "accounts:write"})
     assert ctx.identity.credential_id.startswith("tok:")

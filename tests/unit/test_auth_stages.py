@@ -6,22 +6,25 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
 
 from dijk.auth.certificates import CertificateRing
+from dijk.auth.consumers import TokenConsumers
 from dijk.auth.credentials import query_values, without_param
 from dijk.auth.introspection import ActiveToken, IntrospectionUnavailable, Introspector
 from dijk.auth.jwks import JwksSource, parse_jwks
 from dijk.auth.jwt import JwtVerifier, VerifiedToken
+from dijk.auth.resources import IdentityResources
 from dijk.auth.revocation import RevocationList
 from dijk.config import ConfigError, load_config_text
 from dijk.config.models import (
     ApiKeyAuthConfig,
     ConsumerConfig,
+    DijkConfig,
     IntrospectionAuthConfig,
     RouteConfig,
 )
@@ -29,13 +32,14 @@ from dijk.pipeline.context import Identity
 from dijk.pipeline.pipeline import Pipeline
 from dijk.pipeline.stage import DependencyUnavailable
 from dijk.routing.router import CompiledRoute
+from dijk.stages import StageResources, identity_stages, protection_stages
 from dijk.stages.authn_api_key import ApiKeyStage, KeyOwner, KeyRing, challenge
 from dijk.stages.authn_introspection import IntrospectionStage
 from dijk.stages.authn_jwt import JwtStage
 from dijk.stages.authn_mtls import MtlsStage
 from dijk.stages.authn_required import AuthnRequiredStage
 from dijk.stages.authz import ScopeStage
-from tests.unit.test_jwt_advisories import Issuer, context, verifier_for
+from tests.unit.test_jwt_advisories import AUDIENCE, ISSUER, Issuer, context, verifier_for
 
 KEY = "pk_test_0123456789abcdef"
 
@@ -532,7 +536,7 @@ async def test_hide_credentials_removes_the_bearer_token(issuer: Issuer, hide: b
     ctx = _on_route(context(token, x_trace="t1"), hide=hide)
     assert await pipeline(issuer).request_headers(ctx) is None
     assert ctx.identity is not None
-    assert (ctx.identity.method, ctx.identity.consumer) == ("jwt", issuer.claims()["sub"])
+    assert (ctx.identity.method, ctx.identity.consumer) == ("jwt", "jwt:" + issuer.claims()["sub"])
     assert ctx.header_values("authorization") == ([] if hide else [f"Bearer {token}"])
     assert ctx.header_values("x-trace") == ["t1"]
 
@@ -589,7 +593,7 @@ async def test_opaque_token_is_left_to_introspection_which_removes_it(issuer: Is
     assert ctx.header_values("authorization") == ["Bearer opaque-token-value"]
     assert await introspection.request_headers(ctx) is None
     assert ctx.identity is not None
-    assert (ctx.identity.consumer, ctx.identity.method) == ("svc", "introspection")
+    assert (ctx.identity.consumer, ctx.identity.method) == ("introspection:svc", "introspection")
     assert ctx.header_values("authorization") == []
     shown = _on_route(context("opaque-token-value"), hide=False, auth=("introspection",))
     stage = IntrospectionStage(fake_introspector(ACTIVE), None)
@@ -680,3 +684,311 @@ def test_hide_credentials_is_off_by_default_and_fine_where_it_applies() -> None:
     assert [route.hide_credentials for route in config.routes] == [True, False]
     assert config.auth.api_key is not None
     assert config.auth.api_key.query_param == "api_key"
+
+
+# ---- token subjects linked to consumers (consumers[].jwt_subjects / introspection_subjects) ---
+
+OTHER_ISSUER = "https://idp.elsewhere.test"
+
+
+@pytest.fixture
+def linked_config(
+    tmp_path: Any, issuer: Issuer, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., DijkConfig]:
+    """A configuration with jwt and introspection whose consumers are ``consumers``."""
+    monkeypatch.setenv("LINKED_INTROSPECTION_SECRET", "secret")
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps(issuer.jwks()))
+
+    def make(consumers: str, route: str = "") -> DijkConfig:
+        return load_config_text(
+            BASE + f"auth: {{jwt: {{jwks_file: {jwks_file}, issuer: '{ISSUER}',"
+            f" audience: '{AUDIENCE}', algorithms: [RS256], groups_claim: groups}},"
+            " introspection: {url: 'http://127.0.0.1:1/introspect', client_id: dijk,"
+            " client_secret_env: LINKED_INTROSPECTION_SECRET}}\n"
+            + consumers
+            + (route or "routes: [{name: r, match: {path_prefix: /}, upstream: u, auth: [jwt]}]\n"),
+            "dijk.yaml",
+        )
+
+    return make
+
+
+PARTNER = (
+    "consumers:\n"
+    "  - name: partner\n"
+    "    jwt_subjects: [svc-partner]\n"
+    "    introspection_subjects: [partner-client]\n"
+    "    scopes: [accounts:read, reports:read]\n"
+    "    groups: [partners]\n"
+    "  - name: admin-app\n"
+    "    scopes: [accounts:read, accounts:write, admin]\n"
+    "    groups: [admins]\n"
+)
+
+
+def _jwt_stage(idp: Issuer, config: Any, **rules: Any) -> JwtStage:
+    verifier = verifier_for(idp.jwks(), ("RS256",), **rules)
+    verifier.consumers = TokenConsumers.for_jwt(config)
+    return JwtStage(verifier, None)
+
+
+async def test_a_listed_jwt_subject_is_its_consumer_with_scopes_capped_by_the_consumer(
+    linked_config: Callable[..., DijkConfig], issuer: Issuer
+) -> None:
+    stage = _jwt_stage(issuer, linked_config(PARTNER), groups_claim="groups")
+    ctx = context(
+        issuer.token(sub="svc-partner", scope="accounts:read accounts:write", groups=["beta"])
+    )
+    assert await stage.request_headers(ctx) is None
+    assert ctx.identity is not None
+    assert ctx.identity.consumer == "partner"
+    assert ctx.identity.method == "jwt"
+    # token ∩ consumer: accounts:write (token only) and reports:read (consumer only) are out
+    assert ctx.identity.scopes == frozenset({"accounts:read"})
+    assert ctx.identity.groups == frozenset({"partners", "beta"})
+    assert ctx.identity.claims["sub"] == "svc-partner"  # claim: rate-limit keys still work
+    assert ctx.identity.credential_id.startswith("tok:")
+
+
+async def test_an_unlisted_subject_keeps_its_token_scopes_under_a_namespaced_name(
+    linked_config: Callable[..., DijkConfig], issuer: Issuer
+) -> None:
+    stage = _jwt_stage(issuer, linked_config(PARTNER))
+    ctx = context(issuer.token(sub="someone", scope="accounts:read accounts:write"))
+    assert await stage.request_headers(ctx) is None
+    assert ctx.identity is not None
+    assert ctx.identity.consumer == "jwt:someone"
+    assert ctx.identity.scopes == frozenset({"accounts:read", "accounts:write"})
+    assert ctx.identity.groups == frozenset()
+
+
+async def test_advisory_a_token_whose_sub_is_a_consumer_name_does_not_become_that_consumer(
+    linked_config: Callable[..., DijkConfig], issuer: Issuer
+) -> None:
+    """Consumer names and token subjects are different namespaces: a token issued for
+    sub="admin-app" (an IdP user anyone could register under that name) must not take the
+    configured consumer's name, limits, counters, groups or scopes."""
+    stage = _jwt_stage(issuer, linked_config(PARTNER), groups_claim="groups")
+    for sub in ("admin-app", "partner"):
+        ctx = context(issuer.token(sub=sub, scope="accounts:read"))
+        assert await stage.request_headers(ctx) is None
+        assert ctx.identity is not None
+        assert ctx.identity.consumer == f"jwt:{sub}"
+        assert ctx.identity.scopes == frozenset({"accounts:read"})
+        assert ctx.identity.groups == frozenset()
+
+
+async def test_advisory_a_subject_from_another_issuer_does_not_claim_a_consumer(
+    linked_config: Callable[..., DijkConfig], issuer: Issuer
+) -> None:
+    """A link is (issuer, subject): issuer B minting sub="svc-partner" is not the consumer
+    linked at issuer A, even if a verifier were to accept B's tokens."""
+    config = linked_config(PARTNER)
+    links = TokenConsumers.for_jwt(config)
+    assert links.caller(ISSUER, "svc-partner", frozenset(), frozenset()).linked
+    assert not links.caller(OTHER_ISSUER, "svc-partner", frozenset(), frozenset()).linked
+    assert not links.caller(None, "svc-partner", frozenset(), frozenset()).linked
+    # A verifier that trusts issuer B, with the links of a configuration whose issuer is A.
+    stage = _jwt_stage(issuer, config, issuer=OTHER_ISSUER)
+    ctx = context(issuer.token(iss=OTHER_ISSUER, sub="svc-partner"))
+    assert await stage.request_headers(ctx) is None
+    assert ctx.identity is not None
+    assert ctx.identity.consumer == "jwt:svc-partner"
+    # And with the configuration's own verifier, issuer B's token is refused outright.
+    refused = await _jwt_stage(issuer, config).request_headers(
+        context(issuer.token(iss=OTHER_ISSUER, sub="svc-partner"))
+    )
+    assert refused is not None
+    assert (refused.status, refused.reason) == (401, "auth.invalid_token")
+
+
+async def test_each_method_has_its_own_subjects(
+    linked_config: Callable[..., DijkConfig], issuer: Issuer
+) -> None:
+    """A jwt_subjects entry never links an introspection answer, nor the reverse: the JWT
+    issuer and the introspection server are different authorities."""
+    config = linked_config(PARTNER)
+    introspector = fake_introspector(
+        ActiveToken("svc-partner", frozenset({"accounts:read"}), frozenset(), "tok:00", None)
+    )
+    introspector.consumers = TokenConsumers.for_introspection(config)
+    ctx = context("opaque-token-value")
+    assert await IntrospectionStage(introspector, None).request_headers(ctx) is None
+    assert ctx.identity is not None
+    assert ctx.identity.consumer == "introspection:svc-partner"
+    linked = fake_introspector(
+        ActiveToken(
+            "partner-client",
+            frozenset({"accounts:read", "accounts:write"}),
+            frozenset({"beta"}),
+            "tok:01",
+            None,
+        )
+    )
+    linked.consumers = TokenConsumers.for_introspection(config)
+    ctx = context("opaque-token-value")
+    assert await IntrospectionStage(linked, None).request_headers(ctx) is None
+    assert ctx.identity is not None
+    assert ctx.identity.consumer == "partner"
+    assert ctx.identity.scopes == frozenset({"accounts:read"})
+    assert ctx.identity.groups == frozenset({"partners", "beta"})
+    stage = _jwt_stage(issuer, config)
+    ctx = context(issuer.token(sub="partner-client"))
+    assert await stage.request_headers(ctx) is None
+    assert ctx.identity is not None
+    assert ctx.identity.consumer == "jwt:partner-client"
+
+
+async def test_identity_resources_link_subjects_for_both_methods(
+    linked_config: Callable[..., DijkConfig], issuer: Issuer
+) -> None:
+    resources = IdentityResources.from_config(linked_config(PARTNER))
+    assert resources.jwt is not None
+    assert resources.introspection is not None
+    assert resources.jwt.consumers.method == "jwt"
+    assert len(resources.jwt.consumers) == 1
+    assert resources.introspection.consumers.method == "introspection"
+    assert len(resources.introspection.consumers) == 1
+
+
+def _wired(config: Any) -> Pipeline:
+    """The stages a route gets from the real wiring (stages/__init__.py), minus audit."""
+    resources = StageResources.from_config(config)
+    route = config.routes[0]
+    return Pipeline(
+        [
+            *identity_stages(config, route, resources),
+            ScopeStage(route),
+            *protection_stages(config, route, resources),
+        ]
+    )
+
+
+async def test_a_linked_token_gets_its_consumers_rate_limit_and_an_unlinked_one_does_not(
+    linked_config: Callable[..., DijkConfig], issuer: Issuer
+) -> None:
+    consumers = PARTNER.replace(
+        "    groups: [partners]\n",
+        "    groups: [partners]\n    rate_limit: [{name: partner-window, limit: 2, per_s: 60}]\n",
+        1,
+    ).replace(
+        "    groups: [admins]\n",
+        "    groups: [admins]\n    rate_limit: [{name: admin-window, limit: 1, per_s: 60}]\n",
+    )
+    config = linked_config(consumers)
+    chain = _wired(config)
+    try:
+        linked = [await chain.request_headers(context(issuer.token(sub="svc-partner")))]
+        linked += [await chain.request_headers(context(issuer.token(sub="svc-partner")))]
+        assert linked == [None, None]
+        refused = await chain.request_headers(context(issuer.token(sub="svc-partner")))
+        assert refused is not None
+        assert (refused.status, refused.reason) == (429, "ratelimit.exceeded")
+        assert refused.extra["policy"] == "partner-window"
+        # Neither an unlinked subject nor one equal to a consumer's name shares the limits.
+        for sub in ("someone", "partner", "admin-app", "admin-app"):
+            assert await chain.request_headers(context(issuer.token(sub=sub))) is None
+    finally:
+        await chain.close()
+
+
+async def test_a_linked_token_gets_its_consumers_concurrency_cap(
+    linked_config: Callable[..., DijkConfig], issuer: Issuer
+) -> None:
+    consumers = PARTNER.replace(
+        "    groups: [partners]\n", "    groups: [partners]\n    max_concurrent_requests: 1\n", 1
+    )
+    chain = _wired(linked_config(consumers))
+    try:
+        first = context(issuer.token(sub="svc-partner"))
+        assert await chain.request_headers(first) is None
+        second = await chain.request_headers(context(issuer.token(sub="svc-partner")))
+        assert second is not None
+        assert (second.status, second.reason) == (429, "ratelimit.concurrency_exceeded")
+        assert await chain.request_headers(context(issuer.token(sub="partner"))) is None
+        await chain.log(first)
+        assert await chain.request_headers(context(issuer.token(sub="svc-partner"))) is None
+    finally:
+        await chain.close()
+
+
+async def test_a_linked_consumers_groups_open_a_group_route(
+    linked_config: Callable[..., DijkConfig], issuer: Issuer
+) -> None:
+    route = (
+        "routes: [{name: r, match: {path_prefix: /}, upstream: u, auth: [jwt],"
+        " groups: [partners], scopes: [accounts:read]}]\n"
+    )
+    chain = _wired(linked_config(PARTNER, route))
+    try:
+        assert await chain.request_headers(context(issuer.token(sub="svc-partner"))) is None
+        denied = await chain.request_headers(context(issuer.token(sub="partner")))
+        assert denied is not None
+        assert (denied.status, denied.reason) == (403, "authz.group_not_allowed")
+    finally:
+        await chain.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "consumers:\n"
+            "  - {name: a, jwt_subjects: [svc-1, svc-2]}\n"
+            "  - {name: b, jwt_subjects: [svc-3, svc-2]}\n"
+            "routes: [{name: r, match: {path: /}, upstream: u}]\n"
+            "auth: {jwt: {jwks_file: /dev/null, issuer: i, audience: a, algorithms: [RS256]}}",
+            "dijk.yaml:6: consumers[1].jwt_subjects[1]: subject 'svc-2' already names consumer 'a'",
+        ),
+        (
+            "consumers:\n"
+            "  - {name: a, introspection_subjects: [c-1]}\n"
+            "  - {name: b, introspection_subjects: [c-1]}\n"
+            "routes: [{name: r, match: {path: /}, upstream: u}]\n"
+            "auth: {introspection: {url: 'https://idp/introspect', client_id: d,"
+            " client_secret_env: UNSET_SECRET_FOR_TEST}}",
+            "dijk.yaml:6: consumers[1].introspection_subjects[0]: subject 'c-1' already names "
+            "consumer 'a'",
+        ),
+        (
+            "consumers: [{name: a, jwt_subjects: [svc-1]}]\n"
+            "routes: [{name: r, match: {path: /}, upstream: u}]\n",
+            "dijk.yaml:4: consumers[0].jwt_subjects: lists token subjects but auth.jwt is not "
+            "configured",
+        ),
+        (
+            "consumers: [{name: a, introspection_subjects: [svc-1]}]\n"
+            "routes: [{name: r, match: {path: /}, upstream: u}]\n",
+            "consumers[0].introspection_subjects: lists token subjects but auth.introspection "
+            "is not configured",
+        ),
+        (
+            "consumers: [{name: a, jwt_subjects: ['']}]\n"
+            "routes: [{name: r, match: {path: /}, upstream: u}]\n",
+            "consumers[0].jwt_subjects[0]: String should have at least 1 character",
+        ),
+        (
+            "consumers: [{name: unverified}]\n"
+            "routes: [{name: r, match: {path: /}, upstream: u}]\n"
+            "auth: {introspection: {url: 'https://idp/introspect', client_id: d,"
+            " client_secret_env: UNSET_SECRET_FOR_TEST, on_unavailable: allow}}",
+            "consumers[0].name: 'unverified' is the name of callers let through",
+        ),
+    ],
+)
+def test_token_subject_mistakes_are_reported_with_their_line(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_config_text(BASE + text, "dijk.yaml")
+    assert message in str(raised.value), str(raised.value)
+
+
+def test_the_same_subject_may_name_one_consumer_per_method(
+    linked_config: Callable[..., DijkConfig], issuer: Issuer
+) -> None:
+    config = linked_config(
+        "consumers:\n"
+        "  - {name: a, jwt_subjects: [svc-1]}\n"
+        "  - {name: b, introspection_subjects: [svc-1]}\n",
+    )
+    assert [consumer.jwt_subjects for consumer in config.consumers] == [["svc-1"], []]

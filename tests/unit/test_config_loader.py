@@ -778,3 +778,38 @@ routes:
     assert lines[2].startswith(
         "c.yaml:10: routes[0].strip_response_headers[2]: Value error, not a valid header name: ''"
     )
+
+
+def test_a_token_subject_linked_to_two_consumers_is_located_at_the_second(
+    tmp_path: Path,
+) -> None:
+    from dijk.config import load_config_text
+
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text('{"keys": []}')
+    text = f"""\
+version: 1
+upstreams: {{bank: {{url: "http://bank"}}}}
+auth:
+  jwt: {{jwks_file: {jwks}, issuer: https://idp, audience: api, algorithms: [RS256]}}
+consumers:
+  - name: partner
+    jwt_subjects:
+      - svc-partner
+  - name: other
+    jwt_subjects:
+      - svc-other
+      - svc-partner
+    introspection_subjects: [client-1]
+routes:
+  - {{name: a, match: {{path_prefix: /}}, upstream: bank, auth: [jwt]}}
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(text, "c.yaml")
+    lines = [issue.format() for issue in caught.value.issues]
+    assert lines == [
+        "c.yaml:12: consumers[1].jwt_subjects[1]: subject 'svc-partner' already names "
+        "consumer 'partner' (a token subject is one consumer)",
+        "c.yaml:13: consumers[1].introspection_subjects: lists token subjects but "
+        "auth.introspection is not configured",
+    ], lines

@@ -31,6 +31,7 @@ import orjson
 import structlog
 
 from dijk.auth import AuthFailure
+from dijk.auth.consumers import INTROSPECTION, TokenConsumers
 from dijk.auth.jwt import as_time, groups_from, scopes_from
 from dijk.config.models import IntrospectionAuthConfig
 from dijk.pipeline.stage import DependencyUnavailable
@@ -70,7 +71,11 @@ class ActiveToken:
 
 
 class Introspector:
-    """One client for one endpoint; shared by every route that accepts ``introspection``."""
+    """One client for one endpoint; shared by every route that accepts ``introspection``.
+
+    ``consumers`` links answers' ``consumer_claim`` values to configured consumers (see
+    :mod:`dijk.auth.consumers`); an :class:`ActiveToken` still reports the raw value.
+    """
 
     def __init__(
         self,
@@ -78,8 +83,10 @@ class Introspector:
         client_secret: str,
         *,
         clock: Callable[[], float] = time.time,
+        consumers: TokenConsumers | None = None,
     ) -> None:
         self.config = config
+        self.consumers = consumers if consumers is not None else TokenConsumers(INTROSPECTION)
         self._secret = client_secret
         self._clock = clock
         self._positive: OrderedDict[bytes, tuple[ActiveToken, float]] = OrderedDict()

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dijk.auth import AuthFailure
+from dijk.auth.consumers import JWT, TokenConsumers
 from dijk.auth.jwks import JwksSource, KeySet
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
@@ -91,7 +92,13 @@ class VerifiedToken:
 
 
 class JwtVerifier:
-    """Verifies tokens for one configuration; shared by every route that accepts ``jwt``."""
+    """Verifies tokens for one configuration; shared by every route that accepts ``jwt``.
+
+    ``consumers`` links verified subjects to configured consumers (see
+    :mod:`dijk.auth.consumers`); it travels with the verifier so that every route's stage
+    uses the one index built for the configuration. A verified token still reports the raw
+    claim value as ``consumer``: the stage applies the link.
+    """
 
     def __init__(
         self,
@@ -100,9 +107,11 @@ class JwtVerifier:
         *,
         cache_size: int = 10_000,
         clock: Callable[[], float] = time.time,
+        consumers: TokenConsumers | None = None,
     ) -> None:
         self.rules = rules
         self.source = source
+        self.consumers = consumers if consumers is not None else TokenConsumers(JWT)
         self._clock = clock
         self._cache: OrderedDict[bytes, VerifiedToken] = OrderedDict()
         self._cache_size = cache_size

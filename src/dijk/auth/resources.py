@@ -2,9 +2,10 @@
 
 Built when the configuration loads (so ``dijk config validate`` reports an unusable JWKS
 file or key with the rest of the errors): the JWT verifier with its key set, the
-introspection client, the client-certificate ring and the revocation list. Nothing here
-connects anywhere yet: a JWKS URL is fetched, the introspection endpoint and Redis are
-reached, on first use inside the event loop.
+introspection client, the client-certificate ring and the revocation list; the verifier and
+the introspection client carry the index of token subjects linked to consumers
+(:mod:`dijk.auth.consumers`). Nothing here connects anywhere yet: a JWKS URL is fetched,
+the introspection endpoint and Redis are reached, on first use inside the event loop.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 from dataclasses import dataclass
 
 from dijk.auth.certificates import CertificateRing
+from dijk.auth.consumers import TokenConsumers
 from dijk.auth.introspection import Introspector
 from dijk.auth.jwks import JwksError, JwksSource
 from dijk.auth.jwt import JwtVerifier, rules_from_config
@@ -49,7 +51,12 @@ class IdentityResources:
             except JwksError as error:
                 issues.append(ConfigIssue(source, None, "auth.jwt.jwks_file", str(error)))
             else:
-                jwt = JwtVerifier(rules_from_config(settings), keys, cache_size=settings.cache_size)
+                jwt = JwtVerifier(
+                    rules_from_config(settings),
+                    keys,
+                    cache_size=settings.cache_size,
+                    consumers=TokenConsumers.for_jwt(config),
+                )
         introspection: Introspector | None = None
         endpoint = config.auth.introspection
         if endpoint is not None:
@@ -64,7 +71,9 @@ class IdentityResources:
                     )
                 )
             else:
-                introspection = Introspector(endpoint, secret)
+                introspection = Introspector(
+                    endpoint, secret, consumers=TokenConsumers.for_introspection(config)
+                )
         if issues:
             raise ConfigError(issues)
         return cls(

@@ -44,6 +44,7 @@ def cross_check(config: DijkConfig) -> Iterator[tuple[Path, str]]:
     if config.listen.port == config.admin.port and config.listen.address == config.admin.address:
         yield ("admin", "port"), "listen and admin must not use the same address and port"
     yield from _identity_checks(config)
+    yield from _token_subject_checks(config)
     yield from _hide_credentials_checks(config)
     yield from _rate_limit_checks(config)
     yield from _audit_checks(config)
@@ -117,6 +118,42 @@ def _identity_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
                 ("consumers", index, "client_certificates"),
                 "client certificates need listen.tls.client_ca_file",
             )
+
+
+def _token_subject_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
+    """Token subjects linked to consumers (``dijk.auth.consumers``): one consumer per
+    subject and method, and only for a method that is configured."""
+    auth = config.auth
+    for field, configured in (
+        ("jwt_subjects", auth.jwt is not None),
+        ("introspection_subjects", auth.introspection is not None),
+    ):
+        method = field.removesuffix("_subjects")
+        owners: dict[str, str] = {}
+        for index, consumer in enumerate(config.consumers):
+            subjects: list[str] = getattr(consumer, field)
+            if subjects and not configured:
+                yield (
+                    ("consumers", index, field),
+                    f"lists token subjects but auth.{method} is not configured",
+                )
+            for subject_index, subject in enumerate(subjects):
+                owner = owners.setdefault(subject, consumer.name)
+                if owner != consumer.name:
+                    yield (
+                        ("consumers", index, field, subject_index),
+                        f"subject {subject[:64]!r} already names consumer {owner!r} "
+                        "(a token subject is one consumer)",
+                    )
+    introspection = auth.introspection
+    if introspection is not None and introspection.on_unavailable == "allow":
+        for index, consumer in enumerate(config.consumers):
+            if consumer.name == "unverified":
+                yield (
+                    ("consumers", index, "name"),
+                    "'unverified' is the name of callers let through while introspection is "
+                    "unavailable (on_unavailable: allow); choose another name",
+                )
 
 
 def _hide_credentials_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:

@@ -399,6 +399,10 @@ class OverloadConfig(Model):
     )
 
 
+# A token's consumer claim as the verifiers accept it: a non-empty string of at most 256.
+TokenSubject = Annotated[str, Field(min_length=1, max_length=256)]
+
+
 class ConsumerConfig(Model):
     name: str = Field(description="Unique consumer name (appears in logs and metrics).")
     api_keys: list[ApiKeyRef] = Field(
@@ -417,6 +421,19 @@ class ConsumerConfig(Model):
     )
     max_concurrent_requests: int | None = Field(
         default=None, ge=1, description="Requests this consumer may have in flight at once."
+    )
+    jwt_subjects: list[TokenSubject] = Field(
+        default_factory=list,
+        description="Values of auth.jwt.consumer_claim ('sub' by default), from tokens of "
+        "auth.jwt.issuer, that are this consumer: its limits, concurrency cap and groups "
+        "apply, and the token's scopes are capped by its scopes. Other tokens are the "
+        "consumer 'jwt:<value>'.",
+    )
+    introspection_subjects: list[TokenSubject] = Field(
+        default_factory=list,
+        description="Values of auth.introspection.consumer_claim ('client_id' by default) "
+        "that are this consumer, as jwt_subjects. Other tokens are the consumer "
+        "'introspection:<value>'.",
     )
 
     @field_validator("name")
@@ -496,7 +513,9 @@ class JwtAuthConfig(Model):
         default=8192, ge=256, le=65_536, description="Longer tokens are refused unread."
     )
     consumer_claim: str = Field(
-        default="sub", description="Claim that names the consumer (rate limits, audit)."
+        default="sub",
+        description="Claim that names the caller: a value listed in a consumer's jwt_subjects "
+        "is that consumer; any other is the consumer 'jwt:<value>'.",
     )
     groups_claim: str | None = Field(
         default=None, description="Claim holding the caller's groups (a list or a string)."
@@ -572,7 +591,10 @@ class IntrospectionAuthConfig(Model):
         default=None, description="If set, the answer's 'aud' must contain one of these."
     )
     consumer_claim: str = Field(
-        default="client_id", description="Field of the answer that names the consumer."
+        default="client_id",
+        description="Field of the answer that names the caller (client_id: the client the "
+        "token was issued to; sub: its resource owner): a value listed in a consumer's "
+        "introspection_subjects is that consumer; any other is 'introspection:<value>'.",
     )
     groups_claim: str | None = Field(
         default=None, description="Field of the answer holding the caller's groups."

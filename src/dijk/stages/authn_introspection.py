@@ -4,6 +4,11 @@ The client, its caches and the rules for an answer are in :mod:`dijk.auth.intros
 This stage takes the bearer token (JWS-shaped tokens are left to ``authn_jwt`` when the
 route accepts both), checks the revocation list, and turns the answer into an identity.
 
+The answer's ``auth.introspection.consumer_claim`` (``client_id`` by default: RFC 7662 names
+the client the token was issued to, the natural unit for a consumer; use ``sub`` for the
+resource owner) names the caller: a value listed in a consumer's ``introspection_subjects``
+is that consumer (see :mod:`dijk.auth.consumers`), any other is ``introspection:<value>``.
+
 Endpoint down or slow: by default a 503 ``auth.introspection_unavailable`` (fail closed).
 With ``auth.introspection.on_unavailable: allow`` the request goes on as the consumer
 ``unverified`` with no scopes and no groups, so that only routes which need no scope stay
@@ -50,6 +55,7 @@ class IntrospectionStage(Stage):
     ) -> None:
         """``jwts_elsewhere``: the route also accepts ``jwt``, which claims JWS tokens."""
         self._introspector = introspector
+        self._consumers = introspector.consumers
         self._revocations = revocations
         self._skip_jws = jwts_elsewhere
         self._allow_when_down = introspector.config.on_unavailable == "allow"
@@ -97,12 +103,13 @@ class IntrospectionStage(Stage):
             return None
         if isinstance(answer, AuthFailure):
             return deny(answer)
+        caller = self._consumers.caller(None, answer.consumer, answer.scopes, answer.groups)
         ctx.identity = Identity(
-            consumer=answer.consumer,
+            consumer=caller.consumer,
             method="introspection",
-            scopes=answer.scopes,
+            scopes=caller.scopes,
             credential_id=answer.credential_id,
-            groups=answer.groups,
+            groups=caller.groups,
             claims=answer.claims,
         )
         if hides_credentials(ctx):

@@ -9,6 +9,12 @@ with ``WWW-Authenticate: Bearer error="invalid_token"``.
 It only claims bearer tokens shaped like a JWS (three base64url segments). When the route
 also accepts ``introspection``, an opaque token is left to that stage.
 
+The verified ``auth.jwt.consumer_claim`` (``sub`` by default) names the caller through
+:class:`~dijk.auth.consumers.TokenConsumers`: a subject listed in a consumer's
+``jwt_subjects`` (at the configured issuer) is that consumer — its limits, concurrency cap
+and groups, the token's scopes capped by the consumer's — and any other subject is the
+consumer ``jwt:<subject>``, which can never be a configured name.
+
 On a route with ``hide_credentials: true`` the ``Authorization`` header is removed once the
 caller is identified, by this token or by an earlier method (see
 :mod:`dijk.auth.credentials`); an opaque token left to introspection is left in place.
@@ -45,6 +51,7 @@ class JwtStage(Stage):
     ) -> None:
         """``opaque_tokens_elsewhere``: the route also accepts introspection."""
         self._verifier = verifier
+        self._consumers = verifier.consumers
         self._revocations = revocations
         self._pass_opaque = opaque_tokens_elsewhere
         verifier.attach()
@@ -72,12 +79,15 @@ class JwtStage(Stage):
             or (verified.jti is not None and await revocations.jti_revoked(verified.jti))
         ):
             return deny(REVOKED)
+        caller = self._consumers.caller(
+            verified.claims.get("iss"), verified.consumer, verified.scopes, verified.groups
+        )
         ctx.identity = Identity(
-            consumer=verified.consumer,
+            consumer=caller.consumer,
             method="jwt",
-            scopes=verified.scopes,
+            scopes=caller.scopes,
             credential_id=verified.credential_id,
-            groups=verified.groups,
+            groups=caller.groups,
             claims=verified.claims,
         )
         if hides_credentials(ctx):
