@@ -148,13 +148,15 @@ async def test_unreachable_store_fails_closed_with_503() -> None:
     )
     assert decision is not None
     assert (decision.status, decision.reason) == (503, "auth.revocation_unavailable")
-    status, _ = await revoke_from_request(
+    status, answer = await revoke_from_request(
         RevocationList.from_url("redis://127.0.0.1:1/0"),
         "keys",
         orjson.dumps({"sha256": "0" * 64}),
         60,
     )
     assert status == 503
+    # A dependency fault, not the admin's mistake: its own reason code.
+    assert answer["reason"] == "auth.revocation_unavailable"
 
 
 async def test_memory_revocations_survive_a_new_configuration() -> None:

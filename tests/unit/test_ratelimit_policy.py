@@ -65,6 +65,19 @@ def test_consumer_and_claim_parts_read_the_identity() -> None:
     assert "alpha" in rule.bucket(ctx).key
 
 
+def test_a_tokens_own_subject_is_hashed_in_storage_keys() -> None:
+    # "jwt:<sub>" may be an e-mail address or user id; it must not be readable in Redis.
+    rule = compile_rule(RateLimitRule(key="consumer", limit=1, per_s=1), "", "r:x")
+    ctx = context()
+    ctx.identity = Identity("jwt:ann@example.org", "jwt")
+    other = context()
+    other.identity = Identity("jwt:bob@example.org", "jwt")
+    key = rule.bucket(ctx).key
+    assert "ann" not in key
+    assert "example.org" not in key
+    assert key != rule.bucket(other).key
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [

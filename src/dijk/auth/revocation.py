@@ -167,7 +167,10 @@ async def revoke_from_request(
             assert credential is not None
             await revocations.revoke_credential(credential, float(ttl) if ttl else None)
     except StorageUnavailable:
-        return 503, _problem("The revocation store is unavailable; nothing was revoked.")
+        return 503, _problem(
+            "The revocation store is unavailable; nothing was revoked.",
+            "auth.revocation_unavailable",
+        )
     log.info("credential_revoked", credential_id=credential, jti=jti is not None, ttl_s=ttl)
     answer: dict[str, object] = {"revoked": True, "storage": revocations.backend}
     if credential is not None:
@@ -177,5 +180,5 @@ async def revoke_from_request(
     return 200, answer
 
 
-def _problem(detail: str) -> dict[str, object]:
-    return {"reason": "admin.invalid_request", "detail": detail}
+def _problem(detail: str, reason: str = "admin.invalid_request") -> dict[str, object]:
+    return {"reason": reason, "detail": detail}

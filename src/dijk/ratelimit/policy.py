@@ -66,7 +66,17 @@ def needs_identity(key: str) -> bool:
 
 def _part(name: str, rule: RateLimitRule) -> KeyPart:
     if name == "consumer":
-        return lambda ctx: ctx.identity.consumer if ctx.identity is not None else "-"
+
+        def consumer(ctx: RequestContext) -> str:
+            identity = ctx.identity
+            if identity is None:
+                return "-"
+            name = identity.consumer
+            # Configured names stay readable; a token's own subject ("jwt:<sub>") can be a
+            # user id or e-mail address and is hashed like header and claim values.
+            return digest(name) if ":" in name else name
+
+        return consumer
     if name == "api_key":
 
         def api_key(ctx: RequestContext) -> str:
