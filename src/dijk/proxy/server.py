@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import signal
 import ssl
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +91,12 @@ class GatewayServer:
         self._servers: list[asyncio.Server] = []
         self._connections: set[HttpProtocol] = set()
         self._stopping: asyncio.Event | None = None
+        # Reloads compile in a worker thread, one at a time (the lock); at most one more
+        # waits behind the one compiling, shared by every request made meanwhile (reload()).
         self._reload_lock = asyncio.Lock()
+        self._queued_reload: asyncio.Task[ReloadResult] | None = None
+        self._reload_tasks: set[asyncio.Task[Any]] = set()
+        self._stopped = False
         # States replaced by a reload, closed after the drain delay or at stop (whichever
         # comes first), so that what they own (an audit writer) is always closed cleanly.
         self._retired: dict[int, GatewayState] = {}
@@ -159,38 +166,102 @@ class GatewayServer:
         return bool(trusted) and trusted.trusts(ip)
 
     async def reload(self) -> ReloadResult:
-        """Build the new configuration completely, then swap; on error keep the old one."""
+        """Read and compile the configuration off the event loop, then swap; on error keep
+        the old one.
+
+        Requests keep being served while the new configuration compiles: reading the file
+        and :func:`build_state` (OpenAPI documents, the Hyperscan database, key files) run
+        in a worker thread; opening what needs the event loop (:meth:`GatewayState.start`)
+        and the swap happen on the loop. One reload compiles at a time. Reloads requested
+        while one compiles are coalesced into one more, which reads the file only after
+        the running one has finished: every caller gets the result of a reload that read
+        the file after it asked, so the last file written is the one that ends up live.
+        """
+        if self._stopped:
+            generation = self.state.generation
+            return ReloadResult(False, generation, ["the gateway is stopping"])
+        queued = self._queued_reload
+        if queued is None or queued.done():
+            if self._reload_lock.locked():
+                log.info("reload_queued", behind_generation=self.state.generation + 1)
+            queued = self._queued_reload = self._track(self._reload_when_free())
+        # Shielded: a caller that goes away (an admin connection closing) does not cancel
+        # a reload other callers share; only stop() does.
+        return await asyncio.shield(queued)
+
+    async def _reload_when_free(self) -> ReloadResult:
         async with self._reload_lock:
-            old = self.state
-            generation = old.generation + 1
+            self._queued_reload = None  # from now on a request queues the next reload
+            return await self._reload_now()
+
+    async def _reload_now(self) -> ReloadResult:
+        old = self.state
+        generation = old.generation + 1
+        log.info("reload_started", generation=generation)
+        started = time.perf_counter()
+        try:
+            config, new = await self._compile_off_loop(generation)
+        except ConfigError as exc:
+            metrics.RELOADS.labels("failed").inc()
+            errors = [issue.format() for issue in exc.issues]
+            log.error("reload_failed", errors=errors, kept_generation=old.generation)
+            return ReloadResult(False, old.generation, errors)
+        except Exception as exc:  # a bug while compiling: keep serving the old config
+            metrics.RELOADS.labels("failed").inc()
+            log.exception("reload_failed", kept_generation=old.generation)
+            return ReloadResult(False, old.generation, [f"{type(exc).__name__}: {exc}"])
+        compile_s = time.perf_counter() - started
+        try:
+            await new.start(old)  # on the loop: the audit log's database, tasks, locks
+        except ConfigError as exc:
+            await new.close()
+            metrics.RELOADS.labels("failed").inc()
+            errors = [issue.format() for issue in exc.issues]
+            log.error("reload_failed", errors=errors, kept_generation=old.generation)
+            return ReloadResult(False, old.generation, errors)
+        except BaseException:  # cancelled by stop(): this state never serves
+            await new.close()
+            raise
+        warnings = _restart_needed(old.config, config)
+        self.gateway.state = new
+        self._data_limits = server_limits(config.limits)
+        metrics.RELOADS.labels("ok").inc()
+        metrics.CONFIG_GENERATION.set(generation)
+        log.info(
+            "reloaded", generation=generation, warnings=warnings, compile_s=round(compile_s, 3)
+        )
+        self._retire(old)
+        return ReloadResult(True, generation, [], warnings)
+
+    def _compile_off_loop(self, generation: int) -> asyncio.Future[tuple[DijkConfig, GatewayState]]:
+        """Read and compile the configuration in a new worker thread.
+
+        The thread is a daemon: a SIGTERM during a long compile does not wait for it (the
+        result is dropped). Only one runs at a time (the reload lock), except after stop()
+        has cancelled a reload, when no new reload starts.
+        """
+        done: concurrent.futures.Future[tuple[DijkConfig, GatewayState]] = (
+            concurrent.futures.Future()
+        )
+
+        def compile_config() -> None:
+            if not done.set_running_or_notify_cancel():
+                return
             try:
                 config = self._loader()
-                new = build_state(config, generation, self.source)
-            except ConfigError as exc:
-                metrics.RELOADS.labels("failed").inc()
-                errors = [issue.format() for issue in exc.issues]
-                log.error("reload_failed", errors=errors, kept_generation=old.generation)
-                return ReloadResult(False, old.generation, errors)
-            except Exception as exc:  # a bug while compiling: keep serving the old config
-                metrics.RELOADS.labels("failed").inc()
-                log.exception("reload_failed", kept_generation=old.generation)
-                return ReloadResult(False, old.generation, [f"{type(exc).__name__}: {exc}"])
-            try:
-                await new.start(old)
-            except ConfigError as exc:
-                await new.close()
-                metrics.RELOADS.labels("failed").inc()
-                errors = [issue.format() for issue in exc.issues]
-                log.error("reload_failed", errors=errors, kept_generation=old.generation)
-                return ReloadResult(False, old.generation, errors)
-            warnings = _restart_needed(old.config, config)
-            self.gateway.state = new
-            self._data_limits = server_limits(config.limits)
-            metrics.RELOADS.labels("ok").inc()
-            metrics.CONFIG_GENERATION.set(generation)
-            log.info("reloaded", generation=generation, warnings=warnings)
-            self._retire(old)
-            return ReloadResult(True, generation, [], warnings)
+                done.set_result((config, build_state(config, generation, self.source)))
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        threading.Thread(target=compile_config, name="dijk-reload", daemon=True).start()
+        return asyncio.wrap_future(done)
+
+    def _track(self, coroutine: Coroutine[Any, Any, ReloadResult]) -> asyncio.Task[ReloadResult]:
+        """A task stop() can cancel, held until it ends (the loop keeps only weak ones)."""
+        task = asyncio.ensure_future(coroutine)
+        self._reload_tasks.add(task)
+        task.add_done_callback(self._reload_tasks.discard)
+        return task
 
     def _retire(self, old: GatewayState) -> None:
         """Close ``old`` after the drain delay (requests in flight finish on it)."""
@@ -211,7 +282,7 @@ class GatewayServer:
         if install_signals:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, self._stopping.set)
-            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+            loop.add_signal_handler(signal.SIGHUP, lambda: self._track(self.reload()))
         try:
             await self._stopping.wait()
         finally:
@@ -227,6 +298,14 @@ class GatewayServer:
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish (bounded), then close."""
         self.ready = False
+        # A reload compiling now is abandoned (its thread's result is dropped) and one
+        # waiting never starts: nothing may swap in a state while this one drains.
+        self._stopped = True
+        reloads = list(self._reload_tasks)
+        for task in reloads:
+            task.cancel()
+        if reloads:
+            await asyncio.wait(reloads)
         for server in self._servers:
             server.close()
         deadline = time.monotonic() + _DRAIN_SECONDS

@@ -3,6 +3,15 @@
 Everything expensive happens here, once per load: the route table, each route's pipeline,
 upstream pools, trusted proxy networks. A reload builds a complete new state and swaps it;
 requests in flight finish on the state they started with.
+
+Threads: on reload :func:`build_state` runs in a worker thread while the event loop keeps
+serving from the old state (``GatewayServer.reload``; the first load, before the listeners
+open, runs on the loop). So building must not touch the event loop: no
+``asyncio.get_running_loop()``, no tasks, timers or connections (asyncio locks and events may
+be created: since Python 3.10 they bind to a loop only when first waited on), and nothing
+shared with the running state may be mutated in a way a concurrent request could see half
+done. What needs the loop is opened by :meth:`GatewayState.start`, which the server awaits on
+the loop before the swap.
 """
 
 from __future__ import annotations
@@ -69,6 +78,7 @@ class GatewayState:
     async def start(self, previous: GatewayState | None = None) -> None:
         """Open what needs I/O before this state serves: the audit log (kept from
         ``previous`` when the store and chain did not change, so one chain has one writer).
+        Always awaited on the event loop, after :func:`build_state`.
 
         Raises :class:`ConfigError` with a message for the operator.
         """
@@ -91,7 +101,10 @@ class GatewayState:
 
 
 def build_state(config: DijkConfig, generation: int, source: str = "") -> GatewayState:
-    """Compile ``config``; raises :class:`ConfigError` with issues a user can act on."""
+    """Compile ``config``; raises :class:`ConfigError` with issues a user can act on.
+
+    Runs in a worker thread on reload (see the module docstring): no event loop here.
+    """
     issues: list[ConfigIssue] = []
     try:
         router = Router(config.routes)
