@@ -216,6 +216,10 @@ class Gateway:
             return Decision.deny(400, exc.reason, str(exc))
         match = state.router.match(ctx.method, ctx.path)
         if match.route is None:
+            if state.global_network is not None:
+                refused = state.global_network.decide(ctx.client_ip)
+                if refused is not None:
+                    return refused  # the same 403 as on routes: no map of what exists
             if match.allowed:
                 allow = ", ".join(sorted(match.allowed))
                 return Decision.deny(

@@ -27,6 +27,7 @@ from dijk.proxy.upstream import UpstreamConnection, UpstreamPool
 from dijk.routing.router import Router
 from dijk.stages import StageResources, build_default_stages, build_route_stages
 from dijk.stages.audit import AuditResources
+from dijk.stages.network import NetworkPolicy, global_policy
 
 
 @dataclass(slots=True)
@@ -74,6 +75,8 @@ class GatewayState:
     # Strict audit durability: the gateway commits a request's record before it releases
     # the response (see stages/audit.py); None in batched mode.
     release_gate: AuditResources | None = None
+    # The global IP and country rules, for requests that match no route (None: no rules).
+    global_network: NetworkPolicy | None = None
 
     async def start(self, previous: GatewayState | None = None) -> None:
         """Open what needs I/O before this state serves: the audit log (kept from
@@ -159,4 +162,5 @@ def build_state(config: DijkConfig, generation: int, source: str = "") -> Gatewa
         release_gate=resources.audit
         if resources.audit is not None and resources.audit.strict
         else None,
+        global_network=global_policy(config.network),
     )

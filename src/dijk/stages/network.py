@@ -108,20 +108,18 @@ def needs_network_stage(network: NetworkConfig, route: RouteConfig) -> bool:
     return not (global_rules(network).empty and route_rules(route).empty)
 
 
-class NetworkStage(Stage):
-    name: ClassVar[str] = "network"
-    priority: ClassVar[int] = 8000
-    phases: ClassVar[frozenset[Phase]] = frozenset({Phase.REQUEST_HEADERS})
+class NetworkPolicy:
+    """The rules of one or more places, compiled; a caller must pass all of them."""
 
-    def __init__(self, network: NetworkConfig, route: RouteConfig) -> None:
+    __slots__ = ("_countries", "_internal", "_rules")
+
+    def __init__(self, network: NetworkConfig, places: Iterable[Rules]) -> None:
         self._internal = IpSet(network.internal_networks)
-        self._rules = tuple(
-            rules for rules in (global_rules(network), route_rules(route)) if not rules.empty
-        )
+        self._rules = tuple(rules for rules in places if not rules.empty)
         self._countries = any(rules.uses_countries for rules in self._rules)
 
-    async def request_headers(self, ctx: RequestContext) -> Decision | None:
-        address = client_address(ctx.client_ip)
+    def decide(self, client_ip: str) -> Decision | None:
+        address = client_address(client_ip)
         if address is None:
             return _denied()  # not an IP address: no rule can vouch for it
         internal = address in self._internal
@@ -132,6 +130,26 @@ class NetworkStage(Stage):
             if not allowed(rules, address, internal, country):
                 return _denied()
         return None
+
+
+def global_policy(network: NetworkConfig) -> NetworkPolicy | None:
+    """The global rules alone, for requests that match no route (so that a refused
+    network cannot tell which paths exist: it gets 403 everywhere, not 404 here and 403
+    there). None when there are no global rules."""
+    rules = global_rules(network)
+    return None if rules.empty else NetworkPolicy(network, (rules,))
+
+
+class NetworkStage(Stage):
+    name: ClassVar[str] = "network"
+    priority: ClassVar[int] = 8000
+    phases: ClassVar[frozenset[Phase]] = frozenset({Phase.REQUEST_HEADERS})
+
+    def __init__(self, network: NetworkConfig, route: RouteConfig) -> None:
+        self._policy = NetworkPolicy(network, (global_rules(network), route_rules(route)))
+
+    async def request_headers(self, ctx: RequestContext) -> Decision | None:
+        return self._policy.decide(ctx.client_ip)
 
 
 def client_address(text: str) -> IPAddress | None:
