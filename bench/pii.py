@@ -16,7 +16,11 @@ Prints, and writes to ``bench/results/pii-latest.json``:
    detector remembers short values it has seen and library validations); the other
    rows repeat one document, as an API serving the same customers does.
 3. The worst cost per character on adversarial text (crafted to make the scanners work
-   hardest), to show the linear-time bound has a small constant.
+   hardest), to show the linear-time bound has a small constant; one text is random
+   (card-like groups of random digits), so no memo or library cache can help. And the
+   cost per byte of adversarial JSON documents (many distinct short values, each a
+   separate scan), the shape a hostile upstream would choose; the detector forgets
+   everything before each, so every validation the budget allows runs.
 4. With ``--gateway`` (needs nginx and wrk, installed with apt-get if missing): requests/s
    of ``dijk serve`` in front of an nginx upstream that returns that response, with the
    route's ``privacy:`` off, recording only, masking, and hashing, beside nginx answering
@@ -37,6 +41,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import re
 import statistics
 import sys
@@ -149,6 +154,13 @@ def median_microseconds(function: Callable[[], object], runs: int) -> dict[str, 
     }
 
 
+def _random_card_groups(size: int) -> str:
+    """`4xxx 4xxx ...`: every group starts a Visa-length candidate, none repeats."""
+    rng = random.Random(5)
+    groups = (f"4{rng.randrange(1000):03d}" for _ in range(size // 5 + 1))
+    return " ".join(groups)[:size]
+
+
 ADVERSARIAL: dict[str, Callable[[int], str]] = {
     "digit groups `0 0 0`": lambda size: ("0 " * size)[:size],
     "parenthesised zeros": lambda size: ("(0)" * size)[:size],
@@ -160,7 +172,41 @@ ADVERSARIAL: dict[str, Callable[[int], str]] = {
     "phone-like groups": lambda size: ("01 23 45 67 89 " * size)[:size],
     "jwt prefixes": lambda size: ("eyJ." * size)[:size],
     "hex and colons": lambda size: ("a:b:" * size)[:size],
+    "card groups, random digits": _random_card_groups,
 }
+
+
+def _distinct_phones(size: int) -> list[str]:
+    rng = random.Random(6)
+    return [f"06 {rng.randrange(10**8):08d}" for _ in range(size // 14)]
+
+
+def _keys_with_digits(size: int) -> dict[str, int]:
+    rng = random.Random(7)
+    return {f"k{rng.randrange(10**8):08d}": 1 for _ in range(size // 16)}
+
+
+ADVERSARIAL_JSON: dict[str, Callable[[int], Any]] = {
+    "distinct phone-like strings": _distinct_phones,
+    "distinct keys with digits": _keys_with_digits,
+}
+
+
+def adversarial_json_costs(detector: PiiDetector, size: int) -> dict[str, float]:
+    """CPU nanoseconds per byte of JSON for documents of about `size` bytes, each scanned
+    by a detector that has forgotten everything (no memo, no library cache)."""
+    costs: dict[str, float] = {}
+    for name, make in ADVERSARIAL_JSON.items():
+        document = make(size)
+        length = len(json.dumps(document))
+        seconds = []
+        for _ in range(2):
+            detector.forget()
+            start = time.process_time()
+            detector.scan_json(document)
+            seconds.append(time.process_time() - start)
+        costs[name] = min(seconds) / length * 1e9
+    return costs
 
 
 def adversarial_costs(detector: PiiDetector, size: int) -> dict[str, float]:
@@ -470,7 +516,11 @@ def main(argv: list[str] | None = None) -> int:
     adversarial = adversarial_costs(detector, size)
     print(f"\nAdversarial text, {size} characters: CPU cost per character")
     for name, nanoseconds in adversarial.items():
-        print(f"{name:<24} {nanoseconds / 1000:8.2f} us/char")
+        print(f"{name:<28} {nanoseconds / 1000:8.2f} us/char")
+    adversarial_json = adversarial_json_costs(detector, size)
+    print(f"\nAdversarial JSON, about {size} bytes, nothing remembered: CPU cost per byte")
+    for name, nanoseconds in adversarial_json.items():
+        print(f"{name:<28} {nanoseconds / 1000:8.2f} us/byte")
 
     result = {
         "benchmark": "pii",
@@ -494,6 +544,9 @@ def main(argv: list[str] | None = None) -> int:
         },
         "adversarial_characters": size,
         "adversarial_ns_per_char": {name: round(value, 1) for name, value in adversarial.items()},
+        "adversarial_json_ns_per_byte": {
+            name: round(value, 1) for name, value in adversarial_json.items()
+        },
     }
     if args.gateway:
         result["gateway"] = run_gateway_bench(args, body.encode())

@@ -105,6 +105,12 @@ ADVERSARIAL: dict[str, Callable[[int], str]] = {
     "card groups": lambda size: ("4111 " * size)[:size],
     "bsn keyword": lambda size: ("BSN 123 " * size)[:size],
     "birth keyword": lambda size: ("born 1.1.1 " * size)[:size],
+    "grouped ibans": lambda size: ("NL91 ABNA 0417 1643 00 " * size)[:size],
+    "phone-like groups": lambda size: ("01 23 45 67 89 " * size)[:size],
+    "card groups, random digits": lambda size: " ".join(
+        f"4{(index * 7919) % 1000:03d}" for index in range(size // 5 + 1)
+    )[:size],
+    "dense e-mail addresses": lambda size: ("a@b.nl " * size)[:size],
 }
 
 

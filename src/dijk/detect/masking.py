@@ -5,7 +5,9 @@
     masked = masker.mask_json(document, detector.scan_json(document))
 
 The result is a new JSON value (the input is not changed); the caller serialises it,
-so Content-Length is computed from the masked body. Nothing here does I/O.
+so Content-Length is computed from the masked body. Objects and lists on the way to a
+finding are copied; the parts of the document without findings may be shared with the
+input rather than copied, so treat the result as read-only. Nothing here does I/O.
 
 Strategies, for each finding (a `PiiMatch`) or each value a field rule selects:
 
@@ -60,6 +62,11 @@ __all__ = [
 MIN_KEY_BYTES = 16
 SECRET_MASK = "********"  # noqa: S105 - what a secret is replaced with
 _PSEUDONYM_HEX_CHARS = 16
+# Renderings of short values remembered per masker (the same customers come back in
+# every response; a pseudonym costs an HMAC and, for a phone number, a parse). Exact,
+# bounded, process memory only, like the detector's memo.
+_RENDER_MEMO_CHARS = 256
+_RENDER_MEMO_SIZE = 16_384
 
 
 class Strategy(StrEnum):
@@ -288,7 +295,17 @@ class Masker:
     before pseudonymising. Raises ValueError for a bad pattern or a missing key.
     """
 
-    __slots__ = ("_bare", "_categories", "_key", "_paths", "_region", "_rules", "_strategy")
+    __slots__ = (
+        "_all_categories",
+        "_bare",
+        "_categories",
+        "_key",
+        "_paths",
+        "_region",
+        "_rendered",
+        "_rules",
+        "_strategy",
+    )
 
     def __init__(
         self,
@@ -325,6 +342,8 @@ class Masker:
             raise ValueError(f"strategy hash needs a key of at least {MIN_KEY_BYTES} bytes")
         self._key = key
         self._region = region
+        self._all_categories = self._categories == frozenset(Category)
+        self._rendered: dict[tuple[str, Category | None, Strategy], str] = {}
 
     # -- text ---------------------------------------------------------------------------
 
@@ -342,12 +361,131 @@ class Masker:
         document. A match that does not fit its value (an offset past its end) masks
         the whole value: when in doubt, hide.
         """
+        if self._all_categories:
+            relevant = matches if isinstance(matches, list) else list(matches)
+        else:
+            relevant = [match for match in matches if match.category in self._categories]
+        if not self._rules and relevant:
+            tree = _FindingTree.of(relevant, path)
+            if tree is not None:
+                return self._mask_tree(document, tree)
+        return self._mask_walk(document, relevant, path)
+
+    def _mask_tree(self, document: Any, tree: _FindingTree) -> Any:
+        """Only the containers on the way to a finding are copied (without field rules).
+
+        The same result as `_mask_walk`, which visits every value and looks its path up.
+        """
+        holder: list[Any] = [None]
+        stack: list[tuple[Any, PathNode, list[Any] | dict[str, Any], Any]] = [
+            (document, tree.root, holder, 0)
+        ]
+        below, values, keys = tree.below, tree.values, tree.keys
+        drop = self._strategy is Strategy.DROP
+        while stack:
+            value, node, container, slot = stack.pop()
+            if not isinstance(value, dict | list | tuple):
+                found = values.get(node)
+                if found:
+                    self._mask_value_in(container, slot, value, found, drop)
+                continue
+            children = below.get(node)
+            if children is None:
+                continue  # (the document differs from the scan: nothing found in here)
+            if isinstance(value, dict):
+                copy = self._copy_object(value, children, keys)
+                members = copy.members
+                container[slot] = members
+                renamed = copy.renamed
+                for segment, child_node in children.items():
+                    if not isinstance(segment, str) or segment not in value:
+                        continue
+                    new_key = renamed.get(segment, segment) if renamed else segment
+                    if new_key is None:
+                        continue
+                    child = value[segment]
+                    if isinstance(child, dict | list | tuple):
+                        if child_node in below:
+                            stack.append((child, child_node, members, new_key))
+                        continue
+                    found = values.get(child_node)
+                    if found:
+                        self._mask_value_in(members, new_key, child, found, drop)
+            elif isinstance(value, list | tuple):
+                items = list(value)
+                container[slot] = items
+                for segment, child_node in children.items():
+                    if not isinstance(segment, int) or segment >= len(items):
+                        continue
+                    child = items[segment]
+                    if isinstance(child, dict | list | tuple):
+                        if child_node in below:
+                            stack.append((child, child_node, items, segment))
+                        continue
+                    found = values.get(child_node)
+                    if found:
+                        self._mask_value_in(items, segment, child, found, drop)
+        return holder[0]
+
+    def _mask_value_in(
+        self,
+        container: list[Any] | dict[str, Any],
+        slot: Any,
+        value: Any,
+        matches: list[PiiMatch],
+        drop: bool,
+    ) -> None:
+        """Mask a scalar with findings in its place (`drop`: remove it)."""
+        if drop:
+            _drop(container, slot)
+            return
+        text = value if isinstance(value, str) else _scalar_text(value)
+        if text is None:
+            return
+        if len(matches) == 1:  # the usual case, `_replace_spans` and `_render` inlined
+            only = matches[0]
+            start, end = only.start, only.end
+            if 0 <= start < end <= len(text) and end - start <= _RENDER_MEMO_CHARS:
+                piece = text[start:end]
+                rendered = self._rendered.get((piece, only.category, self._strategy))
+                if rendered is not None:
+                    container[slot] = text[:start] + rendered + text[end:]
+                    return
+        container[slot] = self._replace_spans(text, matches, self._strategy)
+
+    def _copy_object(
+        self,
+        value: dict[Any, Any],
+        children: dict[str | int, PathNode],
+        keys: dict[PathNode, list[PiiMatch]],
+    ) -> _ObjectCopy:
+        """A copy of an object, its keys that are personal data masked (or dropped)."""
+        if not keys or not any(node in keys for node in children.values()):
+            return _ObjectCopy(dict(value), None)
+        members: dict[str, Any] = {}
+        renamed: dict[str, str | None] = {}
+        for key, child in value.items():
+            node = children.get(key)
+            key_matches = keys.get(node) if node is not None else None
+            new_key = key
+            if key_matches:
+                if self._strategy is Strategy.DROP:
+                    renamed[key] = None
+                    continue
+                new_key = self._replace_spans(key, key_matches, self._strategy)
+            new_key = _unique_key(members, new_key)
+            members[new_key] = child
+            if new_key != key:
+                renamed[key] = new_key
+        return _ObjectCopy(members, renamed)
+
+    def _mask_walk(self, document: Any, matches: Iterable[PiiMatch], path: str) -> Any:
+        """Every value visited, its path looked up (field rules need the whole walk)."""
         by_path: dict[str, list[PiiMatch]] = {}
         by_key_path: dict[str, list[PiiMatch]] = {}
         for match in matches:
-            if match.category in self._categories:
-                target = by_key_path if match.in_key else by_path
-                target.setdefault(match.path, []).append(match)
+            target = by_key_path if match.in_key else by_path
+            target.setdefault(match.path, []).append(match)
         result: list[Any] = [None]  # a dropped root stays None
         initial_states = tuple((index, 0) for index in self._paths)
         stack: list[tuple[Any, PathNode, _States, int, _Place]] = [
@@ -477,6 +615,11 @@ class Masker:
         return mask_value(text, category)
 
     def _replace_spans(self, text: str, matches: Iterable[PiiMatch], strategy: Strategy) -> str:
+        if isinstance(matches, list) and len(matches) == 1:
+            only = matches[0]
+            if 0 <= only.start < only.end <= len(text):
+                rendered = self._render(text[only.start : only.end], only.category, strategy)
+                return text[: only.start] + rendered + text[only.end :]
         ordered = sorted(matches, key=lambda match: (match.start, -match.end))
         if any(not 0 <= match.start < match.end <= len(text) for match in ordered):
             category = ordered[0].category if ordered else None
@@ -498,10 +641,22 @@ class Masker:
         return "".join(pieces)
 
     def _render(self, text: str, category: Category | None, strategy: Strategy) -> str:
-        if strategy is Strategy.HASH:
-            return self._pseudonym(text, category)
         if strategy is Strategy.DROP:
             return ""
+        if len(text) > _RENDER_MEMO_CHARS:
+            return self._render_new(text, category, strategy)
+        memo_key = (text, category, strategy)
+        rendered = self._rendered.get(memo_key)
+        if rendered is None:
+            rendered = self._render_new(text, category, strategy)
+            if len(self._rendered) >= _RENDER_MEMO_SIZE:
+                self._rendered.clear()
+            self._rendered[memo_key] = rendered
+        return rendered
+
+    def _render_new(self, text: str, category: Category | None, strategy: Strategy) -> str:
+        if strategy is Strategy.HASH:
+            return self._pseudonym(text, category)
         return mask_value(text, category)
 
     def _pseudonym(self, text: str, category: Category | None) -> str:
@@ -515,6 +670,82 @@ class _Dropped:
 
 
 _DROPPED = _Dropped()
+
+
+def _drop(container: list[Any] | dict[str, Any], slot: Any) -> None:
+    """Remove a member, or null an element (the other elements keep their positions)."""
+    if isinstance(container, dict):
+        del container[slot]
+    else:
+        container[slot] = None
+
+
+class _ObjectCopy:
+    """A copied object and, if some of its keys were masked, old key -> new key (None:
+    the member was dropped)."""
+
+    __slots__ = ("members", "renamed")
+
+    def __init__(self, members: dict[str, Any], renamed: dict[str, str | None] | None) -> None:
+        self.members = members
+        self.renamed = renamed
+
+
+class _FindingTree:
+    """The findings of one `scan_json` arranged by the detector's nodes (`PiiMatch.location`).
+
+    `below` maps each container node on the way to a finding to its children on the way;
+    `values` and `keys` hold the findings in a value and in a member's key.
+    """
+
+    __slots__ = ("below", "keys", "root", "values")
+
+    def __init__(self, root: PathNode) -> None:
+        self.root = root
+        self.below: dict[PathNode, dict[str | int, PathNode]] = {}
+        self.values: dict[PathNode, list[PiiMatch]] = {}
+        self.keys: dict[PathNode, list[PiiMatch]] = {}
+
+    @classmethod
+    def of(cls, matches: list[PiiMatch], path: str) -> _FindingTree | None:
+        """The tree, or None when a match has no location, or the locations do not come
+        from one scan rooted at `path` (then the masker reads paths instead)."""
+        first = matches[0].location
+        if first is None:
+            return None
+        root = first
+        while root.parent is not None:
+            root = root.parent
+        if root.segment != path:
+            return None
+        tree = cls(root)
+        below, values, keys = tree.below, tree.values, tree.keys
+        for match in matches:
+            node = match.location
+            if node is None:
+                return None
+            target = keys if match.in_key else values
+            bucket = target.get(node)
+            if bucket is not None:
+                bucket.append(match)
+                continue
+            target[node] = [match]
+            child = node
+            parent = child.parent
+            while parent is not None:
+                children = below.get(parent)
+                if children is None:
+                    below[parent] = {child.segment: child}
+                    child, parent = parent, parent.parent
+                    continue
+                linked = children.setdefault(child.segment, child)
+                if linked is not child:
+                    return None  # two nodes for one place: not from one scan
+                break
+            else:
+                if child is not root:
+                    return None
+        return tree
 
 
 def _setter(container: dict[str, Any] | list[Any], slot: str | int) -> _Place:

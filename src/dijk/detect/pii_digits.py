@@ -1,14 +1,17 @@
 """Numbers in text: phone numbers, BSNs, payment cards, IPv4 addresses, dates of birth
 and Dutch postcodes.
 
-All of them start from the runs of ASCII digits in the text (one `finditer` over
-`[0-9]+`, done once by `pii_text.scan_text`) and the gaps between them. Each scanner
-walks the runs left to right with a cheap test on the run's length and neighbours
-first; from a run it looks at most a constant number of runs ahead (a card has at most
-19 digits, a phone number 17), and after a finding it continues behind it. Multi-group
-phone numbers are only started at the first group of a sequence, or right after a
-finding, so a text of ten thousand digit groups costs ten thousand cheap tests, not ten
-thousand validations: O(n) with a small constant.
+All of them start from the runs of ASCII digits in the text (`[0-9]+`: a `findall` and a
+`split`, done once per text, give the runs and the gaps between them). Each scanner
+first picks, in one list comprehension over the runs (or their lengths and gaps), the
+runs where its category could start: the run's length, its neighbours' lengths and the
+gaps decide, and the issuer prefix for cards. Only those get the Python checks. From a
+start it looks at most a constant number of runs ahead (a card has at most 19 digits, a
+phone number 17), and after a finding it continues behind it. Multi-group phone numbers
+are only started at the first group of a sequence, or right after a finding, so a text
+of ten thousand digit groups costs ten thousand cheap tests, not ten thousand
+validations: O(n), and the constant is that of a comprehension step where nothing can
+start (crafted text costs well under a microsecond per character; `bench/pii.py`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from __future__ import annotations
 import datetime
 import functools
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from itertools import accumulate
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneMetadata
@@ -24,6 +29,8 @@ from phonenumbers import NumberParseException, PhoneMetadata
 from dijk.detect.pii_model import VALIDATION_CACHE_SIZE, Category, CategoryFlags
 
 __all__ = [
+    "CHARS_PER_VALIDATION",
+    "PATTERNS",
     "PhoneRules",
     "ValidationBudget",
     "glued_after",
@@ -35,6 +42,13 @@ __all__ = [
 
 Finding = tuple[Category, int, int]
 
+_DIGIT_RUN = re.compile(r"[0-9]+")
+# Where an IBAN written in groups starts (`NL91`): fixed width, nothing to backtrack into.
+_IBAN_HEAD = re.compile(r"[A-Z]{2}[0-9]{2,2}")
+
+PATTERNS: tuple[re.Pattern[str], ...] = (_DIGIT_RUN, _IBAN_HEAD)
+"""The regular expressions of this module (see `pii_text.PATTERNS`)."""
+
 
 @dataclass(frozen=True, slots=True)
 class PhoneRules:
@@ -45,6 +59,8 @@ class PhoneRules:
     international_prefix: str
     national_lengths: frozenset[int]
     national_pattern: re.Pattern[str] | None
+    # first digits a number can start with in free text: trunk or international prefix
+    leading: frozenset[str] = frozenset()
 
 
 def phone_rules_for_region(region: str) -> PhoneRules:
@@ -60,14 +76,21 @@ def phone_rules_for_region(region: str) -> PhoneRules:
     pattern = general.national_number_pattern if general is not None else None
     lengths = general.possible_length if general is not None else ()
     international = metadata.international_prefix or ""
+    national_prefix = metadata.national_prefix or ""
+    # only a plain digit prefix ("00", "011") can be recognised in text
+    international_prefix = international if international.isdigit() else ""
     return PhoneRules(
         region=region.upper(),
-        national_prefix=metadata.national_prefix or "",
-        # only a plain digit prefix ("00", "011") can be recognised in text
-        international_prefix=international if international.isdigit() else "",
+        national_prefix=national_prefix,
+        international_prefix=international_prefix,
         national_lengths=frozenset(lengths or ()),
         national_pattern=re.compile(pattern) if pattern else None,
+        leading=frozenset({national_prefix[:1], international_prefix[:1]} - {""}),
     )
+
+
+CHARS_PER_VALIDATION = 32
+"""`ValidationBudget` grants one validation per this many characters scanned."""
 
 
 class ValidationBudget:
@@ -94,7 +117,7 @@ class ValidationBudget:
         A realistic document holds far fewer phone numbers and IBANs than that (a compact
         customer record with both is over 100 characters); only crafted input runs out.
         """
-        self.remaining += chars // 32
+        self.remaining += chars // CHARS_PER_VALIDATION
 
     def spend(self) -> bool:
         """Take one validation; False when none is left (then trust the cheap checks)."""
@@ -166,22 +189,61 @@ def _keyword_before(lowered: str, start: int, keywords: tuple[str, ...], window:
 
 
 class _Runs:
-    """The digit runs of one text, with their lengths and the gaps between them."""
+    """The digit runs of one text, with their lengths and the gaps between them.
 
-    __slots__ = ("_lowered", "count", "ends", "gaps", "lengths", "starts", "text")
+    Built in C: `findall` gives the runs, `split` what lies around them, `accumulate`
+    the offsets. `gaps[i]` lies between run i and run i + 1 (the last one is empty);
+    `after[i]` is everything from the end of run i to the next run or the end of the text.
+    """
 
-    def __init__(self, text: str, spans: list[tuple[int, int]]) -> None:
+    __slots__ = (
+        "_chains",
+        "_heads",
+        "_lowered",
+        "after",
+        "count",
+        "ends",
+        "gaps",
+        "lengths",
+        "starts",
+        "text",
+        "texts",
+    )
+
+    def __init__(self, text: str, texts: list[str], around: list[str]) -> None:
         self.text = text
-        self.starts = [start for start, _ in spans]
-        self.ends = [end for _, end in spans]
-        self.lengths = [end - start for start, end in spans]
-        self.count = len(spans)
-        # gaps[i] lies between run i and run i + 1; the last one is empty
-        self.gaps = [
-            text[self.ends[index] : self.starts[index + 1]] for index in range(self.count - 1)
-        ]
-        self.gaps.append("")
+        self.texts = texts
+        count = len(texts)
+        self.count = count
+        self.after = around[1:]
+        if count == 1:  # most values: one number
+            length = len(texts[0])
+            start = len(around[0])
+            self.lengths = [length]
+            self.starts = [start]
+            self.ends = [start + length]
+            self.gaps = [""]
+        else:
+            self.lengths = lengths = list(map(len, texts))
+            sizes = [0] * (2 * count + 1)
+            sizes[0::2] = map(len, around)
+            sizes[1::2] = lengths
+            bounds = list(accumulate(sizes))
+            self.starts = bounds[0 : 2 * count : 2]
+            self.ends = bounds[1 : 2 * count : 2]
+            self.gaps = around[1:count]
+            self.gaps.append("")
         self._lowered: str | None = None
+        self._heads: list[int] | None = None
+        self._chains: dict[int, tuple[int, bool]] = {}
+
+    @classmethod
+    def of(cls, text: str) -> _Runs | None:
+        """The runs of `text`, or None when it has no digit."""
+        texts = _DIGIT_RUN.findall(text)
+        if not texts:
+            return None
+        return cls(text, texts, _DIGIT_RUN.split(text))
 
     @property
     def lowered(self) -> str:
@@ -189,6 +251,61 @@ class _Runs:
         if self._lowered is None:
             self._lowered = self.text.lower()
         return self._lowered
+
+    @property
+    def iban_heads(self) -> list[int]:
+        """Where the text has an IBAN start (`NL91`), made once when first needed."""
+        if self._heads is None:
+            self._heads = [match.start() for match in _IBAN_HEAD.finditer(self.text)]
+        return self._heads
+
+    def in_iban_groups(self, start: int) -> bool:
+        """`in_grouped_iban(text, start)`, from the IBAN starts found once per text.
+
+        The nearest IBAN start a whole number of groups back (at most 8) is the one
+        `in_grouped_iban` would stop at; how many intact groups follow that start is
+        worked out once per start. Without such a start nearby (most texts) it is a
+        bisection.
+        """
+        text = self.text
+        if start < 5 or text[start - 1] != " ":
+            return False
+        heads = self._heads
+        if heads is None:
+            heads = self.iban_heads
+        index = bisect_right(heads, start - 5)
+        while True:
+            if index == 0:
+                return False
+            head = heads[index - 1]
+            if head < start - 40:
+                return False
+            if (start - head) % 5 == 0:
+                break
+            index -= 1
+        chain = self._chains.get(head)
+        if chain is None:
+            chain = self._iban_chain(head)
+        return chain[1] and (start - head) // 5 <= chain[0]
+
+    def _iban_chain(self, head: int) -> tuple[int, bool]:
+        """How many groups (`A-Z0-9` x4 and a space, at most 8) follow from the IBAN
+        start at `head`, and whether nothing is glued before it (kept per start)."""
+        text = self.text
+        groups = 0
+        while groups < 8:
+            position = head + 5 * groups
+            group = text[position : position + 4]
+            if not (
+                text[position + 4 : position + 5] == " "
+                and group.isascii()
+                and group.isalnum()
+                and group.upper() == group
+            ):
+                break
+            groups += 1
+        chain = self._chains[head] = (groups, head == 0 or not text[head - 1].isalnum())
+        return chain
 
     def continues(self, index: int, finding_ends: set[int]) -> bool:
         """Whether run `index` continues the digit sequence before it (caller checked
@@ -201,33 +318,34 @@ class _Runs:
         previous_start = self.starts[index - 1]
         if previous_start == 0:
             return True
-        return not (
-            self.text[previous_start - 1].isalpha() or in_grouped_iban(self.text, previous_start)
-        )
+        return not (self.text[previous_start - 1].isalpha() or self.in_iban_groups(previous_start))
 
     def digits(self, first: int, last: int) -> str:
-        text = self.text
-        return "".join(
-            text[self.starts[index] : self.ends[index]] for index in range(first, last + 1)
-        )
+        return "".join(self.texts[first : last + 1])
+
+
+def _next_start(candidates: list[int], after: int) -> int:
+    """The position in `candidates` (sorted run indexes) of the first one >= `after`."""
+    return bisect_left(candidates, after)
 
 
 def scan_digit_categories(
     text: str,
-    spans: list[tuple[int, int]],
     context: CategoryFlags,
     enabled: CategoryFlags,
     phone_rules: PhoneRules,
     budget: ValidationBudget,
     earlier: list[Finding],
 ) -> list[Finding]:
-    """Findings of the enabled digit-based categories; `spans` are the `[0-9]+` runs.
+    """Findings of the enabled digit-based categories in `text`.
 
     `earlier` are the findings of the other scanners (e-mail, IBAN, ...): a phone number
     may start right after one. Each scanner is skipped when the digits cannot hold its
     category at all (too few digits, no run of the right length): most leaves are short.
     """
-    runs = _Runs(text, spans)
+    runs = _Runs.of(text)
+    if runs is None:
+        return []
     lengths = runs.lengths
     total = sum(lengths)
     longest = max(lengths)
@@ -238,7 +356,7 @@ def scan_digit_categories(
         found.extend(_scan_bsns(runs, context.bsn))
     if enabled.date_of_birth and total >= 4 and (runs.count >= 2 or longest == 8):
         found.extend(_scan_birth_dates(runs, context.date_of_birth))
-    if enabled.ip and runs.count >= 4:
+    if enabled.ip and runs.count >= 4 and text.count(".") >= 3:
         found.extend(_scan_ipv4(runs))
     if enabled.postcode and 4 in lengths:
         found.extend(_scan_postcodes(runs, context.postcode))
@@ -278,84 +396,99 @@ _CARD_RANGES: tuple[tuple[int, int, int, frozenset[int]], ...] = (
 _PREFIX_SCALE = {1: 1000, 2: 100, 3: 10, 4: 1}
 
 
-def _known_card_prefix(number: str) -> bool:
-    length = len(number)
-    first_four = int(number[:4])
-    for low, high, width, lengths in _CARD_RANGES:
-        if length in lengths and low <= first_four // _PREFIX_SCALE[width] <= high:
-            return True
-    return False
+def _card_lengths_by_prefix() -> dict[str, frozenset[int]]:
+    """First four digits -> the lengths some issuer with that prefix uses (only prefixes
+    of some issuer are present): one look-up instead of a walk through `_CARD_RANGES`."""
+    lengths: dict[int, set[int]] = {}
+    for low, high, width, allowed in _CARD_RANGES:
+        scale = _PREFIX_SCALE[width]
+        for prefix in range(low * scale, (high + 1) * scale):
+            lengths.setdefault(prefix, set()).update(allowed)
+    return {f"{prefix:04d}": frozenset(allowed) for prefix, allowed in lengths.items()}
 
 
-def _luhn_valid(number: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(number)):
-        digit = ord(char) - 48
-        if index % 2 == 1:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        total += digit
-    return total % 10 == 0
-
-
-def _valid_card(number: str) -> bool:
-    return (
-        12 <= len(number) <= 19
-        and _known_card_prefix(number)
-        and number.count(number[0]) != len(number)
-        and _luhn_valid(number)
-    )
+_CARD_LENGTHS = _card_lengths_by_prefix()
+# Luhn doubles every second digit from the right: 0-4 -> 0-8, 5-9 -> 1,3,5,7,9 (2d - 9)
+_LUHN_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
 
 
 def _scan_cards(runs: _Runs) -> list[Finding]:
     """One run of 12-19 digits, or groups (first of 4, then 3-6) one space or dash apart.
 
     A card may start at any group (`kaart 1234 4111 1111 1111 1111`): trying one costs a
-    few groups and a Luhn sum, and Luhn with an issuer prefix keeps that precise.
+    few groups and a Luhn sum, and Luhn with an issuer prefix keeps that precise. Only
+    runs whose first four digits are some issuer's prefix, not glued to what is before
+    them, are tried, and only the lengths that issuer uses (`_CARD_LENGTHS`). Longest
+    first; a number of one digit repeated is no card; after a card, the scan continues
+    behind it.
     """
     found: list[Finding] = []
-    lengths = runs.lengths
-    index = 0
-    while index < runs.count:
-        length = lengths[index]
-        last = _card_at(runs, index) if length == 4 or 12 <= length <= 19 else None
-        if last is None:
-            index += 1
-            continue
-        found.append((Category.CARD, runs.starts[index], runs.ends[last]))
-        index = last + 1
+    prefixes = _CARD_LENGTHS
+    text, lengths, texts = runs.text, runs.lengths, runs.texts
+    candidates = [
+        index
+        for index, (length, digits) in enumerate(zip(lengths, texts, strict=True))
+        if (length == 4 or 12 <= length <= 19) and digits[:4] in prefixes
+    ]
+    if not candidates:
+        return found
+    starts = runs.starts
+    candidates = [index for index in candidates if not glued_before(text, starts[index])]
+    gaps, ends = runs.gaps, runs.ends
+    # the group after run i, when it may follow in a card: 3-6 digits one space or dash
+    # after it (else 0)
+    groups = [
+        following if gap in (" ", "-") and 3 <= following <= 6 else 0
+        for gap, following in zip(gaps, [*lengths[1:], 0], strict=True)
+    ]
+    # All digits of the text, as is and doubled as Luhn doubles them: the Luhn sum of
+    # runs first..last is two slices and two sums (in C), without building the number.
+    plain = "".join(texts).encode("ascii")
+    doubled = plain.translate(_LUHN_DOUBLED)
+    offsets = list(accumulate(lengths, initial=0))
+    position = 0
+    while position < len(candidates):
+        first = candidates[position]
+        position += 1
+        allowed = prefixes[texts[first][:4]]
+        lasts: list[int] = []  # where a card of an allowed length could end
+        if lengths[first] != 4:
+            if lengths[first] in allowed:
+                lasts.append(first)
+        else:
+            # groups one separator apart (the first gap decides which), <= 19 digits
+            separator = gaps[first]
+            total = 4
+            last = first
+            group = groups[first]
+            while group and total + group <= 19:
+                total += group
+                last += 1
+                if total >= 12 and total in allowed:
+                    lasts.append(last)
+                if gaps[last] != separator:
+                    break
+                group = groups[last]
+        for last in reversed(lasts):
+            # from the right: the last digit counts as is, the one before it doubled, ...
+            begin, end = offsets[first], offsets[last + 1]
+            total = (
+                sum(plain[begin + (end - 1 - begin) % 2 : end : 2])
+                + sum(doubled[begin + (end - begin) % 2 : end : 2])
+                - 48 * (end - begin)
+            )
+            if (
+                total % 10
+                or plain.count(plain[begin], begin, end) == end - begin
+                or glued_after(text, ends[last])
+            ):
+                continue
+            # the same start for every length: inside a grouped IBAN, none is a card
+            if not runs.in_iban_groups(starts[first]):
+                found.append((Category.CARD, starts[first], ends[last]))
+                position = _next_start(candidates, last + 1)
+            break
     return found
-
-
-def _card_at(runs: _Runs, first: int) -> int | None:
-    text = runs.text
-    start = runs.starts[first]
-    if glued_before(text, start):
-        return None
-    candidates: list[int] = []
-    if runs.lengths[first] != 4:
-        candidates.append(first)
-    else:
-        separator = ""
-        total = 4
-        last = first
-        while last + 1 < runs.count and total < 19:
-            gap = runs.gaps[last]
-            if gap not in (" ", "-") or (separator and gap != separator):
-                break
-            separator = gap
-            group = runs.lengths[last + 1]
-            if not 3 <= group <= 6 or total + group > 19:
-                break
-            total += group
-            last += 1
-            if total >= 12:
-                candidates.append(last)
-    for candidate in reversed(candidates):
-        if glued_after(text, runs.ends[candidate]):
-            continue
-        if _valid_card(runs.digits(first, candidate)) and not in_grouped_iban(text, start):
-            return candidate
-    return None
 
 
 # --- BSN ------------------------------------------------------------------------------
@@ -370,6 +503,18 @@ _BSN_KEYWORDS = (
     "citizen service number",
 )
 _KEYWORD_WINDOW = 48
+# every keyword above contains one of these: most texts have none, and four `in` tests
+# settle that
+_BSN_KEYWORD_STEMS = ("bsn", "burgerservice", "sofi", "citizen service")
+
+
+def _has_keyword(runs: _Runs, stems: tuple[str, ...], keywords: tuple[str, ...]) -> bool:
+    """Whether one of `keywords` occurs in the text (each contains one of `stems`)."""
+    lowered = runs.lowered
+    for stem in stems:
+        if stem in lowered:
+            return any(keyword in lowered for keyword in keywords)
+    return False
 
 
 def _bsn_checksum_valid(number: str) -> bool:
@@ -396,17 +541,37 @@ def _scan_bsns(runs: _Runs, in_field: bool) -> list[Finding]:
     """
     found: list[Finding] = []
     lengths = runs.lengths
-    keyword_anywhere = in_field or any(keyword in runs.lowered for keyword in _BSN_KEYWORDS)
-    index = 0
-    while index < runs.count:
-        length = lengths[index]
-        if length == 4 or (keyword_anywhere and length in (3, 8, 9)):
-            last = _bsn_at(runs, index, in_field)
-            if last is not None:
-                found.append((Category.BSN, runs.starts[index], runs.ends[last]))
-                index = last + 1
-                continue
-        index += 1
+    # every shape of `_bsn_shapes` (4-2-3, 3-3-3, 8 or 9 digits) has a run of 3, 8 or 9
+    if not (3 in lengths or 9 in lengths or 8 in lengths):
+        return found
+    keyword_anywhere = in_field or _has_keyword(runs, _BSN_KEYWORD_STEMS, _BSN_KEYWORDS)
+    if not keyword_anywhere and not (4 in lengths and 2 in lengths and 3 in lengths):
+        return found  # without context only the dotted 4-2-3 form counts
+    # (padded with 0: a missing neighbour; zip stops at the last run)
+    triples = zip(lengths, [*lengths[1:], 0], [*lengths[2:], 0, 0], strict=False)
+    if keyword_anywhere:
+        candidates = [
+            index
+            for index, (first, second, third) in enumerate(triples)
+            if (second == 2 and first == 4 and third == 3)
+            or first in (8, 9)
+            or (first == 3 and second == 3 and third == 3)
+        ]
+    else:
+        candidates = [
+            index
+            for index, (first, second, third) in enumerate(triples)
+            if second == 2 and first == 4 and third == 3
+        ]
+    position = 0
+    while position < len(candidates):
+        index = candidates[position]
+        last = _bsn_at(runs, index, in_field)
+        if last is None:
+            position += 1
+            continue
+        found.append((Category.BSN, runs.starts[index], runs.ends[last]))
+        position = _next_start(candidates, last + 1)
     return found
 
 
@@ -430,7 +595,7 @@ def _bsn_at(runs: _Runs, first: int, in_field: bool) -> int | None:
             number = "0" + number
         if glued_after(text, runs.ends[last]) or not _bsn_checksum_valid(number):
             continue
-        if not in_grouped_iban(text, start):
+        if not runs.in_iban_groups(start):
             return last
     return None
 
@@ -464,6 +629,7 @@ _BIRTH_KEYWORDS = (
     "d.o.b",
     "verjaardag",
 )
+_BIRTH_KEYWORD_STEMS = ("geb", "born", "birth", "dob", "d.o.b", "verjaardag")
 _MONTHS = {
     name: number
     for number, names in enumerate(
@@ -497,24 +663,45 @@ def _scan_birth_dates(runs: _Runs, in_field: bool) -> list[Finding]:
     field also `yyyymmdd`. Years 1880-2100. In free text a keyword (`geboren`, `born`,
     `date of birth`, `DOB`, `geb.`, ...) must occur in the 48 characters before.
     """
-    if not in_field and not any(keyword in runs.lowered for keyword in _BIRTH_KEYWORDS):
+    # every form of `_date_at` has a 4-digit year, or is yyyymmdd in a birth-date field
+    if not (4 in runs.lengths or (in_field and 8 in runs.lengths)):
+        return []
+    if not in_field and not _has_keyword(runs, _BIRTH_KEYWORD_STEMS, _BIRTH_KEYWORDS):
         return []
     found: list[Finding] = []
-    lengths = runs.lengths
-    index = 0
-    while index < runs.count:
-        length = lengths[index]
-        last = None
-        if length <= 2 or length == 4 or (in_field and length == 8):
-            last = _date_at(runs, index, in_field)
+    lengths, gaps = runs.lengths, runs.gaps
+    # where one of the forms of `_date_at` starts: d-m-yyyy / yyyy-m-d (run lengths and
+    # one repeated separator), `d month yyyy`, and yyyymmdd in a birth-date field
+    shapes = zip(
+        lengths, [*lengths[1:], 0], [*lengths[2:], 0, 0], gaps, [*gaps[1:], ""], strict=False
+    )
+    candidates = [
+        index
+        for index, (first, second, third, gap, next_gap) in enumerate(shapes)
+        if (
+            gap in _DATE_SEPARATORS
+            and next_gap == gap
+            and 1 <= second <= 2
+            and ((first == 4 and 1 <= third <= 2) or (first <= 2 and third == 4))
+        )
+        or (first <= 2 and second == 4 and 4 <= len(gap) <= 12)
+        or (in_field and first == 8)
+    ]
+    position = 0
+    while position < len(candidates):
+        index = candidates[position]
+        last = _date_at(runs, index, in_field)
         if last is None:
-            index += 1
+            position += 1
             continue
         start = runs.starts[index]
         if in_field or _keyword_before(runs.lowered, start, _BIRTH_KEYWORDS, _KEYWORD_WINDOW):
             found.append((Category.DATE_OF_BIRTH, start, runs.ends[last]))
-        index = last + 1
+        position = _next_start(candidates, last + 1)
     return found
+
+
+_DATE_SEPARATORS = ("-", "/", ".")
 
 
 def _date_at(runs: _Runs, first: int, in_field: bool) -> int | None:
@@ -589,15 +776,21 @@ def _scan_ipv4(runs: _Runs) -> list[Finding]:
     and so is a dotted quad right after "version", "release" or "build".
     """
     found: list[Finding] = []
-    lengths, gaps = runs.lengths, runs.gaps
-    for index in range(runs.count - 3):
-        if (
-            lengths[index] <= 3
-            and gaps[index] == "."
-            and gaps[index + 1] == "."
-            and gaps[index + 2] == "."
-            and _ipv4_at(runs, index)
-            and not _keyword_before(runs.lowered, runs.starts[index], _VERSION_KEYWORDS, 16)
+    text, gaps = runs.text, runs.gaps
+    # four runs, three dots between, and no dot or word character before the first
+    quads = zip(runs.lengths, runs.starts, gaps, gaps[1:], gaps[2:], strict=False)
+    candidates = [
+        index
+        for index, (length, start, first, second, third) in enumerate(quads)
+        if first == "."
+        and second == "."
+        and third == "."
+        and length <= 3
+        and not (start and (text[start - 1].isalnum() or text[start - 1] in "_."))
+    ]
+    for index in candidates:
+        if _ipv4_at(runs, index) and not _keyword_before(
+            runs.lowered, runs.starts[index], _VERSION_KEYWORDS, 16
         ):
             found.append((Category.IP, runs.starts[index], runs.ends[index + 3]))
     return found
@@ -617,8 +810,7 @@ def _ipv4_at(runs: _Runs, first: int) -> bool:
         if after == "." and end + 1 < len(text) and text[end + 1].isalnum():
             return False
     octets: list[int] = []
-    for index in range(first, first + 4):
-        part = runs.digits(index, index)
+    for part in runs.texts[first : first + 4]:
         if len(part) > 3 or (len(part) > 1 and part[0] == "0"):
             return False
         octets.append(int(part))
@@ -641,9 +833,13 @@ def _scan_postcodes(runs: _Runs, in_field: bool) -> list[Finding]:
     """
     found: list[Finding] = []
     text = runs.text
-    for index in range(runs.count):
-        if runs.lengths[index] != 4:
-            continue
+    # four digits, then two letters (or a space and two letters)
+    candidates = [
+        index
+        for index, (length, after) in enumerate(zip(runs.lengths, runs.after, strict=True))
+        if length == 4 and (after[:2].isalpha() or (after[:1] == " " and after[1:3].isalpha()))
+    ]
+    for index in candidates:
         start, end = runs.starts[index], runs.ends[index]
         if text[start] == "0" or glued_before(text, start):
             continue
@@ -677,6 +873,16 @@ def _is_phone_gap(gap: str) -> bool:
     return 0 < len(gap) <= 3 and set(gap) <= _PHONE_GAP_CHARS
 
 
+# every gap `_is_phone_gap` accepts (258 strings), to test all gaps of a text in C
+_PHONE_GAPS = frozenset(
+    a + b + c
+    for a in _PHONE_GAP_CHARS
+    for b in ("", *_PHONE_GAP_CHARS)
+    for c in ("", *_PHONE_GAP_CHARS)
+    if b or not c
+)
+
+
 def _scan_phones(
     runs: _Runs,
     in_field: bool,
@@ -695,27 +901,84 @@ def _scan_phones(
     `06 12345678 06 87654321`) are not phone numbers.
     """
     found: list[Finding] = []
-    text, starts = runs.text, runs.starts
+    text, starts, ends = runs.text, runs.starts, runs.ends
     # first digits a number can start with in free text: trunk or international prefix
-    leading = {settings.national_prefix[:1], settings.international_prefix[:1]} - {""}
-    phone_gaps = [_is_phone_gap(gap) for gap in runs.gaps]
-    index = 0
-    while index < runs.count:
-        start = starts[index]
-        if (phone_gaps[index - 1] and runs.continues(index, finding_ends)) or not (
-            in_field or text[start] in leading or (start > 0 and text[start - 1] in "+(")
-        ):
-            index += 1
-            continue
+    leading = settings.leading
+    phone_gaps = list(map(_PHONE_GAPS.__contains__, runs.gaps))
+    candidates = _phone_starts(runs, phone_gaps, in_field, leading, finding_ends)
+    position = 0
+    after_finding = -1  # the run behind a finding: it starts afresh (see `continues`)
+    while True:
+        if after_finding >= 0:
+            index, after_finding = after_finding, -1
+            start = starts[index]
+            if (phone_gaps[index - 1] and runs.continues(index, finding_ends)) or not (
+                in_field or text[start] in leading or text[start - 1] in "+("
+            ):
+                continue
+        elif position < len(candidates):
+            index = candidates[position]
+            position += 1
+        else:
+            break
         result = _phone_at(runs, phone_gaps, index, in_field, settings, budget)
         if result is None:
-            index += 1
             continue
         start, last = result
-        found.append((Category.PHONE, start, runs.ends[last]))
-        finding_ends.add(runs.ends[last])
-        index = last + 1
+        found.append((Category.PHONE, start, ends[last]))
+        finding_ends.add(ends[last])
+        if last + 1 < runs.count:
+            after_finding = last + 1
+        position = _next_start(candidates, last + 2)
     return found
+
+
+def _phone_starts(
+    runs: _Runs,
+    phone_gaps: list[bool],
+    in_field: bool,
+    leading: frozenset[str],
+    finding_ends: set[int],
+) -> list[int]:
+    """The runs where `_scan_phones` tries a number, given the findings so far (a phone
+    finding adds the run behind it, which the scan visits itself).
+
+    A run is tried where a number may begin (in a phone field anywhere; else at the
+    trunk or international prefix, or after `+` or `(`) and where it does not continue
+    the digit sequence before it (see `_Runs.continues`).
+    """
+    text, starts, ends = runs.text, runs.starts, runs.ends
+    # (for run 0, `phone_gaps[-1]` is the empty last gap: never joined)
+    if " " in text and runs.iban_heads:  # (IBAN groups are one space apart)
+        # (and not a group of an IBAN, which `_phone_at` refuses: `NL91 ABNA 0417 ...`)
+        return [
+            index
+            for index, start in enumerate(starts)
+            if (in_field or text[start] in leading or (start and text[start - 1] in "+("))
+            and not runs.in_iban_groups(start)
+            and (
+                not phone_gaps[index - 1]
+                or ends[index - 1] in finding_ends
+                or (
+                    starts[index - 1] > 0
+                    and (
+                        text[starts[index - 1] - 1].isalpha()
+                        or runs.in_iban_groups(starts[index - 1])
+                    )
+                )
+            )
+        ]
+    # (no IBAN start in the text: no run is inside a grouped IBAN)
+    return [
+        index
+        for index, start in enumerate(starts)
+        if (in_field or text[start] in leading or (start and text[start - 1] in "+("))
+        and (
+            not phone_gaps[index - 1]
+            or ends[index - 1] in finding_ends
+            or (starts[index - 1] > 0 and text[starts[index - 1] - 1].isalpha())
+        )
+    ]
 
 
 def _phone_at(
@@ -735,7 +998,9 @@ def _phone_at(
     plus = lead > 0 and text[lead - 1] == "+"
     if plus:
         lead -= 1
-    head = text[run_start : runs.ends[first]]
+    if glued_before(text, lead):
+        return None
+    head = runs.texts[first]
     if plus:
         limit = 15
     elif settings.international_prefix and head.startswith(settings.international_prefix):
@@ -746,7 +1011,7 @@ def _phone_at(
         limit = max(settings.national_lengths, default=15)
     else:
         return None
-    if glued_before(text, lead) or _starts_with_date(runs, first) or in_grouped_iban(text, lead):
+    if _starts_with_date(runs, first) or runs.in_iban_groups(lead):
         return None
     ends: list[int] = []
     digits = runs.lengths[first]
@@ -798,9 +1063,12 @@ def _followed_by_time(text: str, end: int) -> bool:
     return end + 1 < len(text) and text[end] == ":" and text[end + 1].isdigit()
 
 
+_NOT_DIGITS = str.maketrans("", "", "+" + "".join(_PHONE_GAP_CHARS))
+
+
 def _plausible_phone(candidate: str, plus: bool, settings: PhoneRules) -> bool:
     """Cheap structural check before phonenumbers: lengths, country code, number pattern."""
-    digits = "".join(char for char in candidate if char.isdigit())
+    digits = candidate.translate(_NOT_DIGITS)  # the rest is `+`, `(` and phone gaps
     prefix = settings.international_prefix
     if plus or (prefix and digits.startswith(prefix)):
         subscriber = digits if plus else digits[len(prefix) :]

@@ -21,14 +21,12 @@ _IBAN_START = re.compile(r"[A-Za-z]{2}[0-9]{2}[A-Za-z0-9]*+")
 _IPV6_RUN = re.compile(r"[0-9A-Fa-f:.]+")
 _EMAIL_DOMAIN_RUN = re.compile(r"[\w.\-]{1,256}")
 _EMAIL_LOCAL_RUN = re.compile(r"[\w.%+\-']{1,65}")
-_UPPER_ALNUM_RUN = re.compile(r"[A-Z0-9]{0,65}")
 
 PATTERNS: tuple[re.Pattern[str], ...] = (
     _IBAN_START,
     _IPV6_RUN,
     _EMAIL_DOMAIN_RUN,
     _EMAIL_LOCAL_RUN,
-    _UPPER_ALNUM_RUN,
 )
 
 Finding = tuple[Category, int, int]
@@ -37,17 +35,35 @@ Finding = tuple[Category, int, int]
 
 
 def scan_emails(text: str) -> list[Finding]:
-    """Each `@` looks at most 64 characters back and 255 forward: O(n) overall."""
+    """Each `@` looks at most 64 characters back and 255 forward: O(n) overall.
+
+    An `@` is examined only if it could be an address: a local-part character before
+    it, a letter or digit after it, and a dot before the next `@` (within the longest
+    domain): three tests in C, so text full of `@` costs little.
+    """
     found: list[Finding] = []
     previous = -1
+    length = len(text)
     position = text.find("@")
     while position != -1:
-        span = _email_at(text, position, previous)
-        if span is not None:
-            found.append((Category.EMAIL, span[0], span[1]))
+        following = text.find("@", position + 1)
+        domain_limit = min(length if following == -1 else following, position + 258)
+        if (
+            0 < position < length - 1
+            and (text[position - 1].isalnum() or text[position - 1] in _LOCAL_PUNCTUATION)
+            and text[position + 1].isalnum()
+            and text.find(".", position + 2, domain_limit) != -1
+        ):
+            span = _email_at(text, position, previous)
+            if span is not None:
+                found.append((Category.EMAIL, span[0], span[1]))
         previous = position
-        position = text.find("@", position + 1)
+        position = following
     return found
+
+
+# characters of `_EMAIL_LOCAL_RUN` besides letters and digits (`\w` is those and `_`)
+_LOCAL_PUNCTUATION = frozenset("_.%+-'")
 
 
 def _email_at(text: str, at: int, previous_at: int) -> tuple[int, int] | None:
@@ -83,14 +99,15 @@ def _email_at(text: str, at: int, previous_at: int) -> tuple[int, int] | None:
 
 
 def _valid_domain(domain: str) -> bool:
-    if not 3 <= len(domain) <= 253:
+    """At least two labels of 1-63 characters, none starting or ending with `-` or holding
+    `_`, and an alphabetic (or `xn--`) top-level domain. String tests in C, no loop."""
+    if not 3 <= len(domain) <= 253 or "_" in domain:
         return False
     labels = domain.split(".")
-    if len(labels) < 2:
+    if len(labels) < 2 or "" in labels or max(map(len, labels)) > 63:
         return False
-    for label in labels:
-        if not 1 <= len(label) <= 63 or label[0] == "-" or label[-1] == "-" or "_" in label:
-            return False
+    if domain[0] == "-" or domain[-1] == "-" or ".-" in domain or "-." in domain:
+        return False
     top = labels[-1]
     return (len(top) >= 2 and top.isalpha()) or top.lower().startswith("xn--")
 
@@ -140,21 +157,30 @@ def scan_ibans(text: str, budget: ValidationBudget) -> list[Finding]:
 
 
 def _grouped_iban_end(text: str, end: int, length: int) -> int | None:
-    """Where `length` characters end in groups of at most four, one space apart."""
-    total = 4
-    position = end
-    while total < length:
-        if position + 1 >= len(text) or text[position] != " ":
-            return None
-        group = _UPPER_ALNUM_RUN.match(text, position + 1, position + 6)
-        size = group.end() - group.start() if group is not None else 0
-        if not 1 <= size <= 4 or (size < 4 and total + size != length):
-            return None
-        total += size
-        position += 1 + size
-    if total != length or (position < len(text) and text[position].isalnum()):
+    """Where `length` characters end in groups of four, one space apart (the last group
+    may be shorter), not followed by a letter or digit; None if they do not.
+
+    The layout is fixed by `length`, so it is checked on one slice with string methods:
+    a space before each group, `A-Z0-9` in the groups.
+    """
+    groups, rest = divmod(length - 4, 4)
+    spaces = groups + (1 if rest else 0)
+    size = 4 * groups + rest + spaces
+    chunk = text[end : end + size]
+    if len(chunk) != size or chunk[::5] != " " * spaces:
         return None
-    return position
+    characters = chunk.replace(" ", "")
+    if not (
+        len(characters) == length - 4
+        and characters.isascii()
+        and characters.isalnum()
+        and characters.upper() == characters
+    ):
+        return None
+    after = end + size
+    if after < len(text) and text[after].isalnum():
+        return None
+    return after
 
 
 def _valid_iban(candidate: str, budget: ValidationBudget) -> bool:
@@ -163,14 +189,26 @@ def _valid_iban(candidate: str, budget: ValidationBudget) -> bool:
     python-stdnum is asked while the budget lasts (see `ValidationBudget`).
     """
     compact = candidate.upper()
-    rearranged = compact[4:] + compact[:4]
-    try:
-        number = int("".join(str(int(char, 36)) for char in rearranged))
-    except ValueError:
-        return False
-    if number % 97 != 1:
+    if not iban_checksum_valid(compact):
         return False
     return not budget.spend() or iban_is_valid(compact)
+
+
+@functools.lru_cache(maxsize=VALIDATION_CACHE_SIZE)
+def iban_checksum_valid(compact: str) -> bool:
+    """Mod-97 of the rearranged IBAN, letters counting as 10-35 (remembered: the same
+    IBANs come back in every response)."""
+    rearranged = compact[4:] + compact[:4]
+    if not (rearranged.isascii() and rearranged.isalnum()):
+        return False
+    return int("".join(map(_IBAN_DIGITS.__getitem__, rearranged))) % 97 == 1
+
+
+# A-Z count as 10-35, digits as themselves
+_IBAN_DIGITS = {
+    **{chr(ord("A") + index): str(10 + index) for index in range(26)},
+    **{str(digit): str(digit) for digit in range(10)},
+}
 
 
 @functools.lru_cache(maxsize=VALIDATION_CACHE_SIZE)

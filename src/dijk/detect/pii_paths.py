@@ -13,8 +13,12 @@ template, every index reads `[*]` and a key that is itself personal data reads
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-__all__ = ["PathNode", "format_key", "found", "resolve_path"]
+if TYPE_CHECKING:
+    from dijk.detect.pii_model import Category, PiiMatch
+
+__all__ = ["PathNode", "format_key", "found", "resolve_node", "resolve_path"]
 
 
 def format_key(key: str) -> str:
@@ -28,7 +32,7 @@ def format_key(key: str) -> str:
 class PathNode:
     """One step of the walk: the root, an object member, or a list element."""
 
-    __slots__ = ("_path", "_template", "key_label", "parent", "segment")
+    __slots__ = ("_path", "_template", "children", "findings", "key_label", "parent", "segment")
 
     def __init__(
         self,
@@ -43,6 +47,10 @@ class PathNode:
         self.key_label = key_label
         self._path: str | None = segment if parent is None and isinstance(segment, str) else None
         self._template: str | None = self._path
+        # for the detector, which keeps the nodes of the places it has seen (see
+        # `PiiDetector`): the children by key or index, and the value's last findings
+        self.children: dict[str | int, PathNode] | None = None
+        self.findings: tuple[list[tuple[Category, int, int]], list[PiiMatch]] | None = None
 
     @classmethod
     def root(cls, path: str = "$") -> PathNode:
@@ -68,6 +76,11 @@ class PathNode:
 
     def _build(self, *, template: bool) -> str:
         """Iterative, so a deep document cannot hit the recursion limit."""
+        parent = self.parent
+        if parent is not None:  # usually the parent's is known: one concatenation
+            known = parent._template if template else parent._path
+            if known is not None:
+                return known + self._segment_text(template=template)
         segments: list[str] = []
         node: PathNode | None = self
         prefix = ""
@@ -144,3 +157,47 @@ def resolve_path(document: object, path: str, root: str = "$") -> tuple[object, 
 def found(value: object) -> bool:
     """Whether :func:`resolve_path` found its place."""
     return value is not _MISSING
+
+
+def resolve_node(
+    document: object, node: PathNode, containers: dict[PathNode, object] | None = None
+) -> tuple[object, str | int | None]:
+    """Like :func:`resolve_path`, from a `PiiMatch.location` instead of its path text.
+
+    Nothing is parsed: the node's segments are followed from the root. `containers`, when
+    given, remembers the containers found on the way (the detector gives the findings in
+    one object the same parent node), so siblings cost one look-up each.
+    """
+    parent = node.parent
+    if parent is None:
+        return document, None
+    container: object = _MISSING
+    if containers is not None:
+        container = containers.get(parent, _MISSING)
+    if container is _MISSING:
+        chain: list[str | int] = []
+        current: PathNode | None = parent
+        while current is not None and current.parent is not None:
+            chain.append(current.segment)
+            current = current.parent
+        container = document
+        for segment in reversed(chain):
+            container = _child(container, segment)
+            if container is _MISSING:
+                break
+        if containers is not None:
+            containers[parent] = container
+    value = _child(container, node.segment)
+    if value is _MISSING:
+        return _MISSING, None
+    return value, node.segment
+
+
+def _child(container: object, segment: str | int) -> object:
+    if isinstance(segment, int):
+        if isinstance(container, list | tuple) and 0 <= segment < len(container):
+            return container[segment]
+        return _MISSING
+    if isinstance(container, dict):
+        return container.get(segment, _MISSING)
+    return _MISSING

@@ -59,10 +59,13 @@ class SubjectHasher:
         self._key = key
         self._region = region
         self._country = str(phonenumbers.country_code_for_region(region) or "")
-        self._memo: dict[tuple[str, Category], str] = {}
+        self._memo: dict[tuple[str, str], str] = {}
 
     def subject(self, value: str, category: Category) -> str:
-        key = (value, category)
+        # keyed by the category's value string: hashing an enum member is a Python call,
+        # and this runs for every finding of every response
+        label: str = category._value_
+        key = (value, label)
         found = self._memo.get(key)
         if found is not None:
             return found
@@ -70,7 +73,6 @@ class SubjectHasher:
             normalised = self._phone(value)
         else:
             normalised = normalise(value, category, region=self._region)
-        label = category.value
         found = f"pii:{label}:" + _mac(self._key, label + "\x00" + normalised)
         if len(self._memo) >= _MEMO_SIZE:  # bounded; process memory only
             self._memo.clear()

@@ -39,7 +39,7 @@ import structlog
 from dijk.config.models import RouteConfig
 from dijk.detect.masking import Masker, Strategy
 from dijk.detect.pii_model import Category, PiiMatch
-from dijk.detect.pii_paths import found, resolve_path
+from dijk.detect.pii_paths import PathNode, found, resolve_node, resolve_path
 from dijk.pipeline.context import RequestContext
 from dijk.pipeline.decision import Decision
 from dijk.pipeline.stage import Phase, Stage
@@ -72,6 +72,9 @@ _SUBJECT_CATEGORIES: Final = frozenset(
         Category.DATE_OF_BIRTH,
     }
 )
+# Per match the stage reads categories as their value strings: `Category.value` is a
+# Python-level property (two calls), the member's `_value_` attribute the same string.
+_SUBJECT_VALUES: Final = frozenset(category.value for category in _SUBJECT_CATEGORIES)
 _MAX_SUBJECTS_PER_RESPONSE: Final = 10_000
 _LONG_DIGITS: Final = re.compile(rb"[0-9]{19}")
 _DEBUG_BODY_CHARS: Final = 4096
@@ -115,6 +118,7 @@ class PrivacyStage(Stage):
         self._mask_categories = frozenset(
             Category(category) for category in (policy.categories or list(Category))
         )
+        self._mask_values = frozenset(category.value for category in self._mask_categories)
         self._has_field_rules = bool(policy.fields)
         self._uses_hash = policy.strategy == "hash" or "hash" in policy.fields.values()
         self._masker: Masker | None = None if self._uses_hash else self._build_masker(None)
@@ -246,14 +250,15 @@ class PrivacyStage(Stage):
         """Replace the body (and drop what described the old bytes, incl. its encoding)."""
         masker = self._masker
         assert masker is not None
-        relevant = [match for match in matches if match.category in self._mask_categories]
-        if not relevant and not (self._has_field_rules and text is None):
+        values = self._mask_values
+        masked = {category for match in matches if (category := match.category._value_) in values}
+        if not masked and not (self._has_field_rules and text is None):
             return
         if text is None:
             new_body = _dumps(masker.mask_json(document, matches))
         else:
             new_body = masker.mask_text(text, matches).encode("utf-8")
-        seen.masked = frozenset(match.category.value for match in relevant)
+        seen.masked = frozenset(masked)
         ctx.response_body = new_body
         ctx.response_headers = [
             (name, value) for name, value in ctx.response_headers if name not in _VALIDATORS
@@ -275,15 +280,22 @@ class PrivacyStage(Stage):
             return
         budget = _MAX_SUBJECTS_PER_RESPONSE
         cache: dict[str, Any] = {}
+        # the detector's nodes lead to the values without parsing paths (the containers
+        # found on the way are kept: siblings cost one look-up)
+        containers: dict[PathNode, object] = {}
         for match in matches:
-            if match.category not in _SUBJECT_CATEGORIES:
+            category: str = match.category._value_
+            if category not in _SUBJECT_VALUES:
                 continue
             if budget <= 0:
                 break
             if is_json:
-                if match.path not in cache:
-                    cache[match.path] = resolve_path(document, match.path)
-                value, last = cache[match.path]
+                if match.location is not None:
+                    value, last = resolve_node(document, match.location, containers)
+                else:
+                    if match.path not in cache:
+                        cache[match.path] = resolve_path(document, match.path)
+                    value, last = cache[match.path]
                 source = last if match.in_key else value
                 if not found(value) and not match.in_key:
                     continue
@@ -297,7 +309,6 @@ class PrivacyStage(Stage):
             if not piece:
                 continue
             budget -= 1
-            category = match.category.value
             seen.subjects.setdefault(category, set()).add(hasher.subject(piece, match.category))
 
     def _annotate(self, ctx: RequestContext, seen: _Seen) -> None:
@@ -399,9 +410,10 @@ def _count(
     matches: list[PiiMatch], fields: dict[tuple[str, str], int], categories: set[str]
 ) -> None:
     for match in matches:
-        key = (match.path_template, match.category.value)
+        category: str = match.category._value_  # (see `_SUBJECT_VALUES`)
+        key = (match.path_template, category)
         fields[key] = fields.get(key, 0) + 1
-        categories.add(match.category.value)
+        categories.add(category)
 
 
 def _is_json(content_type: str) -> bool:
