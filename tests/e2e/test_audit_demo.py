@@ -10,11 +10,9 @@ import json
 import os
 import re
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from contextlib import closing
@@ -22,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.gateway import free_port
+from tests.support.demo import start_demo
 
 CEF = re.compile(
     r"^CEF:0\|Dijk\|Dijk API Gateway\|[^|]+\|(?P<signature>[^|]+)\|[^|]+\|(?P<severity>\d+)\|"
@@ -64,41 +62,15 @@ def demo_log(
 ) -> tuple[Path, dict[str, int], dict[str, str]]:
     """Run the demo, send traffic, stop it with SIGTERM; return the data dir and what was sent."""
     data_dir = tmp_path_factory.mktemp("audit-demo") / ".dijk"
-    port, upstream_port, admin_port = free_port(), free_port(), free_port()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("DIJK_DEMO_KEY", "DIJK_AUDIT_KEY"))
-    }
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dijk",
-            "demo",
-            "--port",
-            str(port),
-            "--upstream-port",
-            str(upstream_port),
-            "--admin-port",
-            str(admin_port),
-            "--data-dir",
-            str(data_dir),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
+    running = start_demo(
+        data_dir, strip_env=("DIJK_DEMO_KEY", "DIJK_AUDIT_KEY"), wait_for="Audit log: ", timeout=30
     )
-    assert process.stdout is not None
-    keys: dict[str, str] = {}
-    deadline = time.monotonic() + 30
-    while "audit" not in keys and time.monotonic() < deadline:
-        line = process.stdout.readline().decode()
-        if not line:
-            break
-        found = re.match(r"^(DIJK_DEMO_KEY_(?:READ|WRITE))=(\S+)$", line.strip())
-        if found:
-            keys[found.group(1)] = found.group(2)
-        if line.startswith("Audit log: "):
-            keys["audit"] = line
+    port = running.port
+    keys = {
+        "DIJK_DEMO_KEY_READ": running.read_key,
+        "DIJK_DEMO_KEY_WRITE": running.write_key,
+        "audit": next(line for line in running.lines if line.startswith("Audit log: ")),
+    }
     try:
         assert "audit" in keys, "the demo did not say where its audit log is"
         read, write = keys["DIJK_DEMO_KEY_READ"], keys["DIJK_DEMO_KEY_WRITE"]
@@ -119,8 +91,7 @@ def demo_log(
                 request_id = f"demo-{round_number}-{index}"
                 sent[request_id] = call(port, method, path, request_id, key)
     finally:
-        process.send_signal(signal.SIGTERM)  # immediately: the flush must not rely on time
-        code = process.wait(30)
+        code = running.stop(30)  # SIGTERM at once: the flush must not rely on time
     assert code == 0
     return data_dir, sent, keys
 

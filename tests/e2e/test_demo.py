@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.gateway import free_port
+from tests.support.demo import start_demo
 
 
 @dataclass
@@ -57,44 +55,16 @@ class Demo:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    data_dir = tmp_path_factory.mktemp("demo") / ".dijk"
-    port, upstream_port, admin_port = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIJK_DEMO_KEY")}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dijk",
-            "demo",
-            "--port",
-            str(port),
-            "--upstream-port",
-            str(upstream_port),
-            "--admin-port",
-            str(admin_port),
-            "--data-dir",
-            str(data_dir),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    assert process.stdout is not None
-    keys: dict[str, str] = {}
-    deadline = time.monotonic() + 30
-    while len(keys) < 2 and time.monotonic() < deadline:
-        line = process.stdout.readline().decode()
-        if not line:
-            break
-        found = re.match(r"^(DIJK_DEMO_KEY_(?:READ|WRITE))=(\S+)$", line.strip())
-        if found:
-            keys[found.group(1)] = found.group(2)
-    assert len(keys) == 2, "the demo did not print both keys"
+    running = start_demo(tmp_path_factory.mktemp("demo") / ".dijk", timeout=30)
     yield Demo(
-        port, admin_port, keys["DIJK_DEMO_KEY_READ"], keys["DIJK_DEMO_KEY_WRITE"], process, data_dir
+        running.port,
+        running.admin_port,
+        running.read_key,
+        running.write_key,
+        running.process,
+        running.data_dir,
     )
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(20) == 0
+    assert running.stop(20) == 0
 
 
 def test_status_is_public_and_carries_a_request_id(demo: Demo) -> None:

@@ -8,12 +8,9 @@ flushed on shutdown), then the data directory and the reports are examined.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from dijk.demo.upstream import DEMO_PASSWORD
-from tests.support.gateway import free_port
+from tests.support.demo import start_demo
 
 WRONG_PASSWORD = "Wr0ng-Pa55word-7f3e9c"
 NEW_EMAIL = "nieuwe.klant.e2e@example.nl"
@@ -72,57 +69,24 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     root = tmp_path_factory.mktemp("privacy-demo")
     data_dir = root / ".dijk"
     log = root / "demo.log"  # the gateway's logs, kept outside the data dir but examined
-    port, upstream_port, admin_port = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIJK_DEMO_KEY")}
     with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "dijk",
-                "demo",
-                "--port",
-                str(port),
-                "--upstream-port",
-                str(upstream_port),
-                "--admin-port",
-                str(admin_port),
-                "--data-dir",
-                str(data_dir),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            env=env,
-            cwd=root,
-        )
-    assert process.stdout is not None
-    keys: dict[str, str] = {}
-    deadline = time.monotonic() + 60
-    while len(keys) < 2 and time.monotonic() < deadline:
-        line = process.stdout.readline().decode()
-        if not line:
-            break
-        found = re.match(r"^(DIJK_DEMO_KEY_(?:READ|WRITE))=(\S+)$", line.strip())
-        if found:
-            keys[found.group(1)] = found.group(2)
-    assert len(keys) == 2, "the demo did not print both keys"
+        started = start_demo(data_dir, stderr=stderr, cwd=root)
     running = Demo(
-        port,
-        upstream_port,
-        keys["DIJK_DEMO_KEY_READ"],
-        keys["DIJK_DEMO_KEY_WRITE"],
-        process,
+        started.port,
+        started.upstream_port,
+        started.read_key,
+        started.write_key,
+        started.process,
         data_dir,
         log,
     )
     try:
         _traffic(running)
     finally:
-        process.send_signal(signal.SIGTERM)
-        running.exit_code = process.wait(30)
+        running.exit_code = started.stop(30)
     yield running
-    if process.poll() is None:
-        process.kill()
+    if started.process.poll() is None:
+        started.process.kill()
 
 
 def _traffic(demo: Demo) -> None:

@@ -6,12 +6,6 @@ Every demo route runs the detector in block mode at paranoia 1 (issue 7, "Done w
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,7 +14,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.support.gateway import free_port
+from tests.support.demo import start_demo
 
 
 @dataclass
@@ -52,44 +46,11 @@ class Demo:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    data_dir = tmp_path_factory.mktemp("waf-demo") / ".dijk"
-    port, upstream_port, admin_port = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIJK_DEMO_KEY")}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dijk",
-            "demo",
-            "--port",
-            str(port),
-            "--upstream-port",
-            str(upstream_port),
-            "--admin-port",
-            str(admin_port),
-            "--data-dir",
-            str(data_dir),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    assert process.stdout is not None
-    keys: dict[str, str] = {}
-    deadline = time.monotonic() + 60
-    while len(keys) < 2 and time.monotonic() < deadline:
-        line = process.stdout.readline().decode()
-        if not line:
-            break
-        found = re.match(r"^(DIJK_DEMO_KEY_(?:READ|WRITE))=(\S+)$", line.strip())
-        if found:
-            keys[found.group(1)] = found.group(2)
+    running = start_demo(tmp_path_factory.mktemp("waf-demo") / ".dijk")
     try:
-        assert len(keys) == 2, "the demo did not print both keys"
-        yield Demo(port, keys["DIJK_DEMO_KEY_READ"], keys["DIJK_DEMO_KEY_WRITE"])
+        yield Demo(running.port, running.read_key, running.write_key)
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(20) == 0
+        assert running.stop(20) == 0
 
 
 def assert_refused(response: tuple[int, dict[str, str], dict[str, object]], reason: str) -> None:
