@@ -176,6 +176,18 @@ async def test_memory_is_bounded_and_drops_are_recorded(tmp_path: Path) -> None:
     await recorder.close()
 
 
+async def test_many_distinct_token_callers_cannot_grow_memory(tmp_path: Path) -> None:
+    # Unlinked tokens are consumers named by their own subject (jwt:<sub>): an attacker
+    # with a valid issuer could mint one per request. They count against max_pending.
+    db = tmp_path / "audit.db"
+    recorder = recorder_for(f"sqlite:///{db}", max_pending=10)
+    for index in range(50):
+        recorder.record(observation(consumer=f"jwt:user-{index}"))
+    assert recorder.pending <= 10
+    assert recorder.dropped > 0
+    await recorder.close()
+
+
 async def test_nothing_but_templates_categories_and_pseudonyms_is_stored(tmp_path: Path) -> None:
     """The stage end to end into SQLite: no raw value in any table, WAL included."""
     from tests.unit.test_privacy_stage import ACCOUNTS, EMAIL, IBAN, request, stage_for, through

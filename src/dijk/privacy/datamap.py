@@ -97,7 +97,7 @@ class DataMapRecorder:
 
     @property
     def pending(self) -> int:
-        return len(self._datamap) + len(self._exposure) + len(self._subjects)
+        return len(self._datamap) + len(self._exposure) + len(self._subjects) + len(self._consumers)
 
     def record(self, observation: Observation) -> None:
         if self._closed:
@@ -110,7 +110,16 @@ class DataMapRecorder:
             entry = self._consumers.get(observation.consumer)
             scopes = orjson.dumps(sorted(observation.scopes)).decode()
             if entry is None:
-                self._consumers[observation.consumer] = [observation.auth_method, scopes, now, now]
+                # Token callers bring their own names (jwt:<sub>): bounded like every row.
+                if self.pending >= self._max_pending:
+                    self.dropped += 1
+                else:
+                    self._consumers[observation.consumer] = [
+                        observation.auth_method,
+                        scopes,
+                        now,
+                        now,
+                    ]
             else:
                 entry[0], entry[1], entry[3] = observation.auth_method, scopes, now
         if observation.exposed and observation.response:
