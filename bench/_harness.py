@@ -25,6 +25,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -83,6 +84,37 @@ def tool_version(argv: Sequence[str]) -> str:
 
 
 # --- addresses ---------------------------------------------------------------------------
+
+
+def nginx_argv(nginx: str, state: Path, http_body: str) -> list[str]:
+    """Write a self-contained nginx.conf under ``state`` (nothing from /etc/nginx) whose
+    ``http`` block holds ``http_body``, and return the command that runs it."""
+    state.mkdir(parents=True, exist_ok=True)
+    head = textwrap.dedent(
+        f"""\
+        daemon off;
+        master_process on;
+        worker_processes 1;
+        pid {state}/nginx.pid;
+        error_log {state}/error.log warn;
+        events {{ worker_connections 4096; }}
+        http {{
+            access_log off;
+            client_body_temp_path {state}/client_body;
+            proxy_temp_path {state}/proxy;
+            fastcgi_temp_path {state}/fastcgi;
+            uwsgi_temp_path {state}/uwsgi;
+            scgi_temp_path {state}/scgi;
+            # The default (1000 requests) would make wrk and the proxies reconnect every
+            # few milliseconds; the benchmarks measure forwarding, not connection setup.
+            keepalive_requests 1000000;
+            keepalive_timeout 75s;
+        """
+    )
+    conf = state / "nginx.conf"
+    conf.write_text(head + textwrap.indent(textwrap.dedent(http_body), "    ") + "}\n")
+    # -e: nginx opens its error log before it reads the configuration; keep it here too.
+    return [nginx, "-p", str(state), "-e", str(state / "error.log"), "-c", str(conf)]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
