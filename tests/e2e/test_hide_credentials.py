@@ -82,6 +82,8 @@ def gateway(
             },
         },
         routes=[_route("hidden", True), _route("shown", False)],
+        # The test client stands for a proxy in front, whose X-Request-Id the gateway keeps.
+        trusted_proxies=["127.0.0.1/32"],
         audit={"url": "sqlite:///./audit.db"},
         logging={"level": "debug", "access_log": True},
     )

@@ -35,16 +35,31 @@ def hides_credentials(ctx: RequestContext) -> bool:
     return route is not None and route.config.hide_credentials
 
 
+def spellings_of(key: str, name: str) -> bool:
+    """Whether the field name ``key`` is ``name`` (both lower-case) or ``name`` with some
+    ``-`` written as ``_``: CGI/WSGI upstreams (PHP, Django, Rails behind Rack...) read
+    ``X_API_Key`` and ``X-API-Key`` as one field."""
+    return key == name or ("_" in key and key.replace("_", "-") == name)
+
+
+def variant_present(ctx: RequestContext, name: str) -> bool:
+    """Whether the request carries ``name`` (lower-case, with ``-``) spelt with ``_``."""
+    return "-" in name and any(
+        "_" in key and key != name and spellings_of(key, name) for key, _ in ctx.headers
+    )
+
+
 def drop_header(ctx: RequestContext, name: str) -> None:
-    """Remove every field called ``name`` (lower-case) from the request sent upstream.
+    """Remove every field called ``name`` (lower-case), in any spelling that an upstream
+    may read as ``name`` (:func:`spellings_of`), from the request sent upstream.
 
     The list is rebuilt, not edited in place: ``ctx.headers`` starts out as the server's
     own list, which must keep what the client sent.
     """
     headers = ctx.headers
     for key, _ in headers:
-        if key == name:
-            ctx.headers = [field for field in headers if field[0] != name]
+        if spellings_of(key, name):
+            ctx.headers = [field for field in headers if not spellings_of(field[0], name)]
             return
 
 
