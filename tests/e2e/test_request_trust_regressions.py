@@ -60,6 +60,12 @@ def gateway(
                 "auth": ["api_key"],
                 "hide_credentials": True,
             },
+            {
+                "name": "legacy",
+                "match": {"path_prefix": "/legacy"},
+                "upstream": "echo",
+                "strip_request_headers": ["X-Legacy-Secret"],
+            },
             {"name": "open", "match": {"path_prefix": "/"}, "upstream": "echo"},
         ],
         logging={"access_log": True},
@@ -156,6 +162,27 @@ def test_method_override_rewrite_and_client_address_headers_do_not_reach_the_ups
     assert b"10.66.66.66" not in recording.raw
     assert b"6666" not in recording.raw
     assert received.header_values("x-forwarded-for") == ["127.0.0.1"]
+
+
+def test_a_routes_own_strip_list_replaces_the_default_but_not_the_trust_rule(
+    gateway: GatewayProcess, recording: RecordingUpstream
+) -> None:
+    status, _, _ = send(
+        gateway.port,
+        "GET",
+        "/legacy/x",
+        b"X-HTTP-Method-Override: PATCH",
+        b"X-Legacy-Secret: s1",
+        b"X_Legacy_Secret: s2",
+        b"CF-Connecting-IP: 10.66.66.66",
+    )
+    assert status == 200
+    (received,) = recording.requests
+    assert received.header("x-http-method-override") == "PATCH"  # the operator's choice
+    assert b"s1" not in recording.raw
+    assert b"s2" not in recording.raw
+    # Off the strip list, a client-address header still passes only from a trusted proxy.
+    assert b"10.66.66.66" not in recording.raw
 
 
 # ---- the API key header spelt with underscores ----------------------------------------------
