@@ -682,6 +682,14 @@ DEFAULT_STRIP_RESPONSE_HEADERS = [
 # routed and authorised (method overrides, URL rewrites), or that name a client address
 # only a proxy in front may state (CDN client-IP headers; with its name taken off this
 # list, such a header is still forwarded only from trusted_proxies).
+CLIENT_ADDRESS_HEADERS = (
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "x-originating-ip",
+)
 DEFAULT_STRIP_REQUEST_HEADERS = [
     "x-http-method-override",
     "x-http-method",
@@ -689,12 +697,7 @@ DEFAULT_STRIP_REQUEST_HEADERS = [
     "x-original-method",
     "x-original-url",
     "x-rewrite-url",
-    "x-client-ip",
-    "true-client-ip",
-    "cf-connecting-ip",
-    "x-cluster-client-ip",
-    "fastly-client-ip",
-    "x-originating-ip",
+    *CLIENT_ADDRESS_HEADERS,
 ]
 
 

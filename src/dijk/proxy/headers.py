@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 
+from dijk.config.models import CLIENT_ADDRESS_HEADERS
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # RFC 9110 §7.6.1 plus the de-facto ones; these never cross the proxy.
@@ -39,12 +41,7 @@ FORWARDING = frozenset(
         "x-forwarded-ssl",
         "forwarded",
         "x-real-ip",
-        "x-client-ip",
-        "true-client-ip",
-        "cf-connecting-ip",
-        "x-cluster-client-ip",
-        "fastly-client-ip",
-        "x-originating-ip",
+        *CLIENT_ADDRESS_HEADERS,
     }
 )
 _RESPONSE_MANAGED = frozenset({"content-length", "x-request-id"})
@@ -184,20 +181,25 @@ class TrustedProxies:
         return client
 
 
-_REQUEST_DROPPED_BY_STRIP: dict[frozenset[str], frozenset[str]] = {}
+# (direction's fixed set, configured names) → their union, shared by equal lists.
+_DROPPED_BY_STRIP: dict[tuple[frozenset[str], frozenset[str]], frozenset[str]] = {}
+
+
+def _with_strip(fixed: frozenset[str], strip: Iterable[str]) -> frozenset[str]:
+    names = frozenset(name.lower() for name in strip)
+    found = _DROPPED_BY_STRIP.get((fixed, names))
+    if found is None:
+        found = fixed | names
+        if len(_DROPPED_BY_STRIP) < 1024:
+            _DROPPED_BY_STRIP[(fixed, names)] = found
+    return found
 
 
 def request_dropped(strip: Iterable[str]) -> frozenset[str]:
     """Every request header name that never reaches the upstream whoever sends it:
     hop-by-hop, the ones Dijk sets itself, and ``strip`` (``strip_request_headers``),
     lower-cased. Built once per route at load; equal lists share one set."""
-    names = frozenset(name.lower() for name in strip)
-    found = _REQUEST_DROPPED_BY_STRIP.get(names)
-    if found is None:
-        found = _REQUEST_DROPPED | names
-        if len(_REQUEST_DROPPED_BY_STRIP) < 1024:
-            _REQUEST_DROPPED_BY_STRIP[names] = found
-    return found
+    return _with_strip(_REQUEST_DROPPED, strip)
 
 
 def upstream_request_headers(
@@ -249,9 +251,6 @@ def upstream_request_headers(
     return out
 
 
-_RESPONSE_DROPPED_BY_STRIP: dict[frozenset[str], frozenset[str]] = {}
-
-
 def response_dropped(strip: Iterable[str]) -> frozenset[str]:
     """Every response header name that does not reach the client: hop-by-hop, the ones
     Dijk sets itself, and ``strip`` (a route's ``strip_response_headers``), lower-cased.
@@ -260,13 +259,7 @@ def response_dropped(strip: Iterable[str]) -> frozenset[str]:
     response: it is the same set look-up that already removes hop-by-hop headers. Equal
     lists share one set.
     """
-    names = frozenset(name.lower() for name in strip)
-    found = _RESPONSE_DROPPED_BY_STRIP.get(names)
-    if found is None:
-        found = _RESPONSE_DROPPED | names
-        if len(_RESPONSE_DROPPED_BY_STRIP) < 1024:
-            _RESPONSE_DROPPED_BY_STRIP[names] = found
-    return found
+    return _with_strip(_RESPONSE_DROPPED, strip)
 
 
 def downstream_response_headers(
