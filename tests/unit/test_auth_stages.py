@@ -395,6 +395,11 @@ upstreams: {u: {url: "http://127.0.0.1:1"}}
             "not among this route's match.methods",
         ),
         (
+            "routes: [{name: r, match: {path: /, methods: [POST]}, upstream: u, auth: [api_key],"
+            " scopes_by_method: {HEAD: [w]}}]\nauth: {api_key: {}}",
+            "not among this route's match.methods",
+        ),
+        (
             "routes: [{name: r, match: {path: /}, upstream: u}]\n"
             "auth: {jwt: {jwks_url: 'http://idp.example/jwks', issuer: i, audience: a,"
             " algorithms: [RS256]}}",
@@ -417,6 +422,15 @@ def test_configuration_mistakes_are_reported(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as raised:
         load_config_text(BASE + text, "dijk.yaml")
     assert message in str(raised.value), str(raised.value)
+
+
+def test_head_scopes_are_accepted_where_get_routes_head() -> None:
+    text = (
+        "routes: [{name: r, match: {path: /, methods: [GET]}, upstream: u, auth: [api_key],"
+        " scopes_by_method: {GET: [r], HEAD: [h]}}]\nauth: {api_key: {}}"
+    )
+    config = load_config_text(BASE + text, "dijk.yaml")
+    assert config.routes[0].scopes_by_method == {"GET": ["r"], "HEAD": ["h"]}
 
 
 def test_unsafe_jwks_file_is_a_load_error(tmp_path: Any) -> None:
