@@ -725,6 +725,42 @@ def test_query_parameters_are_matched_decoded_and_removed_byte_exact(
 
 
 @pytest.mark.parametrize(
+    "query",
+    [
+        f"api_key={KEY}&api.key={KEY}",
+        f"api.key={KEY}",
+        f"api+key={KEY}",
+        f"api%20key={KEY}",
+        f"+api_key={KEY}",
+        f"api_key[]={KEY}",
+        f"api_key[0]={KEY}&api_key={KEY}",
+        f"api[key={KEY}",
+    ],
+)
+async def test_advisory_the_key_parameter_in_a_spelling_form_parsers_merge_is_refused(
+    query: str,
+) -> None:
+    ctx = context()
+    ctx.query = query
+    decision = await query_key_stage().request_headers(ctx)
+    assert decision is not None
+    assert (decision.status, decision.reason) == (401, "auth.invalid_key")
+    assert ctx.identity is None
+
+
+async def test_other_parameters_like_the_key_parameter_are_not_variants() -> None:
+    ctx = context()
+    ctx.query = f"api_key={KEY}&api_key2=z&API_KEY=x&apikey=y&api-key=w"
+    assert await query_key_stage().request_headers(ctx) is None
+    assert ctx.identity is not None
+
+
+def test_hiding_the_key_parameter_removes_the_spellings_form_parsers_merge() -> None:
+    query = "a=1&api.key=k&api_key[]=k&api+key=k&api_key=k&api_key2=z&b=2"
+    assert without_param(query, "api_key") == "a=1&api_key2=z&b=2"
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         (

@@ -34,6 +34,7 @@ from typing import ClassVar
 from dijk.auth.credentials import (
     drop_header,
     hides_credentials,
+    param_variant_present,
     query_values,
     variant_present,
     without_param,
@@ -118,7 +119,9 @@ class ApiKeyStage(Stage):
         self, config: ApiKeyAuthConfig, ring: KeyRing, revocations: RevocationList | None = None
     ) -> None:
         self._header = config.header.lower()
-        self._exactly_one = f"Send exactly one API key, in the {config.header} header."
+        self._exactly_one = f"Send exactly one API key, in the {config.header} header" + (
+            f" or the {config.query_param} parameter." if config.query_param else "."
+        )
         self._param = config.query_param
         self._challenge = (challenge(config),)
         self._ring = ring
@@ -136,9 +139,12 @@ class ApiKeyStage(Stage):
         values = [value.strip(_OWS) for value in ctx.header_values(self._header)]
         if self._param is not None and ctx.query:
             values += query_values(ctx.query, self._param)
-        if variant_present(ctx, self._header):
-            # X_API_Key is no credential here, but an upstream may read it as X-API-Key:
-            # a key in that spelling is a second key, whether or not one came in the header.
+        if variant_present(ctx, self._header) or (
+            self._param is not None and param_variant_present(ctx.query, self._param)
+        ):
+            # X_API_Key (or ?api.key=) is no credential here, but an upstream may read it as
+            # X-API-Key (api_key): a key in that spelling is a second key, whether or not
+            # one came in the header.
             return Decision.deny(401, "auth.invalid_key", self._exactly_one, self._challenge)
         if not values:
             return None  # not this method; authn_required decides if none applied
