@@ -113,6 +113,8 @@ def config(tmp_path: Path, upstream_port: int, **audit: Any) -> DijkConfig:
         {
             "version": 1,
             "upstreams": {"echo": {"url": f"http://127.0.0.1:{upstream_port}"}},
+            # The requests' peer stands for a proxy in front, whose X-Request-Id is kept.
+            "trusted_proxies": ["203.0.113.7/32"],
             "audit": {"url": f"sqlite:///{tmp_path / 'audit.db'}", **audit},
             "routes": [
                 {

@@ -22,6 +22,7 @@ from dijk.admin.audit import (
     ActionOutcome,
     AdminAudit,
     action_of,
+    authorization_count,
     bearer_token,
     outcome_of,
 )
@@ -52,14 +53,20 @@ class AdminHandler:
     def protocol_error(
         self, fault: ProtocolFault, request: Request | None, client_ip: str = ""
     ) -> tuple[list[tuple[str, str]], bytes]:
-        request_id = request_id_from(request.headers) if request else new_request_id()
+        request_id = (
+            request_id_from(request.headers, self._server.gateway.trusts_peer(request.client_ip))
+            if request
+            else new_request_id()
+        )
         _, headers, body = problem_response(
             Decision.deny(fault.status, fault.reason, fault.detail), request_id
         )
         return headers, body
 
     async def handle(self, request: Request, response: ResponseWriter) -> None:
-        request_id = request_id_from(request.headers)
+        request_id = request_id_from(
+            request.headers, self._server.gateway.trusts_peer(request.client_ip)
+        )
         path = request.path
         if request.method in ("GET", "HEAD"):
             if path == "/healthz":
@@ -172,13 +179,23 @@ class AdminHandler:
                 "admin.disabled",
                 f"The admin API is disabled: set {self._server.admin_token_env} to enable it.",
             )
-        presented = bearer_token(request.headers)
         challenge = (("WWW-Authenticate", 'Bearer realm="dijk-admin"'),)
+        if authorization_count(request.headers) > 1:
+            # As on the data plane: no two components may disagree about which one counts.
+            return Decision.deny(
+                401,
+                "auth.invalid_request",
+                "Send exactly one Authorization header.",
+                (("WWW-Authenticate", 'Bearer realm="dijk-admin", error="invalid_request"'),),
+            )
+        presented = bearer_token(request.headers)
         if not presented:
             return Decision.deny(
                 401, "auth.missing_credentials", "A bearer token is required.", challenge
             )
-        if not hmac.compare_digest(presented.encode(), token.encode()):
+        # The bytes as received (header values are latin-1 strings) against the token's
+        # UTF-8 bytes: nothing is normalised, so only the exact token matches.
+        if not hmac.compare_digest(presented.encode("latin-1"), token.encode()):
             return Decision.deny(
                 401, "auth.invalid_token", "The bearer token is not valid.", challenge
             )

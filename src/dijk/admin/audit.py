@@ -44,6 +44,7 @@ __all__ = [
     "ActionOutcome",
     "AdminAudit",
     "action_of",
+    "authorization_count",
     "bearer_token",
     "outcome_of",
 ]
@@ -66,13 +67,25 @@ def action_of(path: str) -> str:
     return path.removeprefix(_PREFIX).replace("/", ".")
 
 
+def authorization_count(headers: list[tuple[str, str]]) -> int:
+    """How many ``Authorization`` fields the request carries (more than one is refused)."""
+    return sum(1 for name, _ in headers if name == "authorization")
+
+
 def bearer_token(headers: list[tuple[str, str]]) -> str:
-    """The admin bearer token presented (the last ``Authorization: Bearer``), or ``""``."""
-    presented = ""
-    for name, value in headers:
-        if name == "authorization" and value[:7].lower() == "bearer ":
-            presented = value[7:].strip()
-    return presented
+    """The admin bearer token of the one ``Authorization: Bearer`` field, or ``""`` (none,
+    another scheme, or several fields: which one counts would be a guess).
+
+    Only SP and HTAB around it are removed (RFC 9110 OWS): any other byte, a no-break
+    space or NEL included, is part of the token and must match.
+    """
+    values = [value for name, value in headers if name == "authorization"]
+    if len(values) != 1:
+        return ""
+    scheme, _, token = values[0].strip(" \t").partition(" ")
+    if scheme.lower() != "bearer":
+        return ""
+    return token.strip(" \t")
 
 
 @dataclass(frozen=True, slots=True)

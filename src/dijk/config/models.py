@@ -678,6 +678,28 @@ DEFAULT_STRIP_RESPONSE_HEADERS = [
     "x-aspnetmvc-version",
 ]
 
+# Request headers that make an upstream act on another method or path than the one Dijk
+# routed and authorised (method overrides, URL rewrites), or that name a client address
+# only a proxy in front may state (CDN client-IP headers; with its name taken off this
+# list, such a header is still forwarded only from trusted_proxies).
+CLIENT_ADDRESS_HEADERS = (
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "x-originating-ip",
+)
+DEFAULT_STRIP_REQUEST_HEADERS = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-method",
+    "x-original-url",
+    "x-rewrite-url",
+    *CLIENT_ADDRESS_HEADERS,
+]
+
 
 class NetworkConfig(Model):
     internal_networks: CidrList = Field(
@@ -930,6 +952,11 @@ class RouteConfig(Model):
         description="Upstream response headers removed on this route; replaces the top-level "
         "strip_response_headers list ([] keeps them all). Default: the top-level list.",
     )
+    strip_request_headers: HeaderNames | None = Field(
+        default=None,
+        description="Request headers never forwarded on this route; replaces the top-level "
+        "strip_request_headers list ([] removes none of them). Default: the top-level list.",
+    )
     on_error: OnError = Field(
         default=OnError.DENY,
         description="What a fault inside this route's stages does: deny (fail closed) or allow.",
@@ -1002,13 +1029,23 @@ class DijkConfig(Model):
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Client limits.")
     trusted_proxies: list[str] = Field(
         default_factory=list,
-        description="CIDRs of proxies in front of Dijk whose X-Forwarded-* headers are trusted.",
+        description="CIDRs of proxies in front of Dijk whose X-Forwarded-*, Forwarded, "
+        "X-Real-IP and X-Request-Id headers are trusted (from any other peer they are "
+        "replaced or dropped).",
     )
     strip_response_headers: HeaderNames = Field(
         default=DEFAULT_STRIP_RESPONSE_HEADERS,
         description="Upstream response headers never passed to clients (names, any case), so "
         "the upstream's software and version do not leak; [] keeps them all. A route's own "
         "strip_response_headers replaces this list.",
+    )
+    strip_request_headers: HeaderNames = Field(
+        default=DEFAULT_STRIP_REQUEST_HEADERS,
+        description="Request headers never forwarded upstream (names, any case; the same "
+        "name with '_' for '-' too): method overrides (X-HTTP-Method-Override...), URL "
+        "rewrites (X-Original-URL, X-Rewrite-URL) and CDN client-address headers "
+        "(True-Client-IP, CF-Connecting-IP...). A route's own strip_request_headers replaces "
+        "this list.",
     )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
     upstreams: dict[str, UpstreamConfig] = Field(description="Upstream services by name.")

@@ -18,7 +18,11 @@ from dijk import metrics
 from dijk.pipeline.context import RequestContext
 from dijk.pipeline.decision import Decision
 from dijk.pipeline.problem import PROBLEM_CONTENT_TYPE, render_problem
-from dijk.proxy.headers import downstream_response_headers, upstream_request_headers
+from dijk.proxy.headers import (
+    connection_conflict,
+    downstream_response_headers,
+    upstream_request_headers,
+)
 from dijk.proxy.http1 import (
     ClientDisconnected,
     ProtocolFault,
@@ -38,6 +42,8 @@ log = structlog.get_logger("dijk.gateway")
 access_log = structlog.get_logger("dijk.access")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+# ctx.annotations key: a client's well-formed X-Request-Id that was not adopted.
+CLIENT_REQUEST_ID = "client_request_id"
 
 
 _IDS_PER_READ = 128
@@ -79,14 +85,36 @@ def new_request_id() -> str:
     return _request_ids.take()
 
 
-def request_id_from(headers: list[tuple[str, str]]) -> str:
-    """Keep a well-formed incoming X-Request-Id (so traces join up), else make one."""
+def incoming_request_id(headers: list[tuple[str, str]]) -> str | None:
+    """The first X-Request-Id if it is well-formed (safe to log and echo), else ``None``."""
     for name, value in headers:
         if name == "x-request-id":
             if len(value) <= 128 and _REQUEST_ID.fullmatch(value):
                 return value
             break
+    return None
+
+
+def request_id_from(headers: list[tuple[str, str]], trusted: bool) -> str:
+    """The request's id: a well-formed incoming X-Request-Id only from a trusted proxy (so
+    traces join up across the proxies in front), else a fresh one.
+
+    A client's own id is never taken: it would let any caller choose the id under which
+    its request is logged, audited and passed upstream (collide with another request's,
+    or replay a known one). The gateway records a client's well-formed id beside its own
+    as ``client_request_id`` (``ctx.annotations``, the access log).
+    """
+    if trusted:
+        found = incoming_request_id(headers)
+        if found is not None:
+            return found
     return new_request_id()
+
+
+def _client_request_id(ctx: RequestContext) -> dict[str, str]:
+    """The access log's ``client_request_id`` field, only when a client sent one."""
+    found = ctx.annotations.get(CLIENT_REQUEST_ID)
+    return {CLIENT_REQUEST_ID: found} if found else {}
 
 
 def problem_response(
@@ -124,7 +152,11 @@ class Gateway:
         every request gets one record. With a request, ``handle`` crashed after seeing it
         and its log phase has recorded it already.
         """
-        request_id = request_id_from(request.headers) if request is not None else new_request_id()
+        request_id = (
+            request_id_from(request.headers, self.trusts_peer(request.client_ip))
+            if request is not None
+            else new_request_id()
+        )
         _, headers, body = problem_response(
             Decision.deny(fault.status, fault.reason, fault.detail), request_id
         )
@@ -134,9 +166,17 @@ class Gateway:
                 audit.refused(fault.status, fault.reason, request_id, client_ip, len(body))
         return headers, body
 
+    def trusts_peer(self, peer: str) -> bool:
+        """Whether the socket peer is one of ``trusted_proxies``."""
+        proxies = self.state.trusted_proxies
+        return proxies.configured and proxies.trusts(peer)
+
     async def handle(self, request: Request, writer: ResponseWriter) -> None:
         state = self.state  # one snapshot for the whole request, even across a reload
-        request_id = request_id_from(request.headers)
+        peer_trusted = state.trusted_proxies.configured and state.trusted_proxies.trusts(
+            request.client_ip
+        )
+        request_id = request_id_from(request.headers, peer_trusted)
         ctx = RequestContext(
             request_id=request_id,
             method=request.method,
@@ -156,6 +196,10 @@ class Gateway:
             content_length=request.content_length,
             started=request.received_at,
         )
+        if not peer_trusted:
+            client_id = incoming_request_id(request.headers)
+            if client_id is not None:
+                ctx.annotations[CLIENT_REQUEST_ID] = client_id
         plan: RoutePlan | None = None
         metrics.IN_FLIGHT.inc()
         self.in_flight += 1
@@ -200,10 +244,19 @@ class Gateway:
                     reason=ctx.reason,
                     client_ip=ctx.client_ip,
                     duration_ms=round(elapsed * 1000, 3),
+                    **_client_request_id(ctx),
                 )
 
     # ---- steps ------------------------------------------------------------------------------
     def _route(self, state: GatewayState, request: Request, ctx: RequestContext) -> Decision | None:
+        listed = connection_conflict(ctx.headers, state.connection_protected)
+        if listed is not None:
+            # ``listed`` is one of a fixed set of names (or content-*, a token): safe to show.
+            return Decision.deny(
+                400,
+                "http.connection_option",
+                f"The Connection header must not name the end-to-end field {listed}.",
+            )
         target_path = request.path
         if not target_path.startswith("/"):
             found = _absolute_form_path(request)
@@ -306,6 +359,7 @@ class Gateway:
             scheme=ctx.scheme,
             host=client_host,
             request_id=ctx.request_id,
+            dropped=plan.request_dropped,
         )
         headers.extend(ctx.extra_upstream_headers)
         streaming_body = request.has_body and body is None

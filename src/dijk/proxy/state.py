@@ -22,7 +22,12 @@ from urllib.parse import urlsplit
 from dijk.config.loader import ConfigError, ConfigIssue
 from dijk.config.models import DijkConfig, LimitsConfig, UpstreamConfig
 from dijk.pipeline.pipeline import Pipeline
-from dijk.proxy.headers import TrustedProxies, response_dropped
+from dijk.proxy.headers import (
+    CONNECTION_PROTECTED,
+    TrustedProxies,
+    request_dropped,
+    response_dropped,
+)
 from dijk.proxy.upstream import UpstreamConnection, UpstreamPool
 from dijk.routing.router import Router
 from dijk.stages import StageResources, build_default_stages, build_route_stages
@@ -54,6 +59,9 @@ class RoutePlan:
     # Upstream response header names (lower case) that never reach the client: hop-by-hop,
     # Dijk's own, and the route's strip_response_headers (see headers.response_dropped).
     response_dropped: frozenset[str]
+    # Request header names that never reach the upstream: hop-by-hop, Dijk's own, and the
+    # route's strip_request_headers (see headers.request_dropped).
+    request_dropped: frozenset[str]
 
     def pool_release(self, connection: UpstreamConnection) -> None:
         self.upstream.pool.release(connection)
@@ -77,6 +85,9 @@ class GatewayState:
     release_gate: AuditResources | None = None
     # The global IP and country rules, for requests that match no route (None: no rules).
     global_network: NetworkPolicy | None = None
+    # Field names a request's Connection header must not list (headers.connection_conflict):
+    # the fixed end-to-end ones and the configured API key header.
+    connection_protected: frozenset[str] = CONNECTION_PROTECTED
 
     async def start(self, previous: GatewayState | None = None) -> None:
         """Open what needs I/O before this state serves: the audit log (kept from
@@ -139,11 +150,15 @@ def build_state(config: DijkConfig, generation: int, source: str = "") -> Gatewa
             continue
         pipelines.append(pipeline)
         strip = compiled.config.strip_response_headers
+        strip_request = compiled.config.strip_request_headers
         compiled.plan = RoutePlan(
             pipeline,
             upstreams[compiled.config.upstream],
             compiled.config.strip_prefix,
             response_dropped(config.strip_response_headers if strip is None else strip),
+            request_dropped(
+                config.strip_request_headers if strip_request is None else strip_request
+            ),
         )
     if issues:
         raise ConfigError(issues)
@@ -163,4 +178,8 @@ def build_state(config: DijkConfig, generation: int, source: str = "") -> Gatewa
         if resources.audit is not None and resources.audit.strict
         else None,
         global_network=global_policy(config.network),
+        connection_protected=CONNECTION_PROTECTED
+        | (
+            {config.auth.api_key.header.lower()} if config.auth.api_key is not None else frozenset()
+        ),
     )
