@@ -47,10 +47,13 @@ except ImportError:  # pragma: no cover - only without libyaml
 
 __all__ = [
     "BUNDLE_KEY",
+    "MAX_FILE_BYTES",
     "PACKAGE_SCHEME",
     "Document",
+    "SpecLoader",
     "Version",
     "check_document",
+    "parse_text",
     "read_document",
     "resolve_location",
 ]
@@ -78,6 +81,10 @@ _SpecLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP_TAG]
     for first, resolvers in _SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
+#: The YAML loader documents are read with (``dijk lint`` composes node trees with it).
+SpecLoader = _SpecLoader
 
 
 @dataclass(slots=True)
@@ -386,6 +393,14 @@ def _parse(text: str) -> Any:
         raise _Failure([], f"invalid YAML or JSON{line}: {exc.problem or exc}") from None
     except yaml.YAMLError as exc:
         raise _Failure([], f"invalid YAML or JSON: {exc}") from None
+
+
+def parse_text(text: str) -> Any:
+    """YAML or JSON text as data, read as documents are; ``ValueError`` says what is wrong."""
+    try:
+        return _parse(text)
+    except _Failure as failure:
+        raise ValueError(failure.message) from None
 
 
 def _key(raw: Any) -> str:
