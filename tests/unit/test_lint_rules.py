@@ -302,6 +302,24 @@ def _deprecated(d: Doc) -> None:
     one(d)["deprecated"] = True
 
 
+def _admin_with_user_scopes(d: Doc) -> None:
+    d["paths"]["/admin/accounts"] = {"delete": copy.deepcopy(one(d))}
+    d["paths"]["/admin/accounts"]["delete"]["security"] = [{"oauth": ["accounts:read"]}]
+
+
+def _admin_with_admin_scope(d: Doc) -> None:
+    _admin_with_user_scopes(d)
+    d["paths"]["/admin/accounts"]["delete"]["security"] = [{"oauth": ["admin"]}]
+
+
+def _callback_url(d: Doc) -> None:
+    new_account(d)["callbackUrl"] = {"type": "string", "maxLength": 200}
+
+
+def _callback_id(d: Doc) -> None:
+    new_account(d)["callbackId"] = {"type": "string", "format": "uuid"}
+
+
 def _unchanged(d: Doc) -> None:
     return None
 
@@ -339,6 +357,8 @@ CASES: list[tuple[str, Callable[[Doc], None], Callable[[Doc], None]]] = [
     ("verbose-error-schema", _stack_trace, _problem_instance),
     ("ref-unresolvable", _broken_ref, _unchanged),
     ("deprecated-operation", _deprecated, _unchanged),
+    ("admin-security-not-distinct", _admin_with_user_scopes, _admin_with_admin_scope),
+    ("url-parameter", _callback_url, _callback_id),
 ]
 
 

@@ -99,6 +99,8 @@ class Checker:
         self.visited: set[tuple[int, Tokens, str, bool]] = set()
         self.visits = 0
         self.schemes: dict[str, _Node] = {}
+        #: Per operation: label, node, under an admin path, requirements (scheme, scopes).
+        self.access: list[tuple[str, _Node, bool, set[tuple[str, frozenset[str]]]]] = []
 
     # ------------------------------------------------------------------ plumbing
 
@@ -132,6 +134,7 @@ class Checker:
                 if resolved is None or not isinstance(resolved.value, dict):
                     continue
                 self.check_path(template, resolved)
+        self.check_admin_access()
         return list(self.found.values())
 
     # ------------------------------------------------------------------ references
@@ -339,6 +342,14 @@ class Checker:
         label = f"{method.upper()} {template}"
         requirements, written = self._security(operation)
         secured, scoped = self._check_requirements(label, requirements)
+        self.access.append(
+            (
+                label,
+                operation,
+                _is_admin(template),
+                _requirements(requirements) if secured else set(),
+            )
+        )
         if not written:
             rule = "read-without-security" if method in _READS else "write-without-security"
             self.report(rule, operation, f"{label} has no security requirement")
@@ -401,6 +412,21 @@ class Checker:
                     scoped = True
         return secured, scoped
 
+    def check_admin_access(self) -> None:
+        ordinary: set[tuple[str, frozenset[str]]] = set()
+        for _label, _operation, admin, requirements in self.access:
+            if not admin:
+                ordinary |= requirements
+        for label, operation, admin, requirements in self.access:
+            shared = requirements & ordinary
+            if admin and shared:
+                names_ = ", ".join(sorted(scheme for scheme, _scopes in shared))
+                self.report(
+                    "admin-security-not-distinct",
+                    operation.child("security") or operation,
+                    f"{label} accepts the same credentials as ordinary operations ({names_})",
+                )
+
     def check_parameter(self, label: str, name: str, where: str, parameter: _Node) -> None:
         if where == "query" and names.is_credential(name):
             self.report(
@@ -409,7 +435,14 @@ class Checker:
                 f"{label}: query parameter {name!r} carries a credential",
                 parameter=name,
             )
-        elif where in ("query", "path") and names.is_sensitive_in_url(name):
+        elif where in ("query", "path", "formData") and names.is_url_like(name):
+            self.report(
+                "url-parameter",
+                parameter,
+                f"{label}: {where} parameter {name!r} takes a URL",
+                parameter=name,
+            )
+        if where in ("query", "path") and names.is_sensitive_in_url(name):
             self.report(
                 "sensitive-data-in-url",
                 parameter,
@@ -689,6 +722,9 @@ class Checker:
             self.report("number-unbounded", node, f"{what} is a number without minimum/maximum")
         if "object" in types or "properties" in value:
             self._object_rules(node, in_all_of, what)
+            for name, child in node.items("properties"):
+                if names.is_url_like(name):
+                    self.report("url-parameter", child, f"request property {name!r} takes a URL")
 
     def _object_rules(self, node: _Node, in_all_of: bool, what: str) -> None:
         value = node.value
@@ -732,6 +768,23 @@ class Checker:
                 f"response property {name!r} carries sensitive data",
                 property=name,
             )
+
+
+def _is_admin(template: str) -> bool:
+    return any(segment.lower() in ("admin", "admins", "administration") or
+               segment.lower().startswith("admin") for segment in template.split("/"))  # fmt: skip
+
+
+def _requirements(requirements: _Node | None) -> set[tuple[str, frozenset[str]]]:
+    found: set[tuple[str, frozenset[str]]] = set()
+    if requirements is None or not isinstance(requirements.value, list):
+        return found
+    for requirement in requirements.value:
+        if isinstance(requirement, dict):
+            for scheme, scopes in requirement.items():
+                listed = scopes if isinstance(scopes, list) else []
+                found.add((str(scheme), frozenset(str(scope) for scope in listed)))
+    return found
 
 
 def _entries(node: _Node | None) -> Iterator[tuple[str, _Node]]:

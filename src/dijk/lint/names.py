@@ -17,6 +17,7 @@ __all__ = [
     "is_rate_limit_header",
     "is_sensitive_in_response",
     "is_sensitive_in_url",
+    "is_url_like",
     "is_verbose_error_field",
 ]
 
@@ -118,3 +119,14 @@ def is_object_id(name: str) -> bool:
 def is_rate_limit_header(name: str) -> bool:
     folded = fold(name)
     return folded.startswith(("ratelimit", "xratelimit")) or folded == "retryafter"
+
+
+_URL_ENDINGS: Final = ("url", "uri", "callback", "webhook", "redirect")
+
+
+def is_url_like(name: str) -> bool:
+    """``callback_url``, ``redirectUri``, ``webhook``, ``imageURL`` (not ``curl`` alone)."""
+    folded = fold(name)
+    if folded in ("curl", "purl"):
+        return False
+    return folded.endswith(_URL_ENDINGS)

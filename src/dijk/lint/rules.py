@@ -238,6 +238,28 @@ RULES: Final = (
         "Bound the depth (a separate, non-recursive leaf schema) or make sure the parser limits "
         "nesting depth.",
     ),
+    # ---------------------------------------------------------------- API5, API7
+    Rule(
+        "admin-security-not-distinct",
+        "Admin operation accepts ordinary credentials",
+        _M,
+        "API5:2023",
+        "An operation under an admin path accepts a security requirement (scheme and scopes) "
+        "that ordinary operations accept too: any user's credential reaches the admin function "
+        "unless every handler checks roles itself.",
+        "Protect admin operations with their own scheme or admin-only scopes.",
+    ),
+    Rule(
+        "url-parameter",
+        "Client-supplied URL",
+        _L,
+        "API7:2023",
+        "A parameter or request property named like a URL, callback, redirect or webhook: if "
+        "the server fetches or redirects to it, it is a server-side request forgery or open "
+        "redirect vector.",
+        "Allow-list destinations (scheme, host, port), resolve and refuse internal addresses, "
+        "or take an identifier instead of a URL.",
+    ),
     # ---------------------------------------------------------------- API8 misconfiguration
     Rule(
         "server-not-https",
