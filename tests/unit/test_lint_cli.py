@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 
 from dijk.cli.main import app
 from dijk.lint import lint_document
+from dijk.lint.checks import Checker
+from dijk.lint.source import Sources
 from tests.conftest import CORPORA
 from tests.support.sarif import assert_valid_sarif
 
@@ -311,3 +313,51 @@ def test_a_handful_of_real_corpus_documents_lint_without_errors() -> None:
             assert finding.location.line is not None
             assert finding.location.line >= 1
             assert finding.location.pointer is not None
+
+
+def test_json_positions_match_the_yaml_node_tree(tmp_path: Path) -> None:
+    document = {
+        "openapi": "3.0.3",
+        "info": {"title": 't\u00e9st "quoted" \\ slash', "version": "1"},
+        "servers": [{"url": "https://ok.example"}, {"url": "http://plain.example"}],
+        "paths": {
+            "/a/{id}": {
+                "post": {
+                    "parameters": [
+                        {
+                            "name": "id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer"},
+                        },
+                        {"name": "api_key", "in": "query", "schema": {"enum": [1, 2.5, None]}},
+                    ],
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["x"],
+                                    "properties": {"x": {"type": "string"}, "n": {"type": "array"}},
+                                }
+                            }
+                        }
+                    },
+                    "responses": {"200": {"description": "ok"}},
+                }
+            }
+        },
+    }
+    for indent in (None, 2):
+        path = tmp_path / f"doc-{indent}.json"
+        path.write_text(json.dumps(document, indent=indent, ensure_ascii=False))
+        sources = Sources(str(path))
+        raws = Checker(sources).run()
+        source = sources.files[0]
+        assert source.is_json
+        fast = [source.position(raw.tokens) for raw in raws]
+        source.release()
+        source.is_json = False
+        composed = [source.position(raw.tokens) for raw in raws]
+        assert len(raws) > 5
+        assert fast == composed

@@ -13,7 +13,9 @@ look-up per pointer step.
 
 from __future__ import annotations
 
+import bisect
 import os
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -47,14 +49,16 @@ def is_url(text: str) -> bool:
 
 @dataclass(slots=True)
 class Source:
-    """One file: its name as reported, its text and data, and (lazily) its node tree."""
+    """One file: its name as reported, its text and data, and (lazily) its positions."""
 
     name: str
     text: str
     data: Any
+    is_json: bool = False
     _index: dict[int, dict[str, Any]] = field(default_factory=dict)
     _root: Any = None
     _composed: bool = False
+    _json: _JsonPositions | None = None
 
     def position(self, tokens: Tokens) -> tuple[int, int]:
         """1-based line and column of the value at ``tokens`` (nearest existing ancestor).
@@ -62,6 +66,10 @@ class Source:
         For a mapping entry the position is that of its key, which is where an editor
         should put the cursor.
         """
+        if self.is_json:
+            if self._json is None:
+                self._json = _JsonPositions(self.text)
+            return self._json.position(tokens)
         node = self._node_root()
         if node is None:
             return 1, 1
@@ -100,10 +108,121 @@ class Source:
         return self._root
 
     def release(self) -> None:
-        """Drop the node tree (big documents): positions are asked for in one batch."""
+        """Drop the position index (big documents): positions are asked for in one batch."""
         self._root = None
         self._index.clear()
         self._composed = False
+        self._json = None
+
+
+#: JSON strings and brackets: everything that can hold a comma, colon or nested value.
+_JSON_TOKEN: Final = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_JSON_SPACE: Final = re.compile(r"[ \t\r\n]*")
+_JSON_SCALAR_END: Final = re.compile(r"[,\]}]")
+
+
+class _JsonPositions:
+    """Offsets of JSON values from one regular-expression pass over the text.
+
+    Composing a big JSON document into YAML nodes costs about a second per 2.5 MB; this
+    finds only strings and brackets (about a tenth of that), pairs the brackets, and
+    indexes an object's keys or an array's elements the first time a pointer passes
+    through it. The text is known to be valid JSON (orjson parsed it).
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        starts: list[int] = []
+        ends: list[int] = []
+        for match in _JSON_TOKEN.finditer(text):
+            starts.append(match.start())
+            ends.append(match.end())
+        self.starts = starts
+        self.ends = ends
+        close = [-1] * len(starts)
+        stack: list[int] = []
+        for position, start in enumerate(starts):
+            char = text[start]
+            if char in "{[":
+                stack.append(position)
+            elif char in "}]" and stack:
+                close[stack.pop()] = position
+        self.close = close
+        self.children: dict[int, dict[str, tuple[int, int]]] = {}
+        self.lines: list[int] | None = None
+
+    def _skip(self, offset: int) -> int:
+        match = _JSON_SPACE.match(self.text, offset)
+        return match.end() if match else offset
+
+    def _after(self, token: int) -> tuple[int, int]:
+        """(offset just after the value starting at ``token``, next token index)."""
+        if self.text[self.starts[token]] in "{[":
+            end = self.close[token]
+            return self.ends[end], end + 1
+        return self.ends[token], token + 1
+
+    def _index(self, token: int) -> dict[str, tuple[int, int]]:
+        """Key (or element number) -> (offset of key/element, token of value or -1)."""
+        known = self.children.get(token)
+        if known is not None:
+            return known
+        text, starts = self.text, self.starts
+        found: dict[str, tuple[int, int]] = {}
+        end = self.close[token]
+        if end < 0:
+            self.children[token] = found
+            return found
+        is_object = text[starts[token]] == "{"
+        cursor = token + 1
+        offset = self._skip(starts[token] + 1)
+        number = 0
+        while offset < len(text) and text[offset] not in "}]":
+            if is_object:
+                if cursor >= end or starts[cursor] != offset:
+                    break
+                raw = text[offset + 1 : self.ends[cursor] - 1]
+                name = raw if "\\" not in raw else orjson.loads(text[offset : self.ends[cursor]])
+                key_offset = offset
+                offset = self._skip(self._skip(self.ends[cursor]) + 1)  # past ':'
+                cursor += 1
+            else:
+                name = str(number)
+                key_offset = offset
+            if cursor < end and starts[cursor] == offset:
+                found[name] = (key_offset, cursor)
+                offset, cursor = self._after(cursor)
+            else:
+                found[name] = (key_offset, -1)
+                scalar_end = _JSON_SCALAR_END.search(text, offset)
+                offset = scalar_end.start() if scalar_end else len(text)
+            offset = self._skip(offset)
+            if offset < len(text) and text[offset] == ",":
+                offset = self._skip(offset + 1)
+            number += 1
+        self.children[token] = found
+        return found
+
+    def position(self, tokens: Tokens) -> tuple[int, int]:
+        if not self.starts:
+            return 1, 1
+        offset = self.starts[0]
+        token = 0
+        for part in tokens:
+            if token < 0 or self.text[self.starts[token]] not in "{[":
+                break
+            entry = self._index(token).get(part)
+            if entry is None:
+                break
+            offset, token = entry
+        return self._line_column(offset)
+
+    def _line_column(self, offset: int) -> tuple[int, int]:
+        if self.lines is None:
+            self.lines = [match.end() for match in re.finditer("\n", self.text)]
+        line = bisect.bisect_right(self.lines, offset)
+        start = self.lines[line - 1] if line else 0
+        return line + 1, offset - start + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,14 +260,14 @@ class Sources:
             raise LoadError(f"more than {MAX_FILES} files are referenced")
         try:
             text = _fetch(location) if is_url(location) else _read(location)
-            data = _parse(text)
+            data, is_json = _parse(text)
         except (LoadError, ValueError) as exc:
             message = str(exc)
             if not message.startswith(location):
                 message = f"{location}: {message}"
             self._failed[key] = message
             raise LoadError(message) from None
-        self.files.append(Source(location, text, data))
+        self.files.append(Source(location, text, data, is_json=is_json))
         self._locations.append(location)
         self._by_location[key] = len(self.files) - 1
         return len(self.files) - 1
@@ -229,14 +348,14 @@ def _decode(name: str, raw: bytes) -> str:
         raise LoadError(f"{name}: not UTF-8 text (line {line})") from None
 
 
-def _parse(text: str) -> Any:
-    """JSON through orjson as it is (string keys, no aliases); YAML normalised."""
+def _parse(text: str) -> tuple[Any, bool]:
+    """Data, and whether it was JSON (orjson: string keys, no aliases); YAML normalised."""
     if text.lstrip().startswith("{"):
         try:
-            return orjson.loads(text)
+            return orjson.loads(text), True
         except orjson.JSONDecodeError:
             pass
-    return _normalise(parse_text(text))
+    return _normalise(parse_text(text)), False
 
 
 def _normalise(data: Any) -> Any:

@@ -36,4 +36,5 @@ def report_dict(report: Report) -> dict[str, Any]:
 
 
 def render_json(report: Report) -> str:
-    return json.dumps(report_dict(report), indent=2, ensure_ascii=False, default=str) + "\n"
+    # No indent: the C encoder is ~10x faster on reports with tens of thousands of findings.
+    return json.dumps(report_dict(report), ensure_ascii=False, default=str) + "\n"
