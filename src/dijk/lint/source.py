@@ -25,7 +25,7 @@ from urllib.parse import unquote, urljoin, urlsplit
 import orjson
 import yaml
 
-from dijk.openapi.document import MAX_FILE_BYTES, SpecLoader, parse_text
+from dijk.openapi.document import MAX_FILE_BYTES, SpecLoader, mapping_key, parse_text
 from dijk.openapi.errors import unescape_token
 
 __all__ = ["LoadError", "Ref", "Source", "Sources", "Tokens", "is_url"]
@@ -385,7 +385,7 @@ def _normalise(data: Any) -> Any:
         active.add(key)
         result: Any
         if isinstance(value, dict):
-            result = {_key(name): walk(item) for name, item in value.items()}
+            result = {mapping_key(name): walk(item) for name, item in value.items()}
         else:
             result = [walk(item) for item in value]
         active.discard(key)
@@ -396,11 +396,3 @@ def _normalise(data: Any) -> Any:
         return walk(data)
     except RecursionError:
         raise LoadError("the document is nested too deeply") from None
-
-
-def _key(raw: Any) -> str:
-    if isinstance(raw, bool):
-        return "true" if raw else "false"
-    if raw is None:
-        return "null"
-    return str(raw)

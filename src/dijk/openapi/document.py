@@ -53,6 +53,7 @@ __all__ = [
     "SpecLoader",
     "Version",
     "check_document",
+    "mapping_key",
     "parse_text",
     "read_document",
     "resolve_location",
@@ -281,7 +282,7 @@ class _Bundler:
             if isinstance(value, dict):
                 result = {}
                 for raw_key, item in value.items():
-                    name = _key(raw_key)
+                    name = mapping_key(raw_key)
                     parts.append(name)
                     if name == "$ref" and isinstance(item, str):
                         rewritten = self._ref(item, index, parts)
@@ -403,7 +404,8 @@ def parse_text(text: str) -> Any:
         raise ValueError(failure.message) from None
 
 
-def _key(raw: Any) -> str:
+def mapping_key(raw: Any) -> str:
+    """A YAML mapping key as the string JSON would have (``200`` -> ``"200"``)."""
     if isinstance(raw, bool):
         return "true" if raw else "false"
     if raw is None:
