@@ -17,9 +17,10 @@ import pytest
 from typer.testing import CliRunner
 
 from dijk.cli.main import app
-from dijk.lint import lint_document
+from dijk.lint import lint_document, lint_documents
 from dijk.lint.checks import Checker
-from dijk.lint.source import Sources
+from dijk.lint.source import LoadError, Sources
+from dijk.reporting import Severity
 from tests.conftest import CORPORA
 from tests.support.sarif import assert_valid_sarif
 
@@ -273,13 +274,25 @@ def test_reference_loop_is_unresolvable(tmp_path: Path) -> None:
     assert all("loop" in f.message for f in findings)
 
 
+class _CountingHandler(SimpleHTTPRequestHandler):
+    requests: list[str] = []
+
+    def do_GET(self) -> None:
+        type(self).requests.append(self.path)
+        super().do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
     (tmp_path / "api.yaml").write_text(
         LEAKY.replace("schema:\n            type: string\n", "schema: {$ref: 'parts.yaml#/Q'}\n")
     )
     (tmp_path / "parts.yaml").write_text("Q:\n  type: string\n")
-    handler = partial(SimpleHTTPRequestHandler, directory=str(tmp_path))
+    _CountingHandler.requests = []
+    handler = partial(_CountingHandler, directory=str(tmp_path))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -361,3 +374,44 @@ def test_json_positions_match_the_yaml_node_tree(tmp_path: Path) -> None:
         composed = [source.position(raw.tokens) for raw in raws]
         assert len(raws) > 5
         assert fast == composed
+
+
+def test_local_document_never_makes_lint_fetch_a_remote_ref(tmp_path: Path, served: str) -> None:
+    path = tmp_path / "local.yaml"
+    path.write_text(
+        LEAKY.replace(
+            "schema:\n            type: string\n", f"schema: {{$ref: '{served}/parts.yaml#/Q'}}\n"
+        )
+    )
+    result = lint_document(str(path))
+    broken = next(f for f in result.findings if f.rule_id == "ref-unresolvable")
+    assert "--remote-refs" in broken.message
+    assert _CountingHandler.requests == []
+    allowed = lint_document(str(path), remote_refs=True)
+    assert "ref-unresolvable" not in {f.rule_id for f in allowed.findings}
+    assert _CountingHandler.requests == ["/parts.yaml"]
+
+
+def test_fetched_document_refs_stay_on_its_origin(served: str) -> None:
+    other = served.replace("127.0.0.1", "localhost")
+    sources = Sources(f"{served}/api.yaml")
+    with pytest.raises(LoadError, match="origin"):
+        sources.resolve(0, f"{other}/parts.yaml#/Q")
+    assert _CountingHandler.requests == ["/api.yaml"]
+
+
+def test_demo_document_has_no_high_findings() -> None:
+    from importlib import resources
+
+    demo = resources.files("dijk.demo").joinpath("openapi.yaml")
+    result = lint_document(str(demo))
+    assert result.error is None
+    assert [f for f in result.findings if f.severity == Severity.high] == []
+
+
+def test_progress_callback_runs_once_per_document(leaky: Path, tmp_path: Path) -> None:
+    seen: list[str] = []
+    gone = str(tmp_path / "gone.yaml")
+    report = lint_documents([str(leaky), gone], on_done=lambda r: seen.append(r.target))
+    assert seen == [str(leaky), gone]
+    assert len(report.errors) == 1

@@ -63,6 +63,14 @@ def lint(
         Path | None,
         typer.Option("--config", "-c", help="Lint configuration: rule severities, rules off."),
     ] = None,
+    remote_refs: Annotated[
+        bool,
+        typer.Option(
+            "--remote-refs",
+            help="Follow $refs to any http(s) URL (default: none from local files; the"
+            " document's own origin from a URL).",
+        ),
+    ] = False,
     list_rules: Annotated[
         bool, typer.Option("--list-rules", help="Print the rules and exit.")
     ] = False,
@@ -87,7 +95,7 @@ def lint(
             raise typer.Exit(2) from None
     threshold_name = (fail_on.value if fail_on is not None else None) or settings.fail_on or "high"
     threshold = None if threshold_name == "none" else Severity(threshold_name)
-    report = _run(specs, settings)
+    report = _run(specs, settings, remote_refs)
     colour = (
         fmt is OutputFormat.text
         and output is None
@@ -112,9 +120,9 @@ def lint(
         raise typer.Exit(1)
 
 
-def _run(specs: list[str], settings: LintConfig) -> Report:
+def _run(specs: list[str], settings: LintConfig, remote_refs: bool) -> Report:
     if len(specs) < 2 or not sys.stderr.isatty():
-        return lint_documents(specs, settings)
+        return lint_documents(specs, settings, remote_refs=remote_refs)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -133,6 +141,7 @@ def _run(specs: list[str], settings: LintConfig) -> Report:
             on_done=lambda result: progress.update(
                 task, advance=1, description=os.path.basename(result.target)
             ),
+            remote_refs=remote_refs,
         )
 
 

@@ -49,11 +49,17 @@ def active_rules(config: LintConfig) -> list[Rule]:
     return rules
 
 
-def lint_document(location: str, config: LintConfig | None = None) -> DocumentResult:
-    """Findings of one document (its referenced files included), or why it was unreadable."""
+def lint_document(
+    location: str, config: LintConfig | None = None, *, remote_refs: bool = False
+) -> DocumentResult:
+    """Findings of one document (its referenced files included), or why it was unreadable.
+
+    ``remote_refs`` lets ``$ref`` s reach any http(s) URL (by default: none from a local
+    file, the document's own origin from a fetched one).
+    """
     rules = {rule.id: rule for rule in active_rules(config or LintConfig())}
     try:
-        sources = Sources(location)
+        sources = Sources(location, remote_refs=remote_refs)
         raws = Checker(sources).run()
     except LoadError as exc:
         return DocumentResult(location, [], str(exc))
@@ -120,6 +126,8 @@ def lint_documents(
     locations: Iterable[str],
     config: LintConfig | None = None,
     on_done: Callable[[DocumentResult], None] | None = None,
+    *,
+    remote_refs: bool = False,
 ) -> Report:
     """One report over many documents; ``on_done`` is called after each (progress)."""
     config = config or LintConfig()
@@ -128,7 +136,7 @@ def lint_documents(
     errors: list[TargetError] = []
     targets: list[str] = []
     for location in locations:
-        result = lint_document(location, config)
+        result = lint_document(location, config, remote_refs=remote_refs)
         targets.append(location)
         findings.extend(result.findings)
         if result.error is not None:

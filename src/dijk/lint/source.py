@@ -1,5 +1,10 @@
 """The files of a document, as data and as positions, and ``$ref`` resolution across them.
 
+A document read from a local file never makes lint fetch anything from the network, and
+one read over HTTP(S) only its own origin, unless ``remote_refs`` says otherwise: a
+document under review (a pull request in CI) must not be able to make the runner request
+internal addresses such as cloud metadata services.
+
 Lint reports every finding at FILE:LINE:COLUMN of the file it is written in, so unlike the
 gateway's loader (which bundles everything into one document) the files stay separate:
 ``Sources`` keeps one :class:`Source` per file, local or fetched over HTTP(S), and
@@ -237,11 +242,13 @@ class Ref:
 class Sources:
     """The files of one document, loaded on demand as ``$ref`` s name them."""
 
-    def __init__(self, main: str) -> None:
+    def __init__(self, main: str, *, remote_refs: bool = False) -> None:
         self.files: list[Source] = []
         self._by_location: dict[str, int] = {}
         self._locations: list[str] = []
         self._failed: dict[str, str] = {}
+        self._remote_refs = remote_refs
+        self._origin = _origin(main) if is_url(main) else None
         self.load(main)
 
     @property
@@ -280,6 +287,11 @@ class Sources:
             base = self._locations[file]
             if is_url(target) or is_url(base):
                 location = urljoin(base, target)
+                if not self._remote_refs and _origin(location) != self._origin:
+                    raise LoadError(
+                        f"$ref to {location}: a reference is followed over the network only "
+                        "to the origin the document was read from (--remote-refs allows any)"
+                    )
             elif urlsplit(target).scheme:
                 raise LoadError(f"unsupported reference scheme in {ref!r}")
             else:
@@ -295,6 +307,15 @@ class Sources:
             else:
                 raise KeyError(token)
         return Ref(index, tokens, value)
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """Scheme, host and port: where a document fetched over HTTP may send its references."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return None
 
 
 def _split(fragment: str) -> Tokens:
