@@ -65,6 +65,13 @@ def lint_document(
         return DocumentResult(location, [], str(exc))
     except RecursionError:
         return DocumentResult(location, [], f"{location}: the document is nested too deeply")
+    except Exception as exc:  # a bug in a check: one clear line, not a traceback
+        return DocumentResult(
+            location,
+            [],
+            f"{location}: internal error while checking ({type(exc).__name__}: {exc}); "
+            "please report it with the document",
+        )
     kept: list[Raw] = []
     suppressed = 0
     for raw in raws:

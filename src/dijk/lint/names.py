@@ -67,7 +67,7 @@ def is_sensitive_in_url(name: str) -> bool:
 
 _SENSITIVE_RESPONSE: Final = frozenset(
     {
-        "password", "passwd", "pwd", "passwordhash", "hashedpassword", "pin", "pincode",
+        "password", "passwd", "pwd", "passwordhash", "hashedpassword", "cardpin", "pinblock",
         "cvv", "cvc", "cvv2", "cvc2", "securitycode", "cardnumber", "creditcardnumber",
         "pan", "primaryaccountnumber", "bsn", "burgerservicenummer", "ssn",
         "socialsecuritynumber", "secret", "clientsecret", "privatekey", "secretkey",
