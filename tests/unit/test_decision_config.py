@@ -25,7 +25,7 @@ def test_decision_only_without_a_decision_listener_is_refused() -> None:
 
 
 def test_an_endpoint_under_the_ext_authz_prefix_is_refused() -> None:
-    with pytest.raises(ValidationError, match="lies under ext_authz.path_prefix"):
+    with pytest.raises(ValidationError, match=r"lies under ext_authz\.path_prefix"):
         DecisionConfig.model_validate(
             {
                 "listen": {"port": 8181},

@@ -58,10 +58,14 @@ class ListenConfig(Model):
     @field_validator("address")
     @classmethod
     def _address(cls, value: str) -> str:
-        if value in {"localhost", "*"}:
-            return value
-        ipaddress.ip_address(value)
+        return _check_listen_address(value)
+
+
+def _check_listen_address(value: str) -> str:
+    if value in {"localhost", "*"}:
         return value
+    ipaddress.ip_address(value)
+    return value
 
 
 class AdminConfig(Model):
@@ -1022,10 +1026,7 @@ class DecisionListen(Model):
     @field_validator("address")
     @classmethod
     def _address(cls, value: str) -> str:
-        if value in {"localhost", "*"}:
-            return value
-        ipaddress.ip_address(value)
-        return value
+        return _check_listen_address(value)
 
 
 class OriginalRequestHeaders(Model):

@@ -46,6 +46,8 @@ from dijk.pipeline.context import RequestContext
 from dijk.pipeline.decision import Decision
 from dijk.proxy.gateway import (
     Gateway,
+    _first,
+    _joined,
     match_route,
     new_request_id,
     problem_response,
@@ -508,18 +510,6 @@ _TOKEN_CHARS = frozenset(
 
 def _is_token(value: str) -> bool:
     return 0 < len(value) <= 32 and all(char in _TOKEN_CHARS for char in value)
-
-
-def _first(headers: list[tuple[str, str]], name: str) -> str | None:
-    for key, value in headers:
-        if key == name:
-            return value
-    return None
-
-
-def _joined(headers: list[tuple[str, str]], name: str) -> str | None:
-    values = [value for key, value in headers if key == name]
-    return ", ".join(values) if values else None
 
 
 # ---- listeners ------------------------------------------------------------------------------

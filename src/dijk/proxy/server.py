@@ -123,7 +123,9 @@ class GatewayServer:
         # port conflict there stops the start before anything serves.
         self._servers = await open_decision_listeners(config, self.gateway, self._decision_protocol)
         if not config.decision.inline:  # decision service only: no proxy listener
-            await self._listen_admin(loop)
+            self._servers.append(await self._open_admin(loop))
+            self.ready = True
+            log.info("started", admin=f"http://{config.admin.address}:{config.admin.port}")
             return
         ssl_context = tls_context(config.listen.tls) if config.listen.tls else None
         scheme = "https" if ssl_context else "http"
@@ -138,13 +140,7 @@ class GatewayServer:
             backlog=2048,
             reuse_address=True,
         )
-        admin_limits = ServerLimits(header_timeout_s=5, body_timeout_s=5, keepalive_timeout_s=30)
-        admin = await loop.create_server(
-            lambda: self._protocol(AdminHandler(self), admin_limits, "http"),
-            _bind(config.admin.address),
-            config.admin.port,
-            reuse_address=True,
-        )
+        admin = await self._open_admin(loop)
         self._servers += [data_plane, admin]
         self.ready = True
         log.info(
@@ -155,18 +151,15 @@ class GatewayServer:
             config=self.source,
         )
 
-    async def _listen_admin(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def _open_admin(self, loop: asyncio.AbstractEventLoop) -> asyncio.Server:
         config = self.state.config
         admin_limits = ServerLimits(header_timeout_s=5, body_timeout_s=5, keepalive_timeout_s=30)
-        admin = await loop.create_server(
+        return await loop.create_server(
             lambda: self._protocol(AdminHandler(self), admin_limits, "http"),
             _bind(config.admin.address),
             config.admin.port,
             reuse_address=True,
         )
-        self._servers.append(admin)
-        self.ready = True
-        log.info("started", admin=f"http://{config.admin.address}:{config.admin.port}")
 
     def _decision_protocol(self, handler: Handler) -> HttpProtocol:
         """Decision listener connections: the data plane's header limits and timeouts."""
