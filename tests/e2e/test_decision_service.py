@@ -61,6 +61,7 @@ def decision_config(upstream_port: int, **decision: Any) -> dict[str, Any]:
                 "name": "limited",
                 "api_keys": [{"sha256": hashlib.sha256(LIMITED_KEY.encode()).hexdigest()}],
                 "scopes": ["items:read"],
+                "rate_limit": [{"limit": 5, "per_s": 60}],
             },
         ],
         auth={"api_key": {"header": "X-API-Key"}},
@@ -70,7 +71,7 @@ def decision_config(upstream_port: int, **decision: Any) -> dict[str, Any]:
                 "name": "items-read",
                 "match": {"path_prefix": "/api/items", "methods": ["GET"]},
                 "scopes": ["items:read"],
-                "rate_limit": [{"key": "consumer", "limit": 5, "per_s": 60}],
+                "rate_limit": [{"key": "consumer", "limit": 1000, "per_s": 60}],
             },
             {
                 **route,
@@ -293,3 +294,47 @@ def test_grpc_check_refuses_with_permission_denied_and_the_reason(
     response = check(decider, "GET", "/api/items", READ_KEY, client="203.0.113.4")
     assert response.status is not None
     assert response.status.message == "net.denied"
+
+
+def test_forward_auth_never_adopts_the_clients_request_id(decider: GatewayProcess) -> None:
+    """Traefik passes the client's headers on: an X-Request-Id among them is the client's."""
+    status, headers, _ = ask(
+        decider,
+        "GET",
+        "/forward-auth",
+        {
+            "X-Forwarded-Method": "GET",
+            "X-Forwarded-Uri": "/api/items",
+            "X-Forwarded-For": "198.51.100.21",
+            "X-API-Key": READ_KEY,
+            "X-Request-Id": "chosen-by-the-client",
+        },
+    )
+    assert status == 200
+    assert headers["x-request-id"] != "chosen-by-the-client"
+    assert len(headers["x-request-id"]) == 32
+
+
+def test_auth_request_keeps_the_request_id_nginx_sets(decider: GatewayProcess) -> None:
+    nginx_id = "5f0c8a1e9b7d4c3a2e1f0a9b8c7d6e5f"
+    status, headers, _ = ask(
+        decider,
+        "GET",
+        "/auth-request",
+        {
+            "X-Original-Method": "GET",
+            "X-Original-URI": "/api/items",
+            "X-Real-IP": "198.51.100.22",
+            "X-API-Key": READ_KEY,
+            "X-Request-Id": nginx_id,
+        },
+    )
+    assert (status, headers["x-request-id"]) == (200, nginx_id)
+
+
+@pytest.mark.parametrize("named", ["unknown", "198.51.100.23, unknown", "_hidden"])
+def test_a_client_address_that_is_not_an_ip_is_refused_not_read_as_the_proxy(
+    decider: GatewayProcess, named: str
+) -> None:
+    status, _, body = traefik(decider, "GET", "/api/items", READ_KEY, client=named)
+    assert (status, json.loads(body)["reason"]) == (400, "decision.invalid_client_address")

@@ -1044,6 +1044,12 @@ class OriginalRequestHeaders(Model):
         description="Header carrying the original Content-Length when the proxy does not send "
         "the body (so OpenAPI checks know a body was sent); null: not sent.",
     )
+    request_id_header: HeaderName | None = Field(
+        default=None,
+        description="Header whose well-formed value becomes the request id (the proxy's own "
+        "id, so that its log and Dijk's audit log join up); the proxy must set it, never pass "
+        "the client's. null: Dijk makes a fresh id.",
+    )
 
     @field_validator("path")
     @classmethod
@@ -1101,6 +1107,7 @@ class DecisionConfig(Model):
             uri_header="X-Original-URI",
             client_ip_header="X-Real-IP",
             content_length_header="X-Original-Content-Length",
+            request_id_header="X-Request-Id",
         ),
         description="nginx auth_request: where nginx asks and the headers it sets. nginx "
         "accepts only 2xx, 401 and 403 from the subrequest, so every refusal is answered 401 "

@@ -30,6 +30,7 @@ address (and the request id) is believed.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import time
 from collections.abc import Callable
@@ -392,6 +393,9 @@ class DecisionHandler:
             return Decision.deny(
                 400, "decision.invalid_method", "The original method is not an HTTP token."
             )
+        address = client_address(self.engine.proxies(state), client)
+        if address is None:
+            return _bad_address(flavour.client_ip_header)
         dropped = {flavour.method_header, flavour.uri_header, flavour.client_ip_header}
         if flavour.content_length_header:
             dropped.add(flavour.content_length_header)
@@ -413,8 +417,8 @@ class DecisionHandler:
             method=method,
             target=target.strip(),
             headers=headers,
-            client_ip=self.engine.proxies(state).client_address(request.client_ip, client),
-            request_id=request_id_from(request.headers, True),
+            client_ip=address,
+            request_id=_request_id(request.headers, flavour.request_id_header),
             body=body,
             content_length=length,
             scheme=_first(request.headers, "x-forwarded-proto") or "http",
@@ -427,6 +431,9 @@ class DecisionHandler:
         client = _joined(request.headers, config.client_ip_header)
         if not client:
             return _missing(config.client_ip_header)
+        address = client_address(self.engine.proxies(state), client)
+        if address is None:
+            return _bad_address(config.client_ip_header)
         target = request.target[len(config.path_prefix) :] or "/"
         if not target.startswith("/"):
             target = "/" + target
@@ -439,7 +446,9 @@ class DecisionHandler:
             method=request.method,
             target=target,
             headers=headers,
-            client_ip=self.engine.proxies(state).client_address(request.client_ip, client),
+            client_ip=address,
+            # Envoy sets x-request-id itself at the edge (and keeps a client's only when told
+            # to trust it: preserve_external_request_id).
             request_id=request_id_from(request.headers, True),
             body=body,
             content_length=len(body) if body else None,
@@ -487,6 +496,41 @@ class DecisionHandler:
 
 def _problem(decision: Decision, request_id: str) -> tuple[int, list[tuple[str, str]], bytes]:
     return problem_response(decision, request_id)
+
+
+def client_address(proxies: TrustedProxies, value: str) -> str | None:
+    """The client in a client-address header the proxy set: the right-most entry that is
+    not one of the proxies (X-Forwarded-For lists the hops left to right), or the left-most
+    if all are. ``None`` when an entry that must be read is not an IP address: the question
+    is then refused, never answered as if the proxy itself (loopback) were the client."""
+    entries = [entry.strip() for entry in value.split(",")]
+    found: str | None = None
+    for entry in reversed(entries):
+        try:
+            address = str(ipaddress.ip_address(entry))
+        except ValueError:
+            return None
+        found = address
+        if not proxies.trusts(address):
+            break
+    return found
+
+
+def _request_id(headers: list[tuple[str, str]], name: str | None) -> str:
+    """The proxy's own id from ``name`` when set and well-formed, else a fresh one (a
+    Traefik question carries the client's headers, X-Request-Id included: never adopted)."""
+    if name is None:
+        return new_request_id()
+    value = _first(headers, name)
+    return request_id_from([("x-request-id", value)], True) if value else new_request_id()
+
+
+def _bad_address(name: str) -> Decision:
+    return Decision.deny(
+        400,
+        "decision.invalid_client_address",
+        f"The {name} header the proxy sent does not name an IP address.",
+    )
 
 
 def _missing(name: str) -> Decision:

@@ -35,7 +35,13 @@ from grpclib.const import Cardinality, Handler
 from grpclib.server import Server, Stream
 
 from dijk.pipeline.decision import Decision
-from dijk.proxy.decision import DecisionEngine, Original, Verdict, asking_proxies
+from dijk.proxy.decision import (
+    DecisionEngine,
+    Original,
+    Verdict,
+    asking_proxies,
+    client_address,
+)
 from dijk.proxy.gateway import new_request_id, problem_response, request_id_from
 
 if TYPE_CHECKING:
@@ -87,7 +93,7 @@ class AuthorizationService:
             )
             log.warning("decision_untrusted_peer", peer=peer_ip, protocol=_PROTOCOL)
             return _denied(decision, new_request_id(), PERMISSION_DENIED)
-        original = _original(request, engine, peer_ip)
+        original = _original(request, engine)
         if isinstance(original, Decision):
             return _denied(original, new_request_id(), INVALID_ARGUMENT)
         ctx = engine.begin(state, original, started)
@@ -102,9 +108,7 @@ class AuthorizationService:
             await engine.finish(state, ctx, _PROTOCOL)
 
 
-def _original(
-    request: CheckRequest | None, engine: DecisionEngine, peer_ip: str
-) -> Original | Decision:
+def _original(request: CheckRequest | None, engine: DecisionEngine) -> Original | Decision:
     attributes = request.attributes if request is not None else None
     http = attributes.request.http if attributes and attributes.request else None
     if http is None or not http.method or not http.path:
@@ -135,13 +139,20 @@ def _original(
         )
     body: bytes | None = http.raw_body or (http.body.encode("utf-8") if http.body else None)
     length: int | None = len(body) if body else (http.size if http.size > 0 else None)
-    state = engine.state
+    client_ip = client_address(engine.proxies(engine.state), client)
+    if client_ip is None:
+        return Decision.deny(
+            400,
+            "decision.invalid_client_address",
+            "attributes.source does not name an IP address.",
+        )
     return Original(
         method=http.method.upper(),
         target=http.path,
         headers=headers,
-        client_ip=engine.proxies(state).client_address(peer_ip, client),
-        request_id=request_id_from(headers, True) if http.id == "" else _request_id(http.id),
+        client_ip=client_ip,
+        # Envoy's own id for the request (its x-request-id), else a fresh one.
+        request_id=_request_id(http.id) if http.id else new_request_id(),
         body=body,
         content_length=length,
         scheme=http.scheme or "http",
