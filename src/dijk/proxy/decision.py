@@ -35,7 +35,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 import structlog
@@ -72,6 +72,19 @@ DECISIONS = Counter(
     ["protocol", "outcome"],
     registry=metrics.REGISTRY,
 )
+
+_COUNTERS: dict[tuple[str, bool], Any] = {}
+
+
+def _decision_counter(protocol: str, allowed: bool) -> Any:
+    """The labelled child of ``dijk_decisions_total``, looked up once per label pair."""
+    found = _COUNTERS.get((protocol, allowed))
+    if found is None:
+        found = _COUNTERS[(protocol, allowed)] = DECISIONS.labels(
+            protocol, "allow" if allowed else "deny"
+        )
+    return found
+
 
 # Hop-by-hop fields of the question itself (between the proxy and Dijk), never part of the
 # original request the stages judge.
@@ -242,7 +255,7 @@ class DecisionEngine:
             await pipeline.log(ctx)
         elapsed = time.perf_counter() - ctx.started
         metrics.observe_request(ctx.route_name, ctx.response_status, ctx.reason, elapsed)
-        DECISIONS.labels(protocol, "deny" if ctx.decision is not None else "allow").inc()
+        _decision_counter(protocol, ctx.decision is None).inc()
         if state.access_log:
             access_log.info(
                 "decision",
