@@ -338,3 +338,14 @@ def test_a_client_address_that_is_not_an_ip_is_refused_not_read_as_the_proxy(
 ) -> None:
     status, _, body = traefik(decider, "GET", "/api/items", READ_KEY, client=named)
     assert (status, json.loads(body)["reason"]) == (400, "decision.invalid_client_address")
+
+
+def test_a_client_on_a_proxy_address_cannot_name_another_client_on_its_left(
+    decider: GatewayProcess,
+) -> None:
+    """decision.proxies are who may ask, not hops to skip: the entry Traefik appended (here
+    loopback, a client on the proxy's own host) is the client, whatever stands left of it."""
+    status, _, body = traefik(
+        decider, "GET", "/api/items", READ_KEY, client="203.0.113.9, 127.0.0.1"
+    )
+    assert status == 200, body  # 203.0.113.0/24 is denied: it was not taken as the client

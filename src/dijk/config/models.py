@@ -1036,8 +1036,8 @@ class OriginalRequestHeaders(Model):
         description="Header carrying the original request target (path and query)."
     )
     client_ip_header: HeaderName = Field(
-        description="Header carrying the client address the proxy saw (X-Forwarded-For: the "
-        "right-most entry that is not one of 'proxies' or trusted_proxies)."
+        description="Header carrying the client address the proxy saw (a list such as "
+        "X-Forwarded-For: the right-most entry that is not one of trusted_proxies)."
     )
     content_length_header: HeaderName | None = Field(
         default=None,
@@ -1067,8 +1067,8 @@ class ExtAuthzHttpConfig(Model):
     )
     client_ip_header: HeaderName = Field(
         default="x-forwarded-for",
-        description="Header carrying the client address Envoy saw (right-most entry that is not "
-        "one of 'proxies' or trusted_proxies).",
+        description="Header carrying the client address Envoy saw (the right-most entry that "
+        "is not one of trusted_proxies).",
     )
 
     @field_validator("path_prefix")

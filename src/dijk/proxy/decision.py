@@ -140,23 +140,10 @@ class DecisionEngine:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self._proxies: tuple[tuple[str, ...], TrustedProxies] | None = None
 
     @property
     def state(self) -> GatewayState:
         return self.gateway.state
-
-    def proxies(self, state: GatewayState) -> TrustedProxies:
-        """Peers that may ask, plus ``trusted_proxies`` (skipped in a forwarded-for list)."""
-        config = state.config
-        key = (*config.decision.proxies, "|", *config.trusted_proxies)
-        cached = self._proxies
-        if cached is None or cached[0] != key:
-            cached = self._proxies = (
-                key,
-                TrustedProxies([*config.decision.proxies, *config.trusted_proxies]),
-            )
-        return cached[1]
 
     def begin(self, state: GatewayState, original: Original, started: float) -> RequestContext:
         """The context of the original request; counted in flight until :meth:`finish`."""
@@ -340,7 +327,7 @@ class DecisionHandler:
             prefix = config.ext_authz.path_prefix
             if not (path == prefix or path.startswith(prefix + "/")):
                 writer.send(
-                    *_problem(
+                    *problem_response(
                         Decision.deny(
                             404,
                             "decision.unknown_endpoint",
@@ -359,7 +346,7 @@ class DecisionHandler:
             except ProtocolFault as fault:
                 writer.close_after()
                 decision = Decision.deny(fault.status, fault.reason, fault.detail)
-                writer.send(*_problem(decision, new_request_id()))
+                writer.send(*problem_response(decision, new_request_id()))
                 return
         original = (
             self._from_headers(state, request, flavour, body)
@@ -367,7 +354,7 @@ class DecisionHandler:
             else self._from_ext_authz(state, request, body)
         )
         if isinstance(original, Decision):
-            writer.send(*_problem(original, new_request_id()))
+            writer.send(*problem_response(original, new_request_id()))
             return
         engine = self.engine
         ctx = engine.begin(state, original, started)
@@ -406,7 +393,7 @@ class DecisionHandler:
             return Decision.deny(
                 400, "decision.invalid_method", "The original method is not an HTTP token."
             )
-        address = client_address(self.engine.proxies(state), client)
+        address = client_address(state.trusted_proxies, client)
         if address is None:
             return _bad_address(flavour.client_ip_header)
         dropped = {flavour.method_header, flavour.uri_header, flavour.client_ip_header}
@@ -444,7 +431,7 @@ class DecisionHandler:
         client = _joined(request.headers, config.client_ip_header)
         if not client:
             return _missing(config.client_ip_header)
-        address = client_address(self.engine.proxies(state), client)
+        address = client_address(state.trusted_proxies, client)
         if address is None:
             return _bad_address(config.client_ip_header)
         target = request.target[len(config.path_prefix) :] or "/"
@@ -507,15 +494,12 @@ class DecisionHandler:
         writer.send(status, headers, body)
 
 
-def _problem(decision: Decision, request_id: str) -> tuple[int, list[tuple[str, str]], bytes]:
-    return problem_response(decision, request_id)
-
-
 def client_address(proxies: TrustedProxies, value: str) -> str | None:
     """The client in a client-address header the proxy set: the right-most entry that is
-    not one of the proxies (X-Forwarded-For lists the hops left to right), or the left-most
-    if all are. ``None`` when an entry that must be read is not an IP address: the question
-    is then refused, never answered as if the proxy itself (loopback) were the client."""
+    not one of ``trusted_proxies`` (load balancers in front of the proxy; X-Forwarded-For
+    lists the hops left to right, the asking proxy appends the address it saw), or the
+    left-most if all are. ``None`` when an entry that must be read is not an IP address:
+    the question is then refused, never answered as if the proxy (loopback) were the client."""
     entries = [entry.strip() for entry in value.split(",")]
     found: str | None = None
     for entry in reversed(entries):

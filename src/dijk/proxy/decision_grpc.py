@@ -139,7 +139,7 @@ def _original(request: CheckRequest | None, engine: DecisionEngine) -> Original 
         )
     body: bytes | None = http.raw_body or (http.body.encode("utf-8") if http.body else None)
     length: int | None = len(body) if body else (http.size if http.size > 0 else None)
-    client_ip = client_address(engine.proxies(engine.state), client)
+    client_ip = client_address(engine.state.trusted_proxies, client)
     if client_ip is None:
         return Decision.deny(
             400,
