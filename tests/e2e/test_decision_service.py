@@ -129,7 +129,7 @@ def decider(
         decision_config(upstream.port), tmp_path_factory.mktemp("decider")
     ).start(timeout=60)
     yield gateway
-    gateway.stop()
+    assert gateway.stop() == 0, gateway.logs()[-2000:]  # the gRPC listener closes cleanly too
 
 
 def test_forward_auth_allows_with_consumer_scopes_and_request_id(
