@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from typing import Any
 
 import grpc
@@ -233,12 +235,18 @@ def test_ext_authz_http_reads_path_under_prefix_and_checks_the_forwarded_body(
 def test_only_the_configured_proxies_may_ask(
     start_gateway: Callable[..., GatewayProcess], recording: RecordingUpstream
 ) -> None:
-    gateway = start_gateway(decision_config(recording.port, proxies=["192.0.2.10/32"]))
+    config = decision_config(recording.port, proxies=["192.0.2.10/32"])
+    config["audit"] = {"url": "sqlite:///./audit.db"}
+    gateway = start_gateway(config)
     status, _, body = traefik(gateway, "GET", "/api/items", READ_KEY)
     assert (status, json.loads(body)["reason"]) == (403, "decision.untrusted_peer")
     response = check(gateway, "GET", "/api/items", READ_KEY)
     assert response.status is not None
     assert (response.status.code, response.status.message) == (7, "decision.untrusted_peer")
+    assert gateway.stop() == 0  # flushes the audit log: both refusals are recorded
+    with closing(sqlite3.connect(gateway.directory / "audit.db")) as connection:
+        reasons = [row[0] for row in connection.execute("SELECT reason FROM dijk_audit")]
+    assert reasons == ["decision.untrusted_peer", "decision.untrusted_peer"]
 
 
 def check(

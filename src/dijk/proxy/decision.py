@@ -261,6 +261,28 @@ class DecisionEngine:
 _ASKING: dict[tuple[str, ...], TrustedProxies] = {}
 
 
+UNTRUSTED_PEER = Decision.deny(
+    403,
+    "decision.untrusted_peer",
+    "Only the proxies listed in decision.proxies may ask for decisions.",
+)
+
+
+def refuse_peer(
+    state: GatewayState, peer: str, protocol: str, elapsed: float
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A question from a peer not in ``decision.proxies``: logged, counted, audited (like a
+    refusal the HTTP server makes itself) and answered 403, never judged."""
+    request_id = new_request_id()
+    status, headers, body = problem_response(UNTRUSTED_PEER, request_id)
+    log.warning("decision_untrusted_peer", peer=peer, protocol=protocol, request_id=request_id)
+    audit = state.resources.audit
+    if audit is not None:
+        audit.refused(status, UNTRUSTED_PEER.reason, request_id, peer, len(body))
+    metrics.observe_request("", status, UNTRUSTED_PEER.reason, elapsed)
+    return status, headers, body
+
+
 def asking_proxies(config: DijkConfig) -> TrustedProxies:
     """The peers that may ask (``decision.proxies``), one matcher per distinct list."""
     key = tuple(config.decision.proxies)
@@ -477,19 +499,8 @@ class DecisionHandler:
         return status, headers, body
 
     def _refuse_peer(self, state: GatewayState, request: Request, writer: ResponseWriter) -> None:
-        request_id = new_request_id()
-        decision = Decision.deny(
-            403,
-            "decision.untrusted_peer",
-            "Only the proxies listed in decision.proxies may ask for decisions.",
-        )
-        status, headers, body = problem_response(decision, request_id)
-        log.warning("decision_untrusted_peer", peer=request.client_ip, request_id=request_id)
-        audit = state.resources.audit
-        if audit is not None:
-            audit.refused(status, decision.reason, request_id, request.client_ip, len(body))
-        metrics.observe_request(
-            "", status, decision.reason, time.perf_counter() - request.received_at
+        status, headers, body = refuse_peer(
+            state, request.client_ip, "http", time.perf_counter() - request.received_at
         )
         writer.send(status, headers, body)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+import orjson
 import structlog
 from envoy_data_plane.envoy.config.core.v3 import HeaderValue, HeaderValueOption
 from envoy_data_plane.envoy.service.auth.v3 import (
@@ -36,11 +37,13 @@ from grpclib.server import Server, Stream
 
 from dijk.pipeline.decision import Decision
 from dijk.proxy.decision import (
+    UNTRUSTED_PEER,
     DecisionEngine,
     Original,
     Verdict,
     asking_proxies,
     client_address,
+    refuse_peer,
 )
 from dijk.proxy.gateway import new_request_id, problem_response, request_id_from
 
@@ -86,13 +89,8 @@ class AuthorizationService:
         state = engine.state
         started = time.perf_counter()
         if not asking_proxies(state.config).trusts(peer_ip):
-            decision = Decision.deny(
-                403,
-                "decision.untrusted_peer",
-                "Only the proxies listed in decision.proxies may ask for decisions.",
-            )
-            log.warning("decision_untrusted_peer", peer=peer_ip, protocol=_PROTOCOL)
-            return _denied(decision, new_request_id(), PERMISSION_DENIED)
+            _, _, body = refuse_peer(state, peer_ip, _PROTOCOL, time.perf_counter() - started)
+            return _denied(UNTRUSTED_PEER, orjson.loads(body)["request_id"], PERMISSION_DENIED)
         original = _original(request, engine)
         if isinstance(original, Decision):
             return _denied(original, new_request_id(), INVALID_ARGUMENT)
