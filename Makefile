@@ -6,8 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages needed at run or test time (installed by scripts/system-deps.sh).
-DEBIAN_PACKAGES :=
+# Debian packages needed at run or test time (installed by scripts/system-deps.sh):
+# nginx-light for the nginx auth_request end-to-end test (tests/e2e/test_decision_nginx.py).
+DEBIAN_PACKAGES := nginx-light
 
 .PHONY: demo test lint bench bench-detection install system-deps clean
 

@@ -58,10 +58,14 @@ class ListenConfig(Model):
     @field_validator("address")
     @classmethod
     def _address(cls, value: str) -> str:
-        if value in {"localhost", "*"}:
-            return value
-        ipaddress.ip_address(value)
+        return _check_listen_address(value)
+
+
+def _check_listen_address(value: str) -> str:
+    if value in {"localhost", "*"}:
         return value
+    ipaddress.ip_address(value)
+    return value
 
 
 class AdminConfig(Model):
@@ -1015,6 +1019,138 @@ class LoggingConfig(Model):
     )
 
 
+class DecisionListen(Model):
+    address: str = Field(default="127.0.0.1", description="Address the listener binds.")
+    port: Port = Field(description="Port of the listener.")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return _check_listen_address(value)
+
+
+class OriginalRequestHeaders(Model):
+    path: str = Field(description="Path on the decision listener where the proxy asks.")
+    method_header: HeaderName = Field(description="Header carrying the original method.")
+    uri_header: HeaderName = Field(
+        description="Header carrying the original request target (path and query)."
+    )
+    client_ip_header: HeaderName = Field(
+        description="Header carrying the client address the proxy saw (a list such as "
+        "X-Forwarded-For: the right-most entry that is not one of trusted_proxies)."
+    )
+    content_length_header: HeaderName | None = Field(
+        default=None,
+        description="Header carrying the original Content-Length when the proxy does not send "
+        "the body (so OpenAPI checks know a body was sent); null: not sent.",
+    )
+    request_id_header: HeaderName | None = Field(
+        default=None,
+        description="Header whose well-formed value becomes the request id (the proxy's own "
+        "id, so that its log and Dijk's audit log join up); the proxy must set it, never pass "
+        "the client's. null: Dijk makes a fresh id.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("the path must start with '/'")
+        return value
+
+
+class ExtAuthzHttpConfig(Model):
+    path_prefix: str = Field(
+        default="/ext-authz",
+        description="Envoy ext_authz (HTTP service, path_prefix): the original method, path "
+        "below this prefix, headers, and the body when Envoy sends it (with_request_body).",
+    )
+    client_ip_header: HeaderName = Field(
+        default="x-forwarded-for",
+        description="Header carrying the client address Envoy saw (the right-most entry that "
+        "is not one of trusted_proxies).",
+    )
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value.startswith("/") or value.endswith("/"):
+            raise ValueError("the prefix must start with '/' and not end with '/'")
+        return value
+
+
+class DecisionConfig(Model):
+    listen: DecisionListen | None = Field(
+        default=None,
+        description="HTTP decision listener (nginx auth_request, Envoy ext_authz HTTP, Traefik "
+        "forwardAuth), e.g. {address: 127.0.0.1, port: 8181}; null: none.",
+    )
+    grpc: DecisionListen | None = Field(
+        default=None,
+        description="gRPC decision listener: envoy.service.auth.v3.Authorization/Check "
+        "(Envoy ext_authz grpc_service), plaintext HTTP/2; null: none.",
+    )
+    inline: bool = Field(
+        default=True,
+        description="Also serve the inline proxy on 'listen'; false runs Dijk as a decision "
+        "service only (routes still name an upstream, which is then never called).",
+    )
+    proxies: CidrList = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="Peers that may ask for decisions; their client-address header is "
+        "believed. Any other peer is refused (403 decision.untrusted_peer).",
+    )
+    auth_request: OriginalRequestHeaders = Field(
+        default_factory=lambda: OriginalRequestHeaders(
+            path="/auth-request",
+            method_header="X-Original-Method",
+            uri_header="X-Original-URI",
+            client_ip_header="X-Real-IP",
+            content_length_header="X-Original-Content-Length",
+            request_id_header="X-Request-Id",
+        ),
+        description="nginx auth_request: where nginx asks and the headers it sets. nginx "
+        "accepts only 2xx, 401 and 403 from the subrequest, so every refusal is answered 401 "
+        "or 403 with the real status in X-Dijk-Status and the problem document in "
+        "X-Dijk-Problem (see deploy/nginx).",
+    )
+    forward_auth: OriginalRequestHeaders = Field(
+        default_factory=lambda: OriginalRequestHeaders(
+            path="/forward-auth",
+            method_header="X-Forwarded-Method",
+            uri_header="X-Forwarded-Uri",
+            client_ip_header="X-Forwarded-For",
+        ),
+        description="Traefik forwardAuth: where Traefik asks and the headers it sets; the "
+        "body is checked when Traefik sends it (forwardBody).",
+    )
+    ext_authz: ExtAuthzHttpConfig = Field(
+        default_factory=ExtAuthzHttpConfig, description="Envoy ext_authz over HTTP."
+    )
+    consumer_header: HeaderName = Field(
+        default="X-Dijk-Consumer",
+        description="Header of an allow answer naming the consumer (for the proxy to pass "
+        "upstream); absent for public routes.",
+    )
+    scopes_header: HeaderName = Field(
+        default="X-Dijk-Scopes",
+        description="Header of an allow answer listing the consumer's scopes, space-separated.",
+    )
+
+    @model_validator(mode="after")
+    def _paths(self) -> DecisionConfig:
+        prefix = self.ext_authz.path_prefix
+        paths = [self.auth_request.path, self.forward_auth.path]
+        if paths[0] == paths[1]:
+            raise ValueError("auth_request.path and forward_auth.path must differ")
+        for path in paths:
+            if path == prefix or path.startswith(prefix + "/"):
+                raise ValueError(f"{path} lies under ext_authz.path_prefix {prefix}")
+        if not self.inline and self.listen is None and self.grpc is None:
+            raise ValueError("inline: false needs a decision listener (listen or grpc)")
+        return self
+
+
 class DijkConfig(Model):
     version: Literal[1] = Field(description="Configuration format version.")
     listen: ListenConfig = Field(default_factory=ListenConfig, description="Data plane listener.")
@@ -1065,6 +1201,11 @@ class DijkConfig(Model):
     privacy: PrivacySettings = Field(
         default_factory=PrivacySettings,
         description="GDPR/AVG: data map, pseudonym and encryption keys, breach reporting.",
+    )
+    decision: DecisionConfig = Field(
+        default_factory=DecisionConfig,
+        description="Decision service for a proxy in front (nginx auth_request, Envoy "
+        "ext_authz, Traefik forwardAuth): the request-phase stages answer allow or deny.",
     )
     routes: list[RouteConfig] = Field(description="Routes, matched most specific first.")
 

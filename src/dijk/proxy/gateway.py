@@ -263,28 +263,7 @@ class Gateway:
             if isinstance(found, Decision):
                 return found
             target_path = found
-        try:
-            ctx.path = normalise_path(target_path)
-        except PathError as exc:
-            return Decision.deny(400, exc.reason, str(exc))
-        match = state.router.match(ctx.method, ctx.path)
-        if match.route is None:
-            if state.global_network is not None:
-                refused = state.global_network.decide(ctx.client_ip)
-                if refused is not None:
-                    return refused  # the same 403 as on routes: no map of what exists
-            if match.allowed:
-                allow = ", ".join(sorted(match.allowed))
-                return Decision.deny(
-                    405,
-                    "route.method_not_allowed",
-                    f"The method {ctx.method} is not allowed here.",
-                    (("Allow", allow),),
-                )
-            return Decision.deny(404, "route.not_found", "No route matches this path.")
-        ctx.route = match.route
-        ctx.path_params = match.params
-        return None
+        return match_route(state, ctx, target_path)
 
     async def _through(
         self,
@@ -541,6 +520,34 @@ class Gateway:
             writer.close_after()
             return
         writer.send(status, headers, body)
+
+
+def match_route(state: GatewayState, ctx: RequestContext, target_path: str) -> Decision | None:
+    """Normalise ``target_path`` once into ``ctx.path`` and match the route on it: sets
+    ``ctx.route``, or answers 400 (bad path), 403 (global network rules), 405 or 404.
+    Shared by the inline gateway and the decision service (``proxy/decision.py``)."""
+    try:
+        ctx.path = normalise_path(target_path)
+    except PathError as exc:
+        return Decision.deny(400, exc.reason, str(exc))
+    match = state.router.match(ctx.method, ctx.path)
+    if match.route is None:
+        if state.global_network is not None:
+            refused = state.global_network.decide(ctx.client_ip)
+            if refused is not None:
+                return refused  # the same 403 as on routes: no map of what exists
+        if match.allowed:
+            allow = ", ".join(sorted(match.allowed))
+            return Decision.deny(
+                405,
+                "route.method_not_allowed",
+                f"The method {ctx.method} is not allowed here.",
+                (("Allow", allow),),
+            )
+        return Decision.deny(404, "route.not_found", "No route matches this path.")
+    ctx.route = match.route
+    ctx.path_params = match.params
+    return None
 
 
 class _Relay:

@@ -18,6 +18,7 @@ from dijk import metrics
 from dijk.admin.api import AdminHandler
 from dijk.config import ConfigError, DijkConfig, load_config
 from dijk.config.models import LimitsConfig, TlsConfig
+from dijk.proxy.decision import Listener, open_decision_listeners
 from dijk.proxy.gateway import Gateway
 from dijk.proxy.http1 import Handler, HttpProtocol, PerIpConnections, ServerLimits
 from dijk.proxy.state import GatewayState, build_state
@@ -88,7 +89,7 @@ class GatewayServer:
         # connections accepted after it (what the reload warning promises).
         self._data_limits = server_limits(config.limits)
         self.ready = False
-        self._servers: list[asyncio.Server] = []
+        self._servers: list[Listener] = []
         self._connections: set[HttpProtocol] = set()
         self._stopping: asyncio.Event | None = None
         # Reloads compile in a worker thread, one at a time (the lock); at most one more
@@ -118,6 +119,14 @@ class GatewayServer:
 
     async def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
         config = self.state.config
+        # The decision listeners (a proxy in front asks, Dijk decides) open first, so that a
+        # port conflict there stops the start before anything serves.
+        self._servers = await open_decision_listeners(config, self.gateway, self._decision_protocol)
+        if not config.decision.inline:  # decision service only: no proxy listener
+            self._servers.append(await self._open_admin(loop))
+            self.ready = True
+            log.info("started", admin=f"http://{config.admin.address}:{config.admin.port}")
+            return
         ssl_context = tls_context(config.listen.tls) if config.listen.tls else None
         scheme = "https" if ssl_context else "http"
         # Per-IP connection cap on the data plane; trusted proxies (a load balancer in
@@ -131,14 +140,8 @@ class GatewayServer:
             backlog=2048,
             reuse_address=True,
         )
-        admin_limits = ServerLimits(header_timeout_s=5, body_timeout_s=5, keepalive_timeout_s=30)
-        admin = await loop.create_server(
-            lambda: self._protocol(AdminHandler(self), admin_limits, "http"),
-            _bind(config.admin.address),
-            config.admin.port,
-            reuse_address=True,
-        )
-        self._servers = [data_plane, admin]
+        admin = await self._open_admin(loop)
+        self._servers += [data_plane, admin]
         self.ready = True
         log.info(
             "started",
@@ -147,6 +150,20 @@ class GatewayServer:
             routes=len(config.routes),
             config=self.source,
         )
+
+    async def _open_admin(self, loop: asyncio.AbstractEventLoop) -> asyncio.Server:
+        config = self.state.config
+        admin_limits = ServerLimits(header_timeout_s=5, body_timeout_s=5, keepalive_timeout_s=30)
+        return await loop.create_server(
+            lambda: self._protocol(AdminHandler(self), admin_limits, "http"),
+            _bind(config.admin.address),
+            config.admin.port,
+            reuse_address=True,
+        )
+
+    def _decision_protocol(self, handler: Handler) -> HttpProtocol:
+        """Decision listener connections: the data plane's header limits and timeouts."""
+        return self._protocol(handler, self._data_limits, "http")
 
     def _protocol(
         self,
@@ -341,6 +358,12 @@ def _restart_needed(old: DijkConfig, new: DijkConfig) -> list[str]:
         warnings.append("listen settings changed: they take effect after a restart")
     if old.admin != new.admin:
         warnings.append("admin settings changed: they take effect after a restart")
+    if (old.decision.listen, old.decision.grpc, old.decision.inline) != (
+        new.decision.listen,
+        new.decision.grpc,
+        new.decision.inline,
+    ):
+        warnings.append("decision listeners changed: they take effect after a restart")
     if old.limits != new.limits:
         warnings.append("header limits and timeouts apply to new connections only")
     return warnings
