@@ -33,6 +33,10 @@ app.add_typer(privacy_app, name="privacy")
 app.add_typer(breach_app, name="breach")
 app.add_typer(keys_app, name="keys")
 
+from dijk.cli.scan import scan_command  # noqa: E402 - the DAST command
+
+app.command("scan")(scan_command)
+
 
 @app.command()
 def version() -> None:

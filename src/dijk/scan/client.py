@@ -1,0 +1,267 @@
+"""The scanner's HTTP client: bounded, paced, and careful with what it keeps.
+
+Every request goes through :meth:`ScanClient.send`, which enforces the request budget
+(when it is spent, :class:`BudgetExhausted` stops the scan's remaining checks — a budget
+that runs out refuses, it never silently skips counting), the concurrency limit and the
+rate (requests per second, except inside a deliberate burst). Exchanges keep the whole
+response body in memory for the checks; :meth:`Exchange.evidence` is what a report may
+show: truncated, with credentials, cookies and tokens redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+__all__ = ["BudgetExhausted", "Exchange", "ScanClient", "TargetUnreachable", "redact"]
+
+MAX_EVIDENCE_BODY = 2000
+MAX_READ_BYTES = 4 * 1024 * 1024
+REDACTED = "[redacted]"
+USER_AGENT = "dijk-scan"
+_SECRET_HEADER = re.compile(
+    r"authorization|cookie|api[-_]?key|token|secret|session|password|auth", re.I
+)
+_HEADER_LINE = re.compile(
+    r"^((?:authorization|proxy-authorization|cookie|set-cookie|x-api-key|x-auth-token)"
+    r":[ \t]*)\S[^\r\n]*",
+    re.I | re.M,
+)
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_SECRET_FIELD = re.compile(
+    r'("(?:[a-z_]*(?:password|passwd|secret|token|api_?key|access_key|private_key|session)[a-z_]*)"\s*:\s*)"[^"]*"',
+    re.I,
+)
+
+
+class BudgetExhausted(Exception):
+    """The request budget is spent: no check may send more."""
+
+
+class TargetUnreachable(Exception):
+    """The target refused or dropped the connection, or did not answer in time."""
+
+
+@dataclass(slots=True)
+class Exchange:
+    method: str
+    url: str
+    request_headers: dict[str, str]
+    request_body: bytes
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    elapsed_s: float
+    identity: str | None
+    purpose: str
+    json: Any = None
+    secrets: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == wanted:
+                return value
+        return None
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    def evidence(self) -> dict[str, Any]:
+        """The exchange as a report shows it: redacted and truncated."""
+        request_body = self.request_body.decode("utf-8", errors="replace")
+        return {
+            "request": {
+                "method": self.method,
+                "url": redact(self.url, self.secrets),
+                "identity": self.identity or "(none)",
+                "headers": _redact_headers(self.request_headers, self.secrets),
+                "body": _truncate(redact(request_body, self.secrets)),
+            },
+            "response": {
+                "status": self.status,
+                "headers": _redact_headers(self.headers, self.secrets),
+                "body": _truncate(redact(self.text(), self.secrets)),
+                "elapsed_ms": round(self.elapsed_s * 1000),
+            },
+        }
+
+
+def _truncate(text: str) -> str:
+    if len(text) <= MAX_EVIDENCE_BODY:
+        return text
+    return text[:MAX_EVIDENCE_BODY] + f"... [{len(text) - MAX_EVIDENCE_BODY} more characters]"
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    text = _HEADER_LINE.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _JWT.sub(lambda m: m.group(0).split(".")[0] + "." + REDACTED, text)
+    return _SECRET_FIELD.sub(lambda m: m.group(1) + f'"{REDACTED}"', text)
+
+
+def _redact_headers(headers: dict[str, str], secrets: Iterable[str]) -> dict[str, str]:
+    out = {}
+    for name, value in headers.items():
+        if _SECRET_HEADER.search(name):
+            scheme = value.split(" ", 1)[0] if " " in value else ""
+            out[name] = f"{scheme} {REDACTED}".strip() if scheme.isalpha() else REDACTED
+        else:
+            out[name] = redact(value, secrets)
+    return out
+
+
+class ScanClient:
+    def __init__(
+        self,
+        target: str,
+        *,
+        budget: int,
+        concurrency: int,
+        rate: float,
+        timeout_s: float,
+        secrets: Iterable[str] = (),
+    ) -> None:
+        self.target = target.rstrip("/")
+        self.budget = budget
+        self.sent = 0
+        self.secrets = tuple(secret for secret in secrets if secret)
+        self._semaphore = asyncio.Semaphore(max(concurrency, 1))
+        self._interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+        self._pace = asyncio.Lock()
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, 5))
+        self._session: aiohttp.ClientSession | None = None
+        self.exchanges: list[Exchange] = []
+
+    async def __aenter__(self) -> ScanClient:
+        self._session = aiohttp.ClientSession(
+            timeout=self._timeout,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            connector=aiohttp.TCPConnector(limit=0, force_close=False),
+            auto_decompress=True,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def url(self, path: str) -> str:
+        return self.target + path
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - self.sent
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        identity: str | None = None,
+        purpose: str = "",
+        paced: bool = True,
+        timeout_s: float | None = None,
+    ) -> Exchange:
+        """Send one request; raises :class:`BudgetExhausted` or :class:`TargetUnreachable`."""
+        if self.sent >= self.budget:
+            raise BudgetExhausted
+        self.sent += 1
+        request_headers = {"User-Agent": USER_AGENT, **(headers or {})}
+        if body is not None:
+            request_headers.setdefault("Content-Type", content_type or "application/json")
+        async with self._semaphore:
+            if paced:
+                await self._wait_turn()
+            assert self._session is not None
+            url = self.url(path)
+            started = time.monotonic()
+            timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else None
+            try:
+                async with self._session.request(
+                    method,
+                    url,
+                    headers=request_headers,
+                    data=body,
+                    allow_redirects=False,
+                    timeout=timeout or self._timeout,
+                ) as response:
+                    raw = await response.content.read(MAX_READ_BYTES)
+                    status = response.status
+                    response_headers = {k: v for k, v in response.headers.items()}
+            except (aiohttp.ClientConnectionError, aiohttp.InvalidURL) as exc:
+                raise TargetUnreachable(
+                    f"{method} {_origin(url)}: {exc.__class__.__name__}: {exc}"
+                ) from None
+            except TimeoutError:
+                elapsed = time.monotonic() - started
+                exchange = Exchange(
+                    method,
+                    url,
+                    request_headers,
+                    body or b"",
+                    0,
+                    {},
+                    b"",
+                    elapsed,
+                    identity,
+                    purpose,
+                    secrets=self.secrets,
+                )
+                self.exchanges.append(exchange)
+                return exchange
+            elapsed = time.monotonic() - started
+        exchange = Exchange(
+            method,
+            url,
+            request_headers,
+            body or b"",
+            status,
+            response_headers,
+            raw,
+            elapsed,
+            identity,
+            purpose,
+            secrets=self.secrets,
+        )
+        if "json" in (exchange.header("content-type") or "") and raw:
+            try:
+                import orjson
+
+                exchange.json = orjson.loads(raw)
+            except ValueError:
+                exchange.json = None
+        self.exchanges.append(exchange)
+        return exchange
+
+    async def _wait_turn(self) -> None:
+        if not self._interval:
+            return
+        async with self._pace:
+            now = time.monotonic()
+            wait = self._next - now
+            self._next = max(now, self._next) + self._interval
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
