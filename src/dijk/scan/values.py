@@ -150,7 +150,7 @@ def distinct_value(schema: dict[str, Any], current: Any, token: str) -> Any:
         return not current if isinstance(current, bool) else True
     if kind in ("object", "array"):
         return {"dijk": token} if kind == "object" else [token]
-    for candidate in ("987654.00", f"dijk-{token}", token):
+    for candidate in (f"dijk-{token}", "987654.00", token):
         if _fits(candidate, schema) and candidate != current:
             return candidate
     return f"dijk-{token}"
