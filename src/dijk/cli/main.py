@@ -33,10 +33,6 @@ app.add_typer(privacy_app, name="privacy")
 app.add_typer(breach_app, name="breach")
 app.add_typer(keys_app, name="keys")
 
-from dijk.cli.scan import scan_command  # noqa: E402 - the DAST command
-
-app.command("scan")(scan_command)
-
 
 @app.command()
 def version() -> None:
@@ -129,6 +125,11 @@ def config_reference() -> None:
     from dijk.config.reference import render_reference
 
     typer.echo(render_reference())
+
+
+from dijk.cli.scan import scan_command  # noqa: E402 - the DAST command, listed after the rest
+
+app.command("scan")(scan_command)
 
 
 def main() -> None:

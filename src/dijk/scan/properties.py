@@ -84,22 +84,31 @@ def _report_undeclared(
 ) -> None:
     names = sorted({pointer.rsplit("/", 1)[-1] for pointer in removed})
     categories: set[str] = set()
+    sensitive: set[str] = set()
     for pointer in removed[:200]:
         value = _value_at(exchange.json, pointer)
         name = pointer.rsplit("/", 1)[-1]
         for match in _pii().scan_json({name: value}):
             categories.add(str(match.category))
         if _SENSITIVE_NAME.search(name):
-            categories.add(f"sensitive name '{name}'")
-    severity = Severity.high if categories else Severity.medium
-    detail = f" holding {', '.join(sorted(categories))}" if categories else ""
+            sensitive.add(name)
+    severity = Severity.high if categories or sensitive else Severity.medium
+    detail = ""
+    if categories:
+        detail += f"; personal data or secrets found: {', '.join(sorted(categories))}"
+    if sensitive:
+        detail += f"; sensitive names: {', '.join(sorted(sensitive))}"
     ctx.report(
         "scan.property.excessive_data",
         operation,
         f"the response carries undeclared properties {', '.join(names[:10])}{detail}.",
         [exchange],
         severity=severity,
-        extra={"undeclared": removed[:50], "personal_data": sorted(categories)},
+        extra={
+            "undeclared": removed[:50],
+            "personal_data": sorted(categories),
+            "sensitive_names": sorted(sensitive),
+        },
     )
 
 
