@@ -232,14 +232,12 @@ async def _auth_probes(
             [anonymous],
         )
         return  # every other credential test is moot
-    made_up = "dijk-scan-invalid-credential"
-    bogus = await ctx.call(
-        operation,
-        None,
-        path_values=values,
-        headers=who.with_token(made_up),
-        purpose="auth: made-up credential",
-    )
+
+    async def presenting(token: str, purpose: str) -> Exchange:
+        headers = who.with_token(token)
+        return await ctx.call(operation, None, path_values=values, headers=headers, purpose=purpose)
+
+    bogus = await presenting("dijk-scan-invalid-credential", "auth: made-up credential")
     if bogus.ok:
         ctx.report(
             "scan.auth.invalid_credential",
@@ -251,13 +249,7 @@ async def _auth_probes(
     if who.jwt is None:
         return
     forged = resigned_token(who.jwt)
-    resigned = await ctx.call(
-        operation,
-        None,
-        path_values=values,
-        headers=who.with_token(forged),
-        purpose="auth: JWT signed with another key",
-    )
+    resigned = await presenting(forged, "auth: JWT signed with another key")
     if resigned.ok:
         ctx.report(
             "scan.auth.signature_not_verified",
@@ -268,13 +260,7 @@ async def _auth_probes(
         )
         return
     unsigned = unsigned_token(who.jwt)
-    none = await ctx.call(
-        operation,
-        None,
-        path_values=values,
-        headers=who.with_token(unsigned),
-        purpose="auth: alg none",
-    )
+    none = await presenting(unsigned, "auth: alg none")
     if none.ok:
         ctx.report(
             "scan.auth.alg_none",
@@ -286,13 +272,7 @@ async def _auth_probes(
     if key is not None:
         alg = str(who.jwt.header.get("alg", "HS256"))
         expired = signed_token(who.jwt, key.encode(), expired_claims(who.jwt, time.time()), alg)
-        late = await ctx.call(
-            operation,
-            None,
-            path_values=values,
-            headers=who.with_token(expired),
-            purpose="auth: expired JWT",
-        )
+        late = await presenting(expired, "auth: expired JWT")
         if late.ok:
             ctx.report(
                 "scan.auth.expired_token",

@@ -23,6 +23,7 @@ import aiohttp
 __all__ = ["BudgetExhausted", "Exchange", "ScanClient", "TargetUnreachable", "redact"]
 
 MAX_EVIDENCE_BODY = 2000
+MAX_CONSECUTIVE_FAILURES = 5
 MAX_READ_BYTES = 4 * 1024 * 1024
 REDACTED = "[redacted]"
 USER_AGENT = "dijk-scan"
@@ -146,6 +147,7 @@ class ScanClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(timeout_s, 5))
         self._session: aiohttp.ClientSession | None = None
         self.exchanges: list[Exchange] = []
+        self._failures = 0
 
     async def __aenter__(self) -> ScanClient:
         self._session = aiohttp.ClientSession(
@@ -206,27 +208,21 @@ class ScanClient:
                     raw = await response.content.read(MAX_READ_BYTES)
                     status = response.status
                     response_headers = {k: v for k, v in response.headers.items()}
-            except (aiohttp.ClientConnectionError, aiohttp.InvalidURL) as exc:
-                raise TargetUnreachable(
-                    f"{method} {_origin(url)}: {exc.__class__.__name__}: {exc}"
-                ) from None
-            except TimeoutError:
-                elapsed = time.monotonic() - started
-                exchange = Exchange(
-                    method,
-                    url,
-                    request_headers,
-                    body or b"",
-                    0,
-                    {},
-                    b"",
-                    elapsed,
-                    identity,
-                    purpose,
-                    secrets=self.secrets,
-                )
-                self.exchanges.append(exchange)
-                return exchange
+            except aiohttp.InvalidURL as exc:
+                raise TargetUnreachable(f"{method} {_origin(url)}: invalid URL: {exc}") from None
+            except aiohttp.ClientConnectionError as exc:
+                # One refused or dropped connection is an answer (a server may close on a
+                # 2 MiB body); several in a row mean the target is gone.
+                self._failures += 1
+                if self._failures >= MAX_CONSECUTIVE_FAILURES or self.sent == 1:
+                    raise TargetUnreachable(
+                        f"{method} {_origin(url)}: {exc.__class__.__name__}: {exc}"
+                    ) from None
+                raw, status, response_headers = b"", 0, {}
+            except TimeoutError:  # recorded as status 0: the timing checks need it
+                raw, status, response_headers = b"", 0, {}
+            else:
+                self._failures = 0
             elapsed = time.monotonic() - started
         exchange = Exchange(
             method,

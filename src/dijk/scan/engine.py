@@ -94,14 +94,15 @@ async def run_scan(
                 try:
                     await check(ctx)
                 except BudgetExhausted:
-                    errors.append(
-                        TargetError(
-                            options.target,
-                            f"request budget ({options.budget}) spent during '{label}': later "
-                            "checks did not run; "
-                            "raise --budget for a complete scan",
-                        )
+                    message = (
+                        f"request budget ({options.budget}) spent during '{label}': "
+                        "later checks did not run; raise --budget for a complete scan"
                     )
+                    errors.append(TargetError(options.target, message))
+                    break
+                except TargetUnreachable as exc:
+                    message = f"the target stopped answering during '{label}' ({exc})"
+                    errors.append(TargetError(options.target, message + "; scan incomplete"))
                     break
             if progress is not None:
                 progress("done", len(selected), len(selected), client.sent)
