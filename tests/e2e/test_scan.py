@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -364,3 +365,37 @@ def test_spent_budget_stops_the_scan_and_says_so(vulnerable: Vulnerable) -> None
     assert "request budget (20) spent" in out
     sent = int(re.search(r"(\d+) requests sent", out).group(1))  # type: ignore[union-attr]
     assert sent <= 20
+
+
+def test_target_that_dies_mid_scan_ends_it_with_an_incomplete_report(tmp_path: Path) -> None:
+    bank = start_vulnerable()
+    report = tmp_path / "report.json"
+    scan = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dijk",
+            "scan",
+            "--spec",
+            str(VULNERABLE_SPEC),
+            "--target",
+            bank.url,
+            *auth_args(bank.identities),
+            "--rate",
+            "20",  # slow enough that the target is gone long before the scan would end
+            "--no-progress",
+            "--json",
+            str(report),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)
+    bank.process.kill()
+    bank.process.wait(10)
+    stdout, stderr = scan.communicate(timeout=60)
+    assert scan.returncode == 2, stdout + stderr
+    assert "Traceback" not in stderr
+    assert "the target stopped answering" in stdout
+    assert json.loads(report.read_text())["errors"]

@@ -78,10 +78,14 @@ async def run_scan(
         ) as client:
             ctx = ScanContext(spec, client, options, canary)
 
+            step: list[tuple[str, int, int]] = [("starting", 0, 1)]
+
             def on_exchange(operation: ApiOperation | None, exchange: Exchange) -> None:
                 observe(ctx, operation, exchange)
                 if operation is not None and exchange.purpose == "baseline":
                     inspect_response(ctx, operation, exchange)
+                if progress is not None and client.sent % 10 == 0:
+                    progress(*step[0], client.sent)
 
             ctx.on_exchange = on_exchange
             await _preflight(client)
@@ -89,6 +93,7 @@ async def run_scan(
                 (n, label, check) for n, label, check in CHECKS if n == "baseline" or ctx.enabled(n)
             ]
             for index, (_name, label, check) in enumerate(selected):
+                step[0] = (label, index, len(selected))
                 if progress is not None:
                     progress(label, index, len(selected), client.sent)
                 try:
