@@ -368,7 +368,7 @@ def test_spent_budget_stops_the_scan_and_says_so(vulnerable: Vulnerable) -> None
 
 
 def test_target_that_dies_mid_scan_ends_it_with_an_incomplete_report(tmp_path: Path) -> None:
-    bank = start_vulnerable()
+    upstream = RecordingUpstream().start()
     report = tmp_path / "report.json"
     scan = subprocess.Popen(
         [
@@ -379,10 +379,13 @@ def test_target_that_dies_mid_scan_ends_it_with_an_incomplete_report(tmp_path: P
             "--spec",
             str(VULNERABLE_SPEC),
             "--target",
-            bank.url,
-            *auth_args(bank.identities),
+            f"http://127.0.0.1:{upstream.port}",
+            "--auth=alice=Authorization:Bearer a",
+            "--auth=bob=Authorization:Bearer b",
             "--rate",
             "20",  # slow enough that the target is gone long before the scan would end
+            "--timeout",
+            "1",  # the stopped server's open connections hang rather than close
             "--no-progress",
             "--json",
             str(report),
@@ -391,9 +394,10 @@ def test_target_that_dies_mid_scan_ends_it_with_an_incomplete_report(tmp_path: P
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2.0)
-    bank.process.kill()
-    bank.process.wait(10)
+    deadline = time.monotonic() + 30
+    while len(upstream.requests) < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    upstream.stop()
     stdout, stderr = scan.communicate(timeout=60)
     assert scan.returncode == 2, stdout + stderr
     assert "Traceback" not in stderr

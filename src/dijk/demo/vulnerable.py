@@ -261,8 +261,16 @@ async def login(request: web.Request) -> web.Response:
     body = await json_body(request)
     bank = request.app[BANK]
     user = bank.user_named(str(body.get("username", "")))
-    password = str(body.get("password", ""))
-    if user is None or not secrets.compare_digest(password.encode(), user.password.encode()):
+    password = body.get("password", "")
+    if user is None:
+        raise HTTPProblem(401, "invalid_credentials")
+    if isinstance(password, dict):
+        # PLANTED INJ-5: a "query document" for the password, as a document store would
+        # take it: {"$ne": "x"} matches every password but "x".
+        accepted = _matches(user.password, password)
+    else:
+        accepted = secrets.compare_digest(str(password).encode(), user.password.encode())
+    if not accepted:
         raise HTTPProblem(401, "invalid_credentials")
     return web.json_response({"token": bank.token_for(user)})
 

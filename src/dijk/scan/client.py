@@ -219,7 +219,13 @@ class ScanClient:
                         f"{method} {_origin(url)}: {exc.__class__.__name__}: {exc}"
                     ) from None
                 raw, status, response_headers = b"", 0, {}
-            except TimeoutError:  # recorded as status 0: the timing checks need it
+            except TimeoutError:  # status 0: the timing checks need it; a hung target stops us
+                self._failures += 1
+                if self._failures >= MAX_CONSECUTIVE_FAILURES:
+                    raise TargetUnreachable(
+                        f"{method} {_origin(url)}: {MAX_CONSECUTIVE_FAILURES} answers in a row "
+                        "timed out or failed"
+                    ) from None
                 raw, status, response_headers = b"", 0, {}
             else:
                 self._failures = 0

@@ -170,6 +170,26 @@ class ScanContext:
             self.on_exchange(operation if path is None else None, exchange)
         return exchange
 
+    async def working_write(
+        self, operation: ApiOperation, body: dict[str, Any], *, accept_refusal: bool = False
+    ) -> tuple[Identity | None, dict[str, Any]] | None:
+        """The first identity (users, then the admin) whose ordinary write succeeds, with
+        the path values it used; ``accept_refusal`` also takes a 400/401/403 (a login with
+        made-up credentials is refused, and that refusal is the baseline)."""
+        admins = [self.admin] if self.admin is not None else []
+        callers: list[Identity | None] = [None] if operation.public else [*self.users, *admins]
+        for who in callers:
+            values = {
+                param.name: self.harvested_id(operation, param.name, who.name if who else None)
+                for param in operation.path_params
+            }
+            first = await self.call(
+                operation, who, path_values=values, body=body, purpose="baseline write"
+            )
+            if first.ok or (accept_refusal and first.status in (400, 401, 403)):
+                return who, values
+        return None
+
     # ------------------------------------------------------------------ findings
     def report(
         self,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -27,11 +28,13 @@ from dijk.scan.client import Exchange
 from dijk.scan.context import ScanContext
 from dijk.scan.exposure import error_signature
 from dijk.scan.identities import Identity
-from dijk.scan.spec import ApiOperation, Param
+from dijk.scan.spec import ApiOperation, Param, is_login
+from dijk.scan.ssrf import url_like
+from dijk.scan.values import example_body, string_properties
 
 __all__ = ["check_injection"]
 
-Send = Callable[[str], Awaitable[Exchange]]
+Send = Callable[..., Awaitable[Exchange]]
 _SQL_ERRORS = (
     "sqlite3.",
     "SQLSTATE",
@@ -66,69 +69,118 @@ def _strings(operation: ApiOperation) -> list[Param]:
     return out
 
 
-def _normal(exchange: Exchange, sent: str) -> tuple[int, str]:
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _normal(exchange: Exchange, sent: Any) -> tuple[int, str]:
     text = exchange.text()
-    for form in {sent, json.dumps(sent)[1:-1], quote(sent, safe=""), quote(sent)}:
+    shown = _text(sent)
+    for form in {shown, json.dumps(shown)[1:-1], quote(shown, safe=""), quote(shown)}:
         if form:
             text = text.replace(form, "")
     return exchange.status, text
 
 
+def _shape(exchange: Exchange) -> tuple[int, Any]:
+    """What must repeat for a true probe to count: the status and the answer's JSON keys
+    (a login returns a new token each time), else the text."""
+    if isinstance(exchange.json, dict):
+        return exchange.status, tuple(sorted(exchange.json))
+    return exchange.status, exchange.text()
+
+
+@dataclass(slots=True)
+class Input:
+    """One place a value goes: a query/path parameter or a JSON body property."""
+
+    location: str
+    name: str
+    schema: dict[str, Any]
+    send: Send
+
+
 async def check_injection(ctx: ScanContext) -> None:
     primary = ctx.primary
     for operation in ctx.spec.operations:
-        if operation.method != "GET":
-            continue
         who = None if operation.public else primary
         if not operation.public and who is None:
             continue
-        for param in _strings(operation):
-            await _probe_parameter(ctx, operation, param, who)
+        if operation.method == "GET":
+            for param in _strings(operation):
+                await _probe(ctx, operation, _parameter_input(ctx, operation, param, who))
+        elif operation.body_schema is not None and not operation.admin:
+            await _probe_body(ctx, operation)
 
 
-async def _probe_parameter(
+def _parameter_input(
     ctx: ScanContext, operation: ApiOperation, param: Param, who: Identity | None
-) -> None:
-    async def send(value: str, timeout_s: float | None = None) -> Exchange:
+) -> Input:
+    async def send(value: Any, timeout_s: float | None = None) -> Exchange:
+        text = _text(value)
         if param.location == "path":
+            values = {param.name: text}
+            return await ctx.call(
+                operation, who, path_values=values, purpose="injection", timeout_s=timeout_s
+            )
+        query = {param.name: text}
+        return await ctx.call(operation, who, query=query, purpose="injection", timeout_s=timeout_s)
+
+    return Input(param.location, param.name, param.schema, send)
+
+
+async def _probe_body(ctx: ScanContext, operation: ApiOperation) -> None:
+    """String properties of a JSON body: a login's always (failed logins change nothing),
+    every other write's only with ``--allow-writes``."""
+    assert operation.body_schema is not None
+    if not (is_login(operation) or ctx.options.allow_writes):
+        return
+    body = example_body(operation.body_schema)
+    found = await ctx.working_write(operation, body, accept_refusal=is_login(operation))
+    if found is None:
+        return
+    who, values = found
+    for name, schema in string_properties(operation.body_schema):
+        if url_like(name, schema) or schema.get("format") in ("date", "date-time", "uuid"):
+            continue
+
+        async def send(value: Any, timeout_s: float | None = None, name: str = name) -> Exchange:
             return await ctx.call(
                 operation,
                 who,
-                path_values={param.name: value},
+                path_values=values,
+                body={**body, name: value},
                 purpose="injection",
                 timeout_s=timeout_s,
             )
-        return await ctx.call(
-            operation, who, query={param.name: value}, purpose="injection", timeout_s=timeout_s
-        )
 
+        await _probe(ctx, operation, Input("body", name, schema, send))
+
+
+async def _probe(ctx: ScanContext, operation: ApiOperation, target: Input) -> None:
+    send = target.send
     plain = "dijk" + secrets.token_hex(3)
     base = await send(plain)
-    if base.status == 0 or base.status >= 500 or base.status in (401, 403):
+    if base.status == 0 or base.status >= 500:
+        return
+    if base.status in (401, 403) and not operation.public:
         return
     reference = _normal(base, plain)
-    limit = param.schema.get("maxLength")
+    limit = target.schema.get("maxLength")
     fits: Callable[[str], bool] = (
         (lambda v: len(v) <= limit) if isinstance(limit, int) and limit >= 16 else (lambda v: True)
     )
 
     for suffix in ("'", '"', "')", "\\"):
-        value = plain + suffix
-        answer = await send(value)
+        answer = await send(plain + suffix)
         sign = error_signature(answer.text())
         if (
             sign
             and any(marker in sign or marker in answer.text() for marker in _SQL_ERRORS)
             and not error_signature(base.text())
         ):
-            _found(
-                ctx,
-                "scan.injection.sql",
-                operation,
-                param,
-                f"a {suffix!r} caused a database error ({sign[:80]!r})",
-                [base, answer],
-            )
+            how = f"a {suffix!r} caused a database error ({sign[:80]!r})"
+            _found(ctx, "scan.injection.sql", operation, target, how, [base, answer])
             return
 
     a, b = secrets.randbelow(900) + 100, secrets.randbelow(900) + 100
@@ -139,14 +191,8 @@ async def _probe_parameter(
             continue
         answer = await send(value)
         if product in answer.text() and product not in base.text():
-            _found(
-                ctx,
-                "scan.injection.template",
-                operation,
-                param,
-                f"{shape % (a, b)!r} came back evaluated as {product}",
-                [base, answer],
-            )
+            how = f"{shape % (a, b)!r} came back evaluated as {product}"
+            _found(ctx, "scan.injection.template", operation, target, how, [base, answer])
             return
 
     marker = f"dijk{product}x"
@@ -157,100 +203,72 @@ async def _probe_parameter(
         "`echo dijk$((%d*%d))x`",
         "&&echo dijk$((%d*%d))x",
     ):
-        value = plain + shape % (a, b)
-        answer = await send(value)
+        answer = await send(plain + shape % (a, b))
         if marker in answer.text():
-            _found(
-                ctx,
-                "scan.injection.command",
-                operation,
-                param,
-                f"{shape % (a, b)!r} ran: its output {marker} came back",
-                [base, answer],
-            )
+            how = f"{shape % (a, b)!r} ran: its output {marker} came back"
+            _found(ctx, "scan.injection.command", operation, target, how, [base, answer])
             return
 
-    sql_pairs = [
-        ("' OR '1'='1' -- ", "' OR '1'='2' -- "),
-        (" OR 1=1 -- ", " OR 1=2 -- "),
-        ('" OR "1"="1" -- ', '" OR "1"="2" -- '),
+    pairs: list[tuple[str, Any, Any]] = [
+        ("scan.injection.sql", plain + "' OR '1'='1' -- ", plain + "' OR '1'='2' -- "),
+        ("scan.injection.sql", plain + " OR 1=1 -- ", plain + " OR 1=2 -- "),
+        ("scan.injection.sql", plain + '" OR "1"="1" -- ', plain + '" OR "1"="2" -- '),
+        ("scan.injection.nosql", {"$ne": plain}, {"$eq": plain}),
+        ("scan.injection.nosql", {"$regex": ".*"}, {"$regex": f"^{plain}$"}),
     ]
-    for true_part, false_part in sql_pairs:
+    for rule_id, true_value, false_value in pairs:
         if await _boolean(
-            ctx,
-            send,
-            plain + true_part,
-            plain + false_part,
-            reference,
-            operation,
-            param,
-            "scan.injection.sql",
-            base,
-        ):
-            return
-    nosql_pairs = [
-        (json.dumps({"$ne": plain}), json.dumps({"$eq": plain})),
-        (json.dumps({"$regex": ".*"}), json.dumps({"$regex": f"^{plain}$"})),
-    ]
-    for true_value, false_value in nosql_pairs:
-        if await _boolean(
-            ctx,
-            send,
-            true_value,
-            false_value,
-            reference,
-            operation,
-            param,
-            "scan.injection.nosql",
-            base,
+            ctx, target, true_value, false_value, reference, operation, rule_id, base
         ):
             return
 
-    await _timing(ctx, send, plain, base, operation, param)
+    await _timing(ctx, target, plain, base, operation)
 
 
 async def _boolean(
     ctx: ScanContext,
-    send: Send,
-    true_value: str,
-    false_value: str,
+    target: Input,
+    true_value: Any,
+    false_value: Any,
     reference: tuple[int, str],
     operation: ApiOperation,
-    param: Param,
     rule_id: str,
     base: Exchange,
 ) -> bool:
-    true_answer = await send(true_value)
+    """The always-true variant succeeds and differs from the baseline, the always-false one
+    gives the baseline's answer back, and the true one does so again."""
+    true_answer = await target.send(true_value)
     if not true_answer.ok or _normal(true_answer, true_value) == reference:
         return False
-    false_answer = await send(false_value)
-    if not false_answer.ok or _normal(false_answer, false_value) != reference:
+    false_answer = await target.send(false_value)
+    if _normal(false_answer, false_value) != reference:
         return False
-    again = await send(true_value)
-    if _normal(again, true_value) != _normal(true_answer, true_value):
+    again = await target.send(true_value)
+    if _shape(again) != _shape(true_answer):
         return False
     _found(
         ctx,
         rule_id,
         operation,
-        param,
-        f"{true_value!r} changed the answer ({len(true_answer.body)} bytes) while "
-        f"{false_value!r} gave the "
-        f"baseline's ({len(false_answer.body)} bytes)",
+        target,
+        f"{_text(true_value)!r} changed the answer ({true_answer.status}, "
+        f"{len(true_answer.body)} bytes) while {_text(false_value)!r} gave the baseline's "
+        f"({false_answer.status}, {len(false_answer.body)} bytes)",
         [base, true_answer, false_answer],
     )
     return True
 
 
 async def _timing(
-    ctx: ScanContext, send: Any, plain: str, base: Exchange, operation: ApiOperation, param: Param
+    ctx: ScanContext, target: Input, plain: str, base: Exchange, operation: ApiOperation
 ) -> None:
+    send = target.send
     delay = ctx.options.time_delay_s
     second = await send(plain)
     slowest = max(base.elapsed_s, second.elapsed_s)
     if slowest > delay:  # too slow to time reliably
         ctx.notes.append(
-            f"Injection: {operation.label} '{param.name}' too slow for time-based probes."
+            f"Injection: {operation.label} '{target.name}' too slow for time-based probes."
         )
         return
     shapes = [
@@ -260,22 +278,20 @@ async def _timing(
         ("scan.injection.sql", "' || pg_sleep({d}) || '", "' || pg_sleep(0) || '"),
     ]
     for rule_id, shape, control_shape in shapes:
-        value = plain + shape.format(d=f"{delay:g}")
-        first = await send(value, timeout_s=delay * 2 + 10)
+        first = await send(plain + shape.format(d=f"{delay:g}"), timeout_s=delay * 2 + 10)
         if first.elapsed_s < slowest + delay * 0.9:
             continue
-        longer = plain + shape.format(d=f"{delay * 2:g}")
-        confirm = await send(longer, timeout_s=delay * 3 + 10)
+        confirm = await send(plain + shape.format(d=f"{delay * 2:g}"), timeout_s=delay * 3 + 10)
         control = await send(plain + control_shape)
         if confirm.elapsed_s >= slowest + delay * 1.8 and control.elapsed_s < slowest + delay * 0.5:
             _found(
                 ctx,
                 rule_id,
                 operation,
-                param,
+                target,
                 f"sleeping {delay:g} s and {delay * 2:g} s delayed the answer by "
-                f"{first.elapsed_s - slowest:.1f} s "
-                f"and {confirm.elapsed_s - slowest:.1f} s; a zero sleep did not",
+                f"{first.elapsed_s - slowest:.1f} s and {confirm.elapsed_s - slowest:.1f} s; "
+                "a zero sleep did not",
                 [base, first, confirm, control],
             )
             return
@@ -285,14 +301,15 @@ def _found(
     ctx: ScanContext,
     rule_id: str,
     operation: ApiOperation,
-    param: Param,
+    target: Input,
     how: str,
     exchanges: list[Exchange],
 ) -> None:
+    where = "body property" if target.location == "body" else f"{target.location} parameter"
     ctx.report(
         rule_id,
         operation,
-        f"{param.location} parameter '{param.name}': {how}.",
+        f"{where} '{target.name}': {how}.",
         exchanges,
-        extra={"parameter": param.name},
+        extra={"parameter": target.name, "in": target.location},
     )

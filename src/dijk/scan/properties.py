@@ -22,8 +22,7 @@ from dijk.openapi.request import Violation, check_response_body, check_response_
 from dijk.reporting import Severity
 from dijk.scan.client import Exchange
 from dijk.scan.context import ScanContext, token
-from dijk.scan.identities import Identity
-from dijk.scan.spec import ApiOperation
+from dijk.scan.spec import ApiOperation, is_login
 from dijk.scan.values import distinct_value, example_body
 
 __all__ = ["check_mass_assignment", "inspect_response"]
@@ -140,10 +139,10 @@ async def check_mass_assignment(ctx: ScanContext) -> None:
     for operation in ctx.spec.operations:
         if operation.method not in ("POST", "PUT", "PATCH") or operation.body_schema is None:
             continue
-        if operation.admin or _is_login(operation):
+        if operation.admin or is_login(operation):
             continue
         body = example_body(operation.body_schema)
-        found = await _working_write(ctx, operation, body)
+        found = await ctx.working_write(operation, body)
         if found is None:
             continue
         who, values = found
@@ -182,28 +181,3 @@ async def check_mass_assignment(ctx: ScanContext) -> None:
             [attempt],
             extra={"stored": stored},
         )
-
-
-async def _working_write(
-    ctx: ScanContext, operation: ApiOperation, body: dict[str, Any]
-) -> tuple[Identity | None, dict[str, Any]] | None:
-    """The first identity (users first) whose ordinary write succeeds, with its path values."""
-    callers: list[Identity | None] = (
-        [None] if operation.public else [*ctx.users, *([ctx.admin] if ctx.admin else [])]
-    )
-    for who in callers:
-        values = {
-            p.name: ctx.harvested_id(operation, p.name, who.name if who else None)
-            for p in operation.path_params
-        }
-        first = await ctx.call(
-            operation, who, path_values=values, body=body, purpose="mass assignment: baseline"
-        )
-        if first.ok:
-            return who, values
-    return None
-
-
-def _is_login(operation: ApiOperation) -> bool:
-    properties = (operation.body_schema or {}).get("properties") or {}
-    return operation.public and any("password" in name.lower() for name in properties)

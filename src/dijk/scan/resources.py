@@ -18,7 +18,7 @@ from typing import Any
 
 from dijk.reporting import Severity
 from dijk.scan.context import ScanContext, token
-from dijk.scan.spec import ApiOperation
+from dijk.scan.spec import ApiOperation, is_login
 from dijk.scan.values import example_body, example_value, string_properties
 
 __all__ = ["check_resources"]
@@ -43,15 +43,7 @@ BIG_BODY = 2 * 1024 * 1024
 
 
 def _login(ctx: ScanContext) -> ApiOperation | None:
-    for operation in ctx.spec.operations:
-        properties = (operation.body_schema or {}).get("properties") or {}
-        if (
-            operation.method == "POST"
-            and operation.public
-            and any("password" in n.lower() for n in properties)
-        ):
-            return operation
-    return None
+    return next((operation for operation in ctx.spec.operations if is_login(operation)), None)
 
 
 def _longest_list(value: Any, depth: int = 0) -> int:

@@ -17,7 +17,7 @@ from dijk.openapi import CompiledSpec, SpecError, load_spec
 from dijk.openapi.compiler import Operation
 from dijk.openapi.document import Document, read_document
 
-__all__ = ["ApiOperation", "ApiSpec", "Param", "load_api_spec"]
+__all__ = ["ApiOperation", "ApiSpec", "Param", "is_login", "load_api_spec"]
 
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -257,6 +257,16 @@ def _inline(root: dict[str, Any], schema: Any, depth: int = 0) -> dict[str, Any]
                 merged.setdefault("type", member["type"])
         out = merged
     return out
+
+
+def is_login(operation: ApiOperation) -> bool:
+    """A public POST whose body has a password: failed attempts at it change nothing."""
+    properties = (operation.body_schema or {}).get("properties") or {}
+    return (
+        operation.method == "POST"
+        and operation.public
+        and any("password" in str(name).lower() for name in properties)
+    )
 
 
 def template_params(template: str) -> list[str]:
