@@ -152,6 +152,15 @@ def scan_command(
         result = asyncio.run(_scan_with_progress(api, options, show))
     except TargetUnreachable as exc:
         raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; no report written") from None
+    except Exception as exc:  # a bug of ours: one line, not a traceback, and no report
+        if os.environ.get("DIJK_DEBUG"):
+            raise
+        raise _fail(
+            f"the scan failed unexpectedly ({exc.__class__.__name__}: {exc}); "
+            "rerun with DIJK_DEBUG=1 for the traceback and please report it"
+        ) from None
     report = result.report
     colour = (
         output is None
