@@ -14,7 +14,7 @@ import json
 from html import escape
 from typing import Any
 
-from dijk.reporting.model import SEVERITIES, Finding, Report, score, summary
+from dijk.reporting.model import OWASP_API_2023, SEVERITIES, Finding, Report, score, summary
 
 __all__ = ["render_html"]
 
@@ -88,6 +88,11 @@ def _finding(finding: Finding) -> str:
     return "".join(parts)
 
 
+def _owasp_order(category: str) -> int:
+    number = category.removeprefix("API").split(":", 1)[0]
+    return int(number) if number.isdigit() else 99
+
+
 def render_html(report: Report) -> str:
     counts = summary(report.findings)
     findings = sorted(
@@ -102,7 +107,8 @@ def render_html(report: Report) -> str:
     for finding in report.findings:
         by_owasp[finding.owasp] = by_owasp.get(finding.owasp, 0) + 1
     owasp_rows = "".join(
-        f"<tr><td>{_e(k)}</td><td>{v}</td></tr>" for k, v in sorted(by_owasp.items())
+        f"<tr><td>{_e(k)} {_e(OWASP_API_2023.get(k, ''))}</td><td>{v}</td></tr>"
+        for k, v in sorted(by_owasp.items(), key=lambda item: _owasp_order(item[0]))
     )
     errors = "".join(
         f'<p class="error">{_e(error.target)}: {_e(error.message)}</p>' for error in report.errors
