@@ -127,7 +127,7 @@ def test_text_report_groups_by_file_most_severe_first_with_file_line() -> None:
     text = render(report(finding(UNBOUNDED, line=9), finding(QUERY_TOKEN, line=20)), "text")
     assert "\x1b[" not in text
     lines = text.splitlines()
-    assert lines[0] == "api.yaml"
+    assert lines[0].startswith("api.yaml  score ")
     assert "api.yaml:20:5" in lines[1]
     assert "dijk-token-in-query" in lines[1]
     assert "API2:2023" in lines[1]
@@ -146,6 +146,7 @@ def test_json_report_has_findings_rules_summary_and_score() -> None:
     data = json.loads(render(report(finding(QUERY_TOKEN)), "json"))
     assert data["summary"]["high"] == 1
     assert data["score"] == score([finding(QUERY_TOKEN)])
+    assert data["scores"] == {"api.yaml": data["score"]}
     (only,) = data["findings"]
     assert only["location"] == {
         "file": "api.yaml",

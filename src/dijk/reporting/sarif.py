@@ -151,4 +151,5 @@ def sarif_log(report: Report) -> dict[str, Any]:
 
 
 def render_sarif(report: Report) -> str:
-    return json.dumps(sarif_log(report), indent=2, ensure_ascii=False, default=str) + "\n"
+    # No indent: the C encoder is ~10x faster on reports with tens of thousands of findings.
+    return json.dumps(sarif_log(report), ensure_ascii=False, default=str) + "\n"

@@ -37,8 +37,11 @@ def render_text(report: Report, *, colour: bool = False) -> str:
         width=200,
     )
     findings = report.sorted_findings()
-    for target, group in groupby(findings, key=lambda f: f.location.target()):
-        console.print(Text(target, style="bold underline"))
+    for target, grouped in groupby(findings, key=lambda f: f.location.target()):
+        group = list(grouped)
+        header = Text(target, style="bold underline")
+        header.append(f"  score {score(group)}/100", style="dim")
+        console.print(header)
         for finding in group:
             line = Text("  ")
             line.append(finding.location.label(), style="bold")
