@@ -77,10 +77,13 @@ def in_process(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def start_vulnerable() -> Vulnerable:
+def start_vulnerable(*, fixed: bool = False) -> Vulnerable:
     port = free_port()
+    argv = ["-m", "dijk", "demo", "--vulnerable", "--port", str(port)]
+    if fixed:  # the same build with every planted flaw repaired (not a CLI option)
+        argv = ["-m", "dijk.demo.vulnerable", "--fixed", "--port", str(port)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "dijk", "demo", "--vulnerable", "--port", str(port)],
+        [sys.executable, *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
@@ -278,6 +281,44 @@ def test_scan_of_safe_demo_behind_the_gateway_reports_no_high_finding(tmp_path: 
     assert not high, high
     assert result.returncode == 0, result.stderr
     assert not report["errors"]
+
+
+def test_scan_of_the_repaired_build_reports_none_of_the_planted_flaws(tmp_path: Path) -> None:
+    """The false-positive control: the same API and document with every flaw repaired."""
+    bank = start_vulnerable(fixed=True)
+    try:
+        code, out, err = in_process(
+            "scan",
+            "--spec",
+            str(VULNERABLE_SPEC),
+            "--target",
+            bank.url,
+            *auth_args(bank.identities),
+            "--admin",
+            "admin",
+            "--allow-writes",
+            "--rate",
+            "0",
+            "--no-progress",
+            "--format",
+            "json",
+        )
+    finally:
+        bank.process.terminate()
+        bank.process.wait(10)
+    report = json.loads(out)
+    assert not report["errors"], report["errors"]
+    findings = {
+        (f["rule_id"], f["evidence"]["operation"]): f["severity"] for f in report["findings"]
+    }
+    assert all(severity != "high" for severity in findings.values()), findings
+    # What remains is true of the repaired build too: plain HTTP on loopback, and no 429
+    # in a burst on the public status route.
+    assert set(findings) <= {
+        ("scan.misconfig.plain_http", "* *"),
+        ("scan.resource.no_rate_limit", "GET /api/v1/status"),
+    }, findings
+    assert code == 0, err
 
 
 def test_scan_without_allow_writes_sends_no_writes_but_the_login_burst(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import hashlib
 import importlib.resources
+import ipaddress
 import json
 import operator
 import re
@@ -29,6 +30,7 @@ import traceback
 import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import jwt
@@ -80,7 +82,10 @@ class HTTPProblem(Exception):
 class VulnerableBank:
     """Users, accounts (each owned by one user), transactions, cards, tickets, webhooks."""
 
-    def __init__(self, seed: int = 11) -> None:
+    def __init__(self, seed: int = 11, *, fixed: bool = False) -> None:
+        self.fixed = fixed
+        self.secret = secrets.token_urlsafe(32) if fixed else JWT_SECRET
+        self.login_attempts: list[float] = []
         factory = CustomerFactory(seed)
         self.users: dict[int, User] = {}
         names = ["alice", "bob", "admin", "carol", "dave", "erin", "frank"]
@@ -115,7 +120,7 @@ class VulnerableBank:
                         "description": f"Payment {n + 1}",
                         "counterparty": other.name,
                         # PLANTED PROP-4: the counterparty's IBAN, not in the document.
-                        "counterparty_iban": other.iban,
+                        **({} if fixed else {"counterparty_iban": other.iban}),
                     }
                 )
             self.transactions[account_id] = rows
@@ -141,7 +146,7 @@ class VulnerableBank:
         claims = {"sub": user.username, "role": user.role, "iat": now, "exp": now + lifetime_s}
         with warnings.catch_warnings():  # PyJWT rightly warns about the short key
             warnings.simplefilter("ignore")
-            return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
+            return jwt.encode(claims, self.secret, algorithm="HS256")
 
     def identities(self) -> list[Identity]:
         return [
@@ -158,7 +163,7 @@ SPEC = web.AppKey("vulnerable_spec", str)
 Verify = str
 
 
-def _claims(token: str, verify: Verify) -> dict[str, Any]:
+def _claims(token: str, verify: Verify, key: str) -> dict[str, Any]:
     if verify == "alg_none":
         # PLANTED AUTH-2: a "legacy" path that trusts unsigned tokens.
         header = jwt.get_unverified_header(token)
@@ -169,21 +174,20 @@ def _claims(token: str, verify: Verify) -> dict[str, Any]:
         return dict(jwt.decode(token, options={"verify_signature": False}))
     if verify == "no_expiry":
         # PLANTED AUTH-4: the signature is checked, the expiry is not.
-        return dict(
-            jwt.decode(token, JWT_SECRET, algorithms=["HS256"], options={"verify_exp": False})
-        )
-    return dict(jwt.decode(token, JWT_SECRET, algorithms=["HS256"]))
+        return dict(jwt.decode(token, key, algorithms=["HS256"], options={"verify_exp": False}))
+    return dict(jwt.decode(token, key, algorithms=["HS256"]))
 
 
 def caller(request: web.Request, verify: Verify = "strict") -> User:
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer "):
         raise HTTPProblem(401, "missing_token")
+    bank = request.app[BANK]
     try:
-        claims = _claims(header[7:].strip(), verify)
+        claims = _claims(header[7:].strip(), "strict" if bank.fixed else verify, bank.secret)
     except jwt.PyJWTError:
         raise HTTPProblem(401, "invalid_token") from None
-    user = request.app[BANK].user_named(str(claims.get("sub", "")))
+    user = bank.user_named(str(claims.get("sub", "")))
     if user is None:
         raise HTTPProblem(401, "invalid_token")
     return user
@@ -209,12 +213,16 @@ async def json_body(request: web.Request) -> JSONObject:
 def _account_id(request: web.Request) -> int:
     # PLANTED MISC-2: int() on raw input; the ValueError escapes to the error middleware,
     # which answers with the traceback.
-    return int(request.match_info["id"])
+    text = request.match_info["id"]
+    if request.app[BANK].fixed and not text.isdigit():
+        raise HTTPProblem(400, "invalid_parameter", "id must be a number")
+    return int(text)
 
 
 @web.middleware
 async def _unsafe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.method == "TRACE":
+    fixed = request.app[BANK].fixed
+    if request.method == "TRACE" and not fixed:
         # PLANTED MISC-3: TRACE echoes the request, Authorization and cookies included.
         lines = [f"TRACE {request.path_qs} HTTP/1.1"]
         lines += [f"{name}: {value}" for name, value in request.headers.items()]
@@ -237,14 +245,18 @@ async def _unsafe_middleware(request: web.Request, handler: Handler) -> web.Stre
             raise
         except Exception:
             # PLANTED MISC-2: the traceback goes to the client.
+            detail = "" if fixed else "\n\n" + traceback.format_exc()
             response = web.Response(
-                text="Internal Server Error\n\n" + traceback.format_exc(),
-                status=500,
-                content_type="text/plain",
+                text="Internal Server Error" + detail, status=500, content_type="text/plain"
             )
-    # PLANTED (version disclosure, part of MISC-2's finding): the exact software versions.
-    response.headers["Server"] = SERVER_HEADER
-    response.headers["X-Powered-By"] = f"Python/{sys.version.split()[0]}"
+    if fixed:
+        response.headers["Server"] = "polder-bank"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "no-store"
+    else:
+        # PLANTED (version disclosure, part of MISC-2's finding): exact software versions.
+        response.headers["Server"] = SERVER_HEADER
+        response.headers["X-Powered-By"] = f"Python/{sys.version.split()[0]}"
     return response
 
 
@@ -260,8 +272,16 @@ async def login(request: web.Request) -> web.Response:
     # PLANTED RES-1: no limit on attempts.
     body = await json_body(request)
     bank = request.app[BANK]
+    if bank.fixed:
+        now = time.monotonic()
+        bank.login_attempts = [t for t in bank.login_attempts if now - t < 60][-100:]
+        bank.login_attempts.append(now)
+        if len(bank.login_attempts) > 10:
+            raise HTTPProblem(429, "too_many_attempts")
     user = bank.user_named(str(body.get("username", "")))
     password = body.get("password", "")
+    if bank.fixed and not isinstance(password, str):
+        raise HTTPProblem(400, "invalid_field", "password must be a string")
     if user is None:
         raise HTTPProblem(401, "invalid_credentials")
     if isinstance(password, dict):
@@ -275,8 +295,8 @@ async def login(request: web.Request) -> web.Response:
     return web.json_response({"token": bank.token_for(user)})
 
 
-def _profile(user: User) -> JSONObject:
-    return {
+def _profile(user: User, fixed: bool) -> JSONObject:
+    profile: JSONObject = {
         "id": user.id,
         "username": user.username,
         "display_name": user.display_name,
@@ -286,11 +306,14 @@ def _profile(user: User) -> JSONObject:
         "password_hash": hashlib.sha256(user.password.encode()).hexdigest(),
         "bsn": user.bsn,
     }
+    if fixed:
+        del profile["password_hash"], profile["bsn"]
+    return profile
 
 
 def _cors(request: web.Request, response: web.Response) -> web.Response:
     origin = request.headers.get("Origin")
-    if origin:
+    if origin and not request.app[BANK].fixed:
         # PLANTED MISC-1: any origin, with credentials.
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Credentials"] = "true"
@@ -299,7 +322,7 @@ def _cors(request: web.Request, response: web.Response) -> web.Response:
 
 async def get_profile(request: web.Request) -> web.Response:
     user = caller(request, "alg_none")
-    return _cors(request, web.json_response(_profile(user)))
+    return _cors(request, web.json_response(_profile(user, request.app[BANK].fixed)))
 
 
 async def update_profile(request: web.Request) -> web.Response:
@@ -307,9 +330,14 @@ async def update_profile(request: web.Request) -> web.Response:
     body = await json_body(request)
     for key, value in body.items():
         # PLANTED PROP-1: every field is copied, the read-only role included.
-        if key in ("display_name", "email", "role") and isinstance(value, str):
+        allowed = (
+            ("display_name", "email")
+            if request.app[BANK].fixed
+            else ("display_name", "email", "role")
+        )
+        if key in allowed and isinstance(value, str):
             setattr(user, key, value)
-    return _cors(request, web.json_response(_profile(user)))
+    return _cors(request, web.json_response(_profile(user, request.app[BANK].fixed)))
 
 
 async def list_accounts(request: web.Request) -> web.Response:
@@ -333,28 +361,37 @@ async def create_account(request: web.Request) -> web.Response:
     record = dict(CustomerFactory(account_id).create(account_id).to_public_dict())
     record["nickname"] = None
     # PLANTED PROP-2: the whole body is copied (balance, iban, anything undeclared).
-    record.update({key: value for key, value in body.items() if key != "id"})
+    record.update(
+        {key: value for key, value in body.items() if key != "id"}
+        if not bank.fixed
+        else {"name": body["name"], "email": body["email"]}
+    )
     bank.accounts[account_id] = record
     bank.owner[account_id] = user.id
     return web.json_response(record, status=201)
 
 
+def _may_see(request: web.Request, user: User, account_id: int) -> bool:
+    bank = request.app[BANK]
+    return not bank.fixed or user.role == "admin" or bank.owner.get(account_id) == user.id
+
+
 async def get_account(request: web.Request) -> web.Response:
-    caller(request)
+    user = caller(request)
     account_id = _account_id(request)
     # PLANTED BOLA-1: the owner is never compared with the caller.
     record = request.app[BANK].accounts.get(account_id)
-    if record is None:
+    if record is None or not _may_see(request, user, account_id):
         raise HTTPProblem(404, "not_found")
     return web.json_response(record)
 
 
 async def rename_account(request: web.Request) -> web.Response:
-    caller(request)
+    user = caller(request)
     account_id = _account_id(request)
     body = await json_body(request)
     record = request.app[BANK].accounts.get(account_id)
-    if record is None:
+    if record is None or not _may_see(request, user, account_id):
         raise HTTPProblem(404, "not_found")
     nickname = body.get("nickname")
     if not isinstance(nickname, str) or not 0 < len(nickname) <= 40:
@@ -365,10 +402,10 @@ async def rename_account(request: web.Request) -> web.Response:
 
 
 async def list_transactions(request: web.Request) -> web.Response:
-    caller(request, "no_signature")
+    user = caller(request, "no_signature")
     account_id = _account_id(request)
     rows = request.app[BANK].transactions.get(account_id)
-    if rows is None:
+    if rows is None or not _may_see(request, user, account_id):
         raise HTTPProblem(404, "not_found")
     # PLANTED BOLA-2: no owner check either.
     return web.json_response({"transactions": rows})
@@ -376,10 +413,13 @@ async def list_transactions(request: web.Request) -> web.Response:
 
 async def list_cards(request: web.Request) -> web.Response:
     # PLANTED AUTH-1: the token is optional here; without one, every card is listed.
-    user = optional_caller(request)
+    user = caller(request) if request.app[BANK].fixed else optional_caller(request)
     owners = [user.id] if user is not None else list(request.app[BANK].users)
     # PLANTED SCHEMA-1: expiry is a number (MMYY), the document says "MM/YY".
-    cards = [{"id": owner * 10, "last4": f"{4000 + owner:04d}", "expiry": 1228} for owner in owners]
+    expiry: Any = "12/28" if request.app[BANK].fixed else 1228
+    cards = [
+        {"id": owner * 10, "last4": f"{4000 + owner:04d}", "expiry": expiry} for owner in owners
+    ]
     return web.json_response({"cards": cards})
 
 
@@ -389,9 +429,12 @@ async def list_transfers(request: web.Request) -> web.Response:
     if not text.isdigit():
         raise HTTPProblem(400, "invalid_parameter", "limit must be a number")
     # PLANTED RES-2: the documented maximum (100) is not applied.
-    limit = min(int(text), MAX_TRANSFERS)
+    limit = min(int(text), 100 if request.app[BANK].fixed else MAX_TRANSFERS)
     # PLANTED SCHEMA-2: amounts are numbers, the document says decimal strings.
-    transfers = [{"id": n + 1, "amount": round(10 + n * 0.25, 2)} for n in range(limit)]
+    amounts: list[Any] = [round(10 + n * 0.25, 2) for n in range(limit)]
+    if request.app[BANK].fixed:
+        amounts = [f"{amount:.2f}" for amount in amounts]
+    transfers = [{"id": n + 1, "amount": amount} for n, amount in enumerate(amounts)]
     return web.json_response({"transfers": transfers})
 
 
@@ -402,7 +445,11 @@ async def search(request: web.Request) -> web.Response:
     # PLANTED INJ-1: the query text is pasted into the SQL statement.
     statement = f"SELECT id FROM accounts WHERE owner = {user.id} AND name LIKE '%{query}%'"  # noqa: S608
     try:
-        rows = bank.database.execute(statement).fetchall()
+        if bank.fixed:
+            statement = "SELECT id FROM accounts WHERE owner = ? AND name LIKE ?"
+            rows = bank.database.execute(statement, (user.id, f"%{query}%")).fetchall()
+        else:
+            rows = bank.database.execute(statement).fetchall()
     except sqlite3.Error as exc:
         raise HTTPProblem(500, "database_error", f"sqlite3.OperationalError: {exc}") from None
     results = [bank.accounts[row[0]] for row in rows if row[0] in bank.accounts]
@@ -429,7 +476,7 @@ def _matches(value: str, condition: Any) -> bool:
 async def list_branches(request: web.Request) -> web.Response:
     city = request.query.get("city", "")
     condition: Any = city
-    if city.startswith("{"):
+    if city.startswith("{") and not request.app[BANK].fixed:
         # PLANTED INJ-2: the parameter is read as a query document, operators and all.
         try:
             condition = json.loads(city)
@@ -444,6 +491,8 @@ async def lookup(request: web.Request) -> web.Response:
     host = request.query.get("host", "")
     # PLANTED INJ-3: the host is pasted into a shell command line. (The command itself
     # only prints, so the build never sends DNS queries off the machine.)
+    if request.app[BANK].fixed:
+        return web.json_response({"output": f"lookup {host}: not found\n"})
     process = await asyncio.create_subprocess_shell(
         f"printf 'lookup %s: not found\\n' {host}",
         stdout=asyncio.subprocess.PIPE,
@@ -492,6 +541,8 @@ async def greeting(request: web.Request) -> web.Response:
     caller(request)
     name = request.query.get("name", "")
     # PLANTED INJ-4: input becomes part of the template before rendering.
+    if request.app[BANK].fixed:
+        return web.json_response({"output": "Welcome back, " + name + "!"})
     return web.json_response({"output": _render("Welcome back, " + name + "!")})
 
 
@@ -504,11 +555,23 @@ async def _fetch(url: str, method: str = "GET") -> tuple[int, str]:
         return r.status, (await r.text(errors="replace"))[:200]
 
 
+def _public_url(request: web.Request, url: str) -> bool:
+    """The fixed build fetches public addresses only (the literal-address check suffices
+    here: it never resolves names, so a name cannot point it at loopback either)."""
+    if not request.app[BANK].fixed:
+        return True
+    host = urlsplit(url).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_global
+    except ValueError:
+        return False
+
+
 async def preview(request: web.Request) -> web.Response:
     caller(request)
     url = request.query.get("url", "")
-    if not url.startswith(("http://", "https://")):
-        raise HTTPProblem(400, "invalid_parameter", "url must be http(s)")
+    if not url.startswith(("http://", "https://")) or not _public_url(request, url):
+        raise HTTPProblem(400, "invalid_parameter", "url must be a public http(s) URL")
     # PLANTED SSRF-1: any URL, loopback and private addresses included.
     try:
         status_code, text = await _fetch(url)
@@ -521,8 +584,12 @@ async def create_webhook(request: web.Request) -> web.Response:
     caller(request)
     body = await json_body(request)
     url = body.get("callback_url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise HTTPProblem(400, "invalid_field", "callback_url must be an http(s) URL")
+    if (
+        not isinstance(url, str)
+        or not url.startswith(("http://", "https://"))
+        or not _public_url(request, url)
+    ):
+        raise HTTPProblem(400, "invalid_field", "callback_url must be a public http(s) URL")
     # PLANTED SSRF-2: the ping goes wherever the client says.
     ping: int | None
     try:
@@ -541,14 +608,22 @@ async def create_ticket(request: web.Request) -> web.Response:
     # PLANTED RES-3: no length check at all (and a 64 MiB body limit).
     if not isinstance(body.get("subject"), str) or not isinstance(body.get("description"), str):
         raise HTTPProblem(400, "invalid_field", "subject and description are required")
+    if request.app[BANK].fixed and len(body["description"]) > 2000:
+        raise HTTPProblem(400, "invalid_field", "description is longer than 2000")
     bank = request.app[BANK]
     ticket = {"id": len(bank.tickets) + 1, "subject": body["subject"][:120]}
     bank.tickets.append({**ticket, "size": len(body["description"])})
     return web.json_response(ticket, status=201)
 
 
+def _staff(request: web.Request) -> None:
+    user = caller(request)
+    if request.app[BANK].fixed and user.role != "admin":
+        raise HTTPProblem(403, "forbidden")
+
+
 async def admin_users(request: web.Request) -> web.Response:
-    caller(request)  # PLANTED BFLA-1: signed in is enough, the role is not checked.
+    _staff(request)  # PLANTED BFLA-1: signed in is enough, the role is not checked.
     users = [
         {"id": u.id, "username": u.username, "role": u.role}
         for u in request.app[BANK].users.values()
@@ -557,7 +632,7 @@ async def admin_users(request: web.Request) -> web.Response:
 
 
 async def admin_delete_user(request: web.Request) -> web.Response:
-    caller(request)  # PLANTED BFLA-2: signed in is enough, the role is not checked.
+    _staff(request)  # PLANTED BFLA-2: signed in is enough, the role is not checked.
     user_id = _account_id(request)
     if request.app[BANK].users.pop(user_id, None) is None:
         raise HTTPProblem(404, "not_found")
@@ -592,9 +667,13 @@ async def debug(request: web.Request) -> web.Response:
     )
 
 
-def create_app(seed: int = 11) -> web.Application:
-    app = web.Application(middlewares=[_unsafe_middleware], client_max_size=MAX_BODY_BYTES)
-    app[BANK] = VulnerableBank(seed)
+def create_app(seed: int = 11, *, fixed: bool = False) -> web.Application:
+    """The unsafe build; ``fixed=True`` is the same API with every planted flaw repaired,
+    which the tests scan to show that the scanner's findings come from the flaws."""
+    app = web.Application(
+        middlewares=[_unsafe_middleware], client_max_size=1024 * 1024 if fixed else MAX_BODY_BYTES
+    )
+    app[BANK] = VulnerableBank(seed, fixed=fixed)
     app[SPEC] = spec_text()
     add = app.router.add_route
     add("GET", "/api/v1/status", status)
@@ -619,8 +698,9 @@ def create_app(seed: int = 11) -> web.Application:
     add("GET", "/api/v1/admin/users", admin_users)
     add("DELETE", "/api/v1/admin/users/{id}", admin_delete_user)
     add("GET", "/api/v1/admin/audit", admin_audit)
-    add("GET", "/api/v0/accounts/{id}", legacy_account)
-    add("GET", "/api/v1/debug", debug)
+    if not fixed:
+        add("GET", "/api/v0/accounts/{id}", legacy_account)
+        add("GET", "/api/v1/debug", debug)
     return app
 
 
@@ -638,9 +718,14 @@ def truth_text() -> str:
     )
 
 
-def banner(url: str, spec_path: str, identities: list[Identity]) -> str:
+def banner(url: str, spec_path: str, identities: list[Identity], fixed: bool = False) -> str:
+    title = (
+        "Polder Bank, unsafe build with every planted flaw repaired (a false-positive control)"
+        if fixed
+        else "Polder Bank, unsafe build: DELIBERATELY VULNERABLE, no gateway in front"
+    )
     lines = [
-        "Polder Bank, unsafe build: DELIBERATELY VULNERABLE, no gateway in front (loopback only)",
+        title + " (loopback only)",
         f"  url   {url}",
         f"  spec  {spec_path}",
         f"DIJK_VULN_URL={url}",
@@ -660,11 +745,17 @@ def banner(url: str, spec_path: str, identities: list[Identity]) -> str:
     return "\n".join(lines)
 
 
-async def serve(host: str, port: int, on_started: Callable[[str, list[Identity]], None]) -> None:
+async def serve(
+    host: str,
+    port: int,
+    on_started: Callable[[str, list[Identity]], None],
+    *,
+    fixed: bool = False,
+) -> None:
     """Serve until cancelled; only loopback addresses are accepted."""
     if host not in ("127.0.0.1", "::1", "localhost"):
         raise ValueError("the unsafe build listens on loopback only")
-    app = create_app()
+    app = create_app(fixed=fixed)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -674,3 +765,26 @@ async def serve(host: str, port: int, on_started: Callable[[str, list[Identity]]
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m dijk.demo.vulnerable [--fixed] --port N``: the build alone (``--fixed``,
+    with every planted flaw repaired, exists for the scanner's false-positive tests)."""
+    import argparse
+    import contextlib
+
+    parser = argparse.ArgumentParser(prog="python -m dijk.demo.vulnerable")
+    parser.add_argument("--port", type=int, default=8082)
+    parser.add_argument("--fixed", action="store_true", help="repair every planted flaw")
+    args = parser.parse_args(argv)
+    spec = str(importlib.resources.files("dijk.demo").joinpath("vulnerable_openapi.yaml"))
+
+    def started(url: str, identities: list[Identity]) -> None:
+        print(banner(url, spec, identities, args.fixed), flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve("127.0.0.1", args.port, started, fixed=args.fixed))
+
+
+if __name__ == "__main__":
+    main()
