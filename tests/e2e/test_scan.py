@@ -38,7 +38,7 @@ pytestmark = pytest.mark.timeout(120)
 REPO = Path(__file__).resolve().parents[2]
 VULNERABLE_SPEC = REPO / "src" / "dijk" / "demo" / "vulnerable_openapi.yaml"
 SAFE_SPEC = REPO / "src" / "dijk" / "demo" / "openapi.yaml"
-_LINE = re.compile(r"^DIJK_VULN_([A-Z]+)=(.*)$")
+_LINE = re.compile(r"^DIJK_VULN_([A-Z_]+)=(.*)$")
 
 
 @dataclass
@@ -47,6 +47,7 @@ class Vulnerable:
     identities: dict[str, str]
     process: subprocess.Popen[bytes]
     banner: str
+    passwords: dict[str, str]
 
 
 @dataclass
@@ -104,7 +105,12 @@ def start_vulnerable(*, fixed: bool = False) -> Vulnerable:
     identities = {
         name.lower(): value for name, value in values.items() if name in ("ALICE", "BOB", "ADMIN")
     }
-    return Vulnerable(values["URL"], identities, process, "".join(lines))
+    passwords = {
+        name.removeprefix("PASSWORD_").lower(): value
+        for name, value in values.items()
+        if name.startswith("PASSWORD_")
+    }
+    return Vulnerable(values["URL"], identities, process, "".join(lines), passwords)
 
 
 @pytest.fixture(scope="module")
@@ -283,6 +289,51 @@ def test_scan_of_safe_demo_behind_the_gateway_reports_no_high_finding(tmp_path: 
     assert not report["errors"]
 
 
+def test_login_recipes_make_identities_and_their_passwords_never_show(
+    vulnerable: Vulnerable,
+) -> None:
+    def recipe(name: str) -> str:
+        body = json.dumps({"username": name, "password": vulnerable.passwords[name]})
+        return f"--login={name}=/api/v1/login:{body}"
+
+    code, out, err = in_process(
+        "scan",
+        "--spec",
+        str(VULNERABLE_SPEC),
+        "--target",
+        vulnerable.url,
+        recipe("alice"),
+        recipe("bob"),
+        "--checks",
+        "bola,auth",
+        "--rate",
+        "0",
+        "--no-progress",
+        "--format",
+        "json",
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    rules = {f["rule_id"] for f in report["findings"]}
+    assert {"scan.bola.read", "scan.auth.alg_none", "scan.auth.weak_jwt_secret"} <= rules
+    for password in vulnerable.passwords.values():
+        assert password not in out
+
+
+def test_failed_login_recipe_is_a_clear_error(vulnerable: Vulnerable) -> None:
+    code, _out, err = in_process(
+        "scan",
+        "--spec",
+        str(VULNERABLE_SPEC),
+        "--target",
+        vulnerable.url,
+        '--login=alice=/api/v1/login:{"username":"alice","password":"wrong"}',
+        "--no-progress",
+    )
+    assert code == 2
+    assert err.strip() == "error: --login alice: POST /api/v1/login answered 401"
+
+
 def test_scan_of_the_repaired_build_reports_none_of_the_planted_flaws(tmp_path: Path) -> None:
     """The false-positive control: the same API and document with every flaw repaired."""
     bank = start_vulnerable(fixed=True)
@@ -374,7 +425,9 @@ def test_bad_document_is_a_clear_error_with_file_and_line(tmp_path: Path) -> Non
     ("args", "message"),
     [
         (["--auth", "alice"], "expected NAME=HEADER:VALUE"),
-        (["--auth", "a=X-Key:1", "--admin", "root"], "--admin root: no --auth identity"),
+        (["--login", "alice=/login"], "expected NAME=PATH:JSON"),
+        (["--login", "alice=/login:{oops}"], "not valid JSON"),
+        (["--auth", "a=X-Key:1", "--admin", "root"], "--admin root: no --auth or --login identity"),
         (["--fail-on", "severe"], "--fail-on"),
         (["--checks", "bola,telepathy"], "unknown telepathy"),
     ],

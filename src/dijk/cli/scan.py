@@ -45,6 +45,14 @@ def scan_command(
             "--auth", help="Identity NAME=HEADER:VALUE (repeat; two users or more for BOLA)."
         ),
     ] = None,
+    login: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--login",
+            help="Identity from a login: NAME=PATH:JSON (POSTed; the token in the answer "
+            'becomes "Authorization: Bearer"). Repeat.',
+        ),
+    ] = None,
     admin: Annotated[
         list[str] | None,
         typer.Option("--admin", help="Name of an --auth identity that is an administrator."),
@@ -95,8 +103,8 @@ def scan_command(
     from dijk.reporting import fails, parse_severity, render
     from dijk.scan.client import TargetUnreachable
     from dijk.scan.context import ScanOptions
-    from dijk.scan.engine import CHECK_NAMES
-    from dijk.scan.identities import IdentityError, parse_identity
+    from dijk.scan.engine import CHECK_NAMES, LoginFailed
+    from dijk.scan.identities import IdentityError, parse_identity, parse_login
     from dijk.scan.spec import load_api_spec
 
     if output_format not in FORMATS:
@@ -112,16 +120,15 @@ def scan_command(
         raise _fail(f"--target {target!r}: expected an http:// or https:// URL")
     try:
         identities = [parse_identity(text) for text in auth or []]
+        logins = [parse_login(text) for text in login or []]
     except IdentityError as exc:
         raise _fail(str(exc)) from None
-    names = [identity.name for identity in identities]
+    names = [identity.name for identity in identities] + [recipe.name for recipe in logins]
     if len(set(names)) != len(names):
-        raise _fail("--auth: two identities have the same name")
+        raise _fail("--auth/--login: two identities have the same name")
     for name in admin or []:
-        match = [identity for identity in identities if identity.name == name]
-        if not match:
-            raise _fail(f"--admin {name}: no --auth identity has that name")
-        match[0].admin = True
+        if name not in names:
+            raise _fail(f"--admin {name}: no --auth or --login identity has that name")
     selected: frozenset[str] = frozenset()
     if checks:
         selected = frozenset(part.strip() for part in checks.split(",") if part.strip())
@@ -146,11 +153,13 @@ def scan_command(
         timeout_s=timeout,
         burst=burst,
         checks=selected,
+        logins=logins,
+        admins=frozenset(admin or []),
     )
     show = sys.stderr.isatty() if progress is None else progress
     try:
         result = asyncio.run(_scan_with_progress(api, options, show))
-    except TargetUnreachable as exc:
+    except (TargetUnreachable, LoginFailed) as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
         raise _fail("interrupted; no report written") from None

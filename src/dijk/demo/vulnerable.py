@@ -69,6 +69,7 @@ class Identity:
     name: str
     role: str
     token: str
+    password: str
 
 
 class HTTPProblem(Exception):
@@ -150,7 +151,7 @@ class VulnerableBank:
 
     def identities(self) -> list[Identity]:
         return [
-            Identity(user.username, user.role, self.token_for(user))
+            Identity(user.username, user.role, self.token_for(user), user.password)
             for user in self.users.values()
             if user.username in ("alice", "bob", "admin")
         ]
@@ -732,11 +733,13 @@ def banner(url: str, spec_path: str, identities: list[Identity], fixed: bool = F
         f"DIJK_VULN_SPEC={spec_path}",
     ]
     lines += [f"DIJK_VULN_{i.name.upper()}=Authorization: Bearer {i.token}" for i in identities]
+    lines += [f"DIJK_VULN_PASSWORD_{i.name.upper()}={i.password}" for i in identities]
     auth = " ".join(
         shlex.quote(f"--auth={i.name}=Authorization: Bearer {i.token}") for i in identities
     )
     lines += [
-        "Identities: alice and bob (customers), admin (staff); tokens valid for one hour.",
+        "Identities: alice and bob (customers), admin (staff); tokens valid for one hour"
+        ' (or log in: --login \'alice=/api/v1/login:{"username":"alice","password":"..."}\').',
         "Scan it:",
         f"  dijk scan --spec {shlex.quote(spec_path)} --target {url} {auth}"
         " --admin admin --allow-writes",

@@ -19,7 +19,7 @@ import orjson
 from dijk.reporting import Finding, Location, Severity
 from dijk.scan.canary import Canary
 from dijk.scan.client import Exchange, ScanClient
-from dijk.scan.identities import Identity
+from dijk.scan.identities import Identity, LoginRecipe
 from dijk.scan.rules import rule, rule_class
 from dijk.scan.spec import ApiOperation, ApiSpec
 from dijk.scan.values import example_value
@@ -42,6 +42,8 @@ class ScanOptions:
     burst: int = 25
     time_delay_s: float = 2.5
     checks: frozenset[str] = frozenset()
+    logins: list[LoginRecipe] = field(default_factory=list)
+    admins: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)

@@ -14,6 +14,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import orjson
+
 from dijk import __version__
 from dijk.reporting import Report, TargetError
 from dijk.scan.access import baseline, check_authentication, check_bfla, check_bola
@@ -21,6 +23,7 @@ from dijk.scan.canary import Canary
 from dijk.scan.client import BudgetExhausted, Exchange, ScanClient, TargetUnreachable
 from dijk.scan.context import ScanContext, ScanOptions
 from dijk.scan.exposure import check_inventory, check_misconfiguration, observe
+from dijk.scan.identities import Identity, LoginRecipe, parse_identity, token_from
 from dijk.scan.injection import check_injection
 from dijk.scan.properties import check_mass_assignment, inspect_response
 from dijk.scan.resources import check_resources
@@ -28,7 +31,7 @@ from dijk.scan.rules import RULES
 from dijk.scan.spec import ApiOperation, ApiSpec
 from dijk.scan.ssrf import check_ssrf
 
-__all__ = ["CHECKS", "ScanResult", "run_scan"]
+__all__ = ["CHECKS", "LoginFailed", "ScanResult", "run_scan"]
 
 Check = Callable[[ScanContext], Awaitable[None]]
 
@@ -64,6 +67,7 @@ async def run_scan(
     """Scan ``options.target``; raises :class:`TargetUnreachable` when it cannot be reached."""
     started = time.monotonic()
     secrets = [secret for identity in options.identities for secret in identity.secrets()]
+    secrets += [secret for recipe in options.logins for secret in recipe.secrets()]
     canary = Canary()
     await canary.start()
     errors: list[TargetError] = []
@@ -89,6 +93,10 @@ async def run_scan(
 
             ctx.on_exchange = on_exchange
             await _preflight(client)
+            for recipe in options.logins:
+                options.identities.append(await _log_in(client, recipe))
+            for identity in options.identities:
+                identity.admin = identity.admin or identity.name in options.admins
             selected = [
                 (n, label, check) for n, label, check in CHECKS if n == "baseline" or ctx.enabled(n)
             ]
@@ -123,6 +131,22 @@ async def run_scan(
             return ScanResult(report, client.sent, ctx.notes)
     finally:
         await canary.stop()
+
+
+class LoginFailed(Exception):
+    """A ``--login`` recipe did not yield a token; the message says why."""
+
+
+async def _log_in(client: ScanClient, recipe: LoginRecipe) -> Identity:
+    answer = await client.send(
+        "POST", recipe.path, body=orjson.dumps(recipe.body), identity=recipe.name, purpose="login"
+    )
+    token = token_from(answer.json) if answer.ok else None
+    if token is None:
+        why = f"answered {answer.status}" if not answer.ok else "answered without a token field"
+        raise LoginFailed(f"--login {recipe.name}: POST {recipe.path} {why}")
+    client.secrets = (*client.secrets, token)
+    return parse_identity(f"{recipe.name}=Authorization:Bearer {token}")
 
 
 async def _preflight(client: ScanClient) -> None:

@@ -18,7 +18,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Identity", "JwtParts", "parse_identity", "weak_secret"]
+__all__ = [
+    "Identity",
+    "JwtParts",
+    "LoginRecipe",
+    "parse_identity",
+    "parse_login",
+    "token_from",
+    "weak_secret",
+]
 
 #: The short list every JWT cracker starts with; a key in it is no key at all.
 WEAK_SECRETS = (
@@ -112,6 +120,55 @@ def parse_identity(text: str) -> Identity:
         prefix = value[:7]
         token = value[7:].strip()
     return Identity(name, header, value, jwt=_decode(token), prefix=prefix)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginRecipe:
+    """``--login NAME=PATH:JSON``: POST the JSON to PATH, take the token from the answer."""
+
+    name: str
+    path: str
+    body: dict[str, Any]
+
+    def secrets(self) -> list[str]:
+        return [str(value) for value in self.body.values() if isinstance(value, str | int)]
+
+
+TOKEN_FIELDS = ("access_token", "token", "id_token", "jwt", "accessToken", "idToken")
+
+
+def parse_login(text: str) -> LoginRecipe:
+    name, sep, rest = text.partition("=")
+    name = name.strip()
+    cut = rest.find(":{")
+    if not sep or not name or cut <= 0 or not rest.startswith("/"):
+        raise IdentityError(
+            f"--login {_shown(text)}: expected NAME=PATH:JSON, "
+            'e.g. alice=/api/v1/login:{"username":"alice","password":"..."}'
+        )
+    if not all(c.isalnum() or c in "-_." for c in name):
+        raise IdentityError(
+            f"--login: identity name {name!r} may hold letters, digits, '-', '_' and '.' only"
+        )
+    try:
+        body = json.loads(rest[cut + 1 :])
+    except ValueError:
+        raise IdentityError(f"--login {name}: the body after the path is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise IdentityError(f"--login {name}: the body must be a JSON object")
+    return LoginRecipe(name, rest[:cut], body)
+
+
+def token_from(answer: Any) -> str | None:
+    """The bearer token in a login answer: a known field, at the top or one level down."""
+    if not isinstance(answer, dict):
+        return None
+    for node in (answer, *(v for v in answer.values() if isinstance(v, dict))):
+        for field_name in TOKEN_FIELDS:
+            value = node.get(field_name)
+            if isinstance(value, str) and value:
+                return value
+    return None
 
 
 def _shown(text: str) -> str:
