@@ -79,6 +79,13 @@ def scan_command(
             "inventory, ssrf, injection, resources, properties, schema."
         ),
     ] = None,
+    canary_address: Annotated[
+        str,
+        typer.Option(
+            help="Address the SSRF canary listens on; the target must reach it "
+            "(127.0.0.1 suits a target on this machine)."
+        ),
+    ] = "127.0.0.1",
     output_format: Annotated[
         str, typer.Option("--format", help="Standard output: " + ", ".join(FORMATS) + ".")
     ] = "text",
@@ -103,7 +110,7 @@ def scan_command(
     from dijk.reporting import fails, parse_severity, render
     from dijk.scan.client import TargetUnreachable
     from dijk.scan.context import ScanOptions
-    from dijk.scan.engine import CHECK_NAMES, LoginFailed
+    from dijk.scan.engine import CHECK_NAMES, SetupFailed
     from dijk.scan.identities import IdentityError, parse_identity, parse_login
     from dijk.scan.spec import load_api_spec
 
@@ -155,11 +162,12 @@ def scan_command(
         checks=selected,
         logins=logins,
         admins=frozenset(admin or []),
+        canary_address=canary_address,
     )
     show = sys.stderr.isatty() if progress is None else progress
     try:
         result = asyncio.run(_scan_with_progress(api, options, show))
-    except (TargetUnreachable, LoginFailed) as exc:
+    except (TargetUnreachable, SetupFailed) as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
         raise _fail("interrupted; no report written") from None

@@ -1,4 +1,5 @@
-"""A local HTTP listener on 127.0.0.1 that notes which probe tokens the target fetched.
+"""A local HTTP listener (127.0.0.1 unless ``--canary-address`` says otherwise) that notes
+which probe tokens the target fetched.
 
 SSRF probes put ``http://127.0.0.1:<port>/dijk-canary/<token>`` into URL parameters; a
 request for that path arriving here is proof that the target fetched it. The listener
@@ -30,7 +31,8 @@ class CanaryHit:
 
 
 class Canary:
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.hits: dict[str, CanaryHit] = {}
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -41,8 +43,9 @@ class Canary:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.bind((self.host, 0))
         self.port = int(sock.getsockname()[1])
         await web.SockSite(self._runner, sock).start()
 
@@ -51,7 +54,8 @@ class Canary:
             await self._runner.cleanup()
 
     def url(self, token: str) -> str:
-        return f"http://127.0.0.1:{self.port}{PREFIX}{token}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{PREFIX}{token}"
 
     async def _handle(self, request: web.Request) -> web.Response:
         if request.path.startswith(PREFIX) and len(self.hits) < MAX_HITS:

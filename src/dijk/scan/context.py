@@ -44,6 +44,7 @@ class ScanOptions:
     checks: frozenset[str] = frozenset()
     logins: list[LoginRecipe] = field(default_factory=list)
     admins: frozenset[str] = frozenset()
+    canary_address: str = "127.0.0.1"
 
 
 @dataclass(slots=True)

@@ -31,7 +31,7 @@ from dijk.scan.rules import RULES
 from dijk.scan.spec import ApiOperation, ApiSpec
 from dijk.scan.ssrf import check_ssrf
 
-__all__ = ["CHECKS", "LoginFailed", "ScanResult", "run_scan"]
+__all__ = ["CHECKS", "SetupFailed", "ScanResult", "run_scan"]
 
 Check = Callable[[ScanContext], Awaitable[None]]
 
@@ -68,8 +68,13 @@ async def run_scan(
     started = time.monotonic()
     secrets = [secret for identity in options.identities for secret in identity.secrets()]
     secrets += [secret for recipe in options.logins for secret in recipe.secrets()]
-    canary = Canary()
-    await canary.start()
+    canary = Canary(options.canary_address)
+    try:
+        await canary.start()
+    except OSError as exc:
+        raise SetupFailed(
+            f"--canary-address {options.canary_address}: cannot listen ({exc.strerror or exc})"
+        ) from None
     errors: list[TargetError] = []
     try:
         async with ScanClient(
@@ -133,8 +138,9 @@ async def run_scan(
         await canary.stop()
 
 
-class LoginFailed(Exception):
-    """A ``--login`` recipe did not yield a token; the message says why."""
+class SetupFailed(Exception):
+    """The scan cannot start as asked: a ``--login`` recipe yielded no token, or the canary
+    cannot listen; the message says why."""
 
 
 async def _log_in(client: ScanClient, recipe: LoginRecipe) -> Identity:
@@ -144,7 +150,7 @@ async def _log_in(client: ScanClient, recipe: LoginRecipe) -> Identity:
     token = token_from(answer.json) if answer.ok else None
     if token is None:
         why = f"answered {answer.status}" if not answer.ok else "answered without a token field"
-        raise LoginFailed(f"--login {recipe.name}: POST {recipe.path} {why}")
+        raise SetupFailed(f"--login {recipe.name}: POST {recipe.path} {why}")
     client.secrets = (*client.secrets, token)
     return parse_identity(f"{recipe.name}=Authorization:Bearer {token}")
 
