@@ -31,7 +31,7 @@ from dijk.scan.rules import RULES
 from dijk.scan.spec import ApiOperation, ApiSpec
 from dijk.scan.ssrf import check_ssrf
 
-__all__ = ["CHECKS", "SetupFailed", "ScanResult", "run_scan"]
+__all__ = ["CHECKS", "ScanResult", "SetupFailed", "run_scan"]
 
 Check = Callable[[ScanContext], Awaitable[None]]
 
