@@ -18,6 +18,7 @@ baseline). Then, in order, stopping at the first proof:
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -183,14 +184,17 @@ async def _probe(ctx: ScanContext, operation: ApiOperation, target: Input) -> No
             _found(ctx, "scan.injection.sql", operation, target, how, [base, answer])
             return
 
-    a, b = secrets.randbelow(900) + 100, secrets.randbelow(900) + 100
+    # Four-digit factors: the product has seven or eight digits, and only counts standing
+    # alone (an IBAN or a BSN in an answer may hold any shorter run of digits).
+    a, b = secrets.randbelow(9000) + 1000, secrets.randbelow(9000) + 1000
     product = str(a * b)
+    alone = re.compile(rf"(?<![0-9]){product}(?![0-9])")
     for shape in ("{{%d*%d}}", "${%d*%d}", "<%%= %d*%d %%>", "#{%d*%d}", "{{=%d*%d}}"):
         value = plain + shape % (a, b)
         if not fits(value):
             continue
         answer = await send(value)
-        if product in answer.text() and product not in base.text():
+        if alone.search(answer.text()) and not alone.search(base.text()):
             how = f"{shape % (a, b)!r} came back evaluated as {product}"
             _found(ctx, "scan.injection.template", operation, target, how, [base, answer])
             return
