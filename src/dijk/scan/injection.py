@@ -160,7 +160,7 @@ async def _probe_body(ctx: ScanContext, operation: ApiOperation) -> None:
 
 async def _probe(ctx: ScanContext, operation: ApiOperation, target: Input) -> None:
     send = target.send
-    plain = "dijk" + secrets.token_hex(3)
+    plain = "dijk" + secrets.token_hex(3) + "z"  # ends in a letter: a product after it stands alone
     base = await send(plain)
     if base.status == 0 or base.status >= 500:
         return
