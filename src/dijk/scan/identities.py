@@ -108,10 +108,7 @@ def parse_identity(text: str) -> Identity:
             f"--auth {_shown(text)}: expected NAME=HEADER:VALUE, e.g. "
             "alice=Authorization:Bearer eyJ..."
         )
-    if not all(c.isalnum() or c in "-_." for c in name):
-        raise IdentityError(
-            f"--auth: identity name {name!r} may hold letters, digits, '-', '_' and '.' only"
-        )
+    _check_name("--auth", name)
     if not all(c.isalnum() or c == "-" for c in header):
         raise IdentityError(f"--auth {name}: {header!r} is not a header name")
     prefix = ""
@@ -146,10 +143,7 @@ def parse_login(text: str) -> LoginRecipe:
             f"--login {_shown(text)}: expected NAME=PATH:JSON, "
             'e.g. alice=/api/v1/login:{"username":"alice","password":"..."}'
         )
-    if not all(c.isalnum() or c in "-_." for c in name):
-        raise IdentityError(
-            f"--login: identity name {name!r} may hold letters, digits, '-', '_' and '.' only"
-        )
+    _check_name("--login", name)
     try:
         body = json.loads(rest[cut + 1 :])
     except ValueError:
@@ -169,6 +163,13 @@ def token_from(answer: Any) -> str | None:
             if isinstance(value, str) and value:
                 return value
     return None
+
+
+def _check_name(option: str, name: str) -> None:
+    if not all(c.isalnum() or c in "-_." for c in name):
+        raise IdentityError(
+            f"{option}: identity name {name!r} may hold letters, digits, '-', '_' and '.' only"
+        )
 
 
 def _shown(text: str) -> str:
