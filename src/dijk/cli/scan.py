@@ -55,7 +55,9 @@ def scan_command(
     ] = None,
     admin: Annotated[
         list[str] | None,
-        typer.Option("--admin", help="Name of an --auth identity that is an administrator."),
+        typer.Option(
+            "--admin", help="Name of an --auth or --login identity that is an administrator."
+        ),
     ] = None,
     allow_writes: Annotated[
         bool,
