@@ -78,7 +78,7 @@ def in_process(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def start_vulnerable(*, fixed: bool = False) -> Vulnerable:
+def start_vulnerable(*, fixed: bool = False, env: dict[str, str] | None = None) -> Vulnerable:
     port = free_port()
     argv = ["-m", "dijk", "demo", "--vulnerable", "--port", str(port)]
     if fixed:  # the same build with every planted flaw repaired (not a CLI option)
@@ -87,6 +87,7 @@ def start_vulnerable(*, fixed: bool = False) -> Vulnerable:
         [sys.executable, *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
     assert process.stdout is not None
     lines: list[str] = []
@@ -318,6 +319,44 @@ def test_login_recipes_make_identities_and_their_passwords_never_show(
     assert {"scan.bola.read", "scan.auth.alg_none", "scan.auth.weak_jwt_secret"} <= rules
     for password in vulnerable.passwords.values():
         assert password not in out
+
+
+def test_known_jwt_key_lets_the_scan_prove_expired_tokens_are_accepted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = "k-" + os.urandom(24).hex()
+    bank = start_vulnerable(env={"DIJK_VULN_JWT_SECRET": key})
+    monkeypatch.setenv("SCAN_TEST_JWT_KEY", key)
+    try:
+        common = [
+            "scan",
+            "--spec",
+            str(VULNERABLE_SPEC),
+            "--target",
+            bank.url,
+            *auth_args(bank.identities),
+            "--checks",
+            "auth",
+            "--rate",
+            "0",
+            "--no-progress",
+            "--format",
+            "json",
+        ]
+        _code, without, _err = in_process(*common)
+        _code, with_key, _err = in_process(*common, "--jwt-secret-env", "SCAN_TEST_JWT_KEY")
+    finally:
+        bank.process.terminate()
+        bank.process.wait(10)
+
+    def rules(out: str) -> set[str]:
+        return {(f["rule_id"], f["evidence"]["operation"]) for f in json.loads(out)["findings"]}
+
+    expired = ("scan.auth.expired_token", "GET /api/v1/transfers")
+    assert expired not in rules(without)
+    assert expired in rules(with_key)
+    assert not any(rule == "scan.auth.weak_jwt_secret" for rule, _op in rules(with_key))
+    assert key not in with_key
 
 
 def test_failed_login_recipe_is_a_clear_error(vulnerable: Vulnerable) -> None:

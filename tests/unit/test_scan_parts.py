@@ -19,6 +19,7 @@ from dijk.scan.identities import (
     parse_identity,
     resigned_token,
     signed_token,
+    signs,
     unsigned_token,
     weak_secret,
 )
@@ -85,6 +86,14 @@ def test_guessable_jwt_key_is_found_and_a_strong_one_is_not() -> None:
     assert strong_parts is not None
     assert weak_secret(weak_parts) == "changeme"
     assert weak_secret(strong_parts) is None
+
+
+def test_signs_tells_the_signing_key_from_another() -> None:
+    token = jwt.encode({"sub": "a"}, SECRET * 2, algorithm="HS384")
+    parts = parse_identity(f"a=Authorization:Bearer {token}").jwt
+    assert parts is not None
+    assert signs(parts, SECRET * 2)
+    assert not signs(parts, SECRET)
 
 
 def test_expired_token_signed_with_the_key_is_valid_but_expired() -> None:

@@ -88,6 +88,13 @@ def scan_command(
             "(127.0.0.1 suits a target on this machine)."
         ),
     ] = "127.0.0.1",
+    jwt_secret_env: Annotated[
+        str | None,
+        typer.Option(
+            help="Environment variable holding the HMAC key of the identities' JWTs (a test "
+            "environment's): lets the scan sign an expired token. Never pass keys as arguments."
+        ),
+    ] = None,
     output_format: Annotated[
         str, typer.Option("--format", help="Standard output: " + ", ".join(FORMATS) + ".")
     ] = "text",
@@ -138,6 +145,11 @@ def scan_command(
     for name in admin or []:
         if name not in names:
             raise _fail(f"--admin {name}: no --auth or --login identity has that name")
+    jwt_secret = None
+    if jwt_secret_env is not None:
+        jwt_secret = os.environ.get(jwt_secret_env)
+        if not jwt_secret:
+            raise _fail(f"--jwt-secret-env {jwt_secret_env}: that variable is not set or empty")
     selected: frozenset[str] = frozenset()
     if checks:
         selected = frozenset(part.strip() for part in checks.split(",") if part.strip())
@@ -165,6 +177,7 @@ def scan_command(
         logins=logins,
         admins=frozenset(admin or []),
         canary_address=canary_address,
+        jwt_secret=jwt_secret,
     )
     show = sys.stderr.isatty() if progress is None else progress
     try:

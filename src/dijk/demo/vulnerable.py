@@ -20,6 +20,7 @@ import importlib.resources
 import ipaddress
 import json
 import operator
+import os
 import re
 import secrets
 import shlex
@@ -85,7 +86,10 @@ class VulnerableBank:
 
     def __init__(self, seed: int = 11, *, fixed: bool = False) -> None:
         self.fixed = fixed
-        self.secret = secrets.token_urlsafe(32) if fixed else JWT_SECRET
+        # DIJK_VULN_JWT_SECRET replaces the guessable key (AUTH-5 then goes away): for
+        # scanning the other token flaws the way a test environment with a known key is.
+        default = secrets.token_urlsafe(32) if fixed else JWT_SECRET
+        self.secret = os.environ.get("DIJK_VULN_JWT_SECRET") or default
         self.login_attempts: list[float] = []
         factory = CustomerFactory(seed)
         self.users: dict[int, User] = {}

@@ -23,6 +23,7 @@ from dijk.scan.identities import (
     expired_claims,
     resigned_token,
     signed_token,
+    signs,
     unsigned_token,
     weak_secret,
 )
@@ -196,7 +197,16 @@ async def check_authentication(ctx: ScanContext) -> None:
     key = None
     if primary.jwt is not None:
         key = weak_secret(primary.jwt)
-        if key is not None:
+        given = ctx.options.jwt_secret
+        if key is None and given is not None:
+            if signs(primary.jwt, given):
+                key = given
+            else:
+                ctx.notes.append(
+                    f"Authentication: the --jwt-secret-env key does not verify {primary.name}'s "
+                    "token; the expired-token test did not run."
+                )
+        elif key is not None:
             ctx.report(
                 "scan.auth.weak_jwt_secret",
                 None,

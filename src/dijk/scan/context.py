@@ -45,6 +45,7 @@ class ScanOptions:
     logins: list[LoginRecipe] = field(default_factory=list)
     admins: frozenset[str] = frozenset()
     canary_address: str = "127.0.0.1"
+    jwt_secret: str | None = None
 
 
 @dataclass(slots=True)

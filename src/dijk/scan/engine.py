@@ -68,6 +68,7 @@ async def run_scan(
     started = time.monotonic()
     secrets = [secret for identity in options.identities for secret in identity.secrets()]
     secrets += [secret for recipe in options.logins for secret in recipe.secrets()]
+    secrets += [options.jwt_secret] if options.jwt_secret else []
     canary = Canary(options.canary_address)
     try:
         await canary.start()

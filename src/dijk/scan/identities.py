@@ -231,17 +231,18 @@ def expired_claims(parts: JwtParts, now: float | None = None) -> dict[str, Any]:
     return {**parts.claims, "iat": moment - 7200, "nbf": moment - 7200, "exp": moment - 3600}
 
 
-def weak_secret(parts: JwtParts) -> str | None:
-    """The key, when an HS* token was signed with a word from :data:`WEAK_SECRETS`."""
+def signs(parts: JwtParts, key: str) -> bool:
+    """Whether ``key`` made the HS* signature of ``parts``."""
     digest = _HMAC.get(str(parts.header.get("alg")))
     if digest is None:
-        return None
-    for word in WEAK_SECRETS:
-        if hmac.compare_digest(
-            hmac.new(word.encode(), parts.signing_input, digest).digest(), parts.signature
-        ):
-            return word
-    return None
+        return False
+    mac = hmac.new(key.encode(), parts.signing_input, digest).digest()
+    return hmac.compare_digest(mac, parts.signature)
+
+
+def weak_secret(parts: JwtParts) -> str | None:
+    """The key, when an HS* token was signed with a word from :data:`WEAK_SECRETS`."""
+    return next((word for word in WEAK_SECRETS if signs(parts, word)), None)
 
 
 def describe(token: str) -> dict[str, Any]:
