@@ -148,6 +148,28 @@ def test_exchange_evidence_redacts_credential_headers_but_keeps_the_scheme() -> 
     assert evidence["response"]["headers"]["Set-Cookie"] == "[redacted]"
 
 
+def test_exchange_evidence_masks_personal_data_in_answers() -> None:
+    document = {"email": "jan.jansen@example.nl", "iban": "NL91ABNA0417164300", "note": "ok"}
+    exchange = Exchange(
+        "GET",
+        "http://127.0.0.1/x",
+        {},
+        b"",
+        200,
+        {"Content-Type": "application/json"},
+        json.dumps(document).encode(),
+        0.01,
+        "alice",
+        "test",
+        json=document,
+    )
+    body = exchange.evidence()["response"]["body"]
+    assert "jan.jansen@example.nl" not in body
+    assert "NL91ABNA0417164300" not in body
+    assert "4300" in body
+    assert '"note":"ok"' in body
+
+
 def test_generated_bodies_conform_and_skip_read_only_properties() -> None:
     schema = {
         "type": "object",

@@ -19,11 +19,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
+
+from dijk.detect.masking import Masker, Strategy
+from dijk.detect.pii import PiiDetector
 
 __all__ = ["BudgetExhausted", "Exchange", "ScanClient", "TargetUnreachable", "redact"]
 
 MAX_EVIDENCE_BODY = 2000
 MAX_CONSECUTIVE_FAILURES = 5
+MAX_MASKED_BODY = 64 * 1024  # evidence shows 2000 characters; mask a little more than that
 MAX_READ_BYTES = 4 * 1024 * 1024
 REDACTED = "[redacted]"
 USER_AGENT = "dijk-scan"
@@ -80,8 +85,9 @@ class Exchange:
         return self.body.decode("utf-8", errors="replace")
 
     def evidence(self) -> dict[str, Any]:
-        """The exchange as a report shows it: redacted and truncated."""
-        request_body = self.request_body.decode("utf-8", errors="replace")
+        """The exchange as a report shows it: personal data masked (a report is a CI
+        artifact, not a place for customers' data), credentials redacted, truncated."""
+        request_body = self.request_body.decode("utf-8", errors="replace")[:MAX_MASKED_BODY]
         return {
             "request": {
                 "method": self.method,
@@ -93,10 +99,26 @@ class Exchange:
             "response": {
                 "status": self.status,
                 "headers": _redact_headers(self.headers, self.secrets),
-                "body": _truncate(redact(self.text(), self.secrets)),
+                "body": _truncate(redact(_masked(self), self.secrets)),
                 "elapsed_ms": round(self.elapsed_s * 1000),
             },
         }
+
+
+_pii: tuple[PiiDetector, Masker] | None = None
+
+
+def _masked(exchange: Exchange) -> str:
+    """The response body with personal data masked (``j***@example.nl``, ``****4300``)."""
+    global _pii
+    if _pii is None:
+        _pii = (PiiDetector(region="NL"), Masker(strategy=Strategy.MASK))
+    detector, masker = _pii
+    if exchange.json is not None and len(exchange.body) <= MAX_MASKED_BODY:
+        document = masker.mask_json(exchange.json, detector.scan_json(exchange.json))
+        return orjson.dumps(document).decode()
+    text = exchange.body[:MAX_MASKED_BODY].decode("utf-8", errors="replace")
+    return masker.mask_text(text, detector.scan_text(text))
 
 
 def _truncate(text: str) -> str:
@@ -245,8 +267,6 @@ class ScanClient:
         )
         if "json" in (exchange.header("content-type") or "") and raw:
             try:
-                import orjson
-
                 exchange.json = orjson.loads(raw)
             except ValueError:
                 exchange.json = None
