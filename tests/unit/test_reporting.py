@@ -222,5 +222,5 @@ def test_junit_reports_unreadable_targets_as_errors() -> None:
 
 
 def test_unknown_format_is_refused() -> None:
-    with pytest.raises(ValueError, match="text, json, sarif or junit"):
-        render(report(), "html")
+    with pytest.raises(ValueError, match="text, json, sarif, junit or html"):
+        render(report(), "pdf")

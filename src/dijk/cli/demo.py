@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Coroutine
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -188,3 +191,36 @@ def run_demo(port: int, upstream_port: int, admin_port: int, data_dir: Path) -> 
             raise typer.Exit(1) from None
     finally:
         stop_process(upstream)
+
+
+def run_vulnerable(port: int) -> None:
+    """Serve the unsafe build on 127.0.0.1:port until Ctrl-C; print its URL and identities."""
+    import asyncio
+    import contextlib
+
+    from dijk.demo import vulnerable
+
+    if not port_free(port):
+        typer.echo(f"error: --port {port} is already in use on 127.0.0.1", err=True)
+        raise typer.Exit(2)
+    spec_path = str(resources.files("dijk.demo").joinpath("vulnerable_openapi.yaml"))
+
+    def started(url: str, identities: list[vulnerable.Identity]) -> None:
+        typer.echo(vulnerable.banner(url, spec_path, identities))
+        sys.stdout.flush()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_until_signal(vulnerable.serve("127.0.0.1", port, started)))
+
+
+async def _serve_until_signal(server: Coroutine[Any, Any, None]) -> None:
+    """Run ``server`` until SIGINT or SIGTERM, then cancel it (its clean-up runs)."""
+    import asyncio
+    import signal
+
+    task = asyncio.ensure_future(server)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -78,13 +78,24 @@ def demo(
     print_config: Annotated[
         bool, typer.Option("--print-config", help="Print the demo configuration and exit.")
     ] = False,
+    vulnerable: Annotated[
+        bool,
+        typer.Option(
+            "--vulnerable",
+            help="Serve 'Polder Bank, unsafe build' on --port instead: planted flaws, "
+            "no gateway, loopback only (a target for `dijk scan`).",
+        ),
+    ] = False,
 ) -> None:
     """Run the Polder Bank demo API behind the gateway, with the admin listener."""
     from dijk import logs
-    from dijk.cli.demo import demo_config_text, run_demo
+    from dijk.cli.demo import demo_config_text, run_demo, run_vulnerable
 
     if print_config:
         typer.echo(demo_config_text(), nl=False)
+        return
+    if vulnerable:
+        run_vulnerable(port)
         return
     logs.configure("info", "json")
     run_demo(port, upstream_port, admin_port, data_dir)
@@ -116,6 +127,11 @@ def config_reference() -> None:
     from dijk.config.reference import render_reference
 
     typer.echo(render_reference())
+
+
+from dijk.cli.scan import scan_command  # noqa: E402 - the DAST command, listed after the rest
+
+app.command("scan")(scan_command)
 
 
 def main() -> None:

@@ -2,7 +2,8 @@
 
 A :class:`Report` holds the :class:`Rule` s a tool checked, the :class:`Finding` s it made
 and the targets it looked at. Writers turn a report into human text (:mod:`.text`), JSON
-(:mod:`.json_report`), SARIF 2.1.0 (:mod:`.sarif`) or JUnit XML (:mod:`.junit`);
+(:mod:`.json_report`), SARIF 2.1.0 (:mod:`.sarif`), JUnit XML (:mod:`.junit`) or a
+readable HTML page (:mod:`.html`);
 :func:`score` and :func:`fails` are the numbers a CI gate needs. Standard library only
 (rich for colour in a terminal), so that the scanner and the linter share one vocabulary.
 """
@@ -42,7 +43,7 @@ __all__ = [
 
 
 def render(report: Report, fmt: str, *, colour: bool = False) -> str:
-    """``report`` in ``fmt`` (``text``, ``json``, ``sarif`` or ``junit``)."""
+    """``report`` in ``fmt`` (``text``, ``json``, ``sarif``, ``junit`` or ``html``)."""
     if fmt == "text":
         from dijk.reporting.text import render_text
 
@@ -59,4 +60,8 @@ def render(report: Report, fmt: str, *, colour: bool = False) -> str:
         from dijk.reporting.junit import render_junit
 
         return render_junit(report)
-    raise ValueError(f"unknown report format {fmt!r}: use text, json, sarif or junit")
+    if fmt == "html":
+        from dijk.reporting.html import render_html
+
+        return render_html(report)
+    raise ValueError(f"unknown report format {fmt!r}: use text, json, sarif, junit or html")
