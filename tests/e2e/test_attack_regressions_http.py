@@ -1,0 +1,403 @@
+"""Regressions for attacks on the HTTP server layer, each sent through a real gateway.
+
+Overload and memory attacks use the attackers' mechanism with smaller numbers (fewer
+connections, smaller budgets set in the configuration), so they run in seconds. Connections
+come from other loopback addresses (127.0.0.0/8) where a test needs several clients.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_ratelimit_gateway import call, config_with
+from tests.support.gateway import GatewayProcess, parse_response, raw_request
+from tests.support.upstream import RecordingUpstream
+
+LOGIN_GUARD = {"ip": {"limit": 100_000, "per_s": 60}, "account": {"limit": 100_000, "per_s": 60}}
+
+
+def two_routes(recording: RecordingUpstream, **top: Any) -> dict[str, Any]:
+    """A login route that reads its body whole (login guard), and everything else."""
+    config = config_with(recording, {"match": {"path_prefix": "/"}}, **top)
+    config["routes"].insert(
+        0,
+        {
+            "name": "login",
+            "match": {"path": "/api/v1/login", "methods": ["POST"]},
+            "upstream": "echo",
+            "login_guard": LOGIN_GUARD,
+        },
+    )
+    return config
+
+
+def connect(port: int, source: str = "127.0.0.1", timeout: float = 10) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((source, 0))
+    sock.settimeout(timeout)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def answer(sock: socket.socket, wait: float) -> bytes:
+    """What the gateway has sent on ``sock`` within ``wait`` seconds (until it closes)."""
+    sock.settimeout(wait)
+    data = b""
+    with suppress(OSError):
+        while chunk := sock.recv(65536):
+            data += chunk
+            if b"\r\n\r\n" in data and len(data) >= _framed_length(data):
+                break
+    return data
+
+
+def _framed_length(data: bytes) -> int:
+    head, _, _ = data.partition(b"\r\n\r\n")
+    found = re.search(rb"content-length: (\d+)", head, re.IGNORECASE)
+    return len(head) + 4 + (int(found.group(1)) if found else 0)
+
+
+def reason_of(raw: bytes) -> tuple[int, str]:
+    status, headers, body = parse_response(raw)
+    assert headers["content-type"] == "application/problem+json", raw[:300]
+    return status, json.loads(body)["reason"]
+
+
+def metric(gateway: GatewayProcess, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{gateway.admin_port}/metrics") as response:
+        text = response.read().decode()
+    found = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert found is not None, name
+    return float(found.group(1))
+
+
+def rss_bytes(gateway: GatewayProcess) -> int:
+    assert gateway.process is not None
+    status = open(f"/proc/{gateway.process.pid}/status").read()  # noqa: SIM115
+    found = re.search(r"VmRSS:\s+(\d+) kB", status)
+    assert found is not None
+    return int(found.group(1)) * 1024
+
+
+@contextmanager
+def stalled_uploads(
+    port: int, sources: list[str], head: bytes, sent: bytes
+) -> Iterator[list[socket.socket]]:
+    """One connection per entry of ``sources``: ``head``, then ``sent`` of the body, then
+    nothing more."""
+    sockets = []
+    try:
+        for source in sources:
+            sock = connect(port, source)
+            sock.sendall(head + sent)
+            sockets.append(sock)
+        yield sockets
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+# ---- overload without credentials --------------------------------------------------------
+
+
+def test_stalled_uploads_from_many_addresses_do_not_shed_ready_requests(
+    start_gateway: Callable[..., GatewayProcess], recording: RecordingUpstream
+) -> None:
+    # The attack: many addresses, several connections each, `POST /api/v1/login` announcing
+    # 100 000 bytes, sending 20 KB and then nothing. Scaled: 10 addresses x 4 connections
+    # against max_in_flight 20 (the stalled uploads used to take every in-flight slot).
+    config = two_routes(recording, overload={"max_in_flight": 20})
+    config["limits"] = {
+        "max_uploads": 30,
+        "max_uploads_per_ip": 3,
+        "min_body_rate_bytes_s": 1024,
+        "body_rate_grace_s": 2,
+        "body_timeout_s": 60,
+    }
+    gateway = start_gateway(config)
+    head = (
+        b"POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000\r\n\r\n"
+    )
+    sources = [f"127.0.0.{10 + n // 4}" for n in range(40)]
+    with stalled_uploads(gateway.port, sources, head, b" " * 20_000) as sockets:
+        time.sleep(0.7)
+        assert metric(gateway, "dijk_uploads_in_progress") == 30  # more than max_in_flight
+        # Ready requests are served meanwhile: the uploads hold no in-flight slot.
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            statuses = Counter(
+                status for status, _, _ in pool.map(lambda _: call(gateway.port), range(30))
+            )
+        assert statuses == Counter({200: 30}), statuses
+        # Each stalled upload is answered: over the per-address cap (429), or - once 20 KB
+        # stop buying time, 2 s after the stall - too slow (408).
+        started = time.monotonic()
+        reasons = Counter(reason_of(answer(sock, 6)) for sock in sockets)
+        elapsed = time.monotonic() - started
+    assert reasons == Counter(
+        {
+            (429, "limits.too_many_uploads"): 10,
+            (408, "http.body_too_slow"): 30,
+        }
+    ), reasons
+    assert elapsed < 5  # not the 20 s that the early 20 KB used to buy
+    assert all(received.target == "/r" for received in recording.requests)
+    assert metric(gateway, "dijk_uploads_in_progress") == 0
+    assert (
+        call(gateway.port, "/api/v1/login", "POST", {"Content-Type": "application/json"}, b"{}")[0]
+        == 200
+    )
+
+
+def test_an_upload_refused_for_the_upload_caps_reaches_nothing_upstream(
+    start_gateway: Callable[..., GatewayProcess], recording: RecordingUpstream
+) -> None:
+    config = config_with(recording, {"match": {"path_prefix": "/"}})  # a streaming route
+    config["limits"] = {"max_uploads": 1, "body_rate_grace_s": 5}
+    gateway = start_gateway(config)
+    head = b"POST /stream HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+    with stalled_uploads(gateway.port, ["127.0.0.1"], head, b"a" * 10):
+        time.sleep(0.5)
+        raw = raw_request(
+            gateway.port, b"POST /second HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nb"
+        )
+        assert reason_of(raw) == (503, "overload.too_many_uploads")
+        assert parse_response(raw)[1]["retry-after"] == "1"
+    assert all(received.target != "/second" for received in recording.requests)
+
+
+# ---- pipelining without reading ------------------------------------------------------------
+
+
+def test_a_client_that_pipelines_and_never_reads_stops_the_gateway_producing(
+    start_gateway: Callable[..., GatewayProcess], recording: RecordingUpstream
+) -> None:
+    gateway = start_gateway(config_with(recording, {"match": {"path_prefix": "/"}}))
+    # Answers of about 8 KB each (the upstream echoes the request headers).
+    request = b"GET /r HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 8000 + b"\r\n\r\n"
+    count = 3000
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    sock.connect(("127.0.0.1", gateway.port))
+    sock.setblocking(False)
+    payload = request * count
+    sent = 0
+    deadline = time.monotonic() + 4
+    with sock:
+        while sent < len(payload) and time.monotonic() < deadline:
+            try:
+                sent += sock.send(payload[sent : sent + 262_144])
+            except BlockingIOError:
+                time.sleep(0.05)
+        time.sleep(1)
+        answered = len(recording.requests)
+        # Without back-pressure every request was answered into the gateway's memory
+        # (3000 x 8 KB); now the gateway stops once the client's socket buffers are full
+        # and it has max_pipelined_requests (16) parsed and waiting.
+        assert answered < 600, answered
+        assert sent < len(payload)  # the gateway stopped reading too
+        # The client reads again: everything it sent is answered, in order.
+        sock.setblocking(True)
+        sock.settimeout(10)
+        received = b""
+        while received.count(b"HTTP/1.1 200") < sent // len(request):
+            try:
+                chunk = sock.recv(1 << 20)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            received += chunk
+    assert received.count(b"HTTP/1.1 200") >= sent // len(request)
+
+
+# ---- memory held by stalled large bodies ---------------------------------------------------
+
+
+def test_stalled_large_bodies_are_bounded_by_the_body_memory_budget(
+    start_gateway: Callable[..., GatewayProcess], recording: RecordingUpstream
+) -> None:
+    # The attack: many connections each send 999 999 bytes of a 1 000 000-byte body that is
+    # read whole, then stall. Scaled: 40 connections against a budget of 4 MiB.
+    budget = 4 * 1024 * 1024
+    config = two_routes(recording)
+    config["limits"] = {"max_buffered_body_bytes": budget, "body_rate_grace_s": 3}
+    gateway = start_gateway(config)
+    before = rss_bytes(gateway)
+    head = (
+        b"POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000000\r\n\r\n"
+    )
+    sources = [f"127.0.0.{20 + n}" for n in range(40)]
+    with stalled_uploads(gateway.port, sources, head, b" " * 999_999) as sockets:
+        time.sleep(1)
+        held = metric(gateway, "dijk_request_body_buffered_bytes")
+        grown = rss_bytes(gateway) - before
+        assert held <= budget
+        assert grown < 20 * 1024 * 1024, grown  # not 40 MB of bodies
+        reasons = Counter(reason_of(answer(sock, 8)) for sock in sockets)
+    refused = reasons[(503, "overload.body_memory")]
+    assert refused >= 40 - budget // 999_999, reasons
+    assert refused + reasons[(408, "http.body_too_slow")] == 40, reasons
+    assert recording.requests == []
+    assert metric(gateway, "dijk_request_body_buffered_bytes") == 0
+
+
+# ---- low: framing and request line ---------------------------------------------------------
+
+
+@pytest.fixture
+def gateway(
+    start_gateway: Callable[..., GatewayProcess], recording: RecordingUpstream
+) -> GatewayProcess:
+    return start_gateway(config_with(recording, {"match": {"path_prefix": "/"}}))
+
+
+def test_a_huge_chunk_extension_is_refused_like_oversized_headers(
+    gateway: GatewayProcess, recording: RecordingUpstream
+) -> None:
+    sock = connect(gateway.port)
+    with sock:
+        sock.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;ext=")
+        with suppress(OSError):
+            for _ in range(20):  # up to 20 MB, as in the attack; refused long before
+                sock.sendall(b"a" * 1_000_000)
+        raw = answer(sock, 5)
+    assert reason_of(raw) == (400, "limits.chunk_extensions_too_large")
+    assert recording.requests == []
+
+
+def test_short_chunk_extensions_are_still_accepted(
+    gateway: GatewayProcess, recording: RecordingUpstream
+) -> None:
+    raw = raw_request(
+        gateway.port,
+        b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'2;name=value;quoted="a b"\r\n{}\r\n0\r\n\r\n',
+    )
+    assert parse_response(raw)[0] == 200
+    assert recording.requests[0].body == b"{}"
+
+
+def test_chunked_trailers_are_refused_cleanly(
+    gateway: GatewayProcess, recording: RecordingUpstream
+) -> None:
+    raw = raw_request(
+        gateway.port,
+        b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\n{}\r\n0\r\nX-Foo: b\r\n\r\n",
+    )
+    assert reason_of(raw) == (400, "http.trailers_unsupported")
+    assert recording.requests == []
+    time.sleep(0.2)
+    assert "parser_callback_failed" not in gateway.logs()
+    assert "AssertionError" not in gateway.logs()
+
+
+INVALID_HOSTS = {
+    "space": b"a b",
+    "path": b"x/../y",
+    "encoded_crlf": b"a%0d%0aX-Injected:%20yes",
+    "very_long": b"h" * 8000,
+    "comma": b"a.example,evil.example",
+    "userinfo": b"user@evil.example",
+    "bad_port": b"a.example:99999",
+    "not_ipv6": b"[not:an:address]",
+}
+
+
+@pytest.mark.parametrize("name", sorted(INVALID_HOSTS))
+def test_an_invalid_host_is_refused_with_400_and_never_forwarded(
+    name: str, gateway: GatewayProcess, recording: RecordingUpstream
+) -> None:
+    raw = raw_request(
+        gateway.port, b"GET /x HTTP/1.1\r\nHost: " + INVALID_HOSTS[name] + b"\r\n\r\n"
+    )
+    assert reason_of(raw) == (400, "http.invalid_host")
+    assert recording.requests == []
+
+
+@pytest.mark.parametrize("host", ["api.example", "api.example:8443", "127.0.0.1:80", "[::1]:8080"])
+def test_a_valid_host_is_forwarded_as_x_forwarded_host(
+    host: str, gateway: GatewayProcess, recording: RecordingUpstream
+) -> None:
+    raw = raw_request(gateway.port, b"GET /x HTTP/1.1\r\nHost: " + host.encode() + b"\r\n\r\n")
+    assert parse_response(raw)[0] == 200
+    assert recording.requests[0].header("x-forwarded-host") == host
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [b"GET /path HTTP/2.0\r\n\r\n", b"GET /path\r\n\r\n", b"GET /path HTTP/0.9\r\nHost: x\r\n\r\n"],
+    ids=["http2_without_host", "http09_request_line", "http09_with_host"],
+)
+def test_request_lines_of_other_http_versions_are_refused(
+    request_line: bytes, gateway: GatewayProcess, recording: RecordingUpstream
+) -> None:
+    raw = raw_request(gateway.port, request_line)
+    assert reason_of(raw) == (505, "http.version_not_supported")
+    assert recording.requests == []
+
+
+@pytest.mark.parametrize(
+    "codings",
+    [
+        b"Transfer-Encoding: gzip, chunked\r\n",
+        b"Transfer-Encoding: identity, chunked\r\n",
+        b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+    ],
+    ids=["gzip_chunked", "identity_chunked", "gzip_then_chunked_lines"],
+)
+def test_a_transfer_coding_other_than_chunked_is_refused_with_501(
+    codings: bytes, gateway: GatewayProcess, recording: RecordingUpstream
+) -> None:
+    raw = raw_request(
+        gateway.port,
+        b"POST /x HTTP/1.1\r\nHost: x\r\n" + codings + b"\r\n2\r\n{}\r\n0\r\n\r\n",
+    )
+    assert reason_of(raw) == (501, "http.transfer_encoding_unsupported")
+    assert recording.requests == []
+
+
+def test_an_early_burst_does_not_buy_a_long_stall(
+    start_gateway: Callable[..., GatewayProcess], recording: RecordingUpstream
+) -> None:
+    # 20 KB at once used to buy 20 s of silence at 1 KiB/s (the average rate was checked);
+    # credit is now capped at the grace: the stall is cut off after about a second.
+    config = config_with(recording, {"match": {"path_prefix": "/"}})
+    config["limits"] = {"min_body_rate_bytes_s": 1024, "body_rate_grace_s": 1}
+    gateway = start_gateway(config)
+    with connect(gateway.port) as sock:
+        sock.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        sock.sendall(b"b" * 20_000)
+        started = time.monotonic()
+        raw = answer(sock, 8)
+        elapsed = time.monotonic() - started
+    assert reason_of(raw) == (408, "http.body_too_slow")
+    assert elapsed < 4
+
+
+def test_a_body_that_never_starts_is_cut_off_after_the_grace(
+    start_gateway: Callable[..., GatewayProcess], recording: RecordingUpstream
+) -> None:
+    config = config_with(recording, {"match": {"path_prefix": "/"}})
+    config["limits"] = {"min_body_rate_bytes_s": 1024, "body_rate_grace_s": 1}
+    gateway = start_gateway(config)
+    with connect(gateway.port) as sock:
+        sock.sendall(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+        started = time.monotonic()
+        raw = answer(sock, 5)
+        elapsed = time.monotonic() - started
+    assert reason_of(raw) == (408, "http.body_too_slow")
+    assert elapsed < 3
