@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -252,6 +253,62 @@ def test_stalled_large_bodies_are_bounded_by_the_body_memory_budget(
     assert refused + reasons[(408, "http.body_too_slow")] == 40, reasons
     assert recording.requests == []
     assert metric(gateway, "dijk_request_body_buffered_bytes") == 0
+
+
+@contextmanager
+def upstream_that_never_reads() -> Iterator[int]:
+    """A TCP server that accepts connections and reads nothing from them."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            with suppress(TimeoutError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        for sock in held:
+            sock.close()
+        server.close()
+
+
+def test_a_body_streamed_to_an_upstream_that_does_not_read_is_not_piled_up_in_the_gateway(
+    start_gateway: Callable[..., GatewayProcess], recording: RecordingUpstream
+) -> None:
+    size = 200 * 1024 * 1024
+    with upstream_that_never_reads() as port:
+        config = config_with(recording, {"match": {"path_prefix": "/"}})
+        config["upstreams"]["echo"]["url"] = f"http://127.0.0.1:{port}"
+        config["limits"] = {"max_body_bytes": size, "max_buffered_body_bytes": size}
+        gateway = start_gateway(config)
+        before = rss_bytes(gateway)
+        sock = connect(gateway.port)
+        sock.setblocking(False)
+        with sock:
+            head = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size
+            sock.setblocking(True)
+            sock.sendall(head)
+            sock.setblocking(False)
+            block = b"u" * 1_048_576
+            sent, deadline = 0, time.monotonic() + 3
+            while sent < size and time.monotonic() < deadline:
+                try:
+                    sent += sock.send(block)
+                except BlockingIOError:
+                    time.sleep(0.02)
+            grown = rss_bytes(gateway) - before
+    # Only what the sockets' kernel buffers hold left the client; the gateway kept no more
+    # than its buffers (without back-pressure it took all 200 MB into the upstream's buffer).
+    assert sent < 64 * 1024 * 1024, sent
+    assert grown < 32 * 1024 * 1024, grown
 
 
 # ---- low: framing and request line ---------------------------------------------------------

@@ -507,6 +507,11 @@ class Gateway:
                     f"The request body is larger than the limit of {limit} bytes.",
                 )
             connection.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            if connection.writing_paused:
+                # A slow upstream: take no more from the client until it has read this
+                # (the body's buffer then fills and the client is held back), rather than
+                # piling the body up in the upstream connection's buffer.
+                await connection.drain()
         if chunked:
             connection.write(b"0\r\n\r\n")
         ctx.bytes_in = size
