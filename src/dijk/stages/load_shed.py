@@ -43,7 +43,8 @@ _WAITING = "load_shed_waiting_for_body"
 
 SHED = Counter(
     "dijk_overload_shed",
-    "Requests refused by load shedding, by cause (in_flight, event_loop_lag).",
+    "Requests refused by load shedding, by cause (in_flight, ready_reserve: an upload while "
+    "the rest of max_in_flight is in use, event_loop_lag).",
     ("cause",),
     registry=REGISTRY,
 )
@@ -99,7 +100,8 @@ class LoadShedStage(Stage):
     def __init__(self, config: OverloadConfig, monitor: LoadMonitor | None = None) -> None:
         self._max_in_flight = config.max_in_flight
         # Uploads are shed while the ready requests fill this much of max_in_flight.
-        self._upload_ceiling = int(config.max_in_flight * (1 - config.ready_reserve))
+        # (At least one: with a tiny max_in_flight an idle gateway still takes an upload.)
+        self._upload_ceiling = max(1, int(config.max_in_flight * (1 - config.ready_reserve)))
         self._max_lag = config.max_event_loop_lag_s
         self._retry = (("Retry-After", str(config.retry_after_s)),)
         self._retry_s = config.retry_after_s
@@ -116,11 +118,12 @@ class LoadShedStage(Stage):
     async def request_headers(self, ctx: RequestContext) -> Decision | None:
         monitor = self._get_monitor()
         cause = None
-        if self._max_in_flight and monitor.in_flight >= (
-            self._upload_ceiling if ctx.body_pending else self._max_in_flight
-        ):
-            cause = "in_flight"
-        elif self._max_lag and monitor.lag_s > self._max_lag:
+        if self._max_in_flight:
+            if monitor.in_flight >= self._max_in_flight:
+                cause = "in_flight"
+            elif ctx.body_pending and monitor.in_flight >= self._upload_ceiling:
+                cause = "ready_reserve"
+        if cause is None and self._max_lag and monitor.lag_s > self._max_lag:
             cause = "event_loop_lag"
         if cause is not None:
             SHED.labels(cause).inc()
