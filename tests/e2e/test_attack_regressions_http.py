@@ -227,6 +227,25 @@ def test_a_client_that_pipelines_and_never_reads_stops_the_gateway_producing(
     assert [r.target for r in recording.requests] == ["/r"] * complete
 
 
+def test_pipelined_bodies_full_of_blank_lines_are_parsed_whole_and_in_order(
+    gateway: GatewayProcess, recording: RecordingUpstream
+) -> None:
+    # The pipelining cap cuts reads at CRLF CRLF: bodies made of them must still arrive
+    # whole, and a large one in one piece.
+    blank = b"\r\n\r\n" * 10
+    one = b"POST /p%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%b"
+    pipeline = b"".join(one % (n, len(blank), blank) for n in range(40))
+    raw = raw_request(gateway.port, pipeline)
+    assert raw.count(b"HTTP/1.1 200") == 40
+    assert [r.target for r in recording.requests] == [f"/p{n}" for n in range(40)]
+    assert all(r.body == blank for r in recording.requests)
+    recording.reset()
+    large = b"\r\n\r\n" * 250_000  # 1 MB
+    status, _, body = call(gateway.port, "/large", "POST", {}, large)
+    assert status == 200
+    assert json.loads(body)["body_length"] == len(large)
+
+
 # ---- memory held by stalled large bodies ---------------------------------------------------
 
 

@@ -755,23 +755,38 @@ class HttpProtocol(asyncio.Protocol):
             return
         if self._backlog:
             self._backlog += data  # keep the order; the transport is paused, so bounded
-        elif len(self._queue) + data.count(_HEAD_END) < self._limits.max_pipelined:
+            return
+        request = self._body_request
+        body_left = 0 if request is None else self._body_left(request)
+        if len(self._queue) + data.count(_HEAD_END, body_left) < self._limits.max_pipelined:
             self._parse(data)  # the usual case, inlined from _feed: one call less
         else:
-            self._feed(data)
+            self._feed(data, body_left)
 
-    def _feed(self, data: bytes) -> None:
+    @staticmethod
+    def _body_left(request: Request) -> int:
+        """Bytes of a Content-Length body still to come (no request head can be in them)."""
+        length = request.content_length
+        return length - request.body.received if length else 0
+
+    def _feed(self, data: bytes, body_left: int = 0) -> None:
         """Parse ``data``, but never more pipelined requests than the queue may hold.
 
         llhttp cannot be paused from a callback, so the data is cut instead: every request
         head ends with CRLF CRLF, so a piece holding ``n`` of them completes at most
         ``n + 1`` heads. One request, or a few, are parsed in one call; a long pipeline is
-        parsed head by head, and what does not fit waits unparsed, unread.
+        parsed head by head, and what does not fit waits unparsed, unread. ``body_left``
+        bytes at the start are the rest of a Content-Length body: no head can begin there.
         """
-        if len(self._queue) + data.count(_HEAD_END) < self._limits.max_pipelined:
+        if len(self._queue) + data.count(_HEAD_END, body_left) < self._limits.max_pipelined:
             self._parse(data)
             return
         start, size = 0, len(data)
+        if body_left:
+            start = min(body_left, size)
+            self._parse(data[:start])
+            if self._closing or self._close_when_done:
+                return
         while start < size:
             if len(self._queue) >= self._limits.max_pipelined:
                 self._backlog = data[start:]
@@ -866,7 +881,8 @@ class HttpProtocol(asyncio.Protocol):
         """Parse what was held back, now that the queue has room (it may hold back again)."""
         data, self._backlog = self._backlog, b""
         if data:
-            self._feed(data)
+            request = self._body_request
+            self._feed(data, 0 if request is None else self._body_left(request))
         if not self._backlog:
             self._resume(_PAUSE_BACKLOG)
 
