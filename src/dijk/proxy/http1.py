@@ -972,6 +972,8 @@ class HttpProtocol(asyncio.Protocol):
         self._cancel_timer()
         request = self._build_request(parsing)
         self._body_request = request
+        if self._paused and request.body is not NO_BODY:
+            request.body.hold_clock(time.monotonic())  # parsed from held-back data
         if request.chunked:
             self._chunk_extra = 0
             self._chunk_allowance = self._limits.max_header_bytes
