@@ -138,12 +138,53 @@ class LimitsConfig(Model):
     min_body_rate_bytes_s: int = Field(
         default=1024,
         ge=0,
-        description="Slowest average request body upload accepted after body_rate_grace_s "
-        "(408 http.body_too_slow: slow POST); 0 turns it off.",
+        description="Slowest request body upload accepted, from its first byte (408 "
+        "http.body_too_slow: slow POST): each byte buys 1/rate seconds; 0 turns it off.",
     )
     body_rate_grace_s: PositiveSeconds = Field(
-        default=5, description="Time a body may take before min_body_rate_bytes_s applies."
+        default=5,
+        description="How far a body may fall behind min_body_rate_bytes_s: the wait for its "
+        "first byte, and the longest stall (an early burst saves up no more than this).",
     )
+    max_uploads: int = Field(
+        default=1024,
+        ge=1,
+        le=1_000_000,
+        description="Requests whose body is still arriving, at once (503 "
+        "overload.too_many_uploads); they are counted apart from overload.max_in_flight.",
+    )
+    max_uploads_per_ip: int = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="Uploads in progress one client address may have (429 "
+        "limits.too_many_uploads). 0 turns it off (the default: behind a load balancer not "
+        "listed in trusted_proxies every request comes from one address).",
+    )
+    max_buffered_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1 << 20,
+        le=1 << 40,
+        description="Request body bytes held in memory by all requests together (read "
+        "whole for inspection, or waiting to be streamed); past it 503 overload.body_memory.",
+    )
+    max_pipelined_requests: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Requests one connection may have waiting behind the one being answered "
+        "(HTTP pipelining); past it the connection is not read until answers go out.",
+    )
+
+    @model_validator(mode="after")
+    def _body_fits_budget(self) -> LimitsConfig:
+        if self.max_buffered_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_buffered_body_bytes ({self.max_buffered_body_bytes}) must be at least "
+                f"max_body_bytes ({self.max_body_bytes}): a body read whole could never fit"
+            )
+        return self
+
     max_connections_per_ip: int = Field(
         default=0,
         ge=0,
@@ -390,6 +431,13 @@ class OverloadConfig(Model):
         ge=0,
         le=60,
         description="Shed new requests while the event loop runs this late; 0 turns it off.",
+    )
+    ready_reserve: float = Field(
+        default=0.25,
+        ge=0,
+        lt=1,
+        description="Share of max_in_flight kept for requests that are ready (body complete "
+        "or none): a request whose body is still arriving is shed once the rest is in use.",
     )
     retry_after_s: int = Field(
         default=2, ge=1, le=3600, description="Retry-After sent with overload.shed."

@@ -24,6 +24,7 @@ from dijk.proxy.headers import (
     upstream_request_headers,
 )
 from dijk.proxy.http1 import (
+    NO_BODY,
     ClientDisconnected,
     ProtocolFault,
     Request,
@@ -33,8 +34,10 @@ from dijk.proxy.http1 import (
 from dijk.proxy.upstream import ResponseHead, UpstreamConnection, UpstreamError
 from dijk.routing.normalise import PathError, normalise_path
 from dijk.stages.audit import path_template_of
+from dijk.stages.load_shed import body_arrived
 
 if TYPE_CHECKING:
+    from dijk.config.models import LimitsConfig
     from dijk.proxy.state import GatewayState, RoutePlan
     from dijk.stages.audit import AuditResources
 
@@ -134,12 +137,64 @@ def problem_response(
     return decision.status, headers, body
 
 
+class Uploads:
+    """Requests whose body is still arriving, in total and per client address.
+
+    A slow or stalled upload holds a connection, a task and buffers for as long as the
+    client keeps it going; it must not also hold a slot of the requests-in-flight budget
+    that ready requests need. So uploads have caps of their own (``limits.max_uploads``,
+    ``limits.max_uploads_per_ip``, by the client address after ``trusted_proxies``), and
+    an upload leaves this count the moment its last byte arrives (or it fails).
+    """
+
+    __slots__ = ("by_ip", "total")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_ip: dict[str, int] = {}
+
+    def admit(self, ip: str, limits: LimitsConfig) -> Decision | None:
+        current = self.by_ip.get(ip, 0)
+        per_ip = limits.max_uploads_per_ip
+        if per_ip and current >= per_ip:
+            return Decision.deny(
+                429,
+                "limits.too_many_uploads",
+                f"Too many request bodies in progress from this address (at most {per_ip}).",
+                _RETRY_SOON,
+            )
+        if self.total >= limits.max_uploads:
+            return Decision.deny(
+                503,
+                "overload.too_many_uploads",
+                "The gateway is receiving as many request bodies as it may; retry later.",
+                _RETRY_SOON,
+            )
+        self.total += 1
+        self.by_ip[ip] = current + 1
+        metrics.UPLOADS.value = self.total
+        return None
+
+    def release(self, ip: str) -> None:
+        self.total -= 1
+        metrics.UPLOADS.value = self.total
+        current = self.by_ip.get(ip, 0) - 1
+        if current > 0:
+            self.by_ip[ip] = current
+        else:
+            self.by_ip.pop(ip, None)
+
+
+_RETRY_SOON = (("Retry-After", "1"),)
+
+
 class Gateway:
     """Holds the current :class:`GatewayState`; reload swaps it atomically."""
 
     def __init__(self, state: GatewayState) -> None:
         self.state = state
         self.in_flight = 0
+        self.uploads = Uploads()  # per process: a reload keeps the count
 
     # ---- server hooks ---------------------------------------------------------------------
     def protocol_error(
@@ -158,7 +213,7 @@ class Gateway:
             else new_request_id()
         )
         _, headers, body = problem_response(
-            Decision.deny(fault.status, fault.reason, fault.detail), request_id
+            Decision.deny(fault.status, fault.reason, fault.detail, fault.headers), request_id
         )
         if request is None:
             audit = self.state.resources.audit
@@ -205,6 +260,8 @@ class Gateway:
         self.in_flight += 1
         try:
             decision = self._route(state, request, ctx)
+            if decision is None and not request.body.complete:
+                decision = self._admit_upload(state, request, ctx)
             if decision is None:
                 assert ctx.route is not None
                 plan = ctx.route.plan
@@ -221,6 +278,8 @@ class Gateway:
             ctx.annotations["client_disconnected"] = True
             raise
         finally:
+            if request.body is not NO_BODY:
+                request.body.discard()  # its memory and upload slot, whatever happened
             metrics.IN_FLIGHT.dec()
             self.in_flight -= 1
             ctx.bytes_out = writer.bytes_out
@@ -248,6 +307,26 @@ class Gateway:
                 )
 
     # ---- steps ------------------------------------------------------------------------------
+    def _admit_upload(
+        self, state: GatewayState, request: Request, ctx: RequestContext
+    ) -> Decision | None:
+        """Count a request whose body is still arriving as an upload, or refuse it."""
+        uploads = self.uploads
+        ip = ctx.client_ip
+        refusal = uploads.admit(ip, state.limits)
+        if refusal is not None:
+            return refusal
+        ctx.body_pending = True
+
+        def done(complete: bool) -> None:
+            uploads.release(ip)
+            ctx.body_pending = False
+            if complete:
+                body_arrived(ctx)  # now a ready request: load shedding counts it
+
+        request.body.on_done = done
+        return None
+
     def _route(self, state: GatewayState, request: Request, ctx: RequestContext) -> Decision | None:
         listed = connection_conflict(ctx.headers, state.connection_protected)
         if listed is not None:
@@ -288,7 +367,7 @@ class Gateway:
                 body = await request.body.read_all(state.limits.max_body_bytes)
             except ProtocolFault as fault:
                 writer.close_after()
-                return Decision.deny(fault.status, fault.reason, fault.detail)
+                return Decision.deny(fault.status, fault.reason, fault.detail, fault.headers)
             ctx.body = body
             ctx.bytes_in = len(body)
             if pipeline.in_request_body:
@@ -311,7 +390,7 @@ class Gateway:
             writer.close_after()
             if writer.head_sent:
                 raise ClientDisconnected from None
-            return Decision.deny(fault.status, fault.reason, fault.detail)
+            return Decision.deny(fault.status, fault.reason, fault.detail, fault.headers)
 
     async def _forward(
         self,
@@ -407,6 +486,11 @@ class Gateway:
                     f"The request body is larger than the limit of {limit} bytes.",
                 )
             connection.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            if connection.writing_paused:
+                # A slow upstream: take no more from the client until it has read this
+                # (the body's buffer then fills and the client is held back), rather than
+                # piling the body up in the upstream connection's buffer.
+                await connection.drain()
         if chunked:
             connection.write(b"0\r\n\r\n")
         ctx.bytes_in = size

@@ -20,7 +20,7 @@ from dijk.config import ConfigError, DijkConfig, load_config
 from dijk.config.models import LimitsConfig, TlsConfig
 from dijk.proxy.decision import Listener, open_decision_listeners
 from dijk.proxy.gateway import Gateway
-from dijk.proxy.http1 import Handler, HttpProtocol, PerIpConnections, ServerLimits
+from dijk.proxy.http1 import BodyMemory, Handler, HttpProtocol, PerIpConnections, ServerLimits
 from dijk.proxy.state import GatewayState, build_state
 
 log = structlog.get_logger("dijk.server")
@@ -53,6 +53,8 @@ def server_limits(limits: LimitsConfig) -> ServerLimits:
         keepalive_timeout_s=limits.keepalive_timeout_s,
         min_body_rate_bytes_s=limits.min_body_rate_bytes_s,
         body_rate_grace_s=limits.body_rate_grace_s,
+        max_pipelined=limits.max_pipelined_requests,
+        max_buffered_body_bytes=limits.max_buffered_body_bytes,
     )
 
 
@@ -91,6 +93,9 @@ class GatewayServer:
         self.ready = False
         self._servers: list[Listener] = []
         self._connections: set[HttpProtocol] = set()
+        # Request body bytes held by all data-plane connections (limits.max_buffered_body_bytes,
+        # read per connection like the other limits).
+        self._body_memory = BodyMemory()
         self._stopping: asyncio.Event | None = None
         # Reloads compile in a worker thread, one at a time (the lock); at most one more
         # waits behind the one compiling, shared by every request made meanwhile (reload()).
@@ -133,7 +138,9 @@ class GatewayServer:
         # front) are not counted. The cap is read at start; a reload keeps it.
         per_ip = PerIpConnections(config.limits.max_connections_per_ip, self._trusted_peer)
         data_plane = await loop.create_server(
-            lambda: self._protocol(self.gateway, self._data_limits, scheme, per_ip),
+            lambda: self._protocol(
+                self.gateway, self._data_limits, scheme, per_ip, self._body_memory
+            ),
             _bind(config.listen.address),
             config.listen.port,
             ssl=ssl_context,
@@ -171,9 +178,15 @@ class GatewayServer:
         limits: ServerLimits,
         scheme: str,
         per_ip: PerIpConnections | None = None,
+        memory: BodyMemory | None = None,
     ) -> HttpProtocol:
         protocol = HttpProtocol(
-            handler, limits, scheme, on_close=self._connections.discard, connections=per_ip
+            handler,
+            limits,
+            scheme,
+            on_close=self._connections.discard,
+            connections=per_ip,
+            memory=memory,
         )
         self._connections.add(protocol)
         return protocol
