@@ -50,6 +50,7 @@ from dijk.audit.store import (
     stored_pii,
     stored_record,
 )
+from dijk.audit.summary import TrafficSummary, bucket_width, summarise, summary_queries
 
 __all__ = ["PostgresAuditStore"]
 
@@ -526,6 +527,27 @@ class PostgresAuditStore(AuditStore):
         records = [_sealed(row) for row in rows[:limit]]
         more = len(rows) > limit
         return AuditPage(records, encode_cursor(records[-1]) if more and records else None)
+
+    async def summary(self, since: datetime, until: datetime, buckets: int) -> TrafficSummary:
+        timeline_sql, breakdown_sql = summary_queries(
+            self._table,
+            "time",
+            lambda start, width: (
+                f"(extract(epoch from (time - {start}::timestamptz)) * 1000000)::bigint"
+                f" / {width}::bigint"
+            ),
+            lambda index: f"${index}",
+        )
+        width = bucket_width(since, until, buckets)
+        timeline = await self._fetch(timeline_sql, since, until, width)
+        breakdown = await self._fetch(breakdown_sql, since, until)
+        return summarise(
+            since,
+            until,
+            buckets,
+            [tuple(row) for row in timeline],
+            [tuple(row) for row in breakdown],
+        )
 
     async def first_seq_since(self, chain: str, since: datetime) -> int | None:
         rows = await self._fetch(
