@@ -24,13 +24,14 @@ marked place for abuse incidents (``templates/security.html``).
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import mimetypes
 import os
 import secrets
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
@@ -108,12 +109,11 @@ def _static_dir() -> Any:
 
 
 class _UIState:
-    """What outlives one admin connection: sessions, login failures, reader stores."""
+    """What outlives one admin connection: sessions and login failures."""
 
     def __init__(self) -> None:
         self.sessions = SessionStore()
         self.throttle = LoginThrottle()
-        self.readers: dict[str, AuditStore] = {}
 
 
 _STATES: weakref.WeakKeyDictionary[GatewayServer, _UIState] = weakref.WeakKeyDictionary()
@@ -502,19 +502,31 @@ class DashboardUI:
 
     # -- data sources -----------------------------------------------------------------
 
-    async def _store(self) -> AuditStore | None:
-        """A reader of the running audit log (its own connection, not the writer's)."""
+    @contextlib.asynccontextmanager
+    async def _reader(self) -> AsyncIterator[AuditStore | None]:
+        """A reader of the running audit log for one request (None when it is disabled).
+
+        Its own connection, not the writer's: a page's grouped scan does not hold up the
+        writer's group commits (SQLite in WAL mode reads beside a writer), and nothing is
+        left open when the gateway stops.
+        """
         state = self._server.gateway.state
         audit = state.resources.audit
         if audit is None or audit.service is None:
-            return None
-        url = state.config.audit.url
-        store = self._state.readers.get(url)
-        if store is None:
-            store = open_store(url, create=False)
+            yield None
+            return
+        store = open_store(state.config.audit.url, create=False)
+        try:
             await store.connect()
-            self._state.readers[url] = store
-        return store
+        except AuditStoreError as exc:
+            await store.close()
+            raise _Refusal(
+                Decision.deny(503, "audit.unavailable", f"The audit log cannot be read: {exc}")
+            ) from None
+        try:
+            yield store
+        finally:
+            await store.close()
 
     # -- pages ------------------------------------------------------------------------
 
@@ -526,14 +538,15 @@ class DashboardUI:
         span, buckets = views.RANGES[chosen]
         until = datetime.now(UTC)
         since = until - span
-        store = await self._store()
         summary = None
         error = ""
-        if store is not None:
-            try:
-                summary = await store.summary(since, until, buckets)
-            except AuditStoreError as exc:
-                error = str(exc)
+        async with self._reader() as store:
+            enabled = store is not None
+            if store is not None:
+                try:
+                    summary = await store.summary(since, until, buckets)
+                except AuditStoreError as exc:
+                    error = str(exc)
         chart = orjson.dumps(views.chart_data(summary)).decode() if summary else "{}"
         return self._render(
             "overview.html",
@@ -544,7 +557,7 @@ class DashboardUI:
             summary=summary,
             chart=chart,
             error=error,
-            audit_enabled=store is not None,
+            audit_enabled=enabled,
             since=views.local(since),
             until=views.local(until),
         )
@@ -562,7 +575,8 @@ class DashboardUI:
         )
         filters.setdefault("reason", "waf.*")
         filters.setdefault("since", "24h")
-        rows, next_cursor, error = await self._query(filters)
+        async with self._reader() as store:
+            rows, next_cursor, error = await self._query(store, filters)
         return self._render(
             "security.html",
             session,
@@ -574,8 +588,9 @@ class DashboardUI:
             fragment=bool(_header(request.headers, "hx-request")),
         )
 
-    async def _query(self, filters: dict[str, str]) -> tuple[list[dict[str, Any]], str | None, str]:
-        store = await self._store()
+    async def _query(
+        self, store: AuditStore | None, filters: dict[str, str]
+    ) -> tuple[list[dict[str, Any]], str | None, str]:
         if store is None:
             return [], None, "The audit log is disabled (audit.enabled: false)."
         try:
@@ -596,25 +611,25 @@ class DashboardUI:
     async def _audit_search(self, request: Request, session: Session) -> str:
         names = ("since", "until", "route", "consumer", "decision", "reason", "status", "cursor")
         filters = self._filters(request, names)
-        rows, next_cursor, error = await self._query(filters)
         chains: list[str] = []
         checkpoints: list[dict[str, Any]] = []
-        store = await self._store()
-        if store is not None and not error:
-            try:
-                chains = await store.chains()
-                for checkpoint in (await store.checkpoints())[-10:]:
-                    checkpoints.append(
-                        {
-                            "chain": checkpoint.chain,
-                            "seq": checkpoint.seq,
-                            "time": views.local(checkpoint.time),
-                            "kind": checkpoint.kind,
-                            "key_id": checkpoint.key_id,
-                        }
-                    )
-            except AuditStoreError as exc:
-                error = str(exc)
+        async with self._reader() as store:
+            rows, next_cursor, error = await self._query(store, filters)
+            if store is not None and not error:
+                try:
+                    chains = await store.chains()
+                    for checkpoint in (await store.checkpoints())[-10:]:
+                        checkpoints.append(
+                            {
+                                "chain": checkpoint.chain,
+                                "seq": checkpoint.seq,
+                                "time": views.local(checkpoint.time),
+                                "kind": checkpoint.kind,
+                                "key_id": checkpoint.key_id,
+                            }
+                        )
+                except AuditStoreError as exc:
+                    error = str(exc)
         export_query = urlencode({k: v for k, v in filters.items() if k != "cursor"})
         return self._render(
             "audit.html",
@@ -636,15 +651,15 @@ class DashboardUI:
         self, request: Request, response: ResponseWriter, request_id: str, session: Session
     ) -> None:
         service = self._server.gateway.state.resources.audit
-        store = await self._store()
-        if store is None or service is None or service.service is None:
-            raise _Refusal(Decision.deny(404, "audit.disabled", "The audit log is disabled."))
-        keys = service.service.keys
-        started = time.perf_counter()
-        reports = [
-            await verify_chain(store, chain, keys.hmac_key, keys.public_key)
-            for chain in await store.chains()
-        ]
+        async with self._reader() as store:
+            if store is None or service is None or service.service is None:
+                raise _Refusal(Decision.deny(404, "audit.disabled", "The audit log is disabled."))
+            keys = service.service.keys
+            started = time.perf_counter()
+            reports = [
+                await verify_chain(store, chain, keys.hmac_key, keys.public_key)
+                for chain in await store.chains()
+            ]
         body = self._render(
             "verify.html",
             session,
@@ -666,23 +681,23 @@ class DashboardUI:
             for k, v in params.items()
             if v and k in ("since", "until", "route", "consumer", "decision", "reason", "status")
         }
-        store = await self._store()
-        if store is None:
-            raise _Refusal(Decision.deny(404, "audit.disabled", "The audit log is disabled."))
         try:
             query = parse_query([*filters.items(), ("limit", "1000")])
         except ValueError as exc:
             raise _Refusal(Decision.deny(400, "audit.bad_query", str(exc))) from None
         rows: list[ChainedRecord] = []
-        cursor = None
-        while len(rows) < EXPORT_LIMIT:
-            page = await store.query(
-                AuditQuery(**{**_query_fields(query), "cursor": cursor, "limit": 1000})
-            )
-            rows.extend(page.records)
-            if page.next_cursor is None:
-                break
-            cursor = page.next_cursor
+        async with self._reader() as store:
+            if store is None:
+                raise _Refusal(Decision.deny(404, "audit.disabled", "The audit log is disabled."))
+            cursor = None
+            while len(rows) < EXPORT_LIMIT:
+                page = await store.query(
+                    AuditQuery(**{**_query_fields(query), "cursor": cursor, "limit": 1000})
+                )
+                rows.extend(page.records)
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
         rows = rows[:EXPORT_LIMIT]
         if fmt == "json":
             lines = [orjson.dumps(record_json(row)).decode() for row in rows]
