@@ -41,7 +41,6 @@ from dijk.audit.store import (
     open_store,
     prune,
 )
-from dijk.audit.summary import TrafficSummary
 from dijk.audit.writer import AuditUnavailableError, AuditWriter
 from tests.conftest import require_service
 
@@ -676,8 +675,10 @@ class FlakyStore(AuditStore):
     async def first_seq_since(self, chain: str, since: datetime) -> int | None:
         return await self.inner.first_seq_since(chain, since)
 
-    async def summary(self, since: datetime, until: datetime, buckets: int) -> TrafficSummary:
-        return await self.inner.summary(since, until, buckets)
+    async def summary_rows(
+        self, since: datetime, until: datetime, width_us: int
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        return await self.inner.summary_rows(since, until, width_us)
 
     async def delete_through(self, chain: str, seq: int, anchor: Checkpoint) -> int:
         return await self.inner.delete_through(chain, seq, anchor)
@@ -890,3 +891,31 @@ async def test_summary_counts_requests_refusals_and_latency_per_bucket(backend: 
     assert summary.latency_percentile(0.5) == 2_000
     assert summary.latency_percentile(0.99) == 2_000
     assert [row.record.request_id for row in by_route] == ["req-101"]
+
+
+async def test_the_summary_cache_agrees_with_the_database_and_takes_in_new_records(
+    backend: Backend,
+) -> None:
+    from dijk.audit.summary import SummaryCache
+
+    await write(backend, 400)  # one a second from START + 1 s
+    cache = SummaryCache(lag_s=60)
+    since, until = START, START + timedelta(seconds=300)
+    async with backend.store() as store:
+        direct = await store.summary(since, until, 5)
+        first = await cache.summary(store, since, until, 5)
+        again = await cache.summary(store, since, until, 5)  # from the cache this time
+    for summary in (first, again):
+        assert summary.requests == direct.requests == 299
+        assert summary.refused == direct.refused
+        assert summary.reasons == direct.reasons
+        assert summary.routes == direct.routes
+        assert summary.consumers == direct.consumers
+        assert [b.requests for b in summary.buckets] == [b.requests for b in direct.buckets]
+        assert summary.latency_percentile(0.99) == direct.latency_percentile(0.99)
+    later = START + timedelta(seconds=500)
+    async with backend.store() as store:
+        moved = await cache.summary(store, since, later, 5)
+        fresh = await store.summary(since, later, 5)
+    assert moved.requests == fresh.requests == 400
+    assert moved.reasons == fresh.reasons

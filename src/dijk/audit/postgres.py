@@ -50,7 +50,7 @@ from dijk.audit.store import (
     stored_pii,
     stored_record,
 )
-from dijk.audit.summary import TrafficSummary, bucket_width, summarise, summary_queries
+from dijk.audit.summary import summary_queries
 
 __all__ = ["PostgresAuditStore"]
 
@@ -528,7 +528,9 @@ class PostgresAuditStore(AuditStore):
         more = len(rows) > limit
         return AuditPage(records, encode_cursor(records[-1]) if more and records else None)
 
-    async def summary(self, since: datetime, until: datetime, buckets: int) -> TrafficSummary:
+    async def summary_rows(
+        self, since: datetime, until: datetime, width_us: int
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         timeline_sql, breakdown_sql = summary_queries(
             self._table,
             "time",
@@ -538,16 +540,9 @@ class PostgresAuditStore(AuditStore):
             ),
             lambda index: f"${index}",
         )
-        width = bucket_width(since, until, buckets)
-        timeline = await self._fetch(timeline_sql, since, until, width)
-        breakdown = await self._fetch(breakdown_sql, since, until)
-        return summarise(
-            since,
-            until,
-            buckets,
-            [tuple(row) for row in timeline],
-            [tuple(row) for row in breakdown],
-        )
+        timeline = await self._fetch(timeline_sql, since, until, width_us)
+        breakdown = await self._fetch(breakdown_sql, since, until, width_us)
+        return [tuple(row) for row in timeline], [tuple(row) for row in breakdown]
 
     async def first_seq_since(self, chain: str, since: datetime) -> int | None:
         rows = await self._fetch(

@@ -29,7 +29,7 @@ from dijk.audit.chain import (
 )
 from dijk.audit.keys import AuditKeys
 from dijk.audit.record import AuditRecord, Finding, datetime_from_us, datetime_to_us
-from dijk.audit.summary import TrafficSummary
+from dijk.audit.summary import TrafficSummary, bucket_width, summarise
 
 __all__ = [
     "DEFAULT_TABLE",
@@ -421,8 +421,18 @@ class AuditStore(ABC):
     async def query(self, query: AuditQuery) -> AuditPage: ...
 
     @abstractmethod
+    async def summary_rows(
+        self, since: datetime, until: datetime, width_us: int
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Rows of the two :func:`dijk.audit.summary.summary_queries` for ``[since, until)``
+        in buckets of ``width_us``."""
+
     async def summary(self, since: datetime, until: datetime, buckets: int) -> TrafficSummary:
         """Traffic in ``[since, until)`` in ``buckets`` time buckets (``dijk.audit.summary``)."""
+        timeline, breakdown = await self.summary_rows(
+            since, until, bucket_width(since, until, buckets)
+        )
+        return summarise(since, until, buckets, timeline, breakdown)
 
     @abstractmethod
     async def first_seq_since(self, chain: str, since: datetime) -> int | None:

@@ -24,6 +24,7 @@ marked place for abuse incidents (``templates/security.html``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import mimetypes
@@ -32,7 +33,7 @@ import secrets
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
@@ -51,6 +52,7 @@ from dijk.audit.api import parse_query
 from dijk.audit.chain import ChainedRecord, verify_chain
 from dijk.audit.export import export_lines, record_json
 from dijk.audit.store import AuditQuery, AuditStore, AuditStoreError, open_store, parse_time
+from dijk.audit.summary import SummaryCache
 from dijk.pipeline.decision import Decision
 from dijk.proxy.gateway import problem_response
 from dijk.proxy.http1 import ProtocolFault, Request, ResponseWriter
@@ -114,6 +116,8 @@ class _UIState:
     def __init__(self) -> None:
         self.sessions = SessionStore()
         self.throttle = LoginThrottle()
+        self.summaries: dict[str, SummaryCache] = {}  # per audit.url
+        self.tasks: set[asyncio.Task[None]] = set()
 
 
 _STATES: weakref.WeakKeyDictionary[GatewayServer, _UIState] = weakref.WeakKeyDictionary()
@@ -464,6 +468,7 @@ class DashboardUI:
             return
         session_id, _ = self._state.sessions.create(token)
         await self._record(request, request_id, "ui.login", 200, accepted=True)
+        self._warm()
         secure = self._secure(request)
         self._redirect(
             response,
@@ -501,6 +506,35 @@ class DashboardUI:
         )
 
     # -- data sources -----------------------------------------------------------------
+
+    def _running_chain(self) -> list[str]:
+        audit = self._server.gateway.state.resources.audit
+        if audit is None or audit.service is None:
+            return []
+        return [audit.service.settings.chain]
+
+    def _summaries(self) -> SummaryCache:
+        url = self._server.gateway.state.config.audit.url
+        cache = self._state.summaries.get(url)
+        if cache is None:
+            self._state.summaries.clear()  # a reload moved the log: forget the old one
+            cache = self._state.summaries[url] = SummaryCache()
+        return cache
+
+    def _warm(self) -> None:
+        """Fill the overview's cache in the background after a login (the first look
+        at a week of records then need not read them all)."""
+
+        async def warm() -> None:
+            with contextlib.suppress(Exception):  # a failure shows on the page instead
+                async with self._reader() as store:
+                    if store is not None:
+                        now = datetime.now(UTC)
+                        await self._summaries().summary(store, now - _hours(1), now, 1)
+
+        task = asyncio.get_running_loop().create_task(warm(), name="dijk-ui-warm")
+        self._state.tasks.add(task)
+        task.add_done_callback(self._state.tasks.discard)
 
     @contextlib.asynccontextmanager
     async def _reader(self) -> AsyncIterator[AuditStore | None]:
@@ -544,7 +578,7 @@ class DashboardUI:
             enabled = store is not None
             if store is not None:
                 try:
-                    summary = await store.summary(since, until, buckets)
+                    summary = await self._summaries().summary(store, since, until, buckets)
                 except AuditStoreError as exc:
                     error = str(exc)
         chart = orjson.dumps(views.chart_data(summary)).decode() if summary else "{}"
@@ -617,8 +651,11 @@ class DashboardUI:
             rows, next_cursor, error = await self._query(store, filters)
             if store is not None and not error:
                 try:
-                    chains = await store.chains()
-                    for checkpoint in (await store.checkpoints())[-10:]:
+                    # Not store.chains(): DISTINCT over every record. The chains are the
+                    # running writer's and those with checkpoints.
+                    all_checkpoints = await store.checkpoints()
+                    chains = sorted({c.chain for c in all_checkpoints} | set(self._running_chain()))
+                    for checkpoint in all_checkpoints[-10:]:
                         checkpoints.append(
                             {
                                 "chain": checkpoint.chain,
@@ -931,9 +968,7 @@ def _no_session() -> Decision:
     )
 
 
-def _hours(count: int) -> Any:
-    from datetime import timedelta
-
+def _hours(count: int) -> timedelta:
     return timedelta(hours=count)
 
 
