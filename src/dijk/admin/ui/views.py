@@ -34,20 +34,26 @@ RANGES: Final = {
 _SECRET_KEY: Final = re.compile(r"secret|password|passwd|token|credential|private|api_key|sha256")
 _NOT_SECRET: Final = re.compile(r"(_env|_file|_path|_header|_s|_param|_claim)$|^header")
 _URL_PASSWORD: Final = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
+_OUTBOUND: Final = re.compile(r"^(?P<origin>[a-z][a-z0-9+.-]*://[^/?#]*)[/?#].+$", re.S)
 REDACTED: Final = "***"
 
 
-def redact(value: Any, key: str = "") -> Any:
+def redact(value: Any, key: str = "", outbound: bool = False) -> Any:
     """The configuration with secret values replaced by ``***``.
 
     A value is secret when its key names a secret (``secret``, ``password``, ``token``,
     ``api_key``...) and is not merely the *name* of where the secret lives (``token_env``,
-    ``key_file``); passwords inside URLs (``redis://user:pw@host``) are cut out too.
+    ``key_file``); passwords inside URLs (``redis://user:pw@host``) are cut out too, and
+    so is everything after the host of a webhook or SIEM sink URL, where services put
+    their tokens (``https://hooks.example/services/T0/B0/XXXX``).
     """
     if isinstance(value, dict):
-        return {name: redact(item, str(name)) for name, item in value.items()}
+        inner = outbound or key in ("webhook", "sinks")
+        return {name: redact(item, str(name), inner) for name, item in value.items()}
     if isinstance(value, list):
-        return [redact(item, key) for item in value]
+        return [redact(item, key, outbound or key == "sinks") for item in value]
+    if outbound and key == "url" and isinstance(value, str):
+        return _OUTBOUND.sub(r"\g<origin>/" + REDACTED, value)
     lowered = key.lower()
     secret = bool(_SECRET_KEY.search(lowered)) and not _NOT_SECRET.search(lowered)
     if secret and isinstance(value, str | bytes | int) and not isinstance(value, bool):
