@@ -10,7 +10,7 @@ precision. Admin actions (route ``admin:...``) are not traffic and are left out.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -141,48 +141,36 @@ def summarise(
     breakdown: Sequence[Sequence[Any]],
 ) -> TrafficSummary:
     """A :class:`TrafficSummary` from the rows of the two :func:`summary_queries`."""
-    return summarise_us(
-        datetime_to_us(since),
-        datetime_to_us(until),
-        bucket_width(since, until, buckets),
-        timeline,
-        [row[1:] for row in breakdown],
-    )
-
-
-def summarise_us(
-    since_us: int,
-    until_us: int,
-    width: int,
-    timeline: Iterable[Sequence[Any]],
-    breakdown: Iterable[Sequence[Any]],
-) -> TrafficSummary:
-    """A summary from timeline rows ``(bucket, latency, requests, refused, upstream)``
-    (buckets of ``width`` from ``since_us``) and breakdown rows ``(route, consumer,
-    decision, reason, requests)``."""
+    since_us, until_us = datetime_to_us(since), datetime_to_us(until)
+    width = bucket_width(since, until, buckets)
     count = max(1, -(-(until_us - since_us) // width))
-    series = [Bucket(since_us + index * width) for index in range(count)]
+    series = [_Counts() for _ in range(count)]
+    total = _Counts()
     for index, latency, requests, refused, upstream in timeline:
-        if not 0 <= int(index) < count:
-            continue
-        bucket = series[int(index)]
-        bucket.requests += int(requests)
-        bucket.refused += int(refused or 0)
-        bucket.upstream_errors += int(upstream or 0)
-        bucket.latency[int(latency)] += int(requests)
-    routes: dict[str, list[int]] = {}
-    consumers: dict[str, list[int]] = {}
-    reasons: dict[str, int] = {}
-    for route, consumer, decision, reason, requests in breakdown:
-        denied = int(requests) if decision == "deny" else 0
-        for table, key in ((routes, route or "(no route)"), (consumers, consumer or "(anonymous)")):
-            entry = table.setdefault(key, [0, 0])
-            entry[0] += int(requests)
-            entry[1] += denied
-        if denied:
-            name = reason or "(no reason)"
-            reasons[name] = reasons.get(name, 0) + denied
-    return TrafficSummary(since_us, until_us, width, series, routes, consumers, reasons)
+        if 0 <= int(index) < count:
+            series[int(index)].add_timeline(
+                int(latency), int(requests), int(refused or 0), int(upstream or 0)
+            )
+    for _, route, consumer, decision, reason, requests in breakdown:
+        total.add_breakdown(route, consumer, decision, reason, int(requests))
+    return _summary(since_us, until_us, width, series, total)
+
+
+def _summary(
+    since_us: int, until_us: int, width: int, series: list[_Counts], total: _Counts
+) -> TrafficSummary:
+    """The summary of ``series`` (one entry per bucket) with the tables of ``total``."""
+    buckets = []
+    for index, counts in enumerate(series):
+        bucket = Bucket(since_us + index * width)
+        bucket.requests = counts.requests
+        bucket.refused = counts.refused
+        bucket.upstream_errors = counts.upstream_errors
+        bucket.latency = counts.latency
+        buckets.append(bucket)
+    return TrafficSummary(
+        since_us, until_us, width, buckets, total.routes, total.consumers, total.reasons
+    )
 
 
 def bucket_width(since: datetime, until: datetime, buckets: int) -> int:
@@ -310,18 +298,9 @@ class SummaryCache:
             for _, route, consumer, decision, reason, requests in more:
                 series[-1].add_breakdown(route, consumer, decision, reason, int(requests))
         total = _Counts()
-        buckets_out = []
-        for index, counts in enumerate(series):
+        for counts in series:
             total.add(counts)
-            bucket = Bucket(since_us + index * width)
-            bucket.requests = counts.requests
-            bucket.refused = counts.refused
-            bucket.upstream_errors = counts.upstream_errors
-            bucket.latency = counts.latency
-            buckets_out.append(bucket)
-        return TrafficSummary(
-            since_us, until_us, width, buckets_out, total.routes, total.consumers, total.reasons
-        )
+        return _summary(since_us, until_us, width, series, total)
 
     def _hour(self, start_us: int) -> _Counts:
         hour = self._hours.get(start_us)

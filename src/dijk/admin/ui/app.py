@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 from urllib.parse import parse_qsl, urlencode
 
 import jinja2
@@ -232,33 +232,15 @@ class DashboardUI:
                 raise _Refusal(
                     Decision.deny(405, "route.method_not_allowed", "Use POST for this action.")
                 )
+            action = "ui." + name.replace("/", ".")
             if session is None:
-                await self._record(
-                    request,
-                    request_id,
-                    "ui." + name.replace("/", "."),
-                    401,
-                    "ui.session_required",
-                    accepted=False,
-                )
-                raise _Refusal(_no_session())
+                await self._refuse(request, request_id, action, _no_session())
             form = await self._form(request)
             presented = form.get("csrf") or _header(request.headers, "x-csrf-token")
-            if not presented or not session.csrf_matches(presented):
-                await self._record(
-                    request,
-                    request_id,
-                    "ui." + name.replace("/", "."),
-                    403,
-                    "ui.csrf_invalid",
-                    accepted=False,
-                )
-                raise _Refusal(
-                    Decision.deny(
-                        403,
-                        "ui.csrf_invalid",
-                        "The form's CSRF token is missing or wrong: reload the page and try again.",
-                    )
+            if session is None or not presented or not session.csrf_matches(presented):
+                detail = "The form's CSRF token is missing or wrong: reload the page and try again."
+                await self._refuse(
+                    request, request_id, action, Decision.deny(403, "ui.csrf_invalid", detail)
                 )
             await posts[name](request, response, request_id, session, form)
             return
@@ -394,6 +376,15 @@ class DashboardUI:
             actor=f"admin:{self._server.admin_token_env}",
         )
 
+    async def _refuse(
+        self, request: Request, request_id: str, action: str, decision: Decision
+    ) -> NoReturn:
+        """Put a refused login or action on record, then answer it with its problem."""
+        await self._record(
+            request, request_id, action, decision.status, decision.reason, accepted=False
+        )
+        raise _Refusal(decision)
+
     # -- login --------------------------------------------------------------------------
 
     def _secure(self, request: Request) -> str:
@@ -424,30 +415,16 @@ class DashboardUI:
     ) -> None:
         client = request.client_ip
         if self._state.throttle.blocked(client):
-            await self._record(
-                request, request_id, "ui.login", 429, "ui.login_throttled", accepted=False
-            )
-            raise _Refusal(
-                Decision.deny(
-                    429,
-                    "ui.login_throttled",
-                    "Too many failed logins; wait a minute.",
-                    (("Retry-After", "60"),),
-                )
-            )
+            wait = "Too many failed logins; wait a minute."
+            throttled = Decision.deny(429, "ui.login_throttled", wait, (("Retry-After", "60"),))
+            await self._refuse(request, request_id, "ui.login", throttled)
         form = await self._form(request)
         expected = _cookies(request.headers).get(LOGIN_COOKIE, "")
         presented_csrf = form.get("csrf", "")
         if not expected or not hmac.compare_digest(presented_csrf.encode(), expected.encode()):
-            await self._record(
-                request, request_id, "ui.login", 403, "ui.csrf_invalid", accepted=False
-            )
-            raise _Refusal(
-                Decision.deny(
-                    403,
-                    "ui.csrf_invalid",
-                    "The login form's CSRF token is missing or wrong: reload the login page.",
-                )
+            detail = "The login form's CSRF token is missing or wrong: reload the login page."
+            await self._refuse(
+                request, request_id, "ui.login", Decision.deny(403, "ui.csrf_invalid", detail)
             )
         presented = form.get("token", "")
         # The token as typed, against the token's UTF-8 bytes: only the exact token matches.
@@ -786,7 +763,6 @@ class DashboardUI:
     async def _register_file(
         self, request: Request, response: ResponseWriter, request_id: str, session: Session
     ) -> None:
-        from dijk.privacy.documents import document_html, document_pdf
 
         fmt = dict(parse_qsl(request.query)).get("format", "html")
         if fmt not in ("html", "pdf"):
@@ -794,23 +770,31 @@ class DashboardUI:
         register, error = await self._privacy_register()
         if register is None:
             raise _Refusal(Decision.deny(404, "privacy.no_data_map", error))
-        organisation = self._server.gateway.state.config.privacy.organisation
         await self._record(request, request_id, "ui.privacy_report", 200, accepted=True)
+        await self._document(response, request_id, "register", register, fmt, "art30-register")
+
+    async def _document(
+        self,
+        response: ResponseWriter,
+        request_id: str,
+        kind: str,
+        data: dict[str, Any],
+        fmt: str,
+        name: str,
+    ) -> None:
+        """A report as a file to download: ``fmt`` html or pdf (``privacy.documents``)."""
+        from dijk.privacy.documents import document_html, document_pdf
+
+        organisation = self._server.gateway.state.config.privacy.organisation
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         if fmt == "pdf":
-            content = await _to_thread(document_pdf, "register", register, organisation)
-            self._download(
-                response, request_id, content, "application/pdf", f"art30-register-{stamp}.pdf"
-            )
-        else:
-            text = document_html("register", register, organisation)
-            self._download(
-                response,
-                request_id,
-                text.encode(),
-                "text/html; charset=utf-8",
-                f"art30-register-{stamp}.html",
-            )
+            content = await _to_thread(document_pdf, kind, data, organisation)
+            self._download(response, request_id, content, "application/pdf", f"{name}-{stamp}.pdf")
+            return
+        text = document_html(kind, data, organisation).encode()
+        self._download(
+            response, request_id, text, "text/html; charset=utf-8", f"{name}-{stamp}.html"
+        )
 
     async def _breach(
         self,
@@ -823,7 +807,7 @@ class DashboardUI:
         from dijk.audit.store import parse_store_url
         from dijk.privacy.breach import BreachFilter, build_breach
         from dijk.privacy.db import PrivacyDatabaseError, open_privacy_db
-        from dijk.privacy.documents import body_html, document_html, document_pdf
+        from dijk.privacy.documents import body_html
 
         config = self._server.gateway.state.config
         now = datetime.now(UTC)
@@ -870,25 +854,8 @@ class DashboardUI:
             accepted=True,
         )
         organisation = config.privacy.organisation
-        if data is not None and fmt == "pdf":
-            content = await _to_thread(document_pdf, "breach", data, organisation)
-            self._download(
-                response,
-                request_id,
-                content,
-                "application/pdf",
-                f"breach-report-{now.strftime('%Y%m%dT%H%M%SZ')}.pdf",
-            )
-            return
-        if data is not None and fmt == "html":
-            text = document_html("breach", data, organisation)
-            self._download(
-                response,
-                request_id,
-                text.encode(),
-                "text/html; charset=utf-8",
-                f"breach-report-{now.strftime('%Y%m%dT%H%M%SZ')}.html",
-            )
+        if data is not None and fmt in ("html", "pdf"):
+            await self._document(response, request_id, "breach", data, fmt, "breach-report")
             return
         register, error = await self._privacy_register()
         body = self._render(
