@@ -4,7 +4,8 @@ Health and metrics are open (bind the admin listener to a private address); ever
 under ``/admin/api/`` needs ``Authorization: Bearer <token>`` with the token from the
 environment variable named by ``admin.token_env``, and is disabled when it is not set.
 State-changing actions and refused admin requests are recorded in the audit log
-(``dijk.admin.audit``).
+(``dijk.admin.audit``). ``/ui/`` is the dashboard (``dijk.admin.ui``), on and off with
+the admin API.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dijk.admin.audit import (
     bearer_token,
     outcome_of,
 )
+from dijk.admin.ui.app import DashboardUI
 from dijk.audit.api import query_page
 from dijk.auth.revocation import revoke_from_request
 from dijk.pipeline.decision import Decision
@@ -42,6 +44,7 @@ class AdminHandler:
     def __init__(self, server: GatewayServer) -> None:
         self._server = server
         self._audit_log = AdminAudit(server)
+        self._ui = DashboardUI(server, self._audit_log)
         self._routes: dict[tuple[str, str], Callable[[Request], Awaitable[tuple[int, bytes]]]] = {
             ("POST", "/admin/api/v1/reload"): self._reload,
             ("GET", "/admin/api/v1/status"): self._status,
@@ -68,6 +71,9 @@ class AdminHandler:
             request.headers, self._server.gateway.trusts_peer(request.client_ip)
         )
         path = request.path
+        if path == "/ui" or path.startswith("/ui/"):
+            await self._ui.handle(request, response, request_id)  # the dashboard
+            return
         if request.method in ("GET", "HEAD"):
             if path == "/healthz":
                 self._json(response, 200, {"status": "ok"}, request_id)

@@ -162,8 +162,16 @@ class AdminAudit:
         accepted: bool,
         bytes_out: int,
         services: list[AuditService] | None = None,
+        action: str | None = None,
+        token: str | None = None,
+        actor: str | None = None,
     ) -> None:
         """Append the record of ``request`` to each log (``services``: the current one).
+
+        ``action`` defaults to the one named by the admin API path; ``token`` (the admin
+        token presented, pseudonymised here) to the bearer token of the request;
+        ``actor`` to ``admin:<token_env>`` for an accepted request. The dashboard passes
+        all three: its login form carries the token, its later requests a session.
 
         In strict durability this returns after the commit, so the answer goes out only
         once the action is on record. A log that cannot take it is logged, not raised:
@@ -174,19 +182,22 @@ class AdminAudit:
             return
         elapsed = max(0.0, time.perf_counter() - request.received_at)
         started = _EPOCH + timedelta(microseconds=int((time.time() - elapsed) * 1_000_000))
-        token = bearer_token(request.headers)
+        presented = bearer_token(request.headers) if token is None else token
+        who = actor or f"admin:{self._server.admin_token_env}"
         for service in targets:
             record = admin_record(
                 time=started,
                 request_id=request_id,
-                action=action_of(request.path),
+                action=action or action_of(request.path),
                 method=request.method,
                 path=request.path,
                 status=outcome.status,
                 reason=outcome.reason,
-                actor=f"admin:{self._server.admin_token_env}" if accepted else None,
+                actor=who if accepted else None,
                 credential_id=(
-                    "adm:" + service.keys.pseudonym("admin-token:" + token)[:16] if token else None
+                    "adm:" + service.keys.pseudonym("admin-token:" + presented)[:16]
+                    if presented
+                    else None
                 ),
                 client_ip=service.client_pseudonym(request.client_ip),
                 target=outcome.target,

@@ -21,6 +21,7 @@ from dijk.config import ConfigError, DijkConfig, load_config_text
 DEMO_CONFIG_NAME = "dijk/demo/config.yaml"
 KEY_ENV_READ = "DIJK_DEMO_KEY_READ"
 KEY_ENV_WRITE = "DIJK_DEMO_KEY_WRITE"
+ADMIN_TOKEN_ENV = "DIJK_ADMIN_TOKEN"  # noqa: S105 (a variable's name) admin.token_env of the shipped demo configuration
 
 
 def demo_config_text() -> str:
@@ -54,6 +55,14 @@ def ensure_keys() -> tuple[str, str]:
     os.environ[KEY_ENV_READ] = read
     os.environ[KEY_ENV_WRITE] = write
     return read, write
+
+
+def ensure_admin_token() -> str:
+    """The admin token from the environment, or a new random one: the demo always has
+    its admin API and dashboard on (on loopback)."""
+    token = os.environ.get(ADMIN_TOKEN_ENV) or "dk_admin_" + secrets.token_urlsafe(24)
+    os.environ[ADMIN_TOKEN_ENV] = token
+    return token
 
 
 def port_free(port: int) -> bool:
@@ -105,7 +114,9 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
             process.wait(5)
 
 
-def banner(port: int, upstream_port: int, admin_port: int, read: str, write: str) -> str:
+def banner(
+    port: int, upstream_port: int, admin_port: int, read: str, write: str, admin_token: str = ""
+) -> str:
     base = f"http://127.0.0.1:{port}"
     return "\n".join(
         [
@@ -113,8 +124,10 @@ def banner(port: int, upstream_port: int, admin_port: int, read: str, write: str
             f"  gateway   {base}",
             f"  upstream  http://127.0.0.1:{upstream_port}  (unprotected, for comparison)",
             f"  admin     http://127.0.0.1:{admin_port}  (/healthz /readyz /metrics)",
+            f"  dashboard http://127.0.0.1:{admin_port}/ui/  (sign in with {ADMIN_TOKEN_ENV})",
             f"{KEY_ENV_READ}={read}",
             f"{KEY_ENV_WRITE}={write}",
+            f"{ADMIN_TOKEN_ENV}={admin_token}",
             "Try:",
             f"  curl -i {base}/api/v1/status",
             f'  curl -i -H "X-API-Key: {read}" {base}/api/v1/accounts/1',
@@ -161,6 +174,7 @@ def run_demo(port: int, upstream_port: int, admin_port: int, data_dir: Path) -> 
         raise typer.Exit(2)
     data_dir.mkdir(parents=True, exist_ok=True)
     read, write = ensure_keys()
+    admin_token = ensure_admin_token()
     try:
         config = demo_config(port, upstream_port, admin_port, data_dir)
     except ConfigError as exc:
@@ -175,7 +189,7 @@ def run_demo(port: int, upstream_port: int, admin_port: int, data_dir: Path) -> 
             raise typer.Exit(1) from None
 
         def started(_server: object) -> None:
-            typer.echo(banner(port, upstream_port, admin_port, read, write))
+            typer.echo(banner(port, upstream_port, admin_port, read, write, admin_token))
             typer.echo(audit_banner(data_dir))
             sys.stdout.flush()
 

@@ -91,6 +91,8 @@ class GatewayServer:
         # connections accepted after it (what the reload warning promises).
         self._data_limits = server_limits(config.limits)
         self.ready = False
+        # The last reload's result and when it finished (the dashboard shows it).
+        self.last_reload: tuple[float, ReloadResult] | None = None
         self._servers: list[Listener] = []
         self._connections: set[HttpProtocol] = set()
         # Request body bytes held by all data-plane connections (limits.max_buffered_body_bytes,
@@ -217,7 +219,9 @@ class GatewayServer:
             queued = self._queued_reload = self._track(self._reload_when_free())
         # Shielded: a caller that goes away (an admin connection closing) does not cancel
         # a reload other callers share; only stop() does.
-        return await asyncio.shield(queued)
+        result = await asyncio.shield(queued)
+        self.last_reload = (time.time(), result)
+        return result
 
     async def _reload_when_free(self) -> ReloadResult:
         async with self._reload_lock:
