@@ -21,8 +21,15 @@ batch in one transaction: group commit. Durability:
     ``on_sink_error`` is ``spool``, written and fsynced to the spool). Concurrent requests
     share one commit, so the cost is one commit per batch, not per request.
 
-When the store fails, batches go to the spool file (in order) and the writer retries the
-store with backoff; once it answers, the spool is replayed ahead of newer records. With
+When the store fails, batches go to the spool file (in order) and the writer probes the
+store every ``retry_interval_s`` (0.5 s), backing off to at most ``max_retry_interval_s``
+(1 s): under ``on_sink_error="deny"`` every request is refused while the store is down,
+so the refusals must end promptly when it returns (a probe is one connection attempt).
+Once it answers, the spool is replayed ahead of newer records.
+
+``start`` anchors the tail it finds with a signed checkpoint: a writer that died between
+two checkpoints (SIGKILL) left its newest records unanchored, and a clean stop with no
+new records would not add one. With
 ``on_sink_error="deny"`` a strict ``append`` raises :class:`AuditUnavailableError` while
 the store is down (the record is still spooled), so the gateway can answer 503.
 
@@ -133,7 +140,7 @@ class AuditWriter:
         checkpoint_every_s: float = 60.0,
         sink_timeout_s: float = 10.0,
         retry_interval_s: float = 0.5,
-        max_retry_interval_s: float = 30.0,
+        max_retry_interval_s: float = 1.0,
     ):
         if durability not in ("batched", "strict"):
             raise ValueError(f"durability must be batched or strict, not {durability!r}")
@@ -307,9 +314,15 @@ class AuditWriter:
                 f"audit store unreachable and no spool to continue chain {self.chain!r}: {failure}"
             )
         self._sealer = ChainSealer(self._keys.hmac_key, self.chain, seq, prev_hash)
-        self._last_checkpoint_seq = seq
         self._last_checkpoint_at = time.monotonic()
         self._next_retry = time.monotonic()
+        # The tail found may never have been anchored: the previous writer may have died
+        # (SIGKILL, power loss) before its next checkpoint. Seal it now, so a clean stop
+        # soon after (or another crash) does not leave those records unanchored. While
+        # the spool holds the tail, the replayed records are anchored once it is empty.
+        self._last_checkpoint_seq = 0
+        if not self._spooling and seq > 0:
+            await self._checkpoint_alone()
         metrics.STORE_UP.set(0 if self._spooling else 1)
         self._task = asyncio.create_task(self._run(), name=f"dijk-audit-writer-{self.chain}")
 
