@@ -22,6 +22,7 @@ from dijk.audit.chain import verify_store
 from dijk.audit.store import AuditQuery, AuditStore, open_store
 from dijk.audit.writer import AuditWriter
 from tests.integration.test_audit_contract import KEYS, postgres_url, record, wait_until
+from tests.support.tcp_proxy import TcpProxy
 
 SECRET = "contract-suite-secret-0123456789abcdef"
 
@@ -162,45 +163,6 @@ async def test_sigkill_in_batched_mode_reports_what_was_lost(
         assert lost <= len(answered)
     finally:
         await drop(table)
-
-
-class TcpProxy:
-    """A loopback TCP forwarder that can be switched off and on (a PostgreSQL outage)."""
-
-    def __init__(self, host: str, port: int):
-        self.target = (host, port)
-        self.port = 0
-        self.server: asyncio.Server | None = None
-        self.transports: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in self.transports:
-            writer.transport.abort()
-        self.transports.clear()
-        self.server = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self.transports += [writer, upstream_writer]
-
-        async def pipe(source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-                while data := await source.read(65536):
-                    target.write(data)
-                    await target.drain()
-            target.transport.abort()
-
-        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
 
 
 @pytest.fixture

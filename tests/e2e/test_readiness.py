@@ -1,0 +1,163 @@
+"""``/readyz`` says "not ready" while a fail-closed dependency is down.
+
+While the rate-limit store (``on_storage_error: deny``) or the audit store
+(``on_sink_error: deny``) is down, every request that needs it is refused; a load
+balancer must see that on ``/readyz`` and route around the instance. When the dependency
+returns, the instance is ready again and requests pass. Outages are made on a private
+redis-server and on a TCP proxy in front of PostgreSQL: the shared services stay up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+
+from tests.conftest import require_service
+from tests.integration.test_audit_contract import postgres_url
+from tests.support.gateway import GatewayProcess, base_config
+from tests.support.redis_server import REDIS_SERVER, PrivateRedis
+from tests.support.tcp_proxy import ThreadedTcpProxy
+from tests.support.upstream import RecordingUpstream
+
+
+def call(port: int, path: str = "/r") -> tuple[int, dict[str, Any]]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        try:
+            parsed = json.loads(body) if body else {}
+        except ValueError:
+            parsed = {}
+        return response.status, parsed
+    finally:
+        connection.close()
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> float:
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < timeout_s, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[PrivateRedis]:
+    require_service(REDIS_SERVER is not None, "redis-server is not installed")
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_readyz_fails_while_a_deny_rate_limit_store_is_down(
+    start_gateway: Callable[..., GatewayProcess],
+    recording: RecordingUpstream,
+    redis_server: PrivateRedis,
+) -> None:
+    config = base_config(recording.port)
+    config["storage"] = {"url": redis_server.url, "timeout_s": 0.25}
+    config["routes"] = [
+        {
+            "name": "limited",
+            "upstream": "echo",
+            "match": {"path_prefix": "/"},
+            "rate_limit": [{"key": "ip", "limit": 1000, "per_s": 60}],
+        }
+    ]
+    gateway = start_gateway(config)
+    assert call(gateway.admin_port, "/readyz") == (200, {"status": "ready"})
+    assert call(gateway.port)[0] == 200
+
+    redis_server.stop()
+    status, body = call(gateway.admin_port, "/readyz")
+    assert status == 503
+    assert body["status"] == "unavailable"
+    assert [item["dependency"] for item in body["failing"]] == ["ratelimit"]
+    assert body["failing"][0]["reason"] == "ratelimit.storage_unavailable"
+    status, problem = call(gateway.port)
+    assert (status, problem["reason"]) == (503, "ratelimit.storage_unavailable")
+
+    redis_server.start()  # same port, empty
+    wait_for(lambda: call(gateway.admin_port, "/readyz")[0] == 200, 5, "ready again")
+    statuses = [call(gateway.port)[0] for _ in range(20)]
+    assert statuses == [200] * 20
+
+
+def test_readyz_stays_ready_when_the_outage_policy_lets_requests_through(
+    start_gateway: Callable[..., GatewayProcess],
+    recording: RecordingUpstream,
+    redis_server: PrivateRedis,
+) -> None:
+    config = base_config(recording.port)
+    config["storage"] = {"url": redis_server.url, "timeout_s": 0.25}
+    config["ratelimit"] = {"on_storage_error": "allow"}
+    config["routes"] = [
+        {
+            "name": "limited",
+            "upstream": "echo",
+            "match": {"path_prefix": "/"},
+            "rate_limit": [{"key": "ip", "limit": 1000, "per_s": 60}],
+        }
+    ]
+    gateway = start_gateway(config)
+    redis_server.stop()
+    assert call(gateway.port)[0] == 200  # passed unchecked, per policy
+    assert call(gateway.admin_port, "/readyz") == (200, {"status": "ready"})
+
+
+@pytest.mark.postgres
+def test_readyz_fails_while_a_deny_audit_store_is_down(
+    start_gateway: Callable[..., GatewayProcess], recording: RecordingUpstream
+) -> None:
+    base = urlsplit(asyncio.run(postgres_url()))
+    proxy = ThreadedTcpProxy(base.hostname or "127.0.0.1", base.port or 5432)
+    proxy.start()
+    table = f"audit_{uuid.uuid4().hex[:12]}"
+    try:
+        url = f"postgresql://{base.username}@127.0.0.1:{proxy.port}{base.path}?table={table}"
+        config = base_config(
+            recording.port,
+            audit={"url": url, "durability": "strict", "on_sink_error": "deny"},
+        )
+        gateway = start_gateway(config, env={"DIJK_AUDIT_KEY": "readiness-secret-0123456789abcdef"})
+        assert call(gateway.port)[0] == 200
+        assert call(gateway.admin_port, "/readyz")[0] == 200
+
+        proxy.stop()
+        # The writer learns of the outage at its next write: that request's response is
+        # cut (its record could not be committed), and from then on requests are refused.
+        with pytest.raises(http.client.RemoteDisconnected):
+            call(gateway.port)
+        status, body = call(gateway.admin_port, "/readyz")
+        assert status == 503
+        assert [item["dependency"] for item in body["failing"]] == ["audit"]
+        status, problem = call(gateway.port)
+        assert (status, problem["reason"]) == (503, "audit.unavailable")
+
+        proxy.start()
+        wait_for(lambda: call(gateway.admin_port, "/readyz")[0] == 200, 5, "ready again")
+        assert call(gateway.port)[0] == 200
+    finally:
+        proxy.close()
+        asyncio.run(_drop(table))
+
+
+async def _drop(table: str) -> None:
+    connection = await asyncpg.connect(await postgres_url())
+    try:
+        await connection.execute(f"DROP TABLE IF EXISTS {table}, {table}_checkpoint")
+    finally:
+        await connection.close()
