@@ -30,10 +30,10 @@ from tests.support.tcp_proxy import ThreadedTcpProxy
 from tests.support.upstream import RecordingUpstream
 
 
-def call(port: int, path: str = "/r") -> tuple[int, dict[str, Any]]:
+def call(port: int, path: str = "/r", request_id: str = "") -> tuple[int, dict[str, Any]]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        connection.request("GET", path)
+        connection.request("GET", path, headers={"X-Request-Id": request_id} if request_id else {})
         response = connection.getresponse()
         body = response.read()
         try:
@@ -139,8 +139,9 @@ def test_readyz_fails_while_a_deny_audit_store_is_down(
         proxy.stop()
         # The writer learns of the outage at its next write: that request's response is
         # cut (its record could not be committed), and from then on requests are refused.
+        # Its record must say so ("abort"), not "200 allow" for an answer never received.
         with pytest.raises(http.client.RemoteDisconnected):
-            call(gateway.port)
+            call(gateway.port, request_id="cut-by-the-outage")
         status, body = call(gateway.admin_port, "/readyz")
         assert status == 503
         assert [item["dependency"] for item in body["failing"]] == ["audit"]
@@ -149,10 +150,24 @@ def test_readyz_fails_while_a_deny_audit_store_is_down(
 
         proxy.start()
         wait_for(lambda: call(gateway.admin_port, "/readyz")[0] == 200, 5, "ready again")
-        assert call(gateway.port)[0] == 200
+        assert call(gateway.port, request_id="after-the-outage")[0] == 200
+        records = asyncio.run(_records(table))
+        assert records["cut-by-the-outage"] == (200, "abort", "audit.unavailable")
+        assert records["after-the-outage"] == (200, "allow", None)
+        assert sum(1 for status, _, _ in records.values() if status == 503) == 1
+        assert len(records) == 4  # one per answer: 200, cut, 503, 200
     finally:
         proxy.close()
         asyncio.run(_drop(table))
+
+
+async def _records(table: str) -> dict[str, tuple[int, str, str | None]]:
+    connection = await asyncpg.connect(await postgres_url())
+    try:
+        rows = await connection.fetch(f"SELECT request_id, status, decision, reason FROM {table}")
+    finally:
+        await connection.close()
+    return {row["request_id"]: (row["status"], row["decision"], row["reason"]) for row in rows}
 
 
 async def _drop(table: str) -> None:

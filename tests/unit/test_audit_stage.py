@@ -295,10 +295,10 @@ class SlowCommits:
         self.seen: list[bool] = []
         self.writer.append = self.append  # type: ignore[method-assign]
 
-    async def append(self, record: AuditRecord) -> None:
+    async def append(self, record: AuditRecord, if_refused: AuditRecord | None = None) -> None:
         self.seen.append(self.connection.complete())
         await asyncio.sleep(0.05)
-        await self.original(record)
+        await self.original(record, if_refused=if_refused)
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,10 @@ class _Prepared:
     sealed: list[ChainedRecord]
     futures: list[asyncio.Future[None]]
     checkpoint: Checkpoint | None
+    # What was sealed, in order, and the chain's tail before it: enough to seal the
+    # batch again (a refused strict record replaced by what its client saw).
+    batch: list[tuple[AuditRecord, asyncio.Future[None] | None]]
+    start: tuple[int, bytes]
 
 
 class AuditWriter:
@@ -166,6 +170,8 @@ class AuditWriter:
         self.stats = WriterStats()
 
         self._pending: list[tuple[AuditRecord, asyncio.Future[None] | None]] = []
+        # Strict appends that said what to record instead if their commit is refused.
+        self._if_refused: dict[asyncio.Future[None], AuditRecord] = {}
         self._first_pending_at = 0.0
         self._wake = asyncio.Event()
         self._space = asyncio.Event()
@@ -350,8 +356,15 @@ class AuditWriter:
             lock, self._spool_lock = self._spool_lock, None
             lock.release()
 
-    async def append(self, record: AuditRecord) -> None:
-        """Record one request. See the module docstring for what "returns" guarantees."""
+    async def append(self, record: AuditRecord, *, if_refused: AuditRecord | None = None) -> None:
+        """Record one request. See the module docstring for what "returns" guarantees.
+
+        ``if_refused`` (strict durability only): what the client gets when this append
+        raises :class:`AuditUnavailableError` because the store is down under
+        ``on_sink_error="deny"`` (a 503, or a response cut short). The record is then
+        spooled *instead of* ``record``: the log says what the client saw, not what it
+        would have received had the commit succeeded.
+        """
         while len(self._pending) >= self._max_queue and not self._stopped:
             self._space.clear()
             await self._space.wait()
@@ -364,8 +377,13 @@ class AuditWriter:
             if not self._pending:
                 self._first_pending_at = time.monotonic()
             self._pending.append((record, future))
+            if if_refused is not None:
+                self._if_refused[future] = if_refused
             self._wake.set()
-            await future
+            try:
+                await future
+            finally:
+                self._if_refused.pop(future, None)
             return
         if not self._pending:
             self._first_pending_at = time.monotonic()
@@ -535,6 +553,10 @@ class AuditWriter:
             await writing
             if upcoming is None:
                 return
+            last = prepared.sealed[-1]
+            if upcoming.start != (last.seq, last.hash):
+                # The batch before it was sealed again: follow its new tail.
+                self._reseal(upcoming, (last.seq, last.hash), refused=False)
             prepared = upcoming
 
     def _next_batch_ready(self) -> bool:
@@ -549,6 +571,7 @@ class AuditWriter:
 
     async def _prepare(self) -> _Prepared:
         batch = self._take_batch()
+        tail = self._sealer.seq, self._sealer.prev_hash
         seal = self._sealer.seal
         sealed: list[ChainedRecord] = []
         # Sealing costs some microseconds per record on the event loop that also serves
@@ -566,7 +589,28 @@ class AuditWriter:
             # carry a second checkpoint; if the commit fails, the next one comes later.
             self._last_checkpoint_seq = checkpoint.seq
             self._last_checkpoint_at = now
-        return _Prepared(sealed, futures, checkpoint)
+        return _Prepared(sealed, futures, checkpoint, batch, tail)
+
+    def _reseal(self, prepared: _Prepared, start: tuple[int, bytes], refused: bool) -> None:
+        """Seal ``prepared`` again after ``start`` and continue this writer's chain there.
+
+        ``refused``: its commit failed and its strict waiters will be refused, so each
+        record that named an ``if_refused`` alternative is replaced by it. Otherwise the
+        batch only moves to follow a batch before it that was sealed again.
+        """
+        prepared.start = start
+        sealer = ChainSealer(self._keys.hmac_key, self.chain, *start)
+        records = []
+        for record, future in prepared.batch:
+            alternative = None
+            if refused and future is not None and not future.done():
+                alternative = self._if_refused.get(future)
+            records.append(alternative or record)
+        prepared.sealed = [sealer.seal(record) for record in records]
+        if prepared.checkpoint is not None:
+            last = prepared.sealed[-1]
+            prepared.checkpoint = Checkpoint.create(self._keys, self.chain, last.seq, last.hash)
+        self._sealer = sealer
 
     async def _persist(self, prepared: _Prepared) -> None:
         sealed, checkpoint = prepared.sealed, prepared.checkpoint
@@ -578,6 +622,13 @@ class AuditWriter:
             if checkpoint is not None:
                 self.stats.checkpoints += 1
         else:
+            if self.on_sink_error == "deny" and any(
+                future in self._if_refused for future in prepared.futures
+            ):
+                # Its strict waiters are about to be refused: what is spooled (and later
+                # replayed into the chain) must be what their clients saw.
+                self._reseal(prepared, prepared.start, refused=True)
+                sealed = prepared.sealed
             lost_before = self.stats.lost
             error = await self._spool_rows(sealed)
             kept = self.stats.lost == lost_before

@@ -29,8 +29,10 @@ from dijk.proxy.http1 import (
 from dijk.proxy.upstream import ResponseHead, UpstreamConnection, UpstreamError
 from dijk.routing.normalise import PathError, normalise_path
 from dijk.stages.audit import path_template_of
+from dijk.stages.audit import unavailable as audit_unavailable
 
 if TYPE_CHECKING:
+    from dijk.audit.record import Outcome
     from dijk.proxy.state import GatewayState, RoutePlan
     from dijk.stages.audit import AuditResources
 
@@ -410,7 +412,7 @@ class Gateway:
             if gate is not None:
                 body = ctx.response_body or b""
                 ctx.bytes_out = _body_bytes(ctx.method, ctx.response_status, body)
-                refusal = await gate.commit(ctx)
+                refusal = await gate.commit(ctx, self._refused_answer(ctx))
                 if refusal is not None:
                     return refusal
             writer.send(ctx.response_status, ctx.response_headers, ctx.response_body or b"")
@@ -458,7 +460,7 @@ class Gateway:
             status, _, body = problem_response(decision, ctx.request_id)
             ctx.response_status = status
             ctx.bytes_out = _body_bytes(ctx.method, status, body)
-            refusal = await gate.commit(ctx)
+            refusal = await gate.commit(ctx, self._refused_answer(ctx))
             if refusal is not None:
                 decision = refusal
         self._send_problem(writer, ctx, decision)
@@ -470,12 +472,19 @@ class Gateway:
         wait for the commit, so the client cannot receive it complete before that."""
         assert isinstance(relay, _HoldingRelay)
         ctx.bytes_out = writer.bytes_out + len(relay.held)
-        if await gate.commit(ctx) is not None:
+        cut: tuple[Outcome, int, int] = ("abort", ctx.response_status, writer.bytes_out)
+        if await gate.commit(ctx, cut) is not None:
             writer.close_after()  # never completed: the client sees a cut response
             raise ClientDisconnected
         relay.release()
         if relay.disconnected:
             raise ClientDisconnected
+
+    @staticmethod
+    def _refused_answer(ctx: RequestContext) -> tuple[Outcome, int, int]:
+        """What the client gets if strict durability cannot commit: 503 ``audit.unavailable``."""
+        status, _, body = problem_response(audit_unavailable(), ctx.request_id)
+        return "deny", status, _body_bytes(ctx.method, status, body)
 
     def _send_problem(
         self, writer: ResponseWriter, ctx: RequestContext, decision: Decision
