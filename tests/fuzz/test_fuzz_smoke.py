@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from fuzz.targets import TARGETS
 
+from fuzz.targets import TARGETS
 from tests.conftest import CORPORA
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fuzz.targets import ROUTER, route_satisfied
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dijk.detect.json_limits import JsonLimits, JsonLimitScanner, check_json_limits
 from dijk.routing.normalise import PathError, normalise_path
+from fuzz.targets import ROUTER, route_satisfied
 
 PROPERTIES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
