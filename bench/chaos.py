@@ -345,6 +345,11 @@ def statuses(outcomes: list[Outcome], phase: str) -> Counter[tuple[int, str]]:
     return Counter((item.status, item.reason) for item in outcomes if item.phase == phase)
 
 
+def named(seen: Counter[tuple[int, str]]) -> dict[str, int]:
+    """``{"503 ratelimit.storage_unavailable": 12, "0 RemoteDisconnected": 1}``."""
+    return {f"{status} {reason}".strip(): count for (status, reason), count in seen.items()}
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float) -> float | None:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
@@ -397,7 +402,7 @@ def case_redis(work: Path, outage: float, rate: float) -> CaseResult:
         during = statuses(outcomes, "outage")
         after = statuses(outcomes, "after")
         result.figures.update(
-            during=dict(during), after=dict(after), ready_again_s=back,
+            during=named(during), after=named(after), ready_again_s=back,
             slowest_s=round(max(item.seconds for item in outcomes), 3),
         )  # fmt: skip
         result.check(
@@ -497,7 +502,7 @@ def case_postgres(work: Path, outage: float, rate: float) -> CaseResult:
         outcomes = load.stop()
         gateway.stop()
         during, after = statuses(outcomes, "outage"), statuses(outcomes, "after")
-        result.figures.update(during=dict(during), after=dict(after))
+        result.figures.update(during=named(during), after=named(after))
         # on_sink_error: spool (the default): nothing refused, nothing lost.
         answered = {(status, reason) for status, reason in during if status}
         result.check(answered <= {(200, "")}, f"during the outage clients saw {dict(during)}")
@@ -564,7 +569,7 @@ def case_upstream(work: Path, outage: float, rate: float) -> CaseResult:
         gateway.stop()
         for mode, (status, reason) in promised.items():
             seen = statuses(outcomes, mode)
-            result.figures[mode] = {f"{k[0]} {k[1]}": v for k, v in seen.items()}
+            result.figures[mode] = named(seen)
             wrong = [
                 key
                 for key in seen
@@ -615,7 +620,13 @@ def case_sigkill(work: Path, outage: float, rate: float) -> CaseResult:
             ]
         result.figures.update(last_seq=last, last_checkpoint_seq=anchored)
         result.check(anchored == last, "the tail left by the crash is not anchored")
-        check_log_complete(result, outcomes, audit_rows(gateway.database))
+        # Commit comes before release: a request whose record was committed when the
+        # process died may never have been answered (at most one per request in flight).
+        rows = audit_rows(gateway.database)
+        check_log_complete(result, outcomes, rows, strict=False)
+        unanswered = len(rows) - len({item.request_id for item in answered} & set(rows))
+        result.figures["recorded_not_answered"] = unanswered
+        result.check(unanswered <= load.clients, f"{unanswered} records without an answer")
     finally:
         with contextlib.suppress(Exception):
             gateway.stop()
@@ -648,7 +659,7 @@ def case_sighup(work: Path, outage: float, rate: float, reloads: int = 100) -> C
         gateway.stop()
         seen = statuses(outcomes, "reloading")
         result.figures.update(
-            reloads=reloads, during={f"{k[0]} {k[1]}": v for k, v in seen.items()},
+            reloads=reloads, during=named(seen),
             reloaded=logs.count('"reloaded"'), failed=logs.count('"reload_failed"'),
         )  # fmt: skip
         result.check(alive, "the gateway died")
