@@ -341,6 +341,15 @@ def check_log_complete(
         result.check(not wrong, f"unanswered requests recorded as served: {wrong[:3]}")
 
 
+def check_audit(
+    result: CaseResult, outcomes: list[Outcome], work: Path, url: str = "sqlite:///./audit.db"
+) -> None:
+    """``dijk audit verify`` passes and every answer has exactly one record."""
+    ok, text = verify(url, work)
+    result.check(ok, f"audit verify: {text}")
+    check_log_complete(result, outcomes, audit_rows(work / "audit.db"))
+
+
 def statuses(outcomes: list[Outcome], phase: str) -> Counter[tuple[int, str]]:
     return Counter((item.status, item.reason) for item in outcomes if item.phase == phase)
 
@@ -414,9 +423,7 @@ def case_redis(work: Path, outage: float, rate: float) -> CaseResult:
         result.check(back is not None, "never ready again")
         result.check(set(after) == {(200, "")}, f"after recovery clients saw {dict(after)}")
         result.check(result.figures["slowest_s"] < 2.0, "a request hung")
-        ok, text = verify("sqlite:///./audit.db", work)
-        result.check(ok, f"audit verify: {text}")
-        check_log_complete(result, outcomes, audit_rows(gateway.database))
+        check_audit(result, outcomes, work)
     finally:
         gateway.stop()
         redis.kill()
@@ -585,9 +592,7 @@ def case_upstream(work: Path, outage: float, rate: float) -> CaseResult:
         slowest = max(item.seconds for item in outcomes)
         result.figures["slowest_s"] = round(slowest, 3)
         result.check(slowest < 3.0, "a request hung past the read timeout")
-        ok, text = verify("sqlite:///./audit.db", work)
-        result.check(ok, f"audit verify: {text}")
-        check_log_complete(result, outcomes, audit_rows(gateway.database))
+        check_audit(result, outcomes, work)
     finally:
         gateway.stop()
         upstream.close()
@@ -665,9 +670,7 @@ def case_sighup(work: Path, outage: float, rate: float, reloads: int = 100) -> C
         result.check(alive, "the gateway died")
         result.check(set(seen) == {(200, "")}, f"requests failed during reloads: {dict(seen)}")
         result.check(result.figures["failed"] > 0, "no broken configuration was refused")
-        ok, text = verify("sqlite:///./audit.db", work)
-        result.check(ok, f"audit verify: {text}")
-        check_log_complete(result, outcomes, audit_rows(gateway.database))
+        check_audit(result, outcomes, work)
     finally:
         gateway.stop()
         upstream.close()

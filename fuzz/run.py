@@ -65,22 +65,21 @@ def run_one(name: str, seconds: int, artifacts: Path, extra: list[str]) -> int:
     return 0
 
 
+def harness_command(name: str, seconds: int, artifacts: Path) -> list[str]:
+    """The command that fuzzes ``name`` for ``seconds`` in its own process (run from ROOT)."""
+    return [
+        sys.executable, "-m", "fuzz.run", name, "--seconds", str(seconds),
+        "--artifacts", str(artifacts),
+    ]  # fmt: skip
+
+
 def run_all(names: list[str], seconds: int, artifacts: Path) -> int:
     failed = 0
     print(f"{'harness':<15} {'seconds':>7} {'executions':>11} {'exec/s':>7} {'cov':>6} {'ft':>6}")
     for name in names:
         started = time.monotonic()
         result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "fuzz.run",
-                name,
-                "--seconds",
-                str(seconds),
-                "--artifacts",
-                str(artifacts),
-            ],
+            harness_command(name, seconds, artifacts),
             cwd=ROOT,
             capture_output=True,
             check=False,

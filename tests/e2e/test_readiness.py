@@ -62,13 +62,13 @@ def redis_server(tmp_path: Path) -> Iterator[PrivateRedis]:
     server.stop()
 
 
-def test_readyz_fails_while_a_deny_rate_limit_store_is_down(
-    start_gateway: Callable[..., GatewayProcess],
-    recording: RecordingUpstream,
-    redis_server: PrivateRedis,
-) -> None:
-    config = base_config(recording.port)
+def limited_config(
+    upstream: RecordingUpstream, redis_server: PrivateRedis, **ratelimit: Any
+) -> dict[str, Any]:
+    """One rate-limited route, its counters in the private Redis."""
+    config = base_config(upstream.port)
     config["storage"] = {"url": redis_server.url, "timeout_s": 0.25}
+    config["ratelimit"] = ratelimit
     config["routes"] = [
         {
             "name": "limited",
@@ -77,6 +77,15 @@ def test_readyz_fails_while_a_deny_rate_limit_store_is_down(
             "rate_limit": [{"key": "ip", "limit": 1000, "per_s": 60}],
         }
     ]
+    return config
+
+
+def test_readyz_fails_while_a_deny_rate_limit_store_is_down(
+    start_gateway: Callable[..., GatewayProcess],
+    recording: RecordingUpstream,
+    redis_server: PrivateRedis,
+) -> None:
+    config = limited_config(recording, redis_server)
     gateway = start_gateway(config)
     assert call(gateway.admin_port, "/readyz") == (200, {"status": "ready"})
     assert call(gateway.port)[0] == 200
@@ -101,17 +110,7 @@ def test_readyz_stays_ready_when_the_outage_policy_lets_requests_through(
     recording: RecordingUpstream,
     redis_server: PrivateRedis,
 ) -> None:
-    config = base_config(recording.port)
-    config["storage"] = {"url": redis_server.url, "timeout_s": 0.25}
-    config["ratelimit"] = {"on_storage_error": "allow"}
-    config["routes"] = [
-        {
-            "name": "limited",
-            "upstream": "echo",
-            "match": {"path_prefix": "/"},
-            "rate_limit": [{"key": "ip", "limit": 1000, "per_s": 60}],
-        }
-    ]
+    config = limited_config(recording, redis_server, on_storage_error="allow")
     gateway = start_gateway(config)
     redis_server.stop()
     assert call(gateway.port)[0] == 200  # passed unchecked, per policy

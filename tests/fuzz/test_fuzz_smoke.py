@@ -9,11 +9,11 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from fuzz.run import harness_command
 from fuzz.targets import TARGETS
 from tests.conftest import CORPORA
 
@@ -28,16 +28,7 @@ def test_harness_runs_clean_for_a_few_seconds(name: str, tmp_path: Path) -> None
             TARGETS[name].one_input(seed)
         pytest.skip("atheris is not installed: the seeds ran, no coverage-guided run")
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fuzz.run",
-            name,
-            "--seconds",
-            str(SECONDS),
-            "--artifacts",
-            str(tmp_path),
-        ],
+        harness_command(name, SECONDS, tmp_path),
         cwd=ROOT,
         capture_output=True,
         env={**os.environ, "DIJK_CORPORA": str(CORPORA)},

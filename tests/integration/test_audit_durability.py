@@ -175,13 +175,18 @@ async def proxy() -> AsyncIterator[TcpProxy]:
         await forwarder.stop()
 
 
+async def proxied_url(proxy: TcpProxy) -> tuple[str, str]:
+    """A fresh table's URL through ``proxy`` (cut it for an outage), and the table."""
+    base = urlsplit(await postgres_url())
+    table = f"audit_{uuid.uuid4().hex[:12]}"
+    return f"postgresql://{base.username}@127.0.0.1:{proxy.port}{base.path}?table={table}", table
+
+
 @pytest.mark.postgres
 async def test_a_postgres_outage_spools_and_replays_when_it_returns(
     proxy: TcpProxy, tmp_path: Path
 ) -> None:
-    base = urlsplit(await postgres_url())
-    table = f"audit_{uuid.uuid4().hex[:12]}"
-    url = f"postgresql://{base.username}@127.0.0.1:{proxy.port}{base.path}?table={table}"
+    url, table = await proxied_url(proxy)
     writer = AuditWriter(
         open_store(url, create=True),
         KEYS,
@@ -254,9 +259,7 @@ async def test_strict_deny_recovers_promptly_when_postgres_returns(
     second of the database answering again, even after an outage of several seconds."""
     from dijk.audit.writer import AuditUnavailableError
 
-    base = urlsplit(await postgres_url())
-    table = f"audit_{uuid.uuid4().hex[:12]}"
-    url = f"postgresql://{base.username}@127.0.0.1:{proxy.port}{base.path}?table={table}"
+    url, table = await proxied_url(proxy)
     writer = AuditWriter(
         open_store(url, create=True),
         KEYS,
