@@ -7,7 +7,8 @@ Libraries log through the standard ``logging`` module (asyncpg, aiohttp, redis, 
 itself). :func:`configure` puts one handler on the root logger that renders their records
 with the same processors: one JSON object per line, with ``logger`` (the library's
 logger name) and an exception as the ``exception`` field, never a bare multi-line
-traceback between the JSON lines. Python warnings take the same path.
+traceback between the JSON lines. Python warnings take the same path. Library records
+show from WARNING up (from INFO when the level is ``debug``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ def _route_stdlib(numeric: int, renderer: Any, stream: TextIO) -> None:
     for old in [h for h in root.handlers if isinstance(h, _DijkHandler)]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(numeric)
+    # Libraries' INFO lines (connections made, pools sized) are noise in a gateway's log:
+    # they show from WARNING up, or from INFO when the gateway itself logs at DEBUG.
+    root.setLevel(max(numeric, logging.INFO if numeric <= logging.DEBUG else logging.WARNING))
     logging.captureWarnings(True)
 
 
