@@ -136,11 +136,10 @@ def test_readyz_fails_while_a_deny_audit_store_is_down(
         assert call(gateway.admin_port, "/readyz")[0] == 200
 
         proxy.stop()
-        # The writer learns of the outage at its next write: that request's response is
-        # cut (its record could not be committed), and from then on requests are refused.
-        # Its record must say so ("abort"), not "200 allow" for an answer never received.
-        with pytest.raises(http.client.RemoteDisconnected):
-            call(gateway.port, request_id="cut-by-the-outage")
+        # The writer learns of the outage at its next write: that request's answer is
+        # withdrawn for a 503 (its record could not be committed), and from then on
+        # requests are refused before forwarding. Its record must say 503, not 200 allow.
+        assert call(gateway.port, request_id="refused-at-commit")[0] == 503
         status, body = call(gateway.admin_port, "/readyz")
         assert status == 503
         assert [item["dependency"] for item in body["failing"]] == ["audit"]
@@ -151,10 +150,10 @@ def test_readyz_fails_while_a_deny_audit_store_is_down(
         wait_for(lambda: call(gateway.admin_port, "/readyz")[0] == 200, 5, "ready again")
         assert call(gateway.port, request_id="after-the-outage")[0] == 200
         records = asyncio.run(_records(table))
-        assert records["cut-by-the-outage"] == (200, "abort", "audit.unavailable")
+        assert records["refused-at-commit"] == (503, "deny", "audit.unavailable")
         assert records["after-the-outage"] == (200, "allow", None)
-        assert sum(1 for status, _, _ in records.values() if status == 503) == 1
-        assert len(records) == 4  # one per answer: 200, cut, 503, 200
+        assert sum(1 for status, _, _ in records.values() if status == 503) == 2
+        assert len(records) == 4  # one per answer: 200, 503, 503, 200
     finally:
         proxy.close()
         asyncio.run(_drop(table))

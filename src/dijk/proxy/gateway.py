@@ -441,7 +441,11 @@ class Gateway:
             raise ClientDisconnected
         ctx.upstream_seconds = time.perf_counter() - started
         if gate is not None:
-            await self._release_stream(gate, writer, ctx, relay)
+            refusal = await self._release_stream(gate, writer, ctx, relay)
+            if refusal is not None:
+                plan.pool_release(connection)  # read to its end: reusable
+                metrics.observe_upstream(ctx.route_name, ctx.upstream_seconds)
+                return refusal
         writer.end()
         metrics.observe_upstream(ctx.route_name, ctx.upstream_seconds)
         plan.pool_release(connection)
@@ -467,18 +471,34 @@ class Gateway:
 
     async def _release_stream(
         self, gate: AuditResources, writer: ResponseWriter, ctx: RequestContext, relay: _Relay
-    ) -> None:
+    ) -> Decision | None:
         """Strict audit durability for a streamed response: its last chunk and its end
-        wait for the commit, so the client cannot receive it complete before that."""
+        wait for the commit, so the client cannot receive it complete before that.
+
+        If the commit is refused (``on_sink_error: deny``) while nothing of the response
+        has reached the connection yet (its head is still corked), the head is withdrawn
+        and the refusal returned: the client gets a clean 503. Otherwise the response is
+        cut short, and its record says ``abort``.
+        """
         assert isinstance(relay, _HoldingRelay)
         ctx.bytes_out = writer.bytes_out + len(relay.held)
-        cut: tuple[Outcome, int, int] = ("abort", ctx.response_status, writer.bytes_out)
-        if await gate.commit(ctx, cut) is not None:
+        on_wire = writer.on_wire
+        if_refused: tuple[Outcome, int, int] = (
+            ("abort", ctx.response_status, writer.bytes_out)
+            if on_wire
+            else self._refused_answer(ctx)
+        )
+        refusal = await gate.commit(ctx, if_refused)
+        if refusal is not None:
+            if not on_wire:
+                writer.retract_head()
+                return refusal
             writer.close_after()  # never completed: the client sees a cut response
             raise ClientDisconnected
         relay.release()
         if relay.disconnected:
             raise ClientDisconnected
+        return None
 
     @staticmethod
     def _refused_answer(ctx: RequestContext) -> tuple[Outcome, int, int]:
