@@ -14,18 +14,16 @@ import http.client
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from tests.conftest import require_service
 from tests.integration.test_audit_contract import postgres_url
 from tests.support.gateway import GatewayProcess, base_config
-from tests.support.redis_server import REDIS_SERVER, PrivateRedis
+from tests.support.redis_server import PrivateRedis
 from tests.support.tcp_proxy import ThreadedTcpProxy
 from tests.support.upstream import RecordingUpstream
 
@@ -51,15 +49,6 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> floa
         assert time.monotonic() - started < timeout_s, f"timed out waiting for {what}"
         time.sleep(0.05)
     return time.monotonic() - started
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[PrivateRedis]:
-    require_service(REDIS_SERVER is not None, "redis-server is not installed")
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 def limited_config(

@@ -9,27 +9,15 @@ redis-server (never the shared one), which the test restarts.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from dijk.ratelimit.algorithms import Algorithm
 from dijk.ratelimit.backend import Bucket, open_limiter
 from dijk.storage import StorageUnavailable, open_storage
-from tests.conftest import require_service
-from tests.support.redis_server import REDIS_SERVER, PrivateRedis
+from tests.support.redis_server import PrivateRedis
 
 POOL = 24
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[PrivateRedis]:
-    require_service(REDIS_SERVER is not None, "redis-server is not installed")
-    server = PrivateRedis(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 def _bucket(index: int) -> Bucket:

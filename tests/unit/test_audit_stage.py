@@ -319,6 +319,17 @@ async def test_strict_mode_releases_no_complete_response_before_its_commit(
     assert len(await records(state)) == 1
 
 
+async def store_back(writer: Any) -> None:
+    """The store answers again: have the writer retry now, wait until it has replayed."""
+    writer._next_retry = 0  # retry now rather than after the backoff
+    writer._wake.set()
+    for _ in range(200):
+        if writer.sink_available:
+            break
+        await asyncio.sleep(0.02)
+    assert writer.sink_available
+
+
 async def test_deny_mode_answers_503_and_forwards_nothing_while_the_store_is_down(
     started: Started, recording: RecordingUpstream
 ) -> None:
@@ -345,13 +356,7 @@ async def test_deny_mode_answers_503_and_forwards_nothing_while_the_store_is_dow
     assert b"/api/b" not in recording.raw  # refused before forwarding
     assert not writer.sink_available
     writer.store.append = original  # type: ignore[method-assign]
-    writer._next_retry = 0  # retry now rather than after the backoff
-    writer._wake.set()
-    for _ in range(100):
-        if writer.sink_available:
-            break
-        await asyncio.sleep(0.02)
-    assert writer.sink_available
+    await store_back(writer)
     third = await handle(gateway, "/api/c", request_id="after-outage")
     assert third.status() == 200
     ids = [record.request_id for record in await records(state)]
@@ -417,13 +422,7 @@ async def test_a_response_refused_for_its_commit_is_recorded_as_the_client_got_i
         with contextlib.suppress(ClientDisconnected):
             await handle(Gateway(state), path, request_id=request_id, connection=connection)
         writer.store.append = original  # type: ignore[method-assign]
-        writer._next_retry = 0
-        writer._wake.set()
-        for _ in range(200):
-            if writer.sink_available:
-                break
-            await asyncio.sleep(0.02)
-        assert writer.sink_available
+        await store_back(writer)
         return connection
 
     def body_of(connection: FakeConnection) -> bytes:
