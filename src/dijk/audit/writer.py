@@ -190,6 +190,7 @@ class AuditWriter:
         self._failure: BaseException | None = None
         self._listeners: list[Listener] = []
         self._overflow_logged = 0.0
+        self._probed_at = -math.inf
 
     # -- public API --------------------------------------------------------------------
 
@@ -248,6 +249,29 @@ class AuditWriter:
     def sink_available(self) -> bool:
         """False while records go to the spool instead of the store."""
         return not self._spooling
+
+    async def probe(self, timeout_s: float = 2.0, min_interval_s: float = 1.0) -> bool:
+        """Does the store answer now? For readiness checks between writes.
+
+        Without traffic the writer learns of an outage only at its next write; a failed
+        probe switches it to the spool at once (so requests are refused before they are
+        forwarded under ``on_sink_error="deny"``), and its own retries take it back. At
+        most one probe per ``min_interval_s``; in between the last answer stands.
+        """
+        if self._spooling or not self.running:
+            return self.sink_available
+        now = time.monotonic()
+        if now - self._probed_at < min_interval_s:
+            return self.sink_available
+        self._probed_at = now
+        try:
+            await asyncio.wait_for(self._store.connect(), min(timeout_s, self._sink_timeout))
+        except Exception as exc:  # any failure means "not answering"
+            if not self._spooling:
+                self._sink_down(exc)
+                self._wake.set()
+            return False
+        return self.sink_available
 
     @property
     def tail(self) -> tuple[int, bytes]:

@@ -103,7 +103,7 @@ class GatewayState:
         """
         failing: list[dict[str, str]] = []
         audit = self.resources.audit
-        if audit is not None and audit.deny_when_down and not audit.store_available():
+        if audit is not None and audit.deny_when_down and not await audit.probe_store():
             failing.append(
                 {
                     "dependency": "audit",

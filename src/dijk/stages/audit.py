@@ -303,6 +303,11 @@ class AuditResources:
         service = self.service
         return service is not None and service.writer.sink_available
 
+    async def probe_store(self) -> bool:
+        """Ask the store now (readiness), rather than wait for the next write to fail."""
+        service = self.service
+        return service is not None and await service.writer.probe()
+
 
 class AuditStage(Stage):
     """Writes the request's record in the log phase (unless strict mode already did)."""
