@@ -407,7 +407,7 @@ def _detector_seeds() -> Iterator[bytes]:
         for line in lines:
             case = json.loads(line)
             body = case.get("body")
-            if not body or taken >= 300:
+            if not body or taken >= 120:
                 continue
             content_type = str((case.get("headers") or {}).get("Content-Type", "")).lower()
             kind = next((code for key, code in kinds.items() if key in content_type), 6)
