@@ -1,6 +1,7 @@
 # Dijk: everything a fresh machine needs is installed by these targets.
 #   make demo   - create .venv, install, run the demo gateway
 #   make test   - create .venv, install with test extras, run the whole suite
+#   make fuzz   - run every coverage-guided fuzz harness for FUZZ_SECONDS each
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +13,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := nginx-light libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
 	fonts-dejavu-core chromium chromium-driver
 
-.PHONY: demo test lint bench bench-detection install system-deps clean
+.PHONY: demo test lint fuzz bench bench-detection install system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +34,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench fuzz
+	$(BIN)/ruff format --check src tests bench fuzz
 	$(BIN)/mypy --strict src
+
+FUZZ_SECONDS ?= 120
+fuzz: $(STAMP)
+	$(BIN)/python -m fuzz.run --all --seconds $(FUZZ_SECONDS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.proxy

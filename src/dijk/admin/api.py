@@ -53,6 +53,18 @@ class AdminHandler:
             ("GET", "/admin/api/v1/audit"): self._audit,
         }
 
+    async def _readyz(self, response: ResponseWriter, request_id: str) -> None:
+        """200 once serving; 503 while starting or stopping, or while a fail-closed
+        dependency is down (every request that needs it would be refused)."""
+        if not self._server.ready:
+            self._json(response, 503, {"status": "starting"}, request_id)
+            return
+        failing = await self._server.state.failing_dependencies()
+        if failing:
+            self._json(response, 503, {"status": "unavailable", "failing": failing}, request_id)
+            return
+        self._json(response, 200, {"status": "ready"}, request_id)
+
     def protocol_error(
         self, fault: ProtocolFault, request: Request | None, client_ip: str = ""
     ) -> tuple[list[tuple[str, str]], bytes]:
@@ -79,13 +91,7 @@ class AdminHandler:
                 self._json(response, 200, {"status": "ok"}, request_id)
                 return
             if path == "/readyz":
-                ready = self._server.ready
-                self._json(
-                    response,
-                    200 if ready else 503,
-                    {"status": "ready" if ready else "starting"},
-                    request_id,
-                )
+                await self._readyz(response, request_id)
                 return
             if path == "/metrics":
                 response.send(

@@ -34,9 +34,11 @@ from dijk.proxy.http1 import (
 from dijk.proxy.upstream import ResponseHead, UpstreamConnection, UpstreamError
 from dijk.routing.normalise import PathError, normalise_path
 from dijk.stages.audit import path_template_of
+from dijk.stages.audit import unavailable as audit_unavailable
 from dijk.stages.load_shed import body_arrived
 
 if TYPE_CHECKING:
+    from dijk.audit.record import Outcome
     from dijk.config.models import LimitsConfig
     from dijk.proxy.state import GatewayState, RoutePlan
     from dijk.stages.audit import AuditResources
@@ -527,7 +529,7 @@ class Gateway:
             if gate is not None:
                 body = ctx.response_body or b""
                 ctx.bytes_out = _body_bytes(ctx.method, ctx.response_status, body)
-                refusal = await gate.commit(ctx)
+                refusal = await gate.commit(ctx, self._refused_answer(ctx))
                 if refusal is not None:
                     return refusal
             writer.send(ctx.response_status, ctx.response_headers, ctx.response_body or b"")
@@ -556,7 +558,11 @@ class Gateway:
             raise ClientDisconnected
         ctx.upstream_seconds = time.perf_counter() - started
         if gate is not None:
-            await self._release_stream(gate, writer, ctx, relay)
+            refusal = await self._release_stream(gate, writer, ctx, relay)
+            if refusal is not None:
+                plan.pool_release(connection)  # read to its end: reusable
+                metrics.observe_upstream(ctx.route_name, ctx.upstream_seconds)
+                return refusal
         writer.end()
         metrics.observe_upstream(ctx.route_name, ctx.upstream_seconds)
         plan.pool_release(connection)
@@ -575,24 +581,47 @@ class Gateway:
             status, _, body = problem_response(decision, ctx.request_id)
             ctx.response_status = status
             ctx.bytes_out = _body_bytes(ctx.method, status, body)
-            refusal = await gate.commit(ctx)
+            refusal = await gate.commit(ctx, self._refused_answer(ctx))
             if refusal is not None:
                 decision = refusal
         self._send_problem(writer, ctx, decision)
 
     async def _release_stream(
         self, gate: AuditResources, writer: ResponseWriter, ctx: RequestContext, relay: _Relay
-    ) -> None:
+    ) -> Decision | None:
         """Strict audit durability for a streamed response: its last chunk and its end
-        wait for the commit, so the client cannot receive it complete before that."""
+        wait for the commit, so the client cannot receive it complete before that.
+
+        If the commit is refused (``on_sink_error: deny``) while nothing of the response
+        has reached the connection yet (its head is still corked), the head is withdrawn
+        and the refusal returned: the client gets a clean 503. Otherwise the response is
+        cut short, and its record says ``abort``.
+        """
         assert isinstance(relay, _HoldingRelay)
         ctx.bytes_out = writer.bytes_out + len(relay.held)
-        if await gate.commit(ctx) is not None:
+        on_wire = writer.on_wire
+        if_refused: tuple[Outcome, int, int] = (
+            ("abort", ctx.response_status, writer.bytes_out)
+            if on_wire
+            else self._refused_answer(ctx)
+        )
+        refusal = await gate.commit(ctx, if_refused)
+        if refusal is not None:
+            if not on_wire:
+                writer.retract_head()
+                return refusal
             writer.close_after()  # never completed: the client sees a cut response
             raise ClientDisconnected
         relay.release()
         if relay.disconnected:
             raise ClientDisconnected
+        return None
+
+    @staticmethod
+    def _refused_answer(ctx: RequestContext) -> tuple[Outcome, int, int]:
+        """What the client gets if strict durability cannot commit: 503 ``audit.unavailable``."""
+        status, _, body = problem_response(audit_unavailable(), ctx.request_id)
+        return "deny", status, _body_bytes(ctx.method, status, body)
 
     def _send_problem(
         self, writer: ResponseWriter, ctx: RequestContext, decision: Decision

@@ -433,6 +433,23 @@ class ResponseWriter:
         """Ask for the connection to be closed after this response."""
         self.keep_alive = False
 
+    @property
+    def on_wire(self) -> bool:
+        """True once a byte of this response was handed to the connection (its head is
+        corked until the first body bytes, ``flush`` or ``end``)."""
+        return self.head_sent and not self._pending
+
+    def retract_head(self) -> None:
+        """Forget a head that is still corked, so that another response can be sent."""
+        if self.on_wire:
+            raise RuntimeError("the response head is already on the wire")
+        self._pending = b""
+        self._chunked = False
+        self._head_only = self._request.method == "HEAD"
+        self.head_sent = False
+        self.status = 0
+        self.bytes_out = 0
+
     def write_head(
         self, status: int, headers: list[tuple[str, str]], content_length: int | None
     ) -> None:

@@ -33,6 +33,7 @@ from dijk.routing.router import Router
 from dijk.stages import StageResources, build_default_stages, build_route_stages
 from dijk.stages.audit import AuditResources
 from dijk.stages.network import NetworkPolicy, global_policy
+from dijk.storage import StorageUnavailable
 
 
 @dataclass(slots=True)
@@ -104,6 +105,37 @@ class GatewayState:
         except Exception as exc:
             message = str(exc) or type(exc).__name__
             raise ConfigError([ConfigIssue(self.source, None, "audit", message)]) from exc
+
+    async def failing_dependencies(self) -> list[dict[str, str]]:
+        """Fail-closed dependencies that are down now: while one is, this instance refuses
+        the requests that need it, so ``/readyz`` says not ready and a load balancer
+        routes around it. A dependency whose outage policy lets requests through
+        (``on_storage_error: allow``, ``on_sink_error: spool``) never makes it unready.
+        """
+        failing: list[dict[str, str]] = []
+        audit = self.resources.audit
+        if audit is not None and audit.deny_when_down and not await audit.probe_store():
+            failing.append(
+                {
+                    "dependency": "audit",
+                    "reason": "audit.unavailable",
+                    "detail": "the activity log's store is down and audit.on_sink_error is deny",
+                }
+            )
+        limiter = self.resources.limiter
+        if limiter is not None and self.config.ratelimit.on_storage_error == "deny":
+            try:
+                await limiter.ping()
+            except StorageUnavailable as exc:
+                failing.append(
+                    {
+                        "dependency": "ratelimit",
+                        "reason": "ratelimit.storage_unavailable",
+                        "detail": f"the rate-limit store does not answer ({exc});"
+                        " ratelimit.on_storage_error is deny",
+                    }
+                )
+        return failing
 
     async def close(self) -> None:
         for pipeline in self.pipelines:
