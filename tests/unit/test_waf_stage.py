@@ -135,12 +135,14 @@ async def test_sql_injection_in_a_json_field_is_denied_in_the_body_phase() -> No
         ("application/json", 0, False),
     ],
 )
-def test_the_body_is_asked_for_only_when_it_can_be_inspected(
+def test_with_opaque_bodies_streamed_the_body_is_asked_for_only_when_it_can_be_inspected(
     content_type: str, length: int, wanted: bool
 ) -> None:
     ctx = context("/upload", "POST", content_type=content_type)
     ctx.content_length = length
-    assert stage().wants_request_body(ctx) is wanted
+    assert stage(opaque_bodies="stream").wants_request_body(ctx) is wanted
+    # By default every body is read: an upstream may parse JSON labelled image/png.
+    assert stage().wants_request_body(ctx) is (length > 0)
 
 
 async def test_findings_in_headers_and_body_add_up_to_one_request_score() -> None:
@@ -303,3 +305,28 @@ def test_config_categories_are_the_detector_categories() -> None:
 def test_problem_document_carries_rules_and_escapes_nothing_raw() -> None:
     document = orjson.loads(render_problem(403, "waf.xss", "d", "rid", {"rules": ["a"]}))
     assert document["rules"] == ["a"]
+
+
+async def test_an_undecodable_content_coding_is_refused_with_415_or_recorded_in_monitor() -> None:
+    headers = [("content-encoding", "br")]
+    ctx = context(
+        "/api/v1/notes", "POST", headers=headers, body=b"\x8b\x02\x80{}", content_type="text/plain"
+    )
+    decision = await stage().request_headers(ctx)
+    assert decision is not None
+    assert decision.denies
+    assert (decision.status, decision.reason) == (415, "waf.unsupported_encoding")
+    monitored = context(
+        "/api/v1/notes", "POST", headers=headers, body=b"x", content_type="text/plain"
+    )
+    assert await stage(mode="monitor").request_headers(monitored) is None
+    assert [d.reason for d in monitored.monitored] == ["waf.unsupported_encoding"]
+    # a coding the detector undoes, and a route that opts out, go on
+    gzipped = context(
+        "/api/v1/notes", "POST", headers=[("content-encoding", "gzip, deflate")], body=b"x"
+    )
+    assert await stage().request_headers(gzipped) is None
+    opted_out = context(
+        "/api/v1/notes", "POST", headers=headers, body=b"x", content_type="text/plain"
+    )
+    assert await stage(unknown_encoding="inspect").request_headers(opted_out) is None

@@ -770,6 +770,13 @@ class WafGraphQLLimits(Model):
     allow_introspection: bool = Field(
         default=False, description="Allow __schema/__type introspection queries."
     )
+    max_fields: int = Field(
+        default=5_000,
+        ge=1,
+        le=10_000_000,
+        description="Most fields one document executes once its fragments are expanded "
+        "(a fragment spread twice counts twice; waf.graphql_abuse).",
+    )
 
 
 class WafConfig(Model):
@@ -799,6 +806,20 @@ class WafConfig(Model):
     )
     graphql: WafGraphQLLimits = Field(
         default_factory=WafGraphQLLimits, description="Limits for GraphQL documents."
+    )
+    opaque_bodies: Literal["inspect", "stream"] = Field(
+        default="inspect",
+        description="Bodies labelled as images, audio, video, fonts, PDF or other opaque "
+        "types. inspect: read them and inspect whatever reads as JSON, XML, a form or text "
+        "(an upstream may parse a body whatever its label says); stream: forward them "
+        "uninspected, unbuffered (only for upstreams that never parse such bodies).",
+    )
+    unknown_encoding: Literal["refuse", "inspect"] = Field(
+        default="refuse",
+        description="Request bodies in a Content-Encoding the detector cannot decode (only "
+        "gzip, x-gzip and deflate, also stacked, are decoded). refuse: 415 "
+        "waf.unsupported_encoding; inspect: inspect the bytes as sent and score the coding "
+        "as a warning (limits-unknown-encoding).",
     )
 
 

@@ -17,6 +17,7 @@ Per request:
 
 from __future__ import annotations
 
+import codecs
 import json
 import threading
 from collections.abc import Iterable, Sequence
@@ -78,8 +79,8 @@ _GATES: tuple[tuple[int, str], ...] = (
     (
         _GATE_DECODE,
         r"%[0-9a-f]{2}|%u[0-9a-f]{4}|\\([xu][0-9a-f{]|[nrt0'\"])|&[#a-z]|[\x80-\xff]|/\*|\$\{|"
-        # IIS digits (%c1%pc), hex-spelled dots (0x2e), quotes and $ splitting shell words.
-        r"%[g-z][0-9a-z]|%[0-9a-z][g-z]|0x(2e|2f|5c)|[a-z]\$[a-z@*{0-9]|"
+        # IIS digits (%c1%pc), hex-spelled dots (0x2e), quotes, $ and \ splitting shell words.
+        r"%[g-z][0-9a-z]|%[0-9a-z][g-z]|0x(2e|2f|5c)|[a-z]\$[a-z@*{0-9]|[a-z]\\[a-z]|"
         r"[a-z]['\"][a-z0-9]{0,32}['\"]|['\"][a-z0-9]{0,32}['\"][a-z]|"
         r"[\t\n\r\x0b\x0c]|{B}\s*[a-z0-9][a-z0-9+/_-]{11,}=*\s*{E}|{B}\s*(bearer\s+)?eyj",
     ),
@@ -265,26 +266,36 @@ class Detector:
             add_xml(collector, request.body)
         elif archive_kind(request.body) is not None:
             check_archive(collector, "body", "(body)", request.body)
-        elif kind.startswith(_BINARY_PREFIXES) or kind in _BINARY_TYPES:
-            return False
         else:
+            # Text, or a type that promises bytes nobody parses (an image, an octet
+            # stream): the upstream may parse it whatever the label says, so anything
+            # that reads as text is inspected as what it looks like.
+            binary_label = kind.startswith(_BINARY_PREFIXES) or kind in _BINARY_TYPES
+            if binary_label and not looks_textual(request.body):
+                return False
             text = decode_utf8_lenient(request.body)
             collector.add("body", "(body)", text)
             stripped = text.lstrip()
-            if not kind and "=" in text and not stripped.startswith("<"):
-                add_pairs(collector, parse_form(request.body), "form")
-            elif stripped.startswith("<"):
+            if stripped.startswith("<"):
                 add_xml(collector, request.body, "body")
+            elif (not kind or binary_label) and "=" in text:
+                add_pairs(collector, parse_form(request.body), "form")
         return False
 
     def _json_body(self, request: RequestParts, collector: Collector) -> tuple[JsonValue, bool]:
         if request.has_json_body:
             return request.json_body, True
         kind = media_type(request.content_type)
-        looks_json = kind in _JSON_TYPES or kind.endswith("+json")
-        if not looks_json and not kind and request.body.lstrip()[:1] in (b"{", b"["):
-            looks_json = True
-        if not looks_json or not request.body:
+        declared = kind in _JSON_TYPES or kind.endswith("+json")
+        if not declared and (not request.body or not _sniffs_json(request.body, kind)):
+            return None, False
+        if not declared:
+            # Not labelled JSON but shaped like it: JSON only if it parses as JSON.
+            try:
+                return orjson.loads(request.body), True
+            except orjson.JSONDecodeError:
+                return None, False
+        if not request.body:
             return None, False
         try:
             return orjson.loads(request.body), True
@@ -423,29 +434,80 @@ class Detector:
 _INFLATABLE = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
 
 
+# Media types whose bodies are parsed by their own rules, never sniffed as JSON.
+_STRUCTURED_TYPES = frozenset({"application/x-www-form-urlencoded", "application/graphql"})
+_JSON_START = frozenset(b"{[")
+_WHITESPACE = b" \t\r\n"
+_UTF8_BOM = b"\xef\xbb\xbf"
+_TEXT_SAMPLE = 4096
+# Control bytes that text (JSON, XML, forms, prose) does not contain.
+_CONTROL_BYTES = bytes([*range(0x09), 0x0B, *range(0x0E, 0x20), 0x7F])
+
+
+def _sniffs_json(body: bytes, kind: str) -> bool:
+    """A body not labelled JSON that starts like a JSON object or array."""
+    if kind in _STRUCTURED_TYPES or kind.startswith("multipart/"):
+        return False
+    if kind in _XML_TYPES or kind.endswith("+xml"):
+        return False
+    start = body[:64].removeprefix(_UTF8_BOM).lstrip(_WHITESPACE)[:1]
+    return bool(start) and start[0] in _JSON_START
+
+
+def looks_textual(body: bytes) -> bool:
+    """True when a body's first bytes read as UTF-8 text (what a JSON, XML or form parser
+    would accept), False for images, archives and other binary content."""
+    sample = body[:_TEXT_SAMPLE]
+    if b"\x00" in sample:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+    except UnicodeDecodeError:
+        return False
+    controls = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
+    return controls * 64 <= len(sample)
+
+
+def content_codings(content_encoding: str) -> list[str]:
+    """The codings of a ``Content-Encoding`` value, in the order they were applied."""
+    codings = [coding.strip().lower() for coding in content_encoding.split(",")]
+    return [coding for coding in codings if coding and coding != "identity"]
+
+
+def decodable_encoding(content_encoding: str) -> bool:
+    """True when the detector can undo every coding of a ``Content-Encoding`` value."""
+    return all(coding in _INFLATABLE for coding in content_codings(content_encoding))
+
+
 def decode_content(request: RequestParts, collector: Collector) -> RequestParts:
-    """The request with its body inflated (``Content-Encoding: gzip/deflate``), bounded.
+    """The request with its body inflated (``Content-Encoding: gzip/deflate``, also
+    stacked, every gzip member), bounded.
 
     A body that inflates by more than the bomb ratio, or past the inflation budget, is a
     finding; what was inflated is still inspected. A coding we cannot undo is reported
     and the body is inspected as sent.
     """
-    coding = request.content_encoding.strip().lower()
-    if coding in ("", "identity"):
+    codings = content_codings(request.content_encoding)
+    if not codings:
         return request
-    kind = _INFLATABLE.get(coding)
-    if kind is None:
-        collector.hit("limits-unknown-encoding", "body", "(content-encoding)", coding[:32])
+    unknown = [coding for coding in codings if coding not in _INFLATABLE]
+    if unknown:
+        collector.hit("limits-unknown-encoding", "body", "(content-encoding)", unknown[0][:32])
         return request
-    report = inflate(request.body, kind, collector.inflate_budget)
-    collector.inflate_budget -= report.inflated
-    if report.bomb:
-        collector.hit("upload-archive-bomb", "body", "(content-encoding)", report.bomb)
-    elif report.truncated:
-        collector.hit("limits-inflated-too-large", "body", "(content-encoding)", "")
-    if not report.expanded:
+    body = request.body
+    for coding in reversed(codings):
+        report = inflate(body, _INFLATABLE[coding], collector.inflate_budget)
+        collector.inflate_budget -= report.inflated
+        if report.bomb:
+            collector.hit("upload-archive-bomb", "body", "(content-encoding)", report.bomb)
+        elif report.truncated:
+            collector.hit("limits-inflated-too-large", "body", "(content-encoding)", "")
+        if not report.expanded:
+            break
+        body = report.expanded
+    if body is request.body:
         return request
-    return replace(request, body=report.expanded, content_encoding="")
+    return replace(request, body=body, content_encoding="")
 
 
 def rescore(findings: Sequence[Finding], paranoia: int, threshold: int) -> Verdict:

@@ -89,6 +89,7 @@ class GraphQLLimits:
     max_aliases: int = 15
     max_batch: int = 5
     allow_introspection: bool = False
+    max_fields: int = 5_000
 
 
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]

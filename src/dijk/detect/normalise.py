@@ -648,9 +648,11 @@ def variants(text: str) -> list[tuple[str, str]]:
             if "%" in spelled:
                 add("hexlit+url", url_decode(spelled))
 
-    unquoted = shell_unquote(current)
-    if unquoted != current:
-        add("shell", unquoted)
+    # The shell reads the value as sent: "c\a\t" is cat to it, whatever C escapes say.
+    for source in (current, base) if current is not base else (base,):
+        unquoted = shell_unquote(source)
+        if unquoted != source:
+            add("shell", unquoted)
 
     decoded_sources = [base] if len(out) == 1 else [base, out[1][1]]
     for source in decoded_sources:

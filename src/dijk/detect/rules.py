@@ -132,7 +132,7 @@ _STRONG_COMMANDS = (
 )
 _SHELL_ARGUMENT = (
     r"(\s*({E}|[;|&<>`)#]|\$\()|\s+[-+/~.$'\"\\*]|\s+[a-z0-9_.+-]*[/.$:=*@][^\s\x00]*|"
-    r"\s+[a-z0-9_-]+\s*({E}|[;|&<>`)])|\s+[a-z0-9_.-]+\s+[\"'/\\-])"
+    r"\s+[a-z0-9_-]+\s*({E}|[;|&<>`)#])|\s+[a-z0-9_.-]+\s+[\"'/\\-])"
 )
 
 
@@ -333,6 +333,27 @@ RULES: tuple[Rule, ...] = (
         "MySQL scientific-notation tricks: ...)::int, or /*+ hint */ true, 1.e(ascii",
         r"\)\s*::\s*(int|integer|bigint|text|numeric|jsonb?|bool|boolean)\b|"
         r"\b(or|and)\s*/\*[^*\x00]*\*/\s*(true|false|not\b|\d)|\b\d+\.e\s*\(",
+    ),
+    _rule(
+        "sqli-quote-operator-probe",
+        SQLI,
+        CRITICAL,
+        1,
+        "a value that is only an operator between two quotes, the classic probe for a "
+        "string concatenated into SQL: '-', '||', \"^\" (not the wildcards * and %: a "
+        "quoted wildcard is a search)",
+        r"{B}\s*'\s*([-+&^|/]|\|\|)\s*'\s*{E}|{B}\s*\"\s*([-+&^|/]|\|\|)\s*\"\s*{E}",
+    ),
+    _rule(
+        "sqli-quote-cast",
+        SQLI,
+        CRITICAL,
+        1,
+        "the value's first quote closes a string and casts it (PostgreSQL error-based "
+        "probes): 1'::int--, x'::text)",
+        r"{B}[^'\x00]*'\s*::\s*(int[248]?|integer|bigint|smallint|text|varchar|char|numeric|"
+        r"decimal|bool|boolean|float[48]?|real|regclass|regproc|oid|xml|bytea|date|inet)\b\s*"
+        r"(--|#|/\*|;|\)|=|{E}|\s+(and|or|union)\b)",
     ),
     _rule(
         "sqli-function-call",
@@ -636,6 +657,15 @@ RULES: tuple[Rule, ...] = (
         r"{B}\s*['\"]\s*(" + _STRONG_COMMANDS + r")\s*({E}|[;|&])|"
         r"[<>]\(\s*(/[a-z/]*)?(" + _STRONG_COMMANDS + r")\b|"
         r"{B}\s*(net\s+(user|localgroup)\s|(" + _STRONG_COMMANDS + r")\s*[;|&]+\s*{E})",
+    ),
+    _rule(
+        "cmdi-parameter-substring",
+        CMDI,
+        CRITICAL,
+        1,
+        "bash substring expansion standing in for characters a filter looks for: "
+        "${PATH:0:1} is '/', ${HOME:0:1}etc",
+        r"\$\{[a-z_][a-z0-9_]*:\s*-?\d+\s*:\s*-?\d+\s*\}",
     ),
     _rule(
         "cmdi-ifs-evasion",
@@ -1176,6 +1206,20 @@ RULES: tuple[Rule, ...] = (
     ),
     _rule("graphql-batch", GRAPHQL_ABUSE, CRITICAL, 1, "too many GraphQL operations in one batch"),
     _rule("graphql-syntax", GRAPHQL_ABUSE, WARNING, 1, "a GraphQL document that does not parse"),
+    _rule(
+        "graphql-fragment-cycle",
+        GRAPHQL_ABUSE,
+        CRITICAL,
+        1,
+        "GraphQL fragments that spread each other in a cycle (invalid, and endless to expand)",
+    ),
+    _rule(
+        "graphql-expansion",
+        GRAPHQL_ABUSE,
+        CRITICAL,
+        1,
+        "a GraphQL document whose fragments expand to more fields than allowed",
+    ),
     # --- Scanners -------------------------------------------------------------------------
     _rule(
         "scanner-user-agent",
@@ -1203,7 +1247,15 @@ RULES: tuple[Rule, ...] = (
         LIMITS,
         CRITICAL,
         1,
-        "a compressed request body that expands past what the detector inspects (8 MiB)",
+        "a compressed request body that expands past what the detector inspects (8 MiB, or "
+        "more than 1,000 gzip members)",
+    ),
+    _rule(
+        "limits-graphql-too-large",
+        LIMITS,
+        CRITICAL,
+        1,
+        "a GraphQL document with more tokens or deeper nesting than the parser reads",
     ),
     _rule(
         "limits-unknown-encoding",

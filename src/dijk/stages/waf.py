@@ -9,9 +9,13 @@ audit entries.
   (a request can be refused before its body is read); the body, when the stage asked for
   it, in ``request_body``. The anomaly score is the request's: body findings are scored
   together with the header findings, so two warnings in different parts add up.
-* **Only bodies we can read.** ``wants_request_body`` asks for the body only when its
-  media type is one the detector inspects (JSON, form, multipart, XML, GraphQL, text,
-  archives); images, video, PDFs and other opaque bytes stream to the upstream untouched.
+* **Every body the upstream could parse.** ``wants_request_body`` asks for every body:
+  a label does not stop an upstream from parsing JSON sent as ``image/png``, so the
+  detector inspects whatever reads as JSON, XML, a form or text, whatever the label says.
+  A route may let opaque types (images, video, PDFs...) stream uninspected with
+  ``opaque_bodies: stream``. A body in a content coding the detector cannot decode is
+  refused (415 ``waf.unsupported_encoding``) unless the route says
+  ``unknown_encoding: inspect``.
 * **Compiled once.** Detectors are shared per configuration through :class:`DetectorCache`
   (one per distinct paranoia/threshold/exclusions/GraphQL limits); the Hyperscan database
   behind them is compiled once per process. Nothing is compiled per request.
@@ -44,6 +48,7 @@ from dijk.config.models import WafConfig
 from dijk.detect.engine import (
     Detector,
     compiled_patterns,
+    decodable_encoding,
     escape_for_log,
     patterns_compiled,
     patterns_fingerprint,
@@ -113,6 +118,7 @@ def detector_key(config: WafConfig) -> DetectorKey:
         max_aliases=config.graphql.max_aliases,
         max_batch=config.graphql.max_batch,
         allow_introspection=config.graphql.allow_introspection,
+        max_fields=config.graphql.max_fields,
     )
     return (config.paranoia, config.threshold, exclusions, limits)
 
@@ -255,13 +261,24 @@ class WafStage(Stage):
     def __init__(self, config: WafConfig, detector: Detector) -> None:
         self._monitor = config.mode == "monitor"
         self._detector = detector
+        self._stream_opaque = config.opaque_bodies == "stream"
+        self._refuse_unknown_encoding = config.unknown_encoding == "refuse"
 
     def wants_request_body(self, ctx: RequestContext) -> bool:
         if ctx.content_length == 0:
             return False
+        if not self._stream_opaque:
+            return True
         return inspects_body(ctx.content_type or ctx.header("content-type") or "")
 
     async def request_headers(self, ctx: RequestContext) -> Decision | None:
+        encoding = ctx.header("content-encoding")
+        if encoding and self._refuse_unknown_encoding and not decodable_encoding(encoding):
+            refusal = self._unsupported_encoding(ctx, encoding)
+            if refusal is not None:
+                if refusal.denies:
+                    return refusal
+                ctx.monitored.append(refusal)  # monitor: record, and inspect the rest
         parts = RequestParts(
             method=ctx.method,
             path=raw_path(ctx),
@@ -303,6 +320,22 @@ class WafStage(Stage):
         else:
             verdict = body_verdict
         return self._decide(verdict)
+
+    def _unsupported_encoding(self, ctx: RequestContext, encoding: str) -> Decision | None:
+        """415 for a body the detector could not read (no body, nothing to read)."""
+        if ctx.content_length is None and ctx.header("transfer-encoding") is None:
+            return None
+        if ctx.content_length == 0:
+            return None
+        shown = escape_for_log(encoding[:_MAX_FIELD_CHARS])
+        detail = (
+            f"The request body's Content-Encoding ({shown}) is not one the gateway can "
+            "inspect; send it as gzip, deflate or uncompressed."
+        )
+        reason = "waf.unsupported_encoding"
+        if self._monitor:
+            return Decision.monitor(415, reason, detail)
+        return Decision.deny(415, reason, detail)
 
     def _filter(self, ctx: RequestContext, verdict: Verdict) -> Verdict:
         constrained = constrained_fields(ctx)
