@@ -95,6 +95,23 @@ _GATES: tuple[tuple[int, str], ...] = (
 )
 
 _STRONG_SQLI_MIN = 3
+# Headers whose URL is the page the client is on (a browser app on localhost or an
+# intranet host sends one with every call), not a URL the server will fetch: a loopback or
+# private host there is no SSRF. Dangerous schemes, metadata and obfuscated addresses,
+# which no browser page has, still count.
+_PAGE_HEADERS = frozenset({"referer", "origin"})
+_PAGE_HOST_KINDS = frozenset({"loopback", "private", "link_local"})
+# What phone numbers are written with. Such a value has no keyword, quote or comment, so
+# the most it can do inside SQL is arithmetic: libinjection's "1)o1)" for "+2253)-7)" is
+# kept as a weak finding, not a block ("1--" has a comment and stays strong).
+_PHONE_CHARACTERS = dict.fromkeys(map(ord, "0123456789 +-()./"))
+
+
+def phone_like(text: str) -> bool:
+    """True for values made only of digits, spaces and ``+ - ( ) . /`` with no ``--``."""
+    return not text.translate(_PHONE_CHARACTERS) and "--" not in text
+
+
 _JSON_TYPES = ("application/json", "text/json")
 _XML_TYPES = ("application/xml", "text/xml", "application/soap+xml")
 _BINARY_PREFIXES = ("image/", "audio/", "video/", "font/")
@@ -368,6 +385,7 @@ class Detector:
                     fingerprint.lower() in WEAK_SQLI_FINGERPRINTS
                     or len(fingerprint) < _STRONG_SQLI_MIN
                     or STRONG_SQLI_TOKENS.isdisjoint(fingerprint)
+                    or phone_like(text)
                 )
                 rule_id = "sqli-libinjection-weak" if weak else "sqli-libinjection"
                 self._record(RULES_BY_ID[rule_id], leaf, transform, text, None, found)
@@ -376,7 +394,10 @@ class Detector:
                 rule = RULES_BY_ID["xss-libinjection"]
                 self._record(rule, leaf, transform, text, None, found)
         elif gate == _GATE_URL:
+            page = leaf.location == "header" and leaf.field in _PAGE_HEADERS
             for issue in find_url_issues(text):
+                if page and issue.kind in _PAGE_HOST_KINDS:
+                    continue
                 if issue.kind.startswith("scheme_"):
                     rule_id = "ssrf-dangerous-scheme"
                 elif issue.kind == "obfuscated_ip":

@@ -1,0 +1,93 @@
+"""Attack detection through a real gateway: browser clients of internal APIs and ordinary
+values that used to be refused now reach the upstream; the attacks beside them do not."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.support.gateway import GatewayProcess, base_config
+from tests.support.upstream import RecordingUpstream
+
+
+def send(
+    gateway: GatewayProcess,
+    method: str,
+    target: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=15)
+    all_headers = dict(headers or {})
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        all_headers["Content-Type"] = "application/json"
+    connection.request(method, target, body=data, headers=all_headers)
+    response = connection.getresponse()
+    payload = response.read()
+    connection.close()
+    problem: dict[str, Any] = {}
+    if response.getheader("content-type") == "application/problem+json":
+        problem = json.loads(payload)
+    return response.status, problem
+
+
+@pytest.fixture
+def gateway(
+    start_gateway: Callable[..., GatewayProcess], upstream: RecordingUpstream
+) -> GatewayProcess:
+    config = base_config(upstream.port)
+    config["routes"] = [
+        {"name": "api", "match": {"path_prefix": "/"}, "upstream": "echo", "waf": {}}
+    ]
+    return start_gateway(config)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Referer": "http://localhost:3000/", "Origin": "http://localhost:3000"},
+        {"Referer": "http://10.1.2.3/app", "Origin": "http://10.1.2.3"},
+    ],
+)
+def test_a_browser_app_on_a_local_or_private_host_reaches_the_upstream(
+    gateway: GatewayProcess, recording: RecordingUpstream, headers: dict[str, str]
+) -> None:
+    status, problem = send(gateway, "GET", "/api/v1/accounts", headers=headers)
+    assert status == 200, problem
+    assert len(recording.requests) == 1
+
+
+def test_an_internal_callback_url_in_a_header_is_still_refused(
+    gateway: GatewayProcess, recording: RecordingUpstream
+) -> None:
+    headers = {"X-Callback-Url": "http://localhost:3000/", "Referer": "http://localhost:3000/"}
+    status, problem = send(gateway, "GET", "/api/v1/accounts", headers=headers)
+    assert (status, problem["reason"]) == (403, "waf.ssrf")
+    assert recording.requests == []
+
+
+@pytest.mark.parametrize("phone", ["+2253)-7) ", "12)-34)"])
+def test_phone_numbers_reach_the_upstream(
+    gateway: GatewayProcess, recording: RecordingUpstream, phone: str
+) -> None:
+    status, problem = send(gateway, "POST", "/api/v1/accounts", {"name": "Anne", "phone": phone})
+    assert status == 200, problem
+    status, problem = send(gateway, "GET", "/api/v1/search?" + urlencode({"q": phone}))
+    assert status == 200, problem
+    assert len(recording.requests) == 2
+
+
+def test_a_numeric_breakout_with_sql_is_still_refused(
+    gateway: GatewayProcess, recording: RecordingUpstream
+) -> None:
+    body = {"name": "Anne", "phone": "12)-34) union select password from users--"}
+    status, problem = send(gateway, "POST", "/api/v1/accounts", body)
+    assert (status, problem["reason"]) == (403, "waf.sqli")
+    assert recording.requests == []
