@@ -91,3 +91,39 @@ def test_a_numeric_breakout_with_sql_is_still_refused(
     status, problem = send(gateway, "POST", "/api/v1/accounts", body)
     assert (status, problem["reason"]) == (403, "waf.sqli")
     assert recording.requests == []
+
+
+@pytest.mark.parametrize("path", ["/graphql", "/api/v2/query"])
+@pytest.mark.parametrize(
+    ("document", "rule"),
+    [
+        (
+            "query { ...A } fragment A on Query { ...B } fragment B on Query { ...A }",
+            "graphql-fragment-cycle",
+        ),
+        (
+            "query { " + " ".join(f'a{i}: search(q:"x") {{ id }}' for i in range(500)) + " }",
+            "graphql-aliases",
+        ),
+        ("query { accounts(first: 1000000) { id } }", "graphql-page-size"),
+    ],
+)
+def test_graphql_abuse_is_refused_without_a_schema(
+    gateway: GatewayProcess, recording: RecordingUpstream, path: str, document: str, rule: str
+) -> None:
+    status, problem = send(gateway, "POST", path, {"query": document})
+    assert (status, problem["reason"]) == (403, "waf.graphql_abuse")
+    assert rule in problem["rules"]
+    assert recording.requests == []
+
+
+def test_an_ordinary_graphql_query_reaches_the_upstream(
+    gateway: GatewayProcess, recording: RecordingUpstream
+) -> None:
+    document = (
+        "query { a: account(id: 1) { ...A } b: account(id: 2) { ...A } } "
+        "fragment A on Account { id name }"
+    )
+    status, problem = send(gateway, "POST", "/api/v2/query", {"query": document})
+    assert status == 200, problem
+    assert len(recording.requests) == 1

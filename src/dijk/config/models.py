@@ -777,6 +777,34 @@ class WafGraphQLLimits(Model):
         description="Most fields one document executes once its fragments are expanded "
         "(a fragment spread twice counts twice; waf.graphql_abuse).",
     )
+    max_duplicate_fields: int = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description="Most times one selection set may ask for the same field (field "
+        "duplication; waf.graphql_abuse).",
+    )
+    max_directives: int = Field(
+        default=10,
+        ge=0,
+        le=100_000,
+        description="Most directives on one field, fragment, operation or variable "
+        "(directive overloading; waf.graphql_abuse).",
+    )
+    max_fragment_depth: int = Field(
+        default=16,
+        ge=1,
+        le=10_000,
+        description="Longest chain of fragments spreading fragments (waf.graphql_abuse).",
+    )
+    max_page_size: int = Field(
+        default=1_000,
+        ge=1,
+        le=1_000_000_000,
+        description="Largest value of a page-size argument (first, last, limit, pageSize, "
+        "perPage, count, take, top...) written inline, as a variable default or in the "
+        "variables (waf.graphql_abuse).",
+    )
 
 
 class WafConfig(Model):

@@ -37,7 +37,11 @@ from dijk.detect.findings import (
     RequestParts,
     Verdict,
 )
-from dijk.detect.graphql_body import add_graphql_body, add_graphql_query_string
+from dijk.detect.graphql_body import (
+    add_graphql_body,
+    add_graphql_query_string,
+    looks_like_graphql,
+)
 from dijk.detect.json_fast import FAST_FIELD, SLOW_JSON_PATTERN, matched_strings, scan_buffer
 from dijk.detect.leaves import (
     Collector,
@@ -256,9 +260,8 @@ class Detector:
         if request.content_encoding and request.body:
             request = decode_content(request, collector)
         body, has_body = self._json_body(request, collector)
-        if is_graphql_request(request) and add_graphql_body(
-            collector, request, body, has_body, self.graphql_limits
-        ):
+        graphql = is_graphql_request(request) or (has_body and looks_like_graphql(body))
+        if graphql and add_graphql_body(collector, request, body, has_body, self.graphql_limits):
             return False
         if has_body:
             buffer = scan_buffer(body) if fast else None

@@ -90,6 +90,10 @@ class GraphQLLimits:
     max_batch: int = 5
     allow_introspection: bool = False
     max_fields: int = 5_000
+    max_duplicate_fields: int = 10
+    max_directives: int = 10
+    max_fragment_depth: int = 16
+    max_page_size: int = 1_000
 
 
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]

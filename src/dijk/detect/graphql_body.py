@@ -29,15 +29,18 @@ from graphql.language import (
     DirectiveNode,
     DocumentNode,
     FieldNode,
+    FloatValueNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     InlineFragmentNode,
+    IntValueNode,
     ListValueNode,
     ObjectValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
     StringValueNode,
     ValueNode,
+    VariableNode,
 )
 
 from dijk.detect.findings import GraphQLLimits, JsonValue, RequestParts
@@ -50,6 +53,31 @@ _COUNT_CAP = 1 << 40
 _INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
 # graphql-core's messages for the two parser budgets (its own limits, not syntax errors).
 _BUDGET_MESSAGES = ("more than", "nested too deeply")
+
+
+_OPERATION_STARTS = ("{", "query", "mutation", "subscription", "fragment")
+
+
+def looks_like_graphql(body: JsonValue) -> bool:
+    """A JSON body shaped like a GraphQL request (``{"query": "query { ... }"}`` or a batch
+    of them) whose document parses: GraphQL sent to a path not named ``graphql``."""
+    operation = body[0] if isinstance(body, list) and body else body
+    if not isinstance(operation, dict):
+        return False
+    document = operation.get("query")
+    if not isinstance(document, str) or not document.lstrip().startswith(_OPERATION_STARTS):
+        return False
+    try:
+        parsed = parse(document, no_location=True, max_tokens=MAX_TOKENS)
+    except GraphQLError as error:
+        # Too large to parse is still GraphQL (and a limits finding once inspected).
+        return any(message in error.message for message in _BUDGET_MESSAGES)
+    except RecursionError:
+        return True
+    return any(
+        isinstance(definition, OperationDefinitionNode | FragmentDefinitionNode)
+        for definition in parsed.definitions
+    )
 
 
 def add_graphql_request(
@@ -72,13 +100,16 @@ def add_graphql_query_string(
     query_document = next((value for name, value in query if name == "query"), None)
     if query_document is None:
         return
-    add_document(collector, query_document, "query", limits)
     variables = next((value for name, value in query if name == "variables"), None)
+    parsed: JsonValue = None
     if variables:
         try:
-            walk_json(collector, json.loads(variables), "graphql", "$.variables")
+            parsed = json.loads(variables)
         except (ValueError, RecursionError):
             collector.add("graphql", "variables", variables)
+        else:
+            walk_json(collector, parsed, "graphql", "$.variables")
+    add_document(collector, query_document, "query", limits, parsed)
 
 
 def add_graphql_body(
@@ -112,14 +143,22 @@ def add_graphql_body(
         consumed = True
         document = operation["query"]
         assert isinstance(document, str)
-        add_document(collector, document, f"{root}.query", limits)
+        add_document(collector, document, f"{root}.query", limits, operation.get("variables"))
         for key, value in operation.items():
             if key != "query":
                 walk_json(collector, value, "graphql", f"{root}.{key}")
     return consumed
 
 
-def add_document(collector: Collector, text: str, field_path: str, limits: GraphQLLimits) -> None:
+def add_document(
+    collector: Collector,
+    text: str,
+    field_path: str,
+    limits: GraphQLLimits,
+    variables: JsonValue = None,
+) -> None:
+    """Inspect one GraphQL document (``variables``: the request's variables, for the
+    page-size arguments that take their value from one)."""
     try:
         document = parse(text, no_location=True, max_tokens=MAX_TOKENS)
     except RecursionError:
@@ -130,7 +169,15 @@ def add_document(collector: Collector, text: str, field_path: str, limits: Graph
         rule_id = "limits-graphql-too-large" if budget else "graphql-syntax"
         _unparsed(collector, text, field_path, limits, rule_id)
         return
-    _add_literals(collector, document, field_path, limits)
+    page_variables = _add_literals(collector, document, field_path, limits)
+    if page_variables and isinstance(variables, dict):
+        for name in page_variables:
+            value = variables.get(name)
+            if value is not None and _over_page_size(value, limits.max_page_size):
+                collector.hit(
+                    "graphql-page-size", "graphql", f"{field_path}.${name}", str(value)[:32]
+                )
+                break
     _check_limits(collector, document, field_path, limits)
 
 
@@ -149,9 +196,11 @@ def _unparsed(
 
 def _add_literals(
     collector: Collector, document: DocumentNode, field_path: str, limits: GraphQLLimits
-) -> None:
-    """Every literal of the document, once, and the introspection fields it names."""
-    introspection = False
+) -> set[str]:
+    """Every literal of the document, once; the checks that need no expansion (the
+    introspection fields it names, duplicated fields, directives per node, page sizes
+    written inline). Returns the variables that page-size arguments take their value from."""
+    checks = _LocalChecks(limits)
     stack: list[tuple[SelectionSetNode, str]] = []
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode):
@@ -160,38 +209,146 @@ def _add_literals(
                 variable_path = f"{root}.${variable.variable.name.value}"
                 if variable.default_value is not None:
                     _add_value(collector, variable.default_value, variable_path)
-                _add_directives(collector, variable.directives, variable_path)
+                    checks.defaults[variable.variable.name.value] = variable.default_value
+                _add_directives(collector, variable.directives, variable_path, checks)
         elif isinstance(definition, FragmentDefinitionNode):
             root = f"{field_path}...{definition.name.value}"
         else:
             continue  # type system definitions: nothing a server executes
-        _add_directives(collector, definition.directives, root)
+        _add_directives(collector, definition.directives, root, checks)
         stack.append((definition.selection_set, root))
     while stack:
         selection_set, path = stack.pop()
+        names: dict[str, int] = {}
         for selection in selection_set.selections:
             if isinstance(selection, FieldNode):
                 name = selection.name.value
-                introspection = introspection or name in _INTROSPECTION_FIELDS
+                key = selection.alias.value if selection.alias is not None else name
+                names[key] = names.get(key, 0) + 1
+                checks.introspection = checks.introspection or name in _INTROSPECTION_FIELDS
                 child_path = f"{path}.{name}"
                 for argument in selection.arguments or ():
-                    _add_value(collector, argument.value, f"{child_path}({argument.name.value})")
-                _add_directives(collector, selection.directives, child_path)
+                    argument_path = f"{child_path}({argument.name.value})"
+                    _add_value(collector, argument.value, argument_path)
+                    if argument.name.value.lower() in PAGE_SIZE_ARGUMENTS:
+                        checks.page_size(argument.value, argument_path)
+                _add_directives(collector, selection.directives, child_path, checks)
                 if selection.selection_set is not None:
                     stack.append((selection.selection_set, child_path))
             elif isinstance(selection, InlineFragmentNode):
-                _add_directives(collector, selection.directives, path)
+                _add_directives(collector, selection.directives, path, checks)
                 stack.append((selection.selection_set, path))
             elif isinstance(selection, FragmentSpreadNode):
-                _add_directives(collector, selection.directives, path)
-    if introspection and not limits.allow_introspection:
-        collector.hit("graphql-introspection", "graphql", field_path, "__schema")
+                _add_directives(collector, selection.directives, path, checks)
+        if names and checks.duplicate is None:
+            key, count = max(names.items(), key=lambda item: item[1])
+            if count > limits.max_duplicate_fields:
+                checks.duplicate = (f"{path}.{key}", f"{key} x{count}")
+    checks.report(collector, field_path)
+    return checks.page_variables
+
+
+# Arguments that ask for a number of items (Relay connections, offset pagination).
+PAGE_SIZE_ARGUMENTS = frozenset(
+    {
+        "first",
+        "last",
+        "limit",
+        "pagesize",
+        "page_size",
+        "perpage",
+        "per_page",
+        "count",
+        "take",
+        "top",
+        "size",
+        "pagelimit",
+        "page_limit",
+        "maxresults",
+        "max_results",
+        "batchsize",
+        "batch_size",
+    }
+)
+
+
+def _over_page_size(value: object, bound: int) -> bool:
+    """A page size (an int, a float, or digits in a string) above ``bound``."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return value > bound
+    if isinstance(value, str):
+        digits = value.strip()
+        if digits.isdigit():
+            return len(digits) > 12 or int(digits) > bound
+    return False
+
+
+class _LocalChecks:
+    """What the literal pass finds on the way; each check reports once per document."""
+
+    __slots__ = (
+        "defaults",
+        "directives",
+        "duplicate",
+        "introspection",
+        "limits",
+        "page",
+        "page_variables",
+    )
+
+    def __init__(self, limits: GraphQLLimits) -> None:
+        self.limits = limits
+        self.introspection = False
+        self.duplicate: tuple[str, str] | None = None
+        self.directives: tuple[str, str] | None = None
+        self.page: tuple[str, str] | None = None
+        self.page_variables: set[str] = set()
+        self.defaults: dict[str, ValueNode] = {}
+
+    def page_size(self, value: ValueNode, path: str) -> None:
+        if isinstance(value, VariableNode):
+            self.page_variables.add(value.name.value)
+        elif isinstance(value, IntValueNode | FloatValueNode | StringValueNode):
+            literal = value.value
+            number: object = literal
+            if isinstance(value, FloatValueNode):
+                try:
+                    number = float(literal)
+                except ValueError:
+                    return
+            elif isinstance(value, IntValueNode):
+                number = literal.lstrip("-")
+            if self.page is None and _over_page_size(number, self.limits.max_page_size):
+                self.page = (path, literal[:32])
+
+    def report(self, collector: Collector, field_path: str) -> None:
+        for name in self.page_variables:
+            default = self.defaults.get(name)
+            if default is not None:
+                self.page_size(default, f"{field_path}.${name}")
+        if self.introspection and not self.limits.allow_introspection:
+            collector.hit("graphql-introspection", "graphql", field_path, "__schema")
+        if self.duplicate is not None:
+            collector.hit("graphql-duplicate-fields", "graphql", *self.duplicate)
+        if self.directives is not None:
+            collector.hit("graphql-directives", "graphql", *self.directives)
+        if self.page is not None:
+            collector.hit("graphql-page-size", "graphql", *self.page)
 
 
 def _add_directives(
-    collector: Collector, directives: tuple[DirectiveNode, ...] | None, path: str
+    collector: Collector,
+    directives: tuple[DirectiveNode, ...] | None,
+    path: str,
+    checks: _LocalChecks,
 ) -> None:
-    for directive in directives or ():
+    if not directives:
+        return
+    if len(directives) > checks.limits.max_directives and checks.directives is None:
+        checks.directives = (path, f"{len(directives)} directives")
+    for directive in directives:
         for argument in directive.arguments or ():
             argument_path = f"{path}@{directive.name.value}({argument.name.value})"
             _add_value(collector, argument.value, argument_path)
@@ -222,6 +379,7 @@ class _Shape:
     depth: int = 0
     fields: int = 0
     aliases: int = 0
+    chain: int = 0  # longest chain of fragment spreads below
 
 
 def _check_limits(
@@ -245,10 +403,11 @@ def _check_limits(
     shapes: dict[str, _Shape] = {}
     for name in order:
         shapes[name] = _shape(fragments[name].selection_set, shapes)
-    depth = fields = aliases = 0
+    depth = fields = aliases = chain = 0
     for operation in operations:
         shape = _shape(operation.selection_set, shapes)
         depth = max(depth, shape.depth)
+        chain = max(chain, shape.chain)
         fields = min(fields + shape.fields, _COUNT_CAP)
         aliases = min(aliases + shape.aliases, _COUNT_CAP)
     if depth > limits.max_depth:
@@ -257,6 +416,8 @@ def _check_limits(
         collector.hit("graphql-aliases", "graphql", field_path, f"{aliases} aliases")
     if fields > limits.max_fields:
         collector.hit("graphql-expansion", "graphql", field_path, f"{fields} fields")
+    if chain > limits.max_fragment_depth:
+        collector.hit("graphql-fragment-depth", "graphql", field_path, f"{chain} fragments deep")
 
 
 def _spreads(selection_set: SelectionSetNode) -> list[str]:
@@ -333,6 +494,7 @@ def _shape(selection_set: SelectionSetNode, shapes: dict[str, _Shape]) -> _Shape
             elif isinstance(selection, FragmentSpreadNode):
                 fragment = shapes.get(selection.name.value)
                 if fragment is not None:
+                    result.chain = max(result.chain, fragment.chain + 1)
                     result.depth = max(result.depth, depth - 1 + fragment.depth)
                     result.fields = min(result.fields + fragment.fields, _COUNT_CAP)
                     result.aliases = min(result.aliases + fragment.aliases, _COUNT_CAP)

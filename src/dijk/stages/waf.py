@@ -113,13 +113,7 @@ def detector_key(config: WafConfig) -> DetectorKey:
     exclusions = tuple(
         Exclusion(rule.field, frozenset(rule.categories), rule.location) for rule in config.exclude
     )
-    limits = GraphQLLimits(
-        max_depth=config.graphql.max_depth,
-        max_aliases=config.graphql.max_aliases,
-        max_batch=config.graphql.max_batch,
-        allow_introspection=config.graphql.allow_introspection,
-        max_fields=config.graphql.max_fields,
-    )
+    limits = GraphQLLimits(**config.graphql.model_dump())
     return (config.paranoia, config.threshold, exclusions, limits)
 
 
