@@ -235,3 +235,25 @@ def test_look_alikes_of_the_probes_reach_the_upstream(
     status, _, _ = send(body_gateway, "GET", "/api/search?" + urlencode({"q": text}))
     assert status == 200
     assert len(recording.requests) == 1
+
+
+# -- sqlmap payloads through the demo's routes -----------------------------------------
+
+SQLMAP = [
+    "Bakker AND GTID_SUBSET(CONCAT(0x7171787671,(SELECT (ELT(5021=5021,1))),0x71707a7871),5021)",
+    "Bakker AND 1354=1354\x16",
+    "https://example.com/page AND 4812=DBMS_PIPE.RECEIVE_MESSAGE(CHR(65)||CHR(66)||CHR(67),5)",
+    "Jan Bakker AND 1234=LIKE(CHAR(65,66,67,68,69,70,71),UPPER(HEX(RANDOMBLOB(500000000/2))))",
+]
+
+
+@pytest.mark.parametrize("payload", SQLMAP)
+def test_sqlmap_payloads_are_refused_in_search_and_graphql_variables(
+    demo_gateway: GatewayProcess, recording: RecordingUpstream, payload: str
+) -> None:
+    headers = {"X-API-Key": READ_KEY}
+    answer = send(demo_gateway, "GET", "/api/v1/search?" + urlencode({"q": payload}), b"", headers)
+    assert_refused(answer, 403, "waf.sqli")
+    body = {"query": "query($q:String!){ search(q:$q) { id } }", "variables": {"q": payload}}
+    assert_refused(graphql(demo_gateway, body), 403, "waf.sqli")
+    assert recording.requests == []

@@ -100,3 +100,47 @@ def test_numeric_breakouts_with_sql_are_still_refused(payload: str) -> None:
     verdict = search(payload)
     assert verdict.blocked
     assert "sqli" in verdict.categories
+
+
+# -- sqlmap payloads that used to pass ------------------------------------------------
+
+SQLMAP_MISSES = [
+    # MySQL error-based, in every quoting variant
+    "Bakker AND GTID_SUBSET(CONCAT(0x7171787671,(SELECT (ELT(5021=5021,1))),0x71707a7871),5021)",
+    'Bakker" AND GTID_SUBSET(CONCAT(0x7171787671,(SELECT (ELT(5021=5021,1))),0x71707a7871),5021)'
+    "-- abcd",
+    "Bakker AND GTID_SUBTRACT(CONCAT(0x71,(SELECT user())),1)",
+    # boolean pairs ended by a control character
+    "Bakker AND 1354=1354\x16",
+    "Bakker AND 1354=1355\x16",
+    "ORDER BY 1\x16",
+    # time-based after a URL or two words
+    "https://example.com/page AND 4812=DBMS_PIPE.RECEIVE_MESSAGE(CHR(65)||CHR(66)||CHR(67),5)",
+    "Jan Bakker AND 4812=DBMS_PIPE.RECEIVE_MESSAGE(CHR(65)||CHR(66)||CHR(67),5)",
+    "https://example.com/page AND 1234=LIKE(CHAR(65,66,67,68,69,70,71),"
+    "UPPER(HEX(RANDOMBLOB(500000000/2))))",
+    "Jan Bakker AND 1234=LIKE(CHAR(65,66,67,68,69,70,71),UPPER(HEX(RANDOMBLOB(500000000/2))))",
+]
+
+
+@pytest.mark.parametrize("payload", SQLMAP_MISSES)
+def test_sqlmap_payloads_are_refused_in_query_and_json(payload: str) -> None:
+    for verdict in (search(payload), json_body({"name": payload})):
+        assert verdict.blocked, verdict.findings
+        assert "sqli" in verdict.categories
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "GTID_SUBSET and GTID_SUBTRACT compare replication sets",
+        "We use dbms_pipe for messaging between sessions",
+        "randomblob gives random bytes in SQLite",
+        "Bakker and 1354 others\x16",
+        "Order 1354 = paid\x1f",
+        "Room 12\x07",
+    ],
+)
+def test_look_alikes_of_the_sqlmap_payloads_pass(text: str) -> None:
+    assert not search(text).blocked
+    assert not json_body({"note": text}).blocked

@@ -43,6 +43,7 @@ EXAMPLES: dict[str, str] = {
     "sqli-function-call": "x group_concat(name)",
     "sqli-quote-operator-probe": "'-'",
     "sqli-quote-cast": "1'::int--",
+    "sqli-error-based": "x AND GTID_SUBSET(CONCAT(0x7171787671,(SELECT 1)),1)",
     "sqli-bare-comparison": "42<=>42",
     "sqli-mysql-comment-keyword": "/*!50000select*/",
     "sqli-keyword-comment": "union/**/",

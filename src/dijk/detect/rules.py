@@ -177,10 +177,13 @@ RULES: tuple[Rule, ...] = (
         SQLI,
         CRITICAL,
         1,
-        "time-based blind SQL: sleep(), benchmark(), pg_sleep(), WAITFOR DELAY",
-        r"\b(sleep|benchmark|pg_sleep|sys\.dbms_lock\.sleep|dbms_lock\.sleep|"
-        r"dbms_pipe\.receive_message)\s*\(\s*[\d'\"(@]|\bwaitfor\s+(delay|time)\s+['\"\d]|"
-        r"\bselect\s+(sleep|benchmark|pg_sleep)\s*\(",
+        "time-based blind SQL: sleep(), benchmark(), pg_sleep(), WAITFOR DELAY, "
+        "DBMS_PIPE.RECEIVE_MESSAGE(), HEX(RANDOMBLOB(n))",
+        r"\b(sleep|benchmark|pg_sleep|sys\.dbms_lock\.sleep|dbms_lock\.sleep)\s*\(\s*[\d'\"(@]|"
+        r"\bwaitfor\s+(delay|time)\s+['\"\d]|\bselect\s+(sleep|benchmark|pg_sleep)\s*\(|"
+        # Oracle's pipe wait and SQLite's heavy random blobs (sqlmap's time-based probes).
+        r"\bdbms_pipe\s*\.\s*receive_message\s*\(|\brandomblob\s*\(\s*\d{6,}|"
+        r"\bhex\s*\(\s*randomblob\s*\(",
     ),
     _rule(
         "sqli-tautology-quoted",
@@ -234,6 +237,17 @@ RULES: tuple[Rule, ...] = (
         r"\bsys\.(objects|tables|columns|databases)\b|\bsysobjects\b|\bsyscolumns\b|"
         r"\bpg_(catalog|shadow|user|tables|database)\b|\ball_tables\b|\buser_tables\b|"
         r"\bsqlite_master\b|\bmsysobjects\b|@@(version|datadir|hostname|basedir|servername|tmpdir)\b",
+    ),
+    _rule(
+        "sqli-error-based",
+        SQLI,
+        CRITICAL,
+        1,
+        "functions that leak data through MySQL error messages, and the markers error-based "
+        "extraction wraps it in: GTID_SUBSET(CONCAT(0x71..., ELT(5021=5021,1)",
+        r"\b(gtid_subset|gtid_subtract|st_latfromgeohash|st_longfromgeohash|"
+        r"st_pointfromgeohash)\s*\(|\belt\s*\(\s*\d+\s*=\s*\d+\s*,|"
+        r"\bconcat(_ws)?\s*\(\s*0x[0-9a-f]{6,}\s*,",
     ),
     _rule(
         "sqli-boolean-subquery",
