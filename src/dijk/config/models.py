@@ -835,6 +835,16 @@ class WafConfig(Model):
     graphql: WafGraphQLLimits = Field(
         default_factory=WafGraphQLLimits, description="Limits for GraphQL documents."
     )
+    content: dict[str, Literal["prose", "markdown", "code", "html"]] = Field(
+        default_factory=dict,
+        description="The kind of text a body field holds, as its owner knows it: "
+        "{$.description: markdown} (JSON path, array indices as [*]) or {notes: code} (form "
+        "or multipart field). markdown: fenced and inline code is only checked for Log4j "
+        "lookups and CR/LF, the rest fully; code: only those checks; html: no SQL, shell, "
+        "NoSQL, LDAP or path checks (markup shows them), XSS and the rest as usual; prose: "
+        "every check (the default). An OpenAPI document declares the same with "
+        "x-dijk-content, contentMediaType or format on a string schema.",
+    )
     opaque_bodies: Literal["inspect", "stream"] = Field(
         default="inspect",
         description="Bodies labelled as images, audio, video, fonts, PDF or other opaque "

@@ -20,7 +20,7 @@ from __future__ import annotations
 import codecs
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import lru_cache
 
@@ -28,6 +28,7 @@ import orjson
 
 from dijk.detect import libinjection_native
 from dijk.detect.archives import archive_kind, inflate
+from dijk.detect.content import CODE, CODE_CATEGORIES, HTML, HTML_IGNORED, PROSE, split_markdown
 from dijk.detect.findings import (
     SNIPPET_MAX,
     Exclusion,
@@ -51,6 +52,7 @@ from dijk.detect.leaves import (
     add_pairs,
     add_path,
     check_archive,
+    field_path,
     is_graphql_request,
     media_type,
     parse_form,
@@ -234,13 +236,68 @@ class Detector:
                 self._collect_head(request, collector)
             self._collect_body(request, collector, fast=False)
             verdict = self._evaluate(collector)
+        if body and request.content_kinds and verdict.findings:
+            verdict = self._by_content(verdict, collector, request.content_kinds)
         return verdict
+
+    def _by_content(
+        self, verdict: Verdict, collector: Collector, kinds: Mapping[tuple[str, str], str]
+    ) -> Verdict:
+        """Findings on fields whose owner declared their kind of text, redone with the
+        checks that kind gets (:mod:`dijk.detect.content`). Only fields that fired are
+        looked at, so ordinary requests pay nothing."""
+        affected: dict[tuple[str, str], str] = {}
+        for finding in verdict.findings:
+            key = (finding.location, finding.field)
+            kind = kinds.get(key) or kinds.get((finding.location, wildcard_indices(finding.field)))
+            if kind is not None and kind != PROSE:
+                affected[key] = kind
+        if not affected:
+            return verdict
+        kept = [
+            finding
+            for finding in verdict.findings
+            if finding.category == "limits" or (finding.location, finding.field) not in affected
+        ]
+        locations = {location for location, _ in affected}
+        for index, location in enumerate(collector.locations):
+            if location not in locations:
+                continue
+            field = field_path(collector.fields[index])
+            kind = affected.get((location, field))
+            if kind is None:
+                continue
+            before = [
+                finding
+                for finding in verdict.findings
+                if (finding.location, finding.field) == (location, field)
+                and finding.category != "limits"
+            ]
+            kept.extend(
+                self._findings_for_kind(kind, location, field, collector.values[index], before)
+            )
+        return rescore(kept, self.paranoia, self.threshold)
+
+    def _findings_for_kind(
+        self, kind: str, location: str, field: str, value: str, before: list[Finding]
+    ) -> list[Finding]:
+        if kind == CODE:
+            return [finding for finding in before if finding.category in CODE_CATEGORIES]
+        if kind == HTML:
+            return [finding for finding in before if finding.category not in HTML_IGNORED]
+        prose, code = split_markdown(value)
+        if not code:
+            return before
+        found = list(self.inspect_values([(location, field, prose)]).findings)
+        code_findings = self.inspect_values([(location, field, code)]).findings
+        found.extend(finding for finding in code_findings if finding.category in CODE_CATEGORIES)
+        return found
 
     def inspect_values(self, values: Iterable[tuple[str, str, str]]) -> Verdict:
         """Inspect already-extracted (location, field path, value) leaves."""
         collector = Collector()
-        for location, field_path, value in values:
-            collector.add(location, field_path, value)
+        for location, path, value in values:
+            collector.add(location, path, value)
         return self._evaluate(collector)
 
     # -- where to look ------------------------------------------------------------------

@@ -6,7 +6,7 @@ the metrics and the denial without anyone being able to change it on the way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from dijk.detect.normalise import parse_urlencoded
@@ -111,7 +111,9 @@ class RequestParts:
     ``content_encoding`` (``gzip``, ``deflate``) makes the detector inflate the body
     (bounded, with a compression-ratio check) before inspecting it.
     ``graphql`` marks a GraphQL endpoint (also inferred from a path ending in
-    ``/graphql`` or an ``application/graphql`` body).
+    ``/graphql`` or an ``application/graphql`` body). ``content_kinds`` maps body fields
+    (``("json", "$.description")``, array indices as ``[*]``) to the kind of text their
+    owner declared (:mod:`dijk.detect.content`).
     """
 
     method: str = "GET"
@@ -125,6 +127,7 @@ class RequestParts:
     json_body: JsonValue = None
     has_json_body: bool = False
     graphql: bool = False
+    content_kinds: Mapping[tuple[str, str], str] | None = None
 
     @classmethod
     def from_target(

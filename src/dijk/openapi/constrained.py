@@ -45,11 +45,13 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from dijk.detect.content import kind_of_schema
 from dijk.detect.leaves import json_key_path
 from dijk.openapi.params import Parameter, Shape
 
 __all__ = [
     "ANNOTATION",
+    "CONTENT_ANNOTATION",
     "NOTHING",
     "SAFE_FORMATS",
     "ConstraintFinder",
@@ -60,6 +62,9 @@ __all__ = [
 
 #: The annotation the OpenAPI stage fills and the WAF stage reads.
 ANNOTATION = "openapi.constrained_fields"
+#: Body fields whose schema declares a kind of text (prose, markdown, code, html), for a
+#: body that conformed: ``{("json", "$.description"): "markdown"}``.
+CONTENT_ANNOTATION = "openapi.content_kinds"
 
 Field = tuple[str, str]
 NOTHING: frozenset[Field] = frozenset()
@@ -152,6 +157,51 @@ class ConstraintFinder:
             if "" in suffixes or (shape.is_array and "[*]" in suffixes):
                 found.add((location, parameter.key))
         return frozenset(found)
+
+    def content_kinds(self, entry: str) -> dict[str, str]:
+        """Relative paths of a body entry whose schema declares a kind of text
+        (``x-dijk-content``, ``contentMediaType``, ``format``; see
+        :mod:`dijk.detect.content`), with that kind."""
+        return self._kinds({"$ref": _DEFS + entry}, 0, set())
+
+    def _kinds(self, schema: Any, depth: int, active: set[str]) -> dict[str, str]:
+        if not isinstance(schema, dict) or depth > MAX_DEPTH:
+            return {}
+        found: dict[str, str] = {}
+        own = kind_of_schema(
+            schema.get("x-dijk-content"), schema.get("contentMediaType"), schema.get("format")
+        )
+        if own is not None:
+            found[""] = own
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith(_DEFS) and ref not in active:
+            active.add(ref)
+            for suffix, kind in self._kinds(
+                self._defs.get(ref[len(_DEFS) :]), depth + 1, active
+            ).items():
+                found.setdefault(suffix, kind)
+            active.discard(ref)
+        properties = schema.get("properties")
+        if isinstance(properties, dict):
+            for name, sub in properties.items():
+                if not isinstance(name, str) or not _safe_name(name):
+                    continue
+                head = json_key_path("", name)
+                for suffix, kind in self._kinds(sub, depth + 1, active).items():
+                    found.setdefault(head + suffix, kind)
+        items = schema.get("items")
+        if isinstance(items, dict):
+            for suffix, kind in self._kinds(items, depth + 1, active).items():
+                found.setdefault("[*]" + suffix, kind)
+        for keyword in ("allOf", "anyOf", "oneOf"):
+            members = schema.get(keyword)
+            if isinstance(members, list):
+                for member in members:
+                    for suffix, kind in self._kinds(member, depth + 1, active).items():
+                        found.setdefault(suffix, kind)
+        if len(found) > MAX_FIELDS:
+            found = dict(sorted(found.items())[:MAX_FIELDS])
+        return found
 
     # ---- analysis ----------------------------------------------------------------------
     def suffixes(self, schema: Any, depth: int = 0) -> frozenset[str]:

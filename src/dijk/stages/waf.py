@@ -36,7 +36,7 @@ audit entries.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
@@ -65,6 +65,8 @@ log = structlog.get_logger("dijk.waf")
 
 #: Annotation key the OpenAPI stage fills (see the module docstring).
 OPENAPI_CONSTRAINED_FIELDS = "openapi.constrained_fields"
+#: Annotation key the OpenAPI stage fills with the kinds of text body fields declare.
+OPENAPI_CONTENT_KINDS = "openapi.content_kinds"
 #: Header-phase findings kept for scoring the body phase of the same request.
 _HEAD_FINDINGS = "waf.head_findings"
 #: Most findings one request adds to ``ctx.findings`` (the audit record stays small).
@@ -115,6 +117,19 @@ def detector_key(config: WafConfig) -> DetectorKey:
     )
     limits = GraphQLLimits(**config.graphql.model_dump())
     return (config.paranoia, config.threshold, exclusions, limits)
+
+
+def content_kinds(declared: Mapping[str, str]) -> dict[tuple[str, str], str]:
+    """``waf.content`` as (location, field) keys: ``$...`` paths are JSON fields, other
+    names form and multipart fields."""
+    kinds: dict[tuple[str, str], str] = {}
+    for field, kind in declared.items():
+        if field.startswith("$"):
+            kinds[("json", field)] = kind
+        else:
+            kinds[("form", field)] = kind
+            kinds[("multipart", field)] = kind
+    return kinds
 
 
 def pattern_cache_dir() -> Path:
@@ -256,6 +271,7 @@ class WafStage(Stage):
         self._monitor = config.mode == "monitor"
         self._detector = detector
         self._stream_opaque = config.opaque_bodies == "stream"
+        self._content = content_kinds(config.content)
         self._refuse_unknown_encoding = config.unknown_encoding == "refuse"
 
     def wants_request_body(self, ctx: RequestContext) -> bool:
@@ -301,6 +317,7 @@ class WafStage(Stage):
             content_type=ctx.content_type or ctx.header("content-type") or "",
             content_encoding=ctx.header("content-encoding") or "",
             body=ctx.body,
+            content_kinds=self._kinds(ctx),
         )
         body_verdict = self._detector.inspect_body(parts)
         if not body_verdict.findings:
@@ -314,6 +331,16 @@ class WafStage(Stage):
         else:
             verdict = body_verdict
         return self._decide(verdict)
+
+    def _kinds(self, ctx: RequestContext) -> Mapping[tuple[str, str], str] | None:
+        """The route's declared kinds of text, with those of the OpenAPI document (for a
+        body that conformed to it) on top."""
+        declared = ctx.annotations.get(OPENAPI_CONTENT_KINDS)
+        if not isinstance(declared, dict) or not declared:
+            return self._content or None
+        if not self._content:
+            return declared
+        return {**self._content, **declared}
 
     def _unsupported_encoding(self, ctx: RequestContext, encoding: str) -> Decision | None:
         """415 for a body the detector could not read (no body, nothing to read)."""
