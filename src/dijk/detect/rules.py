@@ -738,6 +738,22 @@ RULES: tuple[Rule, ...] = (
         r"\b[a-z]:\\(windows|winnt|users|boot\.ini|inetpub)\b",
     ),
     _rule(
+        "cmdi-argument-injection",
+        CMDI,
+        CRITICAL,
+        1,
+        "an option that makes a tool run a command or write a file, where a value was "
+        "expected: --upload-pack=, -c core.sshCommand=, --checkpoint-action=exec, "
+        "-oProxyCommand=, --use-compress-program=",
+        r"({B}|\s)(--(upload-pack|receive-pack|exec|config-env|template|output-document|"
+        r"post-file|to-command|use-compress-program|rsh|rsync-path|unzip-command|"
+        r"use-askpass|help-command|info-script|new-volume-script|index-filter|tree-filter|"
+        r"msg-filter)\s*=|--checkpoint-action\s*=\s*exec|"
+        r"-o\s*(proxycommand|localcommand|permitlocalcommand)\s*=|"
+        r"-c\s*(core\.(sshcommand|pager|editor|fsmonitor|hookspath|gitproxy)|"
+        r"protocol\.[a-z]+\.allow|credential\.helper|uploadpack\.packobjectshook)\s*=)",
+    ),
+    _rule(
         "cmdi-ssi",
         CMDI,
         CRITICAL,
@@ -1035,9 +1051,12 @@ RULES: tuple[Rule, ...] = (
         PROTOTYPE_POLLUTION,
         CRITICAL,
         1,
-        "__proto__ or constructor[prototype] in a parameter name or value",
+        "__proto__ or constructor[prototype] in a parameter name or value, also as a JSON "
+        "Pointer path (a JSON Patch op on /__proto__/admin)",
         r"__proto__\s*(\[|\.|['\"]?\s*[\]:=])|\[\s*['\"]?__proto__|"
-        r"\bconstructor\s*(\[\s*['\"]?|\.\s*)prototype\b|\bobject\s*\.\s*prototype\b",
+        r"\bconstructor\s*(\[\s*['\"]?|\.\s*)prototype\b|\bobject\s*\.\s*prototype\b|"
+        # JSON Patch / JSON Pointer paths: /__proto__/admin, /constructor/prototype/x
+        r"({B}|/)\s*__proto__\s*({E}|/)|\bconstructor\s*/\s*prototype\b",
     ),
     # --- XXE ------------------------------------------------------------------------------
     _rule(
