@@ -10,7 +10,6 @@ no OpenAPI document, as in the README's attack-detection example.
 from __future__ import annotations
 
 import gzip
-import http.client
 import json
 from collections.abc import Callable
 from typing import Any
@@ -20,31 +19,12 @@ import pytest
 import yaml
 
 from dijk.cli.demo import demo_config_text
-from tests.support.gateway import GatewayProcess, base_config
+from tests.support.gateway import GatewayProcess, base_config, http_call
 from tests.support.upstream import RecordingUpstream
 
 READ_KEY = "dk_read_waf_bypass_regression_key"
 WRITE_KEY = "dk_write_waf_bypass_regression_key"
 SQLI = "1' UNION SELECT password FROM users--"
-
-
-def send(
-    gateway: GatewayProcess,
-    method: str,
-    target: str,
-    body: bytes = b"",
-    headers: dict[str, str] | None = None,
-) -> tuple[int, dict[str, str], dict[str, Any]]:
-    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=15)
-    connection.request(method, target, body=body or None, headers=headers or {})
-    response = connection.getresponse()
-    payload = response.read()
-    connection.close()
-    response_headers = {name.lower(): value for name, value in response.getheaders()}
-    document: dict[str, Any] = {}
-    if response_headers.get("content-type") == "application/problem+json":
-        document = json.loads(payload)
-    return response.status, response_headers, document
 
 
 def assert_refused(
@@ -76,7 +56,7 @@ def demo_gateway(
 
 def graphql(gateway: GatewayProcess, body: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
     headers = {"Content-Type": "application/json", "X-API-Key": READ_KEY}
-    return send(gateway, "POST", "/graphql", json.dumps(body).encode(), headers)
+    return http_call(gateway.port, "POST", "/graphql", json.dumps(body).encode(), headers)
 
 
 def fragment_bomb(levels: int) -> dict[str, Any]:
@@ -166,7 +146,9 @@ ACCOUNT = json.dumps({"name": "<script>alert(document.cookie)</script>", "role":
 def test_json_labelled_as_opaque_bytes_is_refused_before_the_upstream(
     body_gateway: GatewayProcess, recording: RecordingUpstream, content_type: str
 ) -> None:
-    answer = send(body_gateway, "POST", "/api/accounts", ACCOUNT, {"Content-Type": content_type})
+    answer = http_call(
+        body_gateway.port, "POST", "/api/accounts", ACCOUNT, {"Content-Type": content_type}
+    )
     assert_refused(answer, 403, "waf.xss")
     assert recording.requests == []
 
@@ -179,7 +161,9 @@ def test_an_attack_in_a_second_gzip_member_is_refused_before_the_upstream(
     )
     # (application/json would be refused earlier, as malformed, by the client limits)
     headers = {"Content-Type": "application/octet-stream", "Content-Encoding": "gzip"}
-    assert_refused(send(body_gateway, "POST", "/api/accounts", body, headers), 403, "waf.xss")
+    assert_refused(
+        http_call(body_gateway.port, "POST", "/api/accounts", body, headers), 403, "waf.xss"
+    )
     assert recording.requests == []
 
 
@@ -188,7 +172,7 @@ def test_a_content_coding_the_gateway_cannot_decode_is_refused_with_415(
     body_gateway: GatewayProcess, recording: RecordingUpstream, coding: str
 ) -> None:
     headers = {"Content-Type": "text/plain", "Content-Encoding": coding}
-    answer = send(body_gateway, "POST", "/api/accounts", b"\x8b\x02\x80{}\x03", headers)
+    answer = http_call(body_gateway.port, "POST", "/api/accounts", b"\x8b\x02\x80{}\x03", headers)
     assert_refused(answer, 415, "waf.unsupported_encoding")
     assert recording.requests == []
 
@@ -197,9 +181,13 @@ def test_a_route_may_opt_out_of_refusing_unknown_codings_and_reading_opaque_bodi
     body_gateway: GatewayProcess, recording: RecordingUpstream
 ) -> None:
     headers = {"Content-Type": "text/plain", "Content-Encoding": "br"}
-    status, _, _ = send(body_gateway, "POST", "/lenient/x", b"\x8b\x02\x80{}\x03", headers)
+    status, _, _ = http_call(
+        body_gateway.port, "POST", "/lenient/x", b"\x8b\x02\x80{}\x03", headers
+    )
     assert status == 200
-    status, _, _ = send(body_gateway, "POST", "/lenient/x", ACCOUNT, {"Content-Type": "image/png"})
+    status, _, _ = http_call(
+        body_gateway.port, "POST", "/lenient/x", ACCOUNT, {"Content-Type": "image/png"}
+    )
     assert status == 200
     assert len(recording.requests) == 2
 
@@ -221,7 +209,7 @@ def test_a_route_may_opt_out_of_refusing_unknown_codings_and_reading_opaque_bodi
 def test_disguised_shell_and_sql_probes_are_refused_before_the_upstream(
     body_gateway: GatewayProcess, recording: RecordingUpstream, payload: str, reason: str
 ) -> None:
-    answer = send(body_gateway, "GET", "/api/search?" + urlencode({"q": payload}))
+    answer = http_call(body_gateway.port, "GET", "/api/search?" + urlencode({"q": payload}))
     assert_refused(answer, 403, reason)
     assert recording.requests == []
 
@@ -232,7 +220,7 @@ def test_disguised_shell_and_sql_probes_are_refused_before_the_upstream(
 def test_look_alikes_of_the_probes_reach_the_upstream(
     body_gateway: GatewayProcess, recording: RecordingUpstream, text: str
 ) -> None:
-    status, _, _ = send(body_gateway, "GET", "/api/search?" + urlencode({"q": text}))
+    status, _, _ = http_call(body_gateway.port, "GET", "/api/search?" + urlencode({"q": text}))
     assert status == 200
     assert len(recording.requests) == 1
 
@@ -252,7 +240,9 @@ def test_sqlmap_payloads_are_refused_in_search_and_graphql_variables(
     demo_gateway: GatewayProcess, recording: RecordingUpstream, payload: str
 ) -> None:
     headers = {"X-API-Key": READ_KEY}
-    answer = send(demo_gateway, "GET", "/api/v1/search?" + urlencode({"q": payload}), b"", headers)
+    answer = http_call(
+        demo_gateway.port, "GET", "/api/v1/search?" + urlencode({"q": payload}), b"", headers
+    )
     assert_refused(answer, 403, "waf.sqli")
     body = {"query": "query($q:String!){ search(q:$q) { id } }", "variables": {"q": payload}}
     assert_refused(graphql(demo_gateway, body), 403, "waf.sqli")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.gateway import GatewayProcess, base_config
+from tests.support.gateway import GatewayProcess, base_config, http_call
 from tests.support.upstream import RecordingUpstream
 
 SPEC = """\
@@ -52,17 +51,9 @@ ATTACK = "x' UNION SELECT password FROM users--"
 
 
 def post(gateway: GatewayProcess, path: str, body: Any) -> tuple[int, dict[str, Any]]:
-    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=15)
-    connection.request(
-        "POST", path, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    response = connection.getresponse()
-    payload = response.read()
-    connection.close()
-    problem: dict[str, Any] = {}
-    if response.getheader("content-type") == "application/problem+json":
-        problem = json.loads(payload)
-    return response.status, problem
+    headers = {"Content-Type": "application/json"}
+    status, _, problem = http_call(gateway.port, "POST", path, json.dumps(body).encode(), headers)
+    return status, problem
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ values that used to be refused now reach the upstream; the attacks beside them d
 
 from __future__ import annotations
 
-import http.client
 import json
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.support.gateway import GatewayProcess, base_config
+from tests.support.gateway import GatewayProcess, base_config, http_call
 from tests.support.upstream import RecordingUpstream
 
 
@@ -22,20 +21,14 @@ def send(
     body: Any = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=15)
+    """A JSON body (when given) sent as application/json: status and problem document."""
     all_headers = dict(headers or {})
-    data = None
+    data = b""
     if body is not None:
         data = json.dumps(body).encode()
         all_headers["Content-Type"] = "application/json"
-    connection.request(method, target, body=data, headers=all_headers)
-    response = connection.getresponse()
-    payload = response.read()
-    connection.close()
-    problem: dict[str, Any] = {}
-    if response.getheader("content-type") == "application/problem+json":
-        problem = json.loads(payload)
-    return response.status, problem
+    status, _, problem = http_call(gateway.port, method, target, data, all_headers)
+    return status, problem
 
 
 @pytest.fixture
@@ -129,20 +122,6 @@ def test_an_ordinary_graphql_query_reaches_the_upstream(
     assert len(recording.requests) == 1
 
 
-def send_raw(
-    gateway: GatewayProcess, method: str, target: str, body: bytes, headers: dict[str, str]
-) -> tuple[int, dict[str, Any]]:
-    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=15)
-    connection.request(method, target, body=body or None, headers=headers)
-    response = connection.getresponse()
-    payload = response.read()
-    connection.close()
-    problem: dict[str, Any] = {}
-    if response.getheader("content-type") == "application/problem+json":
-        problem = json.loads(payload)
-    return response.status, problem
-
-
 SVG_XXE = (
     b'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
     b'<svg xmlns="http://www.w3.org/2000/svg"><text>&x;</text></svg>'
@@ -210,7 +189,7 @@ def test_attack_classes_that_used_to_pass_are_refused_before_the_upstream(
     headers: dict[str, str],
     rule: str,
 ) -> None:
-    status, problem = send_raw(gateway, method, target, body, headers)
+    status, _, problem = http_call(gateway.port, method, target, body, headers)
     assert status == 403, problem
     assert rule in problem["rules"]
     assert recording.requests == []

@@ -489,7 +489,12 @@ _LOOKUP_ONLY = frozenset(
         "dnt",
         "priority",
         "expect",
+        "content-type",
     }
+)
+# Framing and routing headers the server has already parsed and checked.
+_NOT_INSPECTED = frozenset(
+    {"host", "content-length", "connection", "proxy-connection", "transfer-encoding"}
 )
 
 
@@ -511,46 +516,17 @@ def add_headers(collector: Collector, headers: tuple[tuple[str, str], ...]) -> N
             scheme, _, credentials = value.partition(" ")
             if scheme.lower() == "bearer" and credentials.startswith("eyJ"):
                 collector.add("jwt", "authorization", credentials)
-        elif name in INSPECTED_HEADERS or (
-            name.startswith("x-") and not any(marker in name for marker in CREDENTIAL_MARKERS)
-        ):
+        elif name in INSPECTED_HEADERS:
             collector.add("header", name, value)
-        elif not any(marker in name for marker in CREDENTIAL_MARKERS) and name in _LOOKUP_ONLY:
+        elif any(marker in name for marker in CREDENTIAL_MARKERS) or name in _NOT_INSPECTED:
+            continue
+        elif name in _LOOKUP_ONLY:
             # Standard headers of fixed grammar: read for what is dangerous wherever a
             # value is logged (a Log4j lookup), not for every attack's syntax.
             if _has_lookup(value):
                 collector.add("header", name, value)
-        elif not any(marker in name for marker in CREDENTIAL_MARKERS) and name not in (
-            "host",
-            "content-type",
-            "content-length",
-            "accept",
-            "accept-encoding",
-            "connection",
-            "cache-control",
-            "pragma",
-            "te",
-            "upgrade-insecure-requests",
-            "if-none-match",
-            "if-modified-since",
-            "keep-alive",
-            "proxy-connection",
-            "accept-charset",
-            "sec-fetch-mode",
-            "sec-fetch-site",
-            "sec-fetch-dest",
-            "sec-fetch-user",
-            "sec-ch-ua",
-            "sec-ch-ua-mobile",
-            "sec-ch-ua-platform",
-            "dnt",
-            "priority",
-            "range",
-            "if-match",
-            "expect",
-            "transfer-encoding",
-        ):
-            # Any other custom header reaches the application too.
+        else:
+            # x-* and any other custom header reach the application too.
             collector.add("header", name, value)
 
 

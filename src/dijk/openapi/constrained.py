@@ -181,24 +181,14 @@ class ConstraintFinder:
             ).items():
                 found.setdefault(suffix, kind)
             active.discard(ref)
-        properties = schema.get("properties")
-        if isinstance(properties, dict):
-            for name, sub in properties.items():
-                if not isinstance(name, str) or not _safe_name(name):
-                    continue
-                head = json_key_path("", name)
-                for suffix, kind in self._kinds(sub, depth + 1, active).items():
-                    found.setdefault(head + suffix, kind)
-        items = schema.get("items")
-        if isinstance(items, dict):
-            for suffix, kind in self._kinds(items, depth + 1, active).items():
-                found.setdefault("[*]" + suffix, kind)
+        nested = _nested(schema)
         for keyword in ("allOf", "anyOf", "oneOf"):
             members = schema.get(keyword)
             if isinstance(members, list):
-                for member in members:
-                    for suffix, kind in self._kinds(member, depth + 1, active).items():
-                        found.setdefault(suffix, kind)
+                nested.extend(("", member) for member in members)
+        for head, sub in nested:
+            for suffix, kind in self._kinds(sub, depth + 1, active).items():
+                found.setdefault(head + suffix, kind)
         if len(found) > MAX_FIELDS:
             found = dict(sorted(found.items())[:MAX_FIELDS])
         return found
@@ -214,16 +204,8 @@ class ConstraintFinder:
         ref = schema.get("$ref")
         if isinstance(ref, str):
             found.update(self._ref(ref, depth))
-        properties = schema.get("properties")
-        if isinstance(properties, dict):
-            for name, sub in properties.items():
-                if not isinstance(name, str) or not _safe_name(name):
-                    continue
-                head = json_key_path("", name)
-                found.update(head + suffix for suffix in self.suffixes(sub, depth + 1))
-        items = schema.get("items")
-        if isinstance(items, dict) and "prefixItems" not in schema:
-            found.update("[*]" + suffix for suffix in self.suffixes(items, depth + 1))
+        for head, sub in _nested(schema):
+            found.update(head + suffix for suffix in self.suffixes(sub, depth + 1))
         members = schema.get("allOf")
         if isinstance(members, list):
             for member in members:
@@ -311,6 +293,21 @@ class ConstraintFinder:
             ):
                 return False
         return True
+
+
+def _nested(schema: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(path prefix, schema) of the properties (by safe name) and of the items of every
+    array element (``[*]``; not when ``prefixItems`` gives each position its own)."""
+    nested: list[tuple[str, Any]] = []
+    properties = schema.get("properties")
+    if isinstance(properties, dict):
+        for name, sub in properties.items():
+            if isinstance(name, str) and _safe_name(name):
+                nested.append((json_key_path("", name), sub))
+    items = schema.get("items")
+    if isinstance(items, dict) and "prefixItems" not in schema:
+        nested.append(("[*]", items))
+    return nested
 
 
 def _safe_value(schema: dict[str, Any]) -> bool:
