@@ -309,3 +309,34 @@ def test_wildcard_dns_names_of_internal_addresses_are_ssrf(url: str) -> None:
 )
 def test_public_names_with_numbers_are_not_ssrf(url: str) -> None:
     assert not json_body({"webhook": url}).findings
+
+
+# -- Windows paths ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "C:\\Users\\anne\\Documents\\report.docx",
+        "D:\\new\\reports\\2025\\q3.xlsx",
+        "C:\\Program Files\\Polder\\bin\\tool.exe",
+        "\\\\fileserver\\teams\\notes.txt",
+    ],
+)
+def test_windows_document_paths_pass(path: str) -> None:
+    assert not search(path).blocked
+    assert not json_body({"attachment": path}).blocked
+
+
+@pytest.mark.parametrize(
+    "probe",
+    [
+        "type C:\\Windows\\win.ini",
+        "& type c:\\boot.ini",
+        "C:\\Windows\\System32\\drivers\\etc\\hosts",
+        "..\\..\\windows\\win.ini",
+        "x%0d%0aSet-Cookie: session=1",
+    ],
+)
+def test_windows_file_probes_and_real_line_breaks_are_still_refused(probe: str) -> None:
+    assert search(probe).blocked

@@ -481,6 +481,8 @@ class Detector:
             return
         if rule.locations is not None and leaf.location not in rule.locations:
             return
+        if rule.ignored_transforms and not rule.ignored_transforms.isdisjoint(transform.split("+")):
+            return
         key = (rule.rule_id, leaf.location, leaf.field)
         if key in found or self._excluded(rule, leaf):
             return

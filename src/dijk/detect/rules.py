@@ -63,6 +63,8 @@ class Rule:
     description: str
     pattern: str | None = None
     locations: frozenset[str] | None = None
+    # Transforms whose variants this rule ignores (what they produce is not what it means).
+    ignored_transforms: frozenset[str] = frozenset()
 
 
 def _rule(
@@ -73,8 +75,11 @@ def _rule(
     description: str,
     pattern: str | None = None,
     locations: frozenset[str] | None = None,
+    ignored_transforms: frozenset[str] = frozenset(),
 ) -> Rule:
-    return Rule(rule_id, category, severity, paranoia, description, pattern, locations)
+    return Rule(
+        rule_id, category, severity, paranoia, description, pattern, locations, ignored_transforms
+    )
 
 
 _REQUEST_LINE = frozenset({"path", "query", "query_name", "header", "cookie"})
@@ -735,7 +740,9 @@ RULES: tuple[Rule, ...] = (
         r"\bfor\s+(/[a-z]\s+[^\x00]{0,64})?%%?[^\s\x00]{1,3}\s+in\s*\([^)\x00]*\)\s*do\b|"
         r"\bif\s+[^\x00]{0,64}\s(equ|neq|lss|leq|gtr|geq)\s+[^\x00]{0,64}\s(@?echo|goto|set|call|exit)\b|"
         r"\bif\s+[^\x00]{0,64}==[^\x00]{0,64}\s(\(|@?echo\b|goto\b|set\b|call\b)|"
-        r"\b[a-z]:\\(windows|winnt|users|boot\.ini|inetpub)\b",
+        # System files, not any path: C:\\Users\\anne\\report.docx is a document.
+        r"\b[a-z]:\\(windows\\(win\.ini|system\.ini|system32|repair)\b|winnt\b|boot\.ini\b|"
+        r"inetpub\b)",
     ),
     _rule(
         "cmdi-argument-injection",
@@ -1194,9 +1201,11 @@ RULES: tuple[Rule, ...] = (
         CRLF,
         ERROR,
         1,
-        "CR or LF inside the path, query or a header",
+        "CR or LF inside the path, query or a header (as sent or percent-encoded; a "
+        "backslash-r in C:\\reports is no CR)",
         r"[\r\n]",
         _REQUEST_LINE,
+        frozenset({"escape"}),
     ),
     # --- Uploads --------------------------------------------------------------------------
     _rule(
