@@ -739,22 +739,45 @@ WafLocation = Literal[
 
 
 class WafExclusion(Model):
-    field: str = Field(
+    field: str | None = Field(
+        default=None,
         min_length=1,
         max_length=512,
         description="Field as findings name it: '$.description' for a JSON body field "
         "('$.items[*].note' for any array index), a query or form parameter name, or a "
-        "lower-case header name.",
+        "lower-case header name; default: every field (with rules or categories only).",
     )
     categories: list[WafCategory] = Field(
         default_factory=list,
-        description="Categories not reported for this field (e.g. [sqli]); empty means all.",
+        description="Categories not reported for this field (e.g. [sqli]); with rules "
+        "also empty, all.",
+    )
+    rules: list[str] = Field(
+        default_factory=list,
+        description="Rule ids not reported (as findings and `dijk waf explain` name them, "
+        "e.g. [sqli-libinjection-weak]); with categories also empty, all.",
     )
     location: WafLocation | None = Field(
         default=None,
         description="Only where the field appears in this part of the request (query, json, "
         "form, header, ...); default: anywhere.",
     )
+    consumers: list[str] = Field(
+        default_factory=list,
+        description="Only for requests of these consumers (a trusted integration that "
+        "sends SQL on purpose); default: every caller.",
+    )
+
+    @model_validator(mode="after")
+    def _known_rules_and_some_scope(self) -> WafExclusion:
+        from dijk.detect.rules import RULES_BY_ID
+
+        unknown = [rule for rule in self.rules if rule not in RULES_BY_ID]
+        if unknown:
+            raise ValueError(f"unknown rule id(s): {', '.join(unknown)}")
+        if self.field is None and not self.rules and not self.categories:
+            raise ValueError("an exclusion needs a field, rules or categories")
+        return self
 
 
 class WafGraphQLLimits(Model):

@@ -195,9 +195,7 @@ class Detector:
         self.json_fast_path = json_fast_path
         self._patterns = compiled_patterns()
         self._active = frozenset(rule.rule_id for rule in RULES if rule.paranoia <= paranoia)
-        self._exclusion_index: dict[str, list[Exclusion]] = {}
-        for exclusion in self.exclusions:
-            self._exclusion_index.setdefault(exclusion.field, []).append(exclusion)
+        self._exclusion_index = exclusion_index(self.exclusions)
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -500,14 +498,8 @@ class Detector:
     def _excluded(self, rule: Rule, leaf: Leaf) -> bool:
         if not self._exclusion_index or leaf.field == FAST_FIELD:
             return False
-        candidates = self._exclusion_index.get(leaf.field, []) + self._exclusion_index.get(
-            wildcard_indices(leaf.field), []
-        )
-        base_location = leaf.location.removesuffix("_name")
-        return any(
-            (not exclusion.categories or rule.category in exclusion.categories)
-            and (exclusion.location is None or exclusion.location in (leaf.location, base_location))
-            for exclusion in candidates
+        return excluded(
+            self._exclusion_index, rule.rule_id, rule.category, leaf.location, leaf.field
         )
 
     def _verdict(self, found: dict[tuple[str, str, str], Finding]) -> Verdict:
@@ -591,6 +583,34 @@ def decode_content(request: RequestParts, collector: Collector) -> RequestParts:
     if body is request.body:
         return request
     return replace(request, body=body, content_encoding="")
+
+
+def exclusion_index(exclusions: Iterable[Exclusion]) -> dict[str | None, list[Exclusion]]:
+    """Exclusions by field (None: those for every field)."""
+    index: dict[str | None, list[Exclusion]] = {}
+    for exclusion in exclusions:
+        index.setdefault(exclusion.field, []).append(exclusion)
+    return index
+
+
+def excluded(
+    index: Mapping[str | None, list[Exclusion]],
+    rule_id: str,
+    category: str,
+    location: str,
+    field: str,
+) -> bool:
+    """Whether an exclusion of ``index`` drops a finding of that rule on that field."""
+    candidates = [*index.get(field, ()), *index.get(None, ())]
+    wildcard = wildcard_indices(field)
+    if wildcard != field:
+        candidates.extend(index.get(wildcard, ()))
+    base_location = location.removesuffix("_name")
+    return any(
+        exclusion.covers(rule_id, category)
+        and (exclusion.location is None or exclusion.location in (location, base_location))
+        for exclusion in candidates
+    )
 
 
 def rescore(findings: Sequence[Finding], paranoia: int, threshold: int) -> Verdict:

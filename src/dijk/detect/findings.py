@@ -68,7 +68,8 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class Exclusion:
-    """Do not report ``categories`` (all categories when empty) for one field.
+    """Do not report ``rules`` or ``categories`` (everything when both are empty) for one
+    field, or for every field (``field`` None).
 
     ``field`` is a field path as reported in findings: ``$.description`` for a JSON body
     field (array indices may be written ``[*]``), a query or form parameter name, or a
@@ -76,9 +77,17 @@ class Exclusion:
     (``query``, ``json``, ``header``...).
     """
 
-    field: str
+    field: str | None
     categories: frozenset[str] = frozenset()
     location: str | None = None
+    rules: frozenset[str] = frozenset()
+
+    def covers(self, rule_id: str, category: str) -> bool:
+        """Whether this exclusion drops a finding of that rule and category (by location
+        and field is the caller's part)."""
+        if not self.categories and not self.rules:
+            return True
+        return rule_id in self.rules or category in self.categories
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,12 +44,13 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from dijk.config.models import WafConfig
+from dijk.config.models import WafConfig, WafExclusion
 from dijk.detect.engine import (
     Detector,
     compiled_patterns,
     decodable_encoding,
     escape_for_log,
+    excluded,
     patterns_compiled,
     patterns_fingerprint,
     rescore,
@@ -112,9 +113,7 @@ DetectorKey = tuple[int, int, tuple[Exclusion, ...], GraphQLLimits]
 
 
 def detector_key(config: WafConfig) -> DetectorKey:
-    exclusions = tuple(
-        Exclusion(rule.field, frozenset(rule.categories), rule.location) for rule in config.exclude
-    )
+    exclusions = tuple(_exclusion(rule) for rule in config.exclude if not rule.consumers)
     limits = GraphQLLimits(**config.graphql.model_dump())
     return (config.paranoia, config.threshold, exclusions, limits)
 
@@ -130,6 +129,10 @@ def content_kinds(declared: Mapping[str, str]) -> dict[tuple[str, str], str]:
             kinds[("form", field)] = kind
             kinds[("multipart", field)] = kind
     return kinds
+
+
+def _exclusion(rule: WafExclusion) -> Exclusion:
+    return Exclusion(rule.field, frozenset(rule.categories), rule.location, frozenset(rule.rules))
 
 
 def pattern_cache_dir() -> Path:
@@ -272,6 +275,13 @@ class WafStage(Stage):
         self._detector = detector
         self._stream_opaque = config.opaque_bodies == "stream"
         self._content = content_kinds(config.content)
+        # Exclusions for some consumers only: applied here, the detector knows no callers.
+        self._by_consumer: dict[str, dict[str | None, list[Exclusion]]] = {}
+        for rule in config.exclude:
+            for consumer in rule.consumers:
+                self._by_consumer.setdefault(consumer, {}).setdefault(rule.field, []).append(
+                    _exclusion(rule)
+                )
         self._refuse_unknown_encoding = config.unknown_encoding == "refuse"
 
     def wants_request_body(self, ctx: RequestContext) -> bool:
@@ -360,9 +370,18 @@ class WafStage(Stage):
 
     def _filter(self, ctx: RequestContext, verdict: Verdict) -> Verdict:
         constrained = constrained_fields(ctx)
-        if not constrained:
+        index = self._by_consumer.get(ctx.identity.consumer) if ctx.identity else None
+        if not constrained and not index:
             return verdict
         kept = drop_constrained(verdict.findings, constrained)
+        if index:
+            kept = tuple(
+                finding
+                for finding in kept
+                if not excluded(
+                    index, finding.rule_id, finding.category, finding.location, finding.field
+                )
+            )
         return rescore(kept, self._detector.paranoia, self._detector.threshold)
 
     @staticmethod
