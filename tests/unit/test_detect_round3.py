@@ -4,6 +4,7 @@ refused."""
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -340,3 +341,42 @@ def test_windows_document_paths_pass(path: str) -> None:
 )
 def test_windows_file_probes_and_real_line_breaks_are_still_refused(probe: str) -> None:
     assert search(probe).blocked
+
+
+# -- OAuth redirect URIs ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "verdict_of",
+    [
+        lambda url: search_param("redirect_uri", url),
+        lambda url: json_body({"client_name": "cli", "redirect_uris": [url]}),
+        lambda url: json_body({"post_logout_redirect_uri": url}),
+    ],
+)
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:53682/callback", "http://localhost:8080/oauth2/callback"]
+)
+def test_loopback_oauth_redirect_uris_are_not_ssrf(verdict_of: Any, url: str) -> None:
+    assert not verdict_of(url).findings
+
+
+@pytest.mark.parametrize(
+    "verdict_of",
+    [
+        lambda url: search_param("callback_url", url),
+        lambda url: json_body({"webhook": url}),
+        lambda url: json_body({"redirect_uri": "gopher://127.0.0.1:6379/_x"}),
+        lambda url: json_body({"redirect_uri": "http://169.254.169.254/latest/meta-data/"}),
+    ],
+)
+def test_urls_the_server_fetches_are_still_ssrf(verdict_of: Any) -> None:
+    verdict = verdict_of("http://127.0.0.1:8080/admin")
+    assert verdict.blocked
+    assert "ssrf" in verdict.categories
+
+
+def search_param(name: str, value: str) -> Verdict:
+    return DETECTOR.inspect(
+        RequestParts.from_target("GET", "/oauth/authorize?" + urlencode({name: value}))
+    )

@@ -107,6 +107,30 @@ _STRONG_SQLI_MIN = 3
 # which no browser page has, still count.
 _PAGE_HEADERS = frozenset({"referer", "origin"})
 _PAGE_HOST_KINDS = frozenset({"loopback", "private", "link_local"})
+# OAuth/OIDC redirect URIs name where the browser goes next, and native apps must use a
+# loopback one (RFC 8252 §7.3): http://127.0.0.1:53682/callback is no SSRF either.
+_REDIRECT_LOCATIONS = frozenset({"query", "form", "json"})
+_REDIRECT_NAMES = frozenset(
+    {
+        "redirect_uri",
+        "redirect_uris",
+        "post_logout_redirect_uri",
+        "post_logout_redirect_uris",
+        "initiate_login_uri",
+    }
+)
+
+
+def redirect_field(field: str) -> bool:
+    """Whether a field path names an OAuth/OIDC redirect URI (``redirect_uri``,
+    ``$.redirect_uris[0]``, ``$.client.post_logout_redirect_uri``)."""
+    name = field.rsplit(".", 1)[-1]
+    bracket = name.find("[")
+    if bracket > 0:
+        name = name[:bracket]
+    return name in _REDIRECT_NAMES
+
+
 # What phone numbers are written with. Such a value has no keyword, quote or comment, so
 # the most it can do inside SQL is arithmetic: libinjection's "1)o1)" for "+2253)-7)" is
 # kept as a weak finding, not a block ("1--" has a comment and stays strong).
@@ -452,7 +476,9 @@ class Detector:
                 rule = RULES_BY_ID["xss-libinjection"]
                 self._record(rule, leaf, transform, text, None, found)
         elif gate == _GATE_URL:
-            page = leaf.location == "header" and leaf.field in _PAGE_HEADERS
+            page = (leaf.location == "header" and leaf.field in _PAGE_HEADERS) or (
+                leaf.location in _REDIRECT_LOCATIONS and redirect_field(leaf.field)
+            )
             for issue in find_url_issues(text):
                 if page and issue.kind in _PAGE_HOST_KINDS:
                     continue
