@@ -425,3 +425,26 @@ def test_values_inside_a_property_list_are_inspected() -> None:
     verdict = xml_body(body)
     assert verdict.blocked
     assert "sqli" in verdict.categories
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/run/secrets/db_password",
+        "/etc/ssl/private/server.key",
+        "/etc/ssh/ssh_host_ed25519_key",
+        "/var/run/secrets/kubernetes.io/serviceaccount/token",
+        "/proc/self/environ",
+    ],
+)
+def test_absolute_paths_to_secrets_in_file_fields_are_refused(path: str) -> None:
+    verdict = json_body({"file": path})
+    assert verdict.blocked
+    assert "path_traversal" in verdict.categories
+
+
+@pytest.mark.parametrize(
+    "path", ["/usr/share/doc/readme.txt", "/home/anne/report.pdf", "/srv/run/secretsanta.txt"]
+)
+def test_ordinary_absolute_paths_pass(path: str) -> None:
+    assert not json_body({"file": path}).blocked

@@ -792,7 +792,8 @@ RULES: tuple[Rule, ...] = (
         PATH_TRAVERSAL,
         CRITICAL,
         1,
-        "well-known sensitive files: /etc/passwd, win.ini, /proc/self/environ, .htaccess",
+        "well-known sensitive files: /etc/passwd, win.ini, /proc/self/environ, .htaccess, "
+        "/run/secrets/, /etc/ssl/private/",
         r"\b(etc|private/etc)[/\\]+(passwd|shadow|group|hosts|issue|motd|"
         r"master\.passwd|sudoers|crontab|fstab|mysql|httpd|apache2|nginx|ssh|security)\b|"
         r"\betc([^a-z0-9\x00]{1,12}|0x[25][cf])+(passwd|shadow|issue|hosts|group|sudoers|motd)\b|"
@@ -802,6 +803,9 @@ RULES: tuple[Rule, ...] = (
         r"({B}|[/\\])\.(htaccess|htpasswd|git[/\\]|svn[/\\]|env\b|ssh[/\\]|aws[/\\])|"
         r"\bweb-inf[/\\]|\bid_(rsa|dsa|ecdsa|ed25519)\b|[/\\]var[/\\]+log[/\\]|"
         r"\bvar[/\\]+(run|lib)[/\\]+(secrets|docker)|[/\\]root[/\\]+\.|"
+        # Container and TLS secrets: /run/secrets/db_password, /etc/ssl/private/server.key
+        r"({B}|[/\\])run[/\\]+secrets[/\\]|\betc[/\\]+(ssl|pki)[/\\]+private\b|"
+        r"\bssh_host_[a-z0-9]+_key\b|"
         r"\bboot\.ini\b|\binetpub[/\\]|\bphp\.ini\b|\bwp-config\.php\b|\bweb\.config\b|"
         r"\bntuser\.dat\b|\brepair[/\\]+(sam|system|security|software)\b|"
         r"%(systemroot|windir|systemdrive)%[/\\]|\\\\[a-z0-9._:-]+\\(admin|ipc|[a-z])\$",
