@@ -339,6 +339,20 @@ async def test_oversized_body_is_a_json_413(client: aiohttp.ClientSession) -> No
         assert response.content_type == "application/json"
 
 
+# --- support desk ---------------------------------------------------------------------
+
+
+async def test_a_ticket_is_opened_with_its_markdown_kept_as_sent(
+    client: aiohttp.ClientSession,
+) -> None:
+    ticket = {"subject": "Export", "description": "Steps:\n\n```sql\nSELECT 1;\n```"}
+    async with client.post("/api/v1/tickets", json=ticket) as response:
+        created = await _json(response, 201)
+    assert created == {**ticket, "id": 1, "status": "open"}
+    async with client.post("/api/v1/tickets", json={"subject": "x"}) as response:
+        assert await _error_code(response, 400) == "invalid_field"
+
+
 # --- search ---------------------------------------------------------------------------
 
 
@@ -495,6 +509,7 @@ def test_openapi_document_declares_exactly_the_demo_endpoints() -> None:
         ("POST", "/api/v1/accounts"),
         ("GET", "/api/v1/accounts/{id}"),
         ("GET", "/api/v1/search"),
+        ("POST", "/api/v1/tickets"),
         ("POST", "/graphql"),
     }
     public = {("GET", "/api/v1/status"), ("POST", "/api/v1/login")}
@@ -532,6 +547,9 @@ async def test_responses_conform_to_the_openapi_schemas(client: aiohttp.ClientSe
         check(await _json(response, 201), "Account")
     async with client.post("/api/v1/login", json={"username": "demo", "password": "x"}) as response:
         check(await _json(response, 401), "Error")
+    ticket = {"subject": "Export", "description": "```sql\nSELECT 1;\n```"}
+    async with client.post("/api/v1/tickets", json=ticket) as response:
+        check(await _json(response, 201), "Ticket")
     async with client.get("/api/v1/accounts/abc") as response:
         check(await _json(response, 400), "Error")
     check(

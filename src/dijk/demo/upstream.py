@@ -201,6 +201,7 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
 
 BANK_KEY = web.AppKey("bank", Bank)
 OPENAPI_KEY = web.AppKey("openapi", str)
+TICKETS_KEY = web.AppKey("tickets", list[dict[str, object]])
 
 
 async def _status(request: web.Request) -> web.Response:
@@ -261,6 +262,28 @@ async def _search(request: web.Request) -> web.Response:
     if len(query) > MAX_QUERY_LENGTH:
         raise BadRequestError("invalid_parameter", f"'q' is longer than {MAX_QUERY_LENGTH}")
     return web.json_response({"results": request.app[BANK_KEY].search(query), "query": query})
+
+
+MAX_TICKET_SUBJECT = 200
+MAX_TICKET_DESCRIPTION = 20_000
+
+
+async def _create_ticket(request: web.Request) -> web.Response:
+    """The support desk: a subject (plain text) and a markdown description, kept in memory."""
+    body = await _json_object(request)
+    subject = _required_string(body, "subject")
+    description = _required_string(body, "description")
+    if len(subject) > MAX_TICKET_SUBJECT or len(description) > MAX_TICKET_DESCRIPTION:
+        raise BadRequestError("invalid_field", "subject or description is too long")
+    tickets = request.app[TICKETS_KEY]
+    ticket = {
+        "id": len(tickets) + 1,
+        "subject": subject,
+        "description": description,
+        "status": "open",
+    }
+    tickets.append(ticket)
+    return web.json_response(ticket, status=201)
 
 
 class _QueryRoot:
@@ -328,6 +351,7 @@ def create_app(data_dir: pathlib.Path, seed: int = DEFAULT_SEED) -> web.Applicat
     (data_dir / "upstream").mkdir(parents=True, exist_ok=True)
     app = web.Application(middlewares=[_json_errors])
     app[BANK_KEY] = Bank(data_dir, seed)
+    app[TICKETS_KEY] = []
     app[OPENAPI_KEY] = (
         importlib.resources.files("dijk.demo").joinpath("openapi.yaml").read_text("utf-8")
     )
@@ -338,6 +362,7 @@ def create_app(data_dir: pathlib.Path, seed: int = DEFAULT_SEED) -> web.Applicat
     app.router.add_post("/api/v1/accounts", _create_account)
     app.router.add_get("/api/v1/accounts/{id}", _get_account)
     app.router.add_get("/api/v1/search", _search)
+    app.router.add_post("/api/v1/tickets", _create_ticket)
     app.router.add_post("/graphql", _graphql)
     return app
 
