@@ -1,0 +1,377 @@
+"""Path templates learnt from raw paths: which segments are identifiers.
+
+A segment is judged first by its **shape**:
+
+- *identifier* shapes are always a parameter: integers of three or more digits, UUIDs,
+  hexadecimal hashes (16+ digits), e-mail addresses, dates and timestamps, long random
+  tokens (20+ letters and digits mixed), and any of these with a file extension
+  (``42.json`` becomes ``{id}.json``);
+- *static* shapes are names: letters, camel case, one ``-`` join or up to three ``_``
+  joins (``me``, ``reset-password``, ``accountHolders``, ``account_holder_name``), versions (``v1``, ``v2beta``), and names with a
+  short number (``oauth2``, ``ipv6``); they stay literal;
+- *short numbers* (one or two digits) are identifiers at the end of a path, but in the
+  middle of one they may be a version (``/api/2/users``): they stay literal until a
+  second value turns up at that place, then every number there is a parameter;
+- anything else (slugs such as ``my-first-post``, codes such as ``AB12CD``) is
+  *ambiguous*, and **cardinality** decides: once more than ``ambiguous_limit`` distinct
+  ambiguous values were seen at one place, that place is a parameter for all of them.
+
+So ``/users/17`` and ``/users/18`` are ``/users/{id}``, while ``/users/me`` stays, even
+beside thousands of numeric ids. The tree that remembers places is bounded
+(``max_nodes``): past it, an unknown segment at a place that already has a parameter goes
+there, and otherwise is written as a parameter rather than grow the tree.
+
+Templates use ``{}`` for a parameter internally (:data:`PARAM`); names are given when a
+document is written (:func:`parameter_names`). Everything here is pure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+__all__ = [
+    "PARAM",
+    "PathTree",
+    "SegmentKind",
+    "classify",
+    "fold_templates",
+    "parameter_names",
+    "split_path",
+    "template_segments",
+]
+
+PARAM: Final = "{}"
+MAX_SEGMENTS: Final = 24
+_MAX_SEGMENT_CHARS: Final = 200
+
+
+class SegmentKind:
+    """Shape classes of a path segment (strings, so that they serialise as they are)."""
+
+    INTEGER: Final = "integer"
+    UUID: Final = "uuid"
+    HEX: Final = "hex"
+    EMAIL: Final = "email"
+    DATE: Final = "date"
+    DATE_TIME: Final = "date-time"
+    TOKEN: Final = "token"
+    SHORT_NUMBER: Final = "short"
+    STATIC: Final = "static"
+    AMBIGUOUS: Final = "ambiguous"
+
+
+IDENTIFIERS: Final = frozenset(
+    {
+        SegmentKind.INTEGER,
+        SegmentKind.UUID,
+        SegmentKind.HEX,
+        SegmentKind.EMAIL,
+        SegmentKind.DATE,
+        SegmentKind.DATE_TIME,
+        SegmentKind.TOKEN,
+    }
+)
+
+_INTEGER: Final = re.compile(r"-?[0-9]{3,}")
+_SHORT: Final = re.compile(r"[0-9]{1,2}")
+_UUID: Final = re.compile(
+    r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+)
+_HEX: Final = re.compile(r"(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{16,}|[0-9A-F]{16,}")
+_EMAIL: Final = re.compile(r"[^@/\s]{1,64}(?:@|%40)[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}")
+_DATE: Final = re.compile(r"(?:19|20)[0-9]{2}-[01][0-9]-[0-3][0-9]")
+_DATE_TIME: Final = re.compile(
+    r"(?:19|20)[0-9]{2}-[01][0-9]-[0-3][0-9][T ][0-2][0-9](?::|%3A)[0-5][0-9].*"
+)
+_TOKEN: Final = re.compile(r"(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,}")
+_STATIC: Final = re.compile(
+    r"[A-Za-z][a-z]*(?:[A-Z][a-z]*)*(?:[-.][A-Za-z][a-z]*(?:[A-Z][a-z]*)*)?"
+    r"|[A-Za-z][a-z]*(?:_[A-Za-z][a-z]*){1,3}"
+    r"|v[0-9]{1,2}(?:\.[0-9]{1,2})?(?:alpha|beta)?[0-9]?"
+    r"|[A-Za-z]{2,}[0-9]{1,2}|[0-9]\.[0-9]"
+)
+_EXTENSION: Final = re.compile(r"(.+?)(\.[A-Za-z][A-Za-z0-9]{0,5})")
+
+
+def classify(segment: str) -> str:
+    """The shape class of one (non-empty) segment."""
+    if _SHORT.fullmatch(segment):
+        return SegmentKind.SHORT_NUMBER
+    if _INTEGER.fullmatch(segment):
+        return SegmentKind.INTEGER
+    if len(segment) > _MAX_SEGMENT_CHARS:
+        return SegmentKind.TOKEN
+    if _UUID.fullmatch(segment):
+        return SegmentKind.UUID
+    if _DATE.fullmatch(segment):
+        return SegmentKind.DATE
+    if _DATE_TIME.fullmatch(segment):
+        return SegmentKind.DATE_TIME
+    if "@" in segment or "%40" in segment:
+        if _EMAIL.fullmatch(segment):
+            return SegmentKind.EMAIL
+    if _HEX.fullmatch(segment):
+        return SegmentKind.HEX
+    if _STATIC.fullmatch(segment) and len(segment) <= 48:
+        return SegmentKind.STATIC
+    if _TOKEN.fullmatch(segment):
+        return SegmentKind.TOKEN
+    return SegmentKind.AMBIGUOUS
+
+
+def _split_extension(segment: str) -> tuple[str, str]:
+    """``42.json`` → (``42``, ``.json``) when the stem is an identifier; else (segment, "")."""
+    if "." not in segment or "@" in segment:
+        return segment, ""
+    found = _EXTENSION.fullmatch(segment)
+    if found is None:
+        return segment, ""
+    stem = found.group(1)
+    kind = classify(stem)
+    if kind in IDENTIFIERS or kind == SegmentKind.SHORT_NUMBER:
+        return stem, found.group(2)
+    return segment, ""
+
+
+def split_path(path: str) -> list[str]:
+    """Segments of a path without its query; at most :data:`MAX_SEGMENTS` (the rest folded)."""
+    cut = path.find("?")
+    if cut >= 0:
+        path = path[:cut]
+    segments = path.split("/")[1:] if path.startswith("/") else path.split("/")
+    if len(segments) > MAX_SEGMENTS:
+        segments = [*segments[: MAX_SEGMENTS - 1], PARAM]
+    return segments
+
+
+def template_segments(template: str) -> list[str]:
+    return template.split("/")[1:] if template.startswith("/") else template.split("/")
+
+
+@dataclass(slots=True)
+class _Node:
+    children: dict[str, _Node] = field(default_factory=dict)
+    param: _Node | None = None
+    # What made this place a parameter for numbers / for ambiguous segments.
+    numbers_merged: bool = False
+    ambiguous_merged: bool = False
+    short_children: int = 0
+    ambiguous_children: int = 0
+
+    def size(self) -> int:
+        total = 1 + sum(child.size() for child in self.children.values())
+        return total + (self.param.size() if self.param is not None else 0)
+
+
+def _merge_into(target: _Node, source: _Node) -> int:
+    """Fold ``source``'s subtree into ``target``; the number of nodes that went away."""
+    removed = 1
+    for name, child in source.children.items():
+        existing = target.children.get(name)
+        if existing is None:
+            target.children[name] = child
+        else:
+            removed += _merge_into(existing, child)
+    if source.param is not None:
+        if target.param is None:
+            target.param = source.param
+        else:
+            removed += _merge_into(target.param, source.param)
+    target.numbers_merged |= source.numbers_merged
+    target.ambiguous_merged |= source.ambiguous_merged
+    return removed
+
+
+class PathTree:
+    """Places seen in paths, and which of them are parameters (see the module docstring).
+
+    ``template(path)`` learns from the path and answers its template; ``resolve(template)``
+    answers what a template learnt earlier is now (a place may have become a parameter
+    since). Not thread-safe; one per learner.
+    """
+
+    __slots__ = ("_root", "ambiguous_limit", "max_nodes", "nodes")
+
+    def __init__(self, *, max_nodes: int = 20_000, ambiguous_limit: int = 8) -> None:
+        self._root = _Node()
+        self.max_nodes = max_nodes
+        self.ambiguous_limit = ambiguous_limit
+        self.nodes = 1
+
+    def template(self, path: str) -> str:
+        return self.learn(split_path(path))
+
+    def learn(self, segments: Sequence[str]) -> str:
+        node = self._root
+        out: list[str] = []
+        last = len(segments) - 1
+        for index, raw in enumerate(segments):
+            if raw == PARAM:
+                node = self._param(node)
+                out.append(PARAM)
+                continue
+            segment, extension = _split_extension(raw) if "." in raw else (raw, "")
+            node, written = self._step(node, segment, index == last)
+            out.append(written + extension if written == PARAM else raw)
+        return "/" + "/".join(out)
+
+    def _param(self, node: _Node) -> _Node:
+        if node.param is None:
+            node.param = _Node()
+            self.nodes += 1
+        return node.param
+
+    def _step(self, node: _Node, segment: str, last: bool) -> tuple[_Node, str]:
+        child = node.children.get(segment)
+        if child is not None:
+            return child, segment
+        kind = classify(segment) if segment else SegmentKind.STATIC
+        if kind in IDENTIFIERS:
+            return self._param(node), PARAM
+        if kind == SegmentKind.SHORT_NUMBER:
+            if node.numbers_merged or last:
+                return self._param(node), PARAM
+            if node.short_children >= 1:
+                self._merge(node, SegmentKind.SHORT_NUMBER)
+                return self._param(node), PARAM
+            node.short_children += 1
+        elif kind == SegmentKind.AMBIGUOUS:
+            if node.ambiguous_merged:
+                return self._param(node), PARAM
+            if node.ambiguous_children >= self.ambiguous_limit:
+                self._merge(node, SegmentKind.AMBIGUOUS)
+                return self._param(node), PARAM
+            node.ambiguous_children += 1
+        if self.nodes >= self.max_nodes:
+            return self._param(node), PARAM  # full: a parameter rather than a new place
+        child = _Node()
+        node.children[segment] = child
+        self.nodes += 1
+        return child, segment
+
+    def _merge(self, node: _Node, kind: str) -> None:
+        """Make a place a parameter: its ``kind`` literals fold into the parameter."""
+        if kind == SegmentKind.SHORT_NUMBER:
+            node.numbers_merged = True
+        else:
+            node.ambiguous_merged = True
+        target = self._param(node)
+        for name in [name for name in node.children if _folds(name, node)]:
+            self.nodes -= _merge_into(target, node.children.pop(name))
+        node.short_children = sum(1 for name in node.children if _SHORT.fullmatch(name))
+        node.ambiguous_children = sum(
+            1 for name in node.children if classify(name) == SegmentKind.AMBIGUOUS
+        )
+
+    def resolve(self, template: str) -> str:
+        """The template as the tree sees it now (literals of merged places become ``{}``)."""
+        node: _Node | None = self._root
+        out: list[str] = []
+        for segment in template_segments(template):
+            if node is None:
+                out.append(segment)
+                continue
+            if segment.startswith(PARAM):
+                node = node.param
+                out.append(segment)
+                continue
+            if node.param is not None and _folds(segment, node):
+                stem, extension = _split_extension(segment)
+                node = node.param
+                out.append(PARAM + extension if stem != segment else PARAM)
+                continue
+            child = node.children.get(segment)
+            if child is not None:
+                node = child
+                out.append(segment)
+                continue
+            node = None
+            out.append(segment)
+        return "/" + "/".join(out)
+
+
+def _folds(segment: str, node: _Node) -> bool:
+    """Whether a literal at a merged place belongs to its parameter."""
+    stem, _ = _split_extension(segment)
+    kind = classify(stem) if stem else SegmentKind.STATIC
+    if kind in IDENTIFIERS:
+        return True
+    if kind == SegmentKind.SHORT_NUMBER:
+        return node.numbers_merged
+    if kind == SegmentKind.AMBIGUOUS:
+        return node.ambiguous_merged
+    return False
+
+
+def fold_templates(templates: Iterable[str], *, ambiguous_limit: int = 8) -> dict[str, str]:
+    """Each template mapped to its canonical form over the whole set.
+
+    Inventories merged from several gateways (or kept before and after a place became a
+    parameter) can hold ``/posts/{}`` beside ``/posts/my-first-post``; the literal folds
+    into the parameter when its shape says it may (a number, an ambiguous segment), never
+    when it is a name (``/users/me`` stays).
+    """
+    tree = PathTree(max_nodes=1 << 30, ambiguous_limit=ambiguous_limit)
+    ordered = sorted(set(templates), key=lambda text: text.count(PARAM), reverse=True)
+    for template in ordered:
+        tree.learn(template_segments(template))
+    # Where a parameter exists, numbers and ambiguous literals beside it belong to it.
+    _mark_param_places(tree._root)
+    return {template: tree.resolve(template) for template in ordered}
+
+
+def _mark_param_places(node: _Node) -> None:
+    if node.param is not None:
+        node.numbers_merged = True
+        node.ambiguous_merged = True
+    for child in node.children.values():
+        _mark_param_places(child)
+    if node.param is not None:
+        _mark_param_places(node.param)
+
+
+_NAME_CHARS: Final = re.compile(r"[^A-Za-z0-9]+")
+
+
+def parameter_names(template: str) -> tuple[str, list[str]]:
+    """Give each ``{}`` a name: the first ``id``, later ones after the literal before them.
+
+    ``/users/{}/posts/{}`` → ``/users/{id}/posts/{postId}``; names are unique in a path.
+    """
+    segments = template_segments(template)
+    names: list[str] = []
+    out: list[str] = []
+    previous = ""
+    for segment in segments:
+        if segment.startswith(PARAM):
+            name = "id" if not names else _name_after(previous)
+            base, counter = name, 2
+            while name in names:
+                name = f"{base}{counter}"
+                counter += 1
+            names.append(name)
+            out.append("{" + name + "}" + segment[len(PARAM) :])
+        else:
+            out.append(segment)
+            if segment:
+                previous = segment
+    return "/" + "/".join(out), names
+
+
+def _name_after(literal: str) -> str:
+    words = [word for word in _NAME_CHARS.split(literal) if word]
+    if not words or not words[0][0].isalpha():
+        return "id"
+    stem = words[-1]
+    if stem.endswith("ies") and len(stem) > 4:
+        stem = stem[:-3] + "y"
+    elif stem.endswith("s") and not stem.endswith("ss") and len(stem) > 3:
+        stem = stem[:-1]
+    head = words[0].lower() if len(words) > 1 else stem[0].lower() + stem[1:]
+    parts = [head, *(word.capitalize() for word in words[1:-1])]
+    if len(words) > 1:
+        parts.append(stem.capitalize())
+    return "".join(parts) + "Id"
