@@ -291,6 +291,11 @@ class Learner:
     def __len__(self) -> int:
         return len(self._endpoints)
 
+    @property
+    def seen_endpoints(self) -> int:
+        """Endpoints this learner has seen (also those already taken by a flush)."""
+        return len(self._seen)
+
     def endpoints(self) -> Iterator[Endpoint]:
         return iter(list(self._endpoints.values()))
 
@@ -396,10 +401,12 @@ def merge_endpoint(into: Endpoint, other: Endpoint, max_places: int = 1 << 30) -
 def fold_endpoints(endpoints: Iterable[Endpoint], ambiguous_limit: int = 8) -> list[Endpoint]:
     """Endpoints with literal templates folded into parameters seen at the same place."""
     items = list(endpoints)
-    canonical = fold_templates((item["template"] for item in items), ambiguous_limit=ambiguous_limit)
+    canonical = fold_templates(
+        (item["template"] for item in items), ambiguous_limit=ambiguous_limit
+    )
     merged: dict[tuple[str, str], Endpoint] = {}
     for item in items:
-        template = canonical.get(item["template"], item["template"])
+        template: str = canonical.get(item["template"]) or item["template"]
         key = (item["method"], template)
         if key in merged:
             merge_endpoint(merged[key], item)

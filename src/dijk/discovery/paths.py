@@ -7,8 +7,9 @@ A segment is judged first by its **shape**:
   tokens (20+ letters and digits mixed), and any of these with a file extension
   (``42.json`` becomes ``{id}.json``);
 - *static* shapes are names: letters, camel case, one ``-`` join or up to three ``_``
-  joins (``me``, ``reset-password``, ``accountHolders``, ``account_holder_name``), versions (``v1``, ``v2beta``), and names with a
-  short number (``oauth2``, ``ipv6``); they stay literal;
+  joins (``me``, ``reset-password``, ``accountHolders``, ``account_holder_name``),
+  versions (``v1``, ``v2beta``), and names with a short number (``oauth2``, ``ipv6``);
+  they stay literal;
 - *short numbers* (one or two digits) are identifiers at the end of a path, but in the
   middle of one they may be a version (``/api/2/users``): they stay literal until a
   second value turns up at that place, then every number there is a parameter;
@@ -57,7 +58,7 @@ class SegmentKind:
     EMAIL: Final = "email"
     DATE: Final = "date"
     DATE_TIME: Final = "date-time"
-    TOKEN: Final = "token"
+    TOKEN: Final = "token"  # noqa: S105 - a shape name, not a credential
     SHORT_NUMBER: Final = "short"
     STATIC: Final = "static"
     AMBIGUOUS: Final = "ambiguous"
@@ -110,9 +111,8 @@ def classify(segment: str) -> str:
         return SegmentKind.DATE
     if _DATE_TIME.fullmatch(segment):
         return SegmentKind.DATE_TIME
-    if "@" in segment or "%40" in segment:
-        if _EMAIL.fullmatch(segment):
-            return SegmentKind.EMAIL
+    if ("@" in segment or "%40" in segment) and _EMAIL.fullmatch(segment):
+        return SegmentKind.EMAIL
     if _HEX.fullmatch(segment):
         return SegmentKind.HEX
     if _STATIC.fullmatch(segment) and len(segment) <= 48:

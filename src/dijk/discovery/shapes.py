@@ -50,9 +50,7 @@ _FORMATS: Final = (
     ("date", re.compile(r"[0-9]{4}-[01][0-9]-[0-3][0-9]")),
     (
         "uuid",
-        re.compile(
-            r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-        ),
+        re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"),
     ),
     ("email", re.compile(r"[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,24}")),
     ("uri", re.compile(r"(?i)https?://[^\s]{1,2000}")),
@@ -303,7 +301,7 @@ def redacted_example(schema: Mapping[str, Any], depth: int = 0) -> Any:
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((item for item in kind if item != "null"), "null")
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][0]
     if kind == "object" and depth < 8:
         return {
