@@ -33,6 +33,10 @@ app.add_typer(privacy_app, name="privacy")
 app.add_typer(breach_app, name="breach")
 app.add_typer(keys_app, name="keys")
 
+from dijk.cli.discover import discover_app  # noqa: E402 - sub-app of API discovery
+
+app.add_typer(discover_app, name="discover")
+
 
 @app.command()
 def version() -> None:

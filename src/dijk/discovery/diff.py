@@ -306,7 +306,9 @@ def _seen(endpoint: Endpoint) -> dict[str, Any]:
 def _shadow(endpoint: Endpoint, named: str, path_known: bool, spec_file: str) -> Finding:
     method = endpoint["method"]
     why = "the path is declared, not this method" if path_known else "no declared path matches"
-    message = f"{method} {named} was called {endpoint['count']} times but is not declared ({why})"
+    count = endpoint["count"]
+    times = "once" if count == 1 else f"{count} times"
+    message = f"{method} {named} was called {times} but is not declared ({why})"
     if endpoint.get("pii"):
         message += f"; it carried personal data: {', '.join(sorted(endpoint['pii']))}"
     return _finding(SHADOW, message, spec_file, method, named, "/paths", _seen(endpoint))

@@ -167,7 +167,8 @@ def _responses(endpoint: Endpoint) -> dict[str, Any]:
     statuses: Mapping[str, int] = endpoint.get("status", {})
     responses: dict[str, Any] = {}
     for status in sorted(statuses):
-        answer: dict[str, Any] = {"description": f"Seen {statuses[status]} times."}
+        seen = statuses[status]
+        answer: dict[str, Any] = {"description": f"Seen {seen} time{'s' if seen != 1 else ''}."}
         content = _media(
             endpoint.get("response_types", {}).get(status, {}),
             endpoint.get("responses", {}).get(status),
