@@ -121,8 +121,8 @@ class DiscoveryStage(Stage):
         headers = ctx.response_headers
         if not _json_media(_first(headers, "content-type")) or _first(headers, "content-encoding"):
             return False
-        length = _first(headers, "content-length")
-        return length is not None and length.isdigit() and int(length) <= self._max_body
+        length = ctx.response_length
+        return length is not None and length <= self._max_body
 
     async def response_body(self, ctx: RequestContext) -> Decision | None:
         ctx.annotations[_RESPONSE] = ctx.response_body  # what the upstream sent, unmasked
