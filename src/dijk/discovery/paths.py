@@ -193,10 +193,13 @@ class PathTree:
     since). Not thread-safe; one per learner.
     """
 
-    __slots__ = ("_root", "ambiguous_limit", "max_nodes", "nodes")
+    __slots__ = ("_full", "_root", "ambiguous_limit", "max_nodes", "nodes")
 
     def __init__(self, *, max_nodes: int = 20_000, ambiguous_limit: int = 8) -> None:
         self._root = _Node()
+        # Where paths go once the tree is full: a parameter of itself, never growing.
+        self._full = _Node()
+        self._full.param = self._full
         self.max_nodes = max_nodes
         self.ambiguous_limit = ambiguous_limit
         self.nodes = 1
@@ -220,6 +223,8 @@ class PathTree:
 
     def _param(self, node: _Node) -> _Node:
         if node.param is None:
+            if self.nodes >= self.max_nodes:
+                return self._full
             node.param = _Node()
             self.nodes += 1
         return node.param
@@ -260,7 +265,11 @@ class PathTree:
             node.ambiguous_merged = True
         target = self._param(node)
         for name in [name for name in node.children if _folds(name, node)]:
-            self.nodes -= _merge_into(target, node.children.pop(name))
+            child = node.children.pop(name)
+            if target is self._full:  # no room for a parameter: forget the place
+                self.nodes -= child.size()
+            else:
+                self.nodes -= _merge_into(target, child)
         node.short_children = sum(1 for name in node.children if _SHORT.fullmatch(name))
         node.ambiguous_children = sum(
             1 for name in node.children if classify(name) == SegmentKind.AMBIGUOUS
