@@ -55,7 +55,9 @@ def test_enum_only_where_few_codes_recur() -> None:
 
 
 def test_values_of_personal_or_secret_fields_never_become_enums() -> None:
-    samples = [{"username": ["demo", "admin"][i % 2], "city": ["delft", "gouda"][i % 2]} for i in range(40)]
+    samples = [
+        {"username": ["demo", "admin"][i % 2], "city": ["delft", "gouda"][i % 2]} for i in range(40)
+    ]
     properties = _schema(*samples)["properties"]
     assert "enum" not in properties["username"]
     assert "enum" not in properties["city"]
@@ -224,8 +226,13 @@ def test_audit_log_import_keeps_route_templates() -> None:
             "auth_method": "api_key",
             "pii_categories": ["email"],
         },
-        {"time": "2026-12-07T10:00:00Z", "method": "POST", "route": "admin:reload",
-         "path_template": "/admin/api/v1/reload", "status": 200},
+        {
+            "time": "2026-12-07T10:00:00Z",
+            "method": "POST",
+            "route": "admin:reload",
+            "path_template": "/admin/api/v1/reload",
+            "status": 200,
+        },
     ]
     learner = Learner()
     for exchange in from_audit_log(records):

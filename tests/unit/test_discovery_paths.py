@@ -119,7 +119,9 @@ def test_parameter_names_are_unique_and_follow_the_literal_before() -> None:
 
 
 def test_folding_merges_literals_learnt_elsewhere_but_keeps_names() -> None:
-    folded = fold_templates(["/posts/{}", "/posts/a-b-c-d", "/posts/42/x", "/users/me", "/users/{}"])
+    folded = fold_templates(
+        ["/posts/{}", "/posts/a-b-c-d", "/posts/42/x", "/users/me", "/users/{}"]
+    )
     assert folded["/posts/a-b-c-d"] == "/posts/{}"
     assert folded["/posts/42/x"] == "/posts/{}/x"
     assert folded["/users/me"] == "/users/me"
