@@ -119,7 +119,8 @@ def test_least_recently_seen_endpoints_are_evicted_and_counted() -> None:
     assert len(learner) == 10
     assert learner.evicted == 16
     templates = {endpoint["template"] for endpoint in learner.endpoints()}
-    assert "/resourcey/list" in templates and "/resourcea/list" in templates
+    assert "/resourcey/list" in templates
+    assert "/resourcea/list" in templates
     assert "/resourcep/list" not in templates
 
 
@@ -204,7 +205,8 @@ def test_har_import() -> None:
 
 def test_access_log_import() -> None:
     lines = [
-        '127.0.0.1 - - [07/Dec/2026:10:00:00 +0000] "GET /api/items/1234?page=2 HTTP/1.1" 200 12 "-" "curl"',
+        '127.0.0.1 - - [07/Dec/2026:10:00:00 +0000] "GET /api/items/1234?page=2 HTTP/1.1"'
+        ' 200 12 "-" "curl"',
         '127.0.0.1 - - [07/Dec/2026:10:00:01 +0000] "DELETE /api/items/99999 HTTP/1.1" 204 0',
     ]
     templates = {(item.method, item.path, item.status) for item in from_access_log(lines)}

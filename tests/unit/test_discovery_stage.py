@@ -93,7 +93,8 @@ async def test_route_with_discovery_gets_the_stage_and_unmatched_requests_are_re
     await unmatched.log(_ctx("/wp-admin/setup.php"))
     assert resources.discovery is not None
     (endpoint,) = resources.discovery.learner.endpoints()
-    assert endpoint["unrouted"] == 1 and endpoint["status"] == {}
+    assert endpoint["unrouted"] == 1
+    assert endpoint["status"] == {}
     off = _config(tmp_path, unmatched=False)
     assert not any(
         isinstance(stage, UnmatchedDiscoveryStage)
@@ -141,7 +142,8 @@ async def test_unsampled_requests_only_count(tmp_path: Path) -> None:
     assert not stage.wants_response_body(ctx)
     await stage.log(ctx)
     (endpoint,) = recorder.learner.endpoints()
-    assert endpoint["count"] == 2 and endpoint["samples"] == 1
+    assert endpoint["count"] == 2
+    assert endpoint["samples"] == 1
 
 
 async def test_refused_requests_are_counted_without_the_gateways_status(tmp_path: Path) -> None:
@@ -151,7 +153,8 @@ async def test_refused_requests_are_counted_without_the_gateways_status(tmp_path
     ctx.response_status = 401
     await stage.log(ctx)
     (endpoint,) = recorder.learner.endpoints()
-    assert endpoint["count"] == 1 and endpoint["status"] == {}
+    assert endpoint["count"] == 1
+    assert endpoint["status"] == {}
 
 
 async def test_undeclared_operation_on_a_monitored_route_is_shadow(tmp_path: Path) -> None:
