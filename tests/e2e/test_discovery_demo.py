@@ -10,7 +10,6 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -61,7 +60,7 @@ def dijk(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def traffic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traffic]:
+def traffic(tmp_path_factory: pytest.TempPathFactory) -> Traffic:
     data_dir = tmp_path_factory.mktemp("discovery-demo")
     previous = os.environ.get("DIJK_ADMIN_TOKEN")
     os.environ["DIJK_ADMIN_TOKEN"] = ADMIN_TOKEN
@@ -97,7 +96,7 @@ def traffic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traffic]:
             metrics = response.read().decode()
     finally:
         assert demo.stop(30) == 0  # SIGTERM flushes the inventory
-    yield Traffic(data_dir, admin, metrics)
+    return Traffic(data_dir, admin, metrics)
 
 
 def test_discover_openapi_prints_a_valid_document_with_one_template(traffic: Traffic) -> None:

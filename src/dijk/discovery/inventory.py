@@ -49,7 +49,7 @@ __all__ = [
 Endpoint = dict[str, Any]
 
 # Estimated bytes (CPython 3.12, measured by bench/discovery.py with tracemalloc).
-_ENDPOINT_BYTES: Final = 2400
+_ENDPOINT_BYTES: Final = 2700
 _ENTRY_BYTES: Final = 110
 _PLACE_BYTES: Final = 520
 _NODE_BYTES: Final = 420
@@ -87,7 +87,7 @@ class Exchange:
 @dataclass(slots=True)
 class LearnerLimits:
     max_endpoints: int = 5000
-    max_endpoint_bytes: int = 64 * 1024
+    max_endpoint_bytes: int = 256 * 1024
     max_total_bytes: int = 64 * 1024 * 1024
     max_tree_nodes: int = 20_000
     ambiguous_limit: int = 8
@@ -218,7 +218,7 @@ class Learner:
             endpoint["route"] = exchange.route
         if sampled:
             self._details(key, endpoint, exchange)
-        if self.total_bytes > self.limits.max_total_bytes or (
+        if self.memory_bytes > self.limits.max_total_bytes or (
             len(self._endpoints) > self.limits.max_endpoints
         ):
             self._evict()
@@ -279,7 +279,8 @@ class Learner:
     def _evict(self) -> None:
         limits = self.limits
         while self._endpoints and (
-            self.total_bytes > limits.max_total_bytes or len(self._endpoints) > limits.max_endpoints
+            self.memory_bytes > limits.max_total_bytes
+            or len(self._endpoints) > limits.max_endpoints
         ):
             key, _ = self._endpoints.popitem(last=False)
             self.total_bytes -= self._sizes.pop(key)
@@ -290,6 +291,11 @@ class Learner:
 
     def __len__(self) -> int:
         return len(self._endpoints)
+
+    @property
+    def memory_bytes(self) -> int:
+        """Estimated memory of the endpoints and the path tree (what the bound counts)."""
+        return self.total_bytes + self.tree.nodes * _NODE_BYTES
 
     @property
     def seen_endpoints(self) -> int:

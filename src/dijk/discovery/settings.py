@@ -63,7 +63,7 @@ class DiscoverySettings(_Model):
         "the database).",
     )
     max_endpoint_kib: int = Field(
-        default=64,
+        default=256,
         ge=4,
         le=16_384,
         description="Memory one endpoint may take (estimated); its shapes stop growing there.",
