@@ -19,8 +19,6 @@ PostgreSQL. Reading folds templates learnt by different gateways (``/posts/{}`` 
 # ruff: noqa: S608
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 from collections.abc import Sequence
 from typing import Any, Final
@@ -29,6 +27,7 @@ import orjson
 
 from dijk.audit.store import parse_store_url
 from dijk.discovery.inventory import Endpoint, merge_endpoint
+from dijk.tables import connect_postgres, connect_sqlite, dollar
 
 __all__ = ["DiscoveryDatabase", "DiscoveryDatabaseError", "open_discovery_db"]
 
@@ -88,61 +87,21 @@ class DiscoveryDatabase:
         await self.close()
 
     def _sql(self, text: str) -> str:
-        if self.dialect == "sqlite":
-            return text
-        parts = text.split("?")
-        return parts[0] + "".join(f"${index}{part}" for index, part in enumerate(parts[1:], 1))
+        return text if self.dialect == "sqlite" else dollar(text)
 
     async def connect(self, *, create: bool) -> None:
         if self._connection is not None:
             return
+        schema = _schema(self.prefix)
+        error = DiscoveryDatabaseError
         if self.dialect == "sqlite":
-            await self._connect_sqlite(create)
+            self._connection = await connect_sqlite(
+                self.target, self.redacted, schema, create=create, error=error, autocommit=True
+            )
         else:
-            await self._connect_postgres(create)
-
-    async def _connect_sqlite(self, create: bool) -> None:
-        import aiosqlite
-
-        path = self.target
-        if path != ":memory:":
-            exists = await asyncio.to_thread(os.path.isfile, path)
-            if not create and not exists:
-                raise DiscoveryDatabaseError(f"no database at {self.redacted}")
-            if create and not exists:
-                await asyncio.to_thread(_make_parent, path)
-        try:
-            connection = await aiosqlite.connect(path, timeout=10, isolation_level=None)
-            await connection.execute("PRAGMA busy_timeout = 10000")
-            if create:
-                await connection.execute("PRAGMA journal_mode = WAL")
-                for statement in _schema(self.prefix):
-                    await connection.execute(statement)
-        except (OSError, aiosqlite.Error) as exc:
-            raise DiscoveryDatabaseError(
-                f"cannot open {self.redacted}: {type(exc).__name__}: {exc}"
-            ) from None
-        self._connection = connection
-
-    async def _connect_postgres(self, create: bool) -> None:
-        import asyncpg
-
-        try:
-            connection = await asyncpg.connect(self.target, timeout=10)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            raise DiscoveryDatabaseError(
-                f"cannot connect to {self.redacted}: {type(exc).__name__}"
-            ) from None
-        try:
-            if create:
-                async with connection.transaction():
-                    await connection.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
-                    for statement in _schema(self.prefix):
-                        await connection.execute(statement)
-        except BaseException:
-            await connection.close()
-            raise
-        self._connection = connection
+            self._connection = await connect_postgres(
+                self.target, self.redacted, schema, create=create, error=error, lock_key=_LOCK_KEY
+            )
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -219,10 +178,6 @@ class DiscoveryDatabase:
             return bool(await self._fetch(sql, (name,)))
         rows = await self._fetch("SELECT to_regclass(?) IS NOT NULL", (name,))
         return bool(rows and rows[0][0])
-
-
-def _make_parent(path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
 
 def open_discovery_db(

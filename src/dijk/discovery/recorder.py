@@ -10,11 +10,8 @@ recently seen are evicted and counted) until a flush succeeds.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import Callable
-from typing import Final
 
 import structlog
 
@@ -22,12 +19,11 @@ from dijk import metrics
 from dijk.discovery.db import DiscoveryDatabase
 from dijk.discovery.inventory import Endpoint, Exchange, Learner, LearnerLimits
 from dijk.discovery.settings import DiscoverySettings
+from dijk.flushing import PeriodicWriter
 
 __all__ = ["DiscoveryRecorder", "limits_from"]
 
 log = structlog.get_logger("dijk.discovery")
-
-_ERROR_LOG_INTERVAL_S: Final = 60.0
 
 
 def limits_from(settings: DiscoverySettings) -> LearnerLimits:
@@ -43,26 +39,17 @@ def limits_from(settings: DiscoverySettings) -> LearnerLimits:
     )
 
 
-class DiscoveryRecorder:
+class DiscoveryRecorder(PeriodicWriter[DiscoveryDatabase]):
     """Shared by the discovery stages of one configuration (see the module docstring)."""
 
     def __init__(
         self, settings: DiscoverySettings, database: Callable[[], DiscoveryDatabase]
     ) -> None:
+        super().__init__(database, settings.flush_interval_s, name="discovery", logger=log)
         self.settings = settings
         self.learner = Learner(limits_from(settings))
-        self._database_factory = database
-        self._database: DiscoveryDatabase | None = None
-        self._interval = settings.flush_interval_s
         self._shadow: set[tuple[str, str]] = set()
         self._evicted_flushed = 0
-        self.flushes = 0
-        self.failures = 0
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._closed = False
-        self._last_error_log = 0.0
         self._users = 0
 
     # -- the request path: memory only ---------------------------------------------------
@@ -101,68 +88,26 @@ class DiscoveryRecorder:
 
     # -- flushing ------------------------------------------------------------------------
 
-    def _ensure_task(self) -> None:
-        if self._task is not None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not in a loop (unit tests call flush() themselves)
-            return
-        self._task = loop.create_task(self._run(), name="dijk-discovery")
+    @property
+    def pending(self) -> int:
+        return len(self.learner)
 
-    async def _run(self) -> None:
-        while not self._closed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            if self._closed:
-                return
-            await self.flush()
-
-    async def flush(self) -> bool:
-        """Merge what was learnt since the last flush; True if written (or nothing to)."""
-        async with self._lock:
-            metrics.DISCOVERY_ENDPOINTS.set(self.learner.seen_endpoints)
-            evicted = self.learner.evicted - self._evicted_flushed
-            taken: list[Endpoint] = self.learner.take()
-            if not taken and not evicted:
-                return True
-            try:
-                database = await self._connected()
-                await database.write(taken, evicted)
-            except Exception as exc:  # the database is down or refused: keep the endpoints
-                self.failures += 1
-                self.learner.restore(taken)
-                await self._drop_connection()
-                self._log_failure(exc)
-                return False
-            self._evicted_flushed += evicted
-            self.flushes += 1
+    async def _write(self) -> bool:
+        metrics.DISCOVERY_ENDPOINTS.set(self.learner.seen_endpoints)
+        evicted = self.learner.evicted - self._evicted_flushed
+        taken: list[Endpoint] = self.learner.take()
+        if not taken and not evicted:
             return True
-
-    async def _connected(self) -> DiscoveryDatabase:
-        if self._database is None:
-            database = self._database_factory()
-            await database.connect(create=True)
-            self._database = database
-        return self._database
-
-    async def _drop_connection(self) -> None:
-        database, self._database = self._database, None
-        if database is not None:
-            with contextlib.suppress(Exception):
-                await database.close()
-
-    def _log_failure(self, exc: Exception) -> None:
-        now = time.monotonic()
-        if now - self._last_error_log < _ERROR_LOG_INTERVAL_S and self.failures > 1:
-            return
-        self._last_error_log = now
-        log.warning(
-            "discovery_flush_failed",
-            error=type(exc).__name__,
-            endpoints_pending=len(self.learner),
-            failures=self.failures,
-        )
+        try:
+            database = await self._connected()
+            await database.write(taken, evicted)
+        except Exception as exc:  # the database is down or refused: keep the endpoints
+            self.learner.restore(taken)
+            await self._failed(exc)
+            return False
+        self._evicted_flushed += evicted
+        self.flushes += 1
+        return True
 
     def retain(self) -> None:
         self._users += 1
@@ -172,16 +117,3 @@ class DiscoveryRecorder:
         if self._users <= 0:
             with contextlib.suppress(Exception):
                 await self.close()
-
-    async def close(self) -> None:
-        """Stop the timer, write what is pending, close the connection."""
-        if self._closed:
-            return
-        self._closed = True
-        self._wake.set()
-        task, self._task = self._task, None
-        if task is not None:
-            await task
-        if not await self.flush():
-            log.error("discovery_lost_on_close", endpoints=len(self.learner))
-        await self._drop_connection()
