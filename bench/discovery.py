@@ -498,6 +498,8 @@ class Score:
             for where, kinds in table.items():
                 self.field_total += 1
                 wanted = kinds - {"null"}
+                if {"integer", "number"} <= wanted:  # JSON Schema's number holds integers
+                    wanted -= {"integer"}
                 got = found.get(where, set())
                 if wanted == got:
                     self.field_right += 1

@@ -29,6 +29,7 @@ from dijk.discovery.paths import (
         ("aZ3kP9qR2sT8uV1wX4yB", SegmentKind.TOKEN),
         ("me", SegmentKind.STATIC),
         ("reset-password", SegmentKind.STATIC),
+        ("phone-number-orders", SegmentKind.STATIC),
         ("accountHolders", SegmentKind.STATIC),
         ("account_holder_name", SegmentKind.STATIC),
         ("v1", SegmentKind.STATIC),

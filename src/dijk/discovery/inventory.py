@@ -90,7 +90,7 @@ class LearnerLimits:
     max_endpoint_bytes: int = 256 * 1024
     max_total_bytes: int = 64 * 1024 * 1024
     max_tree_nodes: int = 20_000
-    ambiguous_limit: int = 8
+    ambiguous_limit: int = 4
     sample_first: int = 20
     sample_every: int = 50
     max_body_bytes: int = 256 * 1024
@@ -311,7 +311,7 @@ class Learner:
         Sampling counters and the path tree are kept: they are what makes the next requests
         cheap and their templates stable.
         """
-        taken = list(self._endpoints.values())
+        taken = self._resolved()
         self._endpoints = OrderedDict()
         self._sizes = {}
         self.total_bytes = 0
@@ -334,6 +334,10 @@ class Learner:
 
     def snapshot(self) -> list[Endpoint]:
         """Every endpoint, with templates as the tree now sees them, merged accordingly."""
+        return fold_endpoints(self._resolved(), self.limits.ambiguous_limit)
+
+    def _resolved(self) -> list[Endpoint]:
+        """Copies of the endpoints under their templates as the tree now sees them."""
         merged: dict[tuple[str, str], Endpoint] = {}
         for endpoint in self._endpoints.values():
             template = self.tree.resolve(endpoint["template"])
@@ -344,7 +348,7 @@ class Learner:
                 merge_endpoint(merged[key], copy)
             else:
                 merged[key] = copy
-        return fold_endpoints(merged.values(), self.limits.ambiguous_limit)
+        return list(merged.values())
 
 
 _NOTHING: Final = object()
@@ -404,7 +408,7 @@ def merge_endpoint(into: Endpoint, other: Endpoint, max_places: int = 1 << 30) -
     return into
 
 
-def fold_endpoints(endpoints: Iterable[Endpoint], ambiguous_limit: int = 8) -> list[Endpoint]:
+def fold_endpoints(endpoints: Iterable[Endpoint], ambiguous_limit: int = 4) -> list[Endpoint]:
     """Endpoints with literal templates folded into parameters seen at the same place."""
     items = list(endpoints)
     canonical = fold_templates(

@@ -3,22 +3,28 @@
 A segment is judged first by its **shape**:
 
 - *identifier* shapes are always a parameter: integers of three or more digits, UUIDs,
-  hexadecimal hashes (16+ digits), e-mail addresses, dates and timestamps, long random
-  tokens (20+ letters and digits mixed), and any of these with a file extension
-  (``42.json`` becomes ``{id}.json``);
-- *static* shapes are names: letters, camel case, one ``-`` join or up to three ``_``
-  joins (``me``, ``reset-password``, ``accountHolders``, ``account_holder_name``),
+  hexadecimal hashes (16+ digits), e-mail addresses, timestamps, long random tokens (20+
+  letters and digits mixed), letters and digits interleaved (``a1b2c3``, ``2d0xy2ovc``:
+  two or more runs of digits), and any of these with a file extension (``42.json``
+  becomes ``{id}.json``);
+- *static* shapes are names: letters, camel case, up to two ``-`` joins or three ``_``
+  joins (``me``, ``reset-password``, ``phone-number-orders``, ``accountHolders``,
+  ``account_holder_name``),
   versions (``v1``, ``v2beta``), and names with a short number (``oauth2``, ``ipv6``);
   they stay literal;
-- *short numbers* (one or two digits) are identifiers at the end of a path, but in the
-  middle of one they may be a version (``/api/2/users``): they stay literal until a
-  second value turns up at that place, then every number there is a parameter;
+- *short numbers* (one or two digits) and *dates* are identifiers at the end of a path,
+  but in the middle of one they may be a version (``/api/2/users``,
+  ``/2021-01-01/domain``): they stay literal until a second value turns up at that place,
+  then every such value there is a parameter;
 - anything else (slugs such as ``my-first-post``, codes such as ``AB12CD``) is
   *ambiguous*, and **cardinality** decides: once more than ``ambiguous_limit`` distinct
   ambiguous values were seen at one place, that place is a parameter for all of them.
 
 So ``/users/17`` and ``/users/18`` are ``/users/{id}``, while ``/users/me`` stays, even
-beside thousands of numeric ids. The tree that remembers places is bounded
+beside thousands of numeric ids - once it has been called twice: a name seen only once at a
+place where identifiers were seen ``ambiguous_limit`` times or more is read as one of them
+(:meth:`PathTree.resolve`), since one sighting cannot tell ``me`` from an id that looks
+like a word. The tree that remembers places is bounded
 (``max_nodes``): past it, an unknown segment at a place that already has a parameter goes
 there, and otherwise is written as a parameter rather than grow the tree.
 
@@ -70,11 +76,12 @@ IDENTIFIERS: Final = frozenset(
         SegmentKind.UUID,
         SegmentKind.HEX,
         SegmentKind.EMAIL,
-        SegmentKind.DATE,
         SegmentKind.DATE_TIME,
         SegmentKind.TOKEN,
     }
 )
+# Short numbers and dates in the middle of a path may be versions (/api/2/, /2021-01-01/).
+VERSION_LIKE: Final = frozenset({SegmentKind.SHORT_NUMBER, SegmentKind.DATE})
 
 _INTEGER: Final = re.compile(r"-?[0-9]{3,}")
 _SHORT: Final = re.compile(r"[0-9]{1,2}")
@@ -87,9 +94,12 @@ _DATE: Final = re.compile(r"(?:19|20)[0-9]{2}-[01][0-9]-[0-3][0-9]")
 _DATE_TIME: Final = re.compile(
     r"(?:19|20)[0-9]{2}-[01][0-9]-[0-3][0-9][T ][0-2][0-9](?::|%3A)[0-5][0-9].*"
 )
+# Letters and digits mixed in two or more runs of digits (a1b2c3, 2d0xy2ovc): generated.
+_INTERLEAVED: Final = re.compile(r"(?=[A-Za-z0-9]{6,}$)[A-Za-z]*[0-9]+[A-Za-z]+[0-9]+[A-Za-z0-9]*")
 _TOKEN: Final = re.compile(r"(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,}")
 _STATIC: Final = re.compile(
     r"[A-Za-z][a-z]*(?:[A-Z][a-z]*)*(?:[-.][A-Za-z][a-z]*(?:[A-Z][a-z]*)*)?"
+    r"|[a-z]{2,}(?:-[a-z]{2,}){2}"
     r"|[A-Za-z][a-z]*(?:_[A-Za-z][a-z]*){1,3}"
     r"|v[0-9]{1,2}(?:\.[0-9]{1,2})?(?:alpha|beta)?[0-9]?"
     r"|[A-Za-z]{2,}[0-9]{1,2}|[0-9]\.[0-9]"
@@ -117,7 +127,7 @@ def classify(segment: str) -> str:
         return SegmentKind.HEX
     if _STATIC.fullmatch(segment) and len(segment) <= 48:
         return SegmentKind.STATIC
-    if _TOKEN.fullmatch(segment):
+    if _INTERLEAVED.match(segment) or _TOKEN.fullmatch(segment):
         return SegmentKind.TOKEN
     return SegmentKind.AMBIGUOUS
 
@@ -131,7 +141,7 @@ def _split_extension(segment: str) -> tuple[str, str]:
         return segment, ""
     stem = found.group(1)
     kind = classify(stem)
-    if kind in IDENTIFIERS or kind == SegmentKind.SHORT_NUMBER:
+    if kind in IDENTIFIERS or kind in VERSION_LIKE:
         return stem, found.group(2)
     return segment, ""
 
@@ -160,6 +170,7 @@ class _Node:
     ambiguous_merged: bool = False
     short_children: int = 0
     ambiguous_children: int = 0
+    count: int = 0  # requests that went through this place
 
     def size(self) -> int:
         total = 1 + sum(child.size() for child in self.children.values())
@@ -169,6 +180,7 @@ class _Node:
 def _merge_into(target: _Node, source: _Node) -> int:
     """Fold ``source``'s subtree into ``target``; the number of nodes that went away."""
     removed = 1
+    target.count += source.count
     for name, child in source.children.items():
         existing = target.children.get(name)
         if existing is None:
@@ -195,7 +207,7 @@ class PathTree:
 
     __slots__ = ("_full", "_root", "ambiguous_limit", "max_nodes", "nodes")
 
-    def __init__(self, *, max_nodes: int = 20_000, ambiguous_limit: int = 8) -> None:
+    def __init__(self, *, max_nodes: int = 20_000, ambiguous_limit: int = 4) -> None:
         self._root = _Node()
         # Where paths go once the tree is full: a parameter of itself, never growing.
         self._full = _Node()
@@ -218,6 +230,7 @@ class PathTree:
                 continue
             segment, extension = _split_extension(raw) if "." in raw else (raw, "")
             node, written = self._step(node, segment, index == last)
+            node.count += 1
             out.append(written + extension if written == PARAM else raw)
         return "/" + "/".join(out)
 
@@ -236,11 +249,11 @@ class PathTree:
         kind = classify(segment) if segment else SegmentKind.STATIC
         if kind in IDENTIFIERS:
             return self._param(node), PARAM
-        if kind == SegmentKind.SHORT_NUMBER:
+        if kind in VERSION_LIKE:
             if node.numbers_merged or last:
                 return self._param(node), PARAM
             if node.short_children >= 1:
-                self._merge(node, SegmentKind.SHORT_NUMBER)
+                self._merge(node, kind)
                 return self._param(node), PARAM
             node.short_children += 1
         elif kind == SegmentKind.AMBIGUOUS:
@@ -259,7 +272,7 @@ class PathTree:
 
     def _merge(self, node: _Node, kind: str) -> None:
         """Make a place a parameter: its ``kind`` literals fold into the parameter."""
-        if kind == SegmentKind.SHORT_NUMBER:
+        if kind in VERSION_LIKE:
             node.numbers_merged = True
         else:
             node.ambiguous_merged = True
@@ -270,7 +283,7 @@ class PathTree:
                 self.nodes -= child.size()
             else:
                 self.nodes -= _merge_into(target, child)
-        node.short_children = sum(1 for name in node.children if _SHORT.fullmatch(name))
+        node.short_children = sum(1 for name in node.children if classify(name) in VERSION_LIKE)
         node.ambiguous_children = sum(
             1 for name in node.children if classify(name) == SegmentKind.AMBIGUOUS
         )
@@ -293,6 +306,10 @@ class PathTree:
                 out.append(PARAM + extension if stem != segment else PARAM)
                 continue
             child = node.children.get(segment)
+            if child is not None and self._lone_name(node, child, segment):
+                node = node.param
+                out.append(PARAM)
+                continue
             if child is not None:
                 node = child
                 out.append(segment)
@@ -301,6 +318,21 @@ class PathTree:
             out.append(segment)
         return "/" + "/".join(out)
 
+    def _lone_name(self, node: _Node, child: _Node, segment: str) -> bool:
+        """A name seen once where identifiers are common is read as one of them.
+
+        ``/users/me`` called once beside ``/users/{}`` called four times or more: until
+        ``me`` is seen again, nothing tells it from an identifier that looks like a word.
+        """
+        param = node.param
+        return (
+            param is not None
+            and param is not self._full
+            and child.count == 1
+            and param.count >= self.ambiguous_limit
+            and classify(segment) == SegmentKind.STATIC
+        )
+
 
 def _folds(segment: str, node: _Node) -> bool:
     """Whether a literal at a merged place belongs to its parameter."""
@@ -308,14 +340,14 @@ def _folds(segment: str, node: _Node) -> bool:
     kind = classify(stem) if stem else SegmentKind.STATIC
     if kind in IDENTIFIERS:
         return True
-    if kind == SegmentKind.SHORT_NUMBER:
+    if kind in VERSION_LIKE:
         return node.numbers_merged
     if kind == SegmentKind.AMBIGUOUS:
         return node.ambiguous_merged
     return False
 
 
-def fold_templates(templates: Iterable[str], *, ambiguous_limit: int = 8) -> dict[str, str]:
+def fold_templates(templates: Iterable[str], *, ambiguous_limit: int = 4) -> dict[str, str]:
     """Each template mapped to its canonical form over the whole set.
 
     Inventories merged from several gateways (or kept before and after a place became a

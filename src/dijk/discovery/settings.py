@@ -83,7 +83,7 @@ class DiscoverySettings(_Model):
         "unknown segments are written as parameters.",
     )
     ambiguous_limit: int = Field(
-        default=8,
+        default=4,
         ge=1,
         le=1000,
         description="Distinct slug-like segments (my-first-post, AB12CD) seen at one place "
