@@ -438,6 +438,18 @@ def schema_types(
         schema_types(schema["items"], f"{path}[]", into, resolve, depth + 1)
 
 
+def enum_literals(operation: Operation, most: int = 64) -> list[str]:
+    """The operation's path with its enum-restricted parameters written out."""
+    forms = [operation.template]
+    for name, schema in operation.path_params.items():
+        values = schema.get("enum") if isinstance(schema, dict) else None
+        marker = "{" + name + "}"
+        if not values or not any(marker in form for form in forms):
+            continue
+        forms = [form.replace(marker, str(value)) for form in forms for value in values][:most]
+    return [normalise(form) for form in forms if form != operation.template]
+
+
 def normalise(template: str) -> str:
     return PARAM.sub("{}", template.rstrip("/") or "/")
 
@@ -464,13 +476,24 @@ class Score:
         if document is None:
             return
         resolve = Resolver(document)
-        recovered: dict[tuple[str, str], dict[str, Any]] = {}
+        # A path parameter the document restricts to an enum ({format} in JSON, XML) is
+        # served by literal paths: those count as the operation, not as spurious.
+        variants = {
+            (op.method, literal): (op.method, normalise(op.template))
+            for op in original
+            for literal in enum_literals(op)
+        }
+        recovered: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        spurious = 0
         for template, item in (document.get("paths") or {}).items():
             for method, operation in (item or {}).items():
                 if method in METHODS and isinstance(operation, dict):
-                    recovered[(method.upper(), normalise(str(template)))] = operation
-        self.recovered += len(recovered)
-        self.spurious += len(set(recovered) - expected)
+                    key = (method.upper(), normalise(str(template)))
+                    self.recovered += 1
+                    if key not in expected and key not in variants:
+                        spurious += 1
+                    recovered.setdefault(variants.get(key, key), []).append(operation)
+        self.spurious += spurious
         self.correct += len(exercised & set(recovered))
         sent_fields: dict[tuple[str, str], dict[str, set[str]]] = {}
         for item in sent:
@@ -481,9 +504,8 @@ class Score:
             if item.response is not None:
                 fields(item.response, "response", table)
         for key, table in sent_fields.items():
-            operation = recovered.get(key)
             found: dict[str, set[str]] = {}
-            if operation is not None:
+            for operation in recovered.get(key, []):
                 body = resolve(operation.get("requestBody")) or {}
                 schema = (
                     _json_schema(body.get("content"), resolve) if isinstance(body, dict) else None

@@ -136,20 +136,24 @@ def is_json(media: str) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
-def endpoint_bytes(endpoint: Endpoint) -> int:
-    """Estimated memory of one endpoint (what the limits count)."""
-    entries = (
+def _entries(endpoint: Endpoint) -> int:
+    return (
         len(endpoint["status"])
         + len(endpoint["request_types"])
         + len(endpoint["auth"])
         + len(endpoint["pii"])
+        + len(endpoint["params"])
         + sum(len(types) + 1 for types in endpoint["response_types"].values())
     )
+
+
+def endpoint_bytes(endpoint: Endpoint) -> int:
+    """Estimated memory of one endpoint (what the limits count); walks its shapes."""
     places = sum(shapes.shape_size(shape) for shape in endpoint["query"].values())
     if endpoint["request"] is not None:
         places += shapes.shape_size(endpoint["request"])
     places += sum(shapes.shape_size(shape) for shape in endpoint["responses"].values())
-    return _ENDPOINT_BYTES + entries * _ENTRY_BYTES + places * _PLACE_BYTES
+    return _ENDPOINT_BYTES + _entries(endpoint) * _ENTRY_BYTES + places * _PLACE_BYTES
 
 
 class Learner:
@@ -226,6 +230,7 @@ class Learner:
     def _details(self, key: tuple[str, str], endpoint: Endpoint, exchange: Exchange) -> None:
         endpoint["samples"] += 1
         before = self._sizes[key]
+        entries = _entries(endpoint)
         room = max(0, self.limits.max_endpoint_bytes - before) // _PLACE_BYTES
         budget = shapes.ShapeBudget(room)
         request_type = media_type(exchange.request_type)
@@ -248,9 +253,12 @@ class Learner:
             responses = endpoint["responses"]
             if status in responses or len(responses) < _MAX_COUNTED:
                 responses[status] = shapes.learn(responses.get(status), body, budget)
-        after = endpoint_bytes(endpoint)
-        self._sizes[key] = after
-        self.total_bytes += after - before
+        # Counted as learnt (no walk of the shapes on the request path).
+        grown = (room - budget.places) * _PLACE_BYTES + (
+            _entries(endpoint) - entries
+        ) * _ENTRY_BYTES
+        self._sizes[key] = before + grown
+        self.total_bytes += grown
 
     def _query(self, endpoint: Endpoint, query: str, budget: shapes.ShapeBudget) -> None:
         parameters: dict[str, Any] = endpoint["query"]
@@ -284,8 +292,7 @@ class Learner:
         ):
             key, _ = self._endpoints.popitem(last=False)
             self.total_bytes -= self._sizes.pop(key)
-            self._seen.pop(key, None)
-            self.evicted += 1
+            self.evicted += 1  # its sampling count stays: it is not learnt from scratch
 
     # -- reading ---------------------------------------------------------------------------
 

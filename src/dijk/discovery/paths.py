@@ -5,8 +5,8 @@ A segment is judged first by its **shape**:
 - *identifier* shapes are always a parameter: integers of three or more digits, UUIDs,
   hexadecimal hashes (16+ digits), e-mail addresses, timestamps, long random tokens (20+
   letters and digits mixed), letters and digits interleaved (``a1b2c3``, ``2d0xy2ovc``:
-  two or more runs of digits), and any of these with a file extension (``42.json``
-  becomes ``{id}.json``);
+  two or more runs of digits), and any of these with a file extension or a custom
+  method (``42.json`` becomes ``{id}.json``, ``a1b2c3:cancel`` ``{id}:cancel``);
 - *static* shapes are names: letters, camel case, up to two ``-`` joins or three ``_``
   joins (``me``, ``reset-password``, ``phone-number-orders``, ``accountHolders``,
   ``account_holder_name``),
@@ -104,7 +104,8 @@ _STATIC: Final = re.compile(
     r"|v[0-9]{1,2}(?:\.[0-9]{1,2})?(?:alpha|beta)?[0-9]?"
     r"|[A-Za-z]{2,}[0-9]{1,2}|[0-9]\.[0-9]"
 )
-_EXTENSION: Final = re.compile(r"(.+?)(\.[A-Za-z][A-Za-z0-9]{0,5})")
+# A file extension (42.json) or a custom method (Google's {name}:cancel) after an id.
+_EXTENSION: Final = re.compile(r"(.+?)(\.[A-Za-z][A-Za-z0-9]{0,5}|:[A-Za-z][A-Za-z0-9]{0,40})")
 
 
 def classify(segment: str) -> str:
@@ -134,7 +135,7 @@ def classify(segment: str) -> str:
 
 def _split_extension(segment: str) -> tuple[str, str]:
     """``42.json`` → (``42``, ``.json``) when the stem is an identifier; else (segment, "")."""
-    if "." not in segment or "@" in segment:
+    if ("." not in segment and ":" not in segment) or "@" in segment:
         return segment, ""
     found = _EXTENSION.fullmatch(segment)
     if found is None:
@@ -228,7 +229,7 @@ class PathTree:
                 node = self._param(node)
                 out.append(PARAM)
                 continue
-            segment, extension = _split_extension(raw) if "." in raw else (raw, "")
+            segment, extension = _split_extension(raw) if "." in raw or ":" in raw else (raw, "")
             node, written = self._step(node, segment, index == last)
             node.count += 1
             out.append(written + extension if written == PARAM else raw)
