@@ -465,11 +465,24 @@ class Score:
     documents: int = 0
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
+    per_document: list[float] = field(default_factory=list)  # field types right, %
 
     def add_document(
         self, original: list[Operation], sent: list[Sent], document: dict[str, Any] | None
     ) -> None:
         self.documents += 1
+        total, right = self.field_total, self.field_right
+        try:
+            self._add_document(original, sent, document)
+        finally:
+            if self.field_total > total:
+                self.per_document.append(
+                    100.0 * (self.field_right - right) / (self.field_total - total)
+                )
+
+    def _add_document(
+        self, original: list[Operation], sent: list[Sent], document: dict[str, Any] | None
+    ) -> None:
         expected = {(op.method, normalise(op.template)) for op in original}
         exercised = {(item.operation.method, normalise(item.operation.template)) for item in sent}
         self.exercised += len(exercised)
@@ -538,6 +551,9 @@ class Score:
             "fields": self.field_total,
             "fields_right": self.field_right,
             "field_types_pct": pct(self.field_right, self.field_total),
+            "field_types_median_document_pct": round(statistics.median(self.per_document), 1)
+            if self.per_document
+            else 0.0,
             "seconds": round(self.seconds, 2),
             "failures": self.failures[:20],
         }
@@ -550,8 +566,10 @@ def pct(part: int, whole: int) -> float:
 # -- Dijk and the peer -------------------------------------------------------------------
 
 
-def dijk_document(sent: list[Sent]) -> tuple[dict[str, Any], float]:
-    learner = Learner()
+def dijk_document(
+    sent: list[Sent], limits: LearnerLimits | None = None
+) -> tuple[dict[str, Any], float]:
+    learner = Learner(limits)
     items = list(exchanges(sent))
     started = time.perf_counter()
     for exchange in items:
@@ -664,6 +682,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=6, help="requests per operation")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-peer", action="store_true", help=f"skip {PEER}")
+    parser.add_argument(
+        "--max-endpoint-kib",
+        type=int,
+        default=0,
+        help="discovery.max_endpoint_kib for the learner (0: the default)",
+    )
     parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     corpus = corpus_dir()
@@ -693,7 +717,10 @@ def main(argv: list[str] | None = None) -> int:
             requests += len(sent)
             if len(cost_sample) < 20_000:
                 cost_sample.extend(sent[: 20_000 - len(cost_sample)])
-            document, seconds = dijk_document(sent)
+            limits = LearnerLimits()
+            if args.max_endpoint_kib:
+                limits.max_endpoint_bytes = args.max_endpoint_kib * 1024
+            document, seconds = dijk_document(sent, limits)
             dijk.seconds += seconds
             dijk.add_document(ops, sent, document)
             if command is not None:
@@ -711,7 +738,14 @@ def main(argv: list[str] | None = None) -> int:
     if command is not None:
         rows[f"{PEER} (as it comes)"] = raw_peer.row()
         rows[f"{PEER} (ignore: lines removed)"] = edited_peer.row()
-    headers = ["tool", "templates correct", "spurious", "field types right", "seconds"]
+    headers = [
+        "tool",
+        "templates correct",
+        "spurious",
+        "field types right",
+        "(median document)",
+        "seconds",
+    ]
     table = format_table(
         headers,
         [
@@ -721,11 +755,12 @@ def main(argv: list[str] | None = None) -> int:
                 f" ({row['templates_correct']}/{row['operations_exercised']})",
                 f"{row['spurious_pct']}% ({row['spurious']}/{row['operations_recovered']})",
                 f"{row['field_types_pct']}% ({row['fields_right']}/{row['fields']})",
+                f"{row['field_types_median_document_pct']}%",
                 f"{row['seconds']}",
             ]
             for name, row in rows.items()
         ],
-        right={1, 2, 3, 4},
+        right={1, 2, 3, 4, 5},
     )
     print()
     print(
@@ -739,8 +774,9 @@ def main(argv: list[str] | None = None) -> int:
         f" (every request sampled: median {cost['median_us_every_request_sampled']} µs)"
     )
     print(
-        f"memory at {memory['endpoints']} endpoints: {memory['measured_mib']} MiB measured,"
-        f" {memory['estimated_mib']} MiB estimated, bound {memory['bound_mib']} MiB"
+        f"memory after 10000 endpoints ({memory['endpoints']} kept, {memory['evicted']} evicted):"
+        f" {memory['measured_mib']} MiB measured, {memory['estimated_mib']} MiB estimated,"
+        f" bound {memory['bound_mib']} MiB"
     )
     when, stamp = utc_timestamp()
     data = {
@@ -749,6 +785,7 @@ def main(argv: list[str] | None = None) -> int:
         "requests": requests,
         "requests_per_operation": args.requests,
         "seed": args.seed,
+        "max_endpoint_kib": args.max_endpoint_kib or LearnerLimits().max_endpoint_bytes // 1024,
         "goals": GOALS,
         "results": rows,
         "learner_cost": cost,
