@@ -23,6 +23,7 @@ _METHODS: Final = ("get", "put", "post", "delete", "options", "head", "patch", "
 _PARAM_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
     SegmentKind.INTEGER: {"type": "integer"},
     SegmentKind.SHORT_NUMBER: {"type": "integer"},
+    SegmentKind.NUMBER: {"type": "number"},
     SegmentKind.UUID: {"type": "string", "format": "uuid"},
     SegmentKind.EMAIL: {"type": "string", "format": "email"},
     SegmentKind.DATE: {"type": "string", "format": "date"},

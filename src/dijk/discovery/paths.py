@@ -2,7 +2,8 @@
 
 A segment is judged first by its **shape**:
 
-- *identifier* shapes are always a parameter: integers of three or more digits, UUIDs,
+- *identifier* shapes are always a parameter: integers of three or more digits, decimal
+  numbers, UUIDs,
   hexadecimal hashes (16+ digits), e-mail addresses, timestamps, long random tokens (20+
   letters and digits mixed), letters and digits interleaved (``a1b2c3``, ``2d0xy2ovc``:
   two or more runs of digits), and any of these with a file extension or a custom
@@ -16,9 +17,10 @@ A segment is judged first by its **shape**:
   but in the middle of one they may be a version (``/api/2/users``,
   ``/2021-01-01/domain``): they stay literal until a second value turns up at that place,
   then every such value there is a parameter;
-- anything else (slugs such as ``my-first-post``, codes such as ``AB12CD``) is
-  *ambiguous*, and **cardinality** decides: once more than ``ambiguous_limit`` distinct
-  ambiguous values were seen at one place, that place is a parameter for all of them.
+- anything else (slugs such as ``my-first-post``, codes such as ``AB12CD``, lower-case
+  letters that read like no word: ``kiqsnfukezjz``) is *ambiguous*, and **cardinality**
+  decides: once more than ``ambiguous_limit`` distinct ambiguous values were seen at one
+  place, or as soon as that place holds a parameter, it is a parameter for all of them.
 
 So ``/users/17`` and ``/users/18`` are ``/users/{id}``, while ``/users/me`` stays, even
 beside thousands of numeric ids - once it has been called twice: a name seen only once at a
@@ -59,6 +61,7 @@ class SegmentKind:
     """Shape classes of a path segment (strings, so that they serialise as they are)."""
 
     INTEGER: Final = "integer"
+    NUMBER: Final = "number"
     UUID: Final = "uuid"
     HEX: Final = "hex"
     EMAIL: Final = "email"
@@ -73,6 +76,7 @@ class SegmentKind:
 IDENTIFIERS: Final = frozenset(
     {
         SegmentKind.INTEGER,
+        SegmentKind.NUMBER,
         SegmentKind.UUID,
         SegmentKind.HEX,
         SegmentKind.EMAIL,
@@ -94,6 +98,12 @@ _DATE: Final = re.compile(r"(?:19|20)[0-9]{2}-[01][0-9]-[0-3][0-9]")
 _DATE_TIME: Final = re.compile(
     r"(?:19|20)[0-9]{2}-[01][0-9]-[0-3][0-9][T ][0-2][0-9](?::|%3A)[0-5][0-9].*"
 )
+_NAME_WITH_EXTENSION: Final = re.compile(
+    r"(.+)\.(?:json|jsonp|xml|yaml|yml|csv|txt|html?|pdf|png|jpe?g|gif|svg|zip|js|css|wsdl)"
+)
+_DECIMAL: Final = re.compile(r"-?[0-9]{1,15}\.[0-9]{1,15}")
+_LOWER_WORD: Final = re.compile(r"[a-z]{8,48}[0-9]{0,2}")
+_VOWELS: Final = frozenset("aeiouy")
 # Letters and digits mixed in two or more runs of digits (a1b2c3, 2d0xy2ovc): generated.
 _INTERLEAVED: Final = re.compile(r"(?=[A-Za-z0-9]{6,}$)[A-Za-z]*[0-9]+[A-Za-z]+[0-9]+[A-Za-z0-9]*")
 _TOKEN: Final = re.compile(r"(?=[A-Za-z0-9_-]*[0-9])(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{20,}")
@@ -126,11 +136,31 @@ def classify(segment: str) -> str:
         return SegmentKind.EMAIL
     if _HEX.fullmatch(segment):
         return SegmentKind.HEX
+    if _DECIMAL.fullmatch(segment):
+        return SegmentKind.NUMBER
+    named = _NAME_WITH_EXTENSION.fullmatch(segment)
+    if named is not None and classify(named.group(1)) == SegmentKind.STATIC:
+        return SegmentKind.STATIC  # add-domain.json, openapi.yaml
     if _STATIC.fullmatch(segment) and len(segment) <= 48:
+        if _LOWER_WORD.fullmatch(segment) and _random_looking(segment):
+            return SegmentKind.AMBIGUOUS
         return SegmentKind.STATIC
     if _INTERLEAVED.match(segment) or _TOKEN.fullmatch(segment):
         return SegmentKind.TOKEN
     return SegmentKind.AMBIGUOUS
+
+
+def _random_looking(segment: str) -> bool:
+    """Lower-case letters that read like no word: few vowels, or five consonants in a row."""
+    letters = segment.rstrip("0123456789")
+    vowels = sum(1 for char in letters if char in _VOWELS)
+    if vowels < 0.2 * len(letters):
+        return True
+    run = longest = 0
+    for char in letters:
+        run = 0 if char in _VOWELS else run + 1
+        longest = max(longest, run)
+    return longest >= 5
 
 
 def _split_extension(segment: str) -> tuple[str, str]:
@@ -258,8 +288,8 @@ class PathTree:
                 return self._param(node), PARAM
             node.short_children += 1
         elif kind == SegmentKind.AMBIGUOUS:
-            if node.ambiguous_merged:
-                return self._param(node), PARAM
+            if node.ambiguous_merged or node.param is not None:
+                return self._param(node), PARAM  # beside a parameter: one more value
             if node.ambiguous_children >= self.ambiguous_limit:
                 self._merge(node, SegmentKind.AMBIGUOUS)
                 return self._param(node), PARAM
@@ -344,7 +374,7 @@ def _folds(segment: str, node: _Node) -> bool:
     if kind in VERSION_LIKE:
         return node.numbers_merged
     if kind == SegmentKind.AMBIGUOUS:
-        return node.ambiguous_merged
+        return node.ambiguous_merged or node.param is not None
     return False
 
 
