@@ -126,3 +126,51 @@ def test_folding_merges_literals_learnt_elsewhere_but_keeps_names() -> None:
     assert folded["/posts/a-b-c-d"] == "/posts/{}"
     assert folded["/posts/42/x"] == "/posts/{}/x"
     assert folded["/users/me"] == "/users/me"
+
+
+def test_decimal_numbers_and_custom_methods_are_identifiers() -> None:
+    tree = PathTree()
+    assert tree.template("/tiles/3327.44/6382.92.png") == "/tiles/{}/{}.png"
+    assert tree.template("/v1/a1b2c3d4:cancel") == "/v1/{}:cancel"
+    assert tree.template("/v1/projects:list") == "/v1/projects:list"
+
+
+def test_names_with_a_file_extension_stay() -> None:
+    tree = PathTree()
+    for name in ("add-domain.json", "check-domain.json", "delete-route.json", "list.json"):
+        assert tree.template(f"/inbound/{name}") == f"/inbound/{name}"
+    assert tree.template("/exports/12345.json") == "/exports/{}.json"
+
+
+def test_dates_mid_path_are_versions_until_a_second_one() -> None:
+    tree = PathTree()
+    assert tree.template("/2021-01-01/domain/list") == "/2021-01-01/domain/list"
+    assert tree.template("/reports/2026-12-07") == "/reports/{}"
+
+
+def test_words_that_read_like_none_are_ambiguous_names_are_not() -> None:
+    for name in ("accounts", "subscriptions", "transactions", "notifications", "webhooks"):
+        assert classify(name) == SegmentKind.STATIC
+    for noise in ("hmktfybdkwv0", "lutopxrmm"):
+        assert classify(noise) == SegmentKind.AMBIGUOUS
+
+
+def test_an_ambiguous_segment_beside_a_parameter_is_one_more_value() -> None:
+    tree = PathTree()
+    tree.template("/orders/123456")
+    assert tree.template("/orders/AB12CD") == "/orders/{}"
+    assert tree.template("/orders/latest") == "/orders/latest"
+
+
+def test_a_name_seen_once_beside_a_busy_parameter_is_read_as_a_value_until_seen_again() -> None:
+    tree = PathTree()
+    for number in range(1000, 1010):
+        tree.template(f"/users/{number}")
+    tree.template("/users/jansen")
+    assert tree.resolve("/users/jansen") == "/users/{}"
+    tree.template("/users/jansen")
+    assert tree.resolve("/users/jansen") == "/users/jansen"
+    quiet = PathTree()
+    quiet.template("/users/17")
+    quiet.template("/users/me")
+    assert quiet.resolve("/users/me") == "/users/me"

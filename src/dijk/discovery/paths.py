@@ -99,7 +99,8 @@ _DATE_TIME: Final = re.compile(
     r"(?:19|20)[0-9]{2}-[01][0-9]-[0-3][0-9][T ][0-2][0-9](?::|%3A)[0-5][0-9].*"
 )
 _NAME_WITH_EXTENSION: Final = re.compile(
-    r"(.+)\.(?:json|jsonp|xml|yaml|yml|csv|txt|html?|pdf|png|jpe?g|gif|svg|zip|js|css|wsdl)"
+    r"(.+?)(?:\.(?:json|jsonp|xml|yaml|yml|csv|txt|html?|pdf|png|jpe?g|gif|svg|zip|js|css|wsdl)"
+    r"|:[A-Za-z][A-Za-z0-9]{0,40})"
 )
 _DECIMAL: Final = re.compile(r"-?[0-9]{1,15}\.[0-9]{1,15}")
 _LOWER_WORD: Final = re.compile(r"[a-z]{8,48}[0-9]{0,2}")
@@ -140,7 +141,7 @@ def classify(segment: str) -> str:
         return SegmentKind.NUMBER
     named = _NAME_WITH_EXTENSION.fullmatch(segment)
     if named is not None and classify(named.group(1)) == SegmentKind.STATIC:
-        return SegmentKind.STATIC  # add-domain.json, openapi.yaml
+        return SegmentKind.STATIC  # add-domain.json, openapi.yaml, projects:list
     if _STATIC.fullmatch(segment) and len(segment) <= 48:
         if _LOWER_WORD.fullmatch(segment) and _random_looking(segment):
             return SegmentKind.AMBIGUOUS
