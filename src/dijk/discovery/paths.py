@@ -24,7 +24,7 @@ A segment is judged first by its **shape**:
 
 So ``/users/17`` and ``/users/18`` are ``/users/{id}``, while ``/users/me`` stays, even
 beside thousands of numeric ids - once it has been called twice: a name seen only once at a
-place where identifiers were seen ``ambiguous_limit`` times or more is read as one of them
+place where identifiers were seen three times or more is read as one of them
 (:meth:`PathTree.resolve`), since one sighting cannot tell ``me`` from an id that looks
 like a word. The tree that remembers places is bounded
 (``max_nodes``): past it, an unknown segment at a place that already has a parameter goes
@@ -102,6 +102,9 @@ _NAME_WITH_EXTENSION: Final = re.compile(
     r"(.+?)(?:\.(?:json|jsonp|xml|yaml|yml|csv|txt|html?|pdf|png|jpe?g|gif|svg|zip|js|css|wsdl)"
     r"|:[A-Za-z][A-Za-z0-9]{0,40})"
 )
+# Requests a parameter place must have had before a name seen once beside it is read as
+# one more value (two ids and one ``me`` keep ``me``).
+_LONE_NAME_AFTER: Final = 3
 _DECIMAL: Final = re.compile(r"-?[0-9]{1,15}\.[0-9]{1,15}")
 _LOWER_WORD: Final = re.compile(r"[a-z]{8,48}[0-9]{0,2}")
 _VOWELS: Final = frozenset("aeiouy")
@@ -353,7 +356,7 @@ class PathTree:
     def _lone_name(self, node: _Node, child: _Node, segment: str) -> bool:
         """A name seen once where identifiers are common is read as one of them.
 
-        ``/users/me`` called once beside ``/users/{}`` called four times or more: until
+        ``/users/me`` called once beside ``/users/{}`` called three times or more: until
         ``me`` is seen again, nothing tells it from an identifier that looks like a word.
         """
         param = node.param
@@ -361,7 +364,7 @@ class PathTree:
             param is not None
             and param is not self._full
             and child.count == 1
-            and param.count >= self.ambiguous_limit
+            and param.count >= _LONE_NAME_AFTER
             and classify(segment) == SegmentKind.STATIC
         )
 
