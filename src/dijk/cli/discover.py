@@ -21,6 +21,7 @@ import typer
 import yaml
 
 from dijk import __version__
+from dijk.cli.privacy import OutputOption, _write
 
 __all__ = ["discover_app"]
 
@@ -67,9 +68,6 @@ AuditLogOption = Annotated[
 PrefixOption = Annotated[
     str, typer.Option("--table-prefix", help="Prefix of the inventory tables.")
 ]
-OutputOption = Annotated[
-    Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
-]
 UnroutedOption = Annotated[
     bool,
     typer.Option(
@@ -108,14 +106,6 @@ def _inventory(
     except OSError as exc:
         name = f"{exc.filename}: " if exc.filename else ""
         raise CommandError(f"{name}{exc.strerror or exc}") from None
-
-
-def _write(text: str, output: Path | None) -> None:
-    if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    else:
-        output.write_text(text, encoding="utf-8")
 
 
 def _fail(message: str) -> typer.Exit:

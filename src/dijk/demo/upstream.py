@@ -235,11 +235,16 @@ async def _list_accounts(request: web.Request) -> web.Response:
     )
 
 
-async def _get_account(request: web.Request) -> web.Response:
+def _account_of(request: web.Request) -> Record | None:
     text = request.match_info["id"]
     if not _INTEGER.fullmatch(text):
         raise BadRequestError("invalid_parameter", "'id' must be an integer")
-    record = request.app[BANK_KEY].accounts.get(int(text))
+    record: Record | None = request.app[BANK_KEY].accounts.get(int(text))
+    return record
+
+
+async def _get_account(request: web.Request) -> web.Response:
+    record = _account_of(request)
     if record is None:
         return _error(404, "not_found", "no account with this id")
     return web.json_response(record)
@@ -253,15 +258,12 @@ async def _get_legacy_account(request: web.Request) -> web.Response:
     returns. It is in no OpenAPI document; the demo's catch-all route lets it through in
     monitor mode, and `dijk discover diff` names it as a shadow endpoint.
     """
-    text = request.match_info["id"]
-    if not _INTEGER.fullmatch(text):
-        raise BadRequestError("invalid_parameter", "'id' must be an integer")
-    record = request.app[BANK_KEY].accounts.get(int(text))
+    record = _account_of(request)
     if record is None:
         return _error(404, "not_found", "no account with this id")
     legacy = dict(record)
-    legacy["kyc_status"] = "verified" if int(text) % 3 else "pending"
-    legacy["risk_score"] = int(text) * 7 % 100
+    legacy["kyc_status"] = "verified" if int(record["id"]) % 3 else "pending"
+    legacy["risk_score"] = int(record["id"]) * 7 % 100
     return web.json_response(legacy)
 
 
