@@ -242,3 +242,14 @@ def test_audit_log_import_keeps_route_templates() -> None:
     (endpoint,) = learner.snapshot()
     assert endpoint["template"] == "/api/v1/accounts/{}"
     assert endpoint["pii"] == {"email": 1}
+
+
+def test_search_terms_in_query_parameters_never_become_enums() -> None:
+    learner = Learner(LearnerLimits(sample_every=1))
+    for index in range(40):
+        term = ["jansen", "bakker"][index % 2]
+        order = ["asc", "desc"][index % 2]
+        learner.observe(Exchange("GET", "/search", NOW, 200, query=f"q={term}&sort={order}"))
+    document = orjson.dumps(build_document(learner.snapshot())).decode()
+    assert "jansen" not in document
+    assert '"enum":["asc","desc"]' in document

@@ -41,7 +41,8 @@ _ENUM_MIN_EACH: Final = 3
 _ENUM_MAX_VALUES: Final = 6
 _ENUM_VALUE: Final = re.compile(r"[a-z][a-z0-9_-]{0,23}|[A-Z][A-Z0-9_]{0,23}")
 _SENSITIVE_NAME: Final = re.compile(
-    r"(?i)pass|secret|token|key|user|login|name|mail|phone|iban|bsn|ssn|card|address|"
+    r"(?i)^q$|term|keyword|filter|lookup|"
+    r"pass|secret|token|key|user|login|name|mail|phone|iban|bsn|ssn|card|address|"
     r"street|city|birth|dob|account|owner|holder|note|comment|description|text|message|"
     r"title|query|search|code|otp|pin"
 )
