@@ -6,13 +6,11 @@ imports nothing from the gateway.
 
 from __future__ import annotations
 
-import re
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["DiscoverySettings", "RouteDiscovery"]
+from dijk.privacy.settings import check_table_prefix
 
-_PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,23}$")
+__all__ = ["DiscoverySettings", "RouteDiscovery"]
 
 
 class _Model(BaseModel):
@@ -104,6 +102,4 @@ class DiscoverySettings(_Model):
     @field_validator("table_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        if not _PREFIX.match(value):
-            raise ValueError("lower-case letters, digits and _ (at most 24), not a digit first")
-        return value
+        return check_table_prefix(value)
