@@ -229,6 +229,19 @@ async def test_get_account_by_id(client: aiohttp.ClientSession) -> None:
     assert body == CUSTOMERS[6].to_public_dict()
 
 
+async def test_undocumented_legacy_endpoint_answers_the_whole_record(
+    client: aiohttp.ClientSession,
+) -> None:
+    async with client.get("/api/v0/accounts/7") as response:
+        body = await _json(response, 200)
+    assert body.items() >= CUSTOMERS[6].to_public_dict().items()
+    assert {"kyc_status", "risk_score"} <= set(body)
+    async with client.get("/api/v0/accounts/abc") as response:
+        assert await _error_code(response, 400) == "invalid_parameter"
+    async with client.get("/api/v0/accounts/999999") as response:
+        assert await _error_code(response, 404) == "not_found"
+
+
 @pytest.mark.parametrize("account_id", ["0", "51", "999999", "-3"])
 async def test_get_missing_account_is_404(client: aiohttp.ClientSession, account_id: str) -> None:
     async with client.get(f"/api/v1/accounts/{account_id}") as response:

@@ -10,10 +10,12 @@ the admin API.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
+import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -51,6 +53,8 @@ class AdminHandler:
             ("POST", "/admin/api/v1/keys/revoke"): self._revoke_keys,
             ("POST", "/admin/api/v1/tokens/revoke"): self._revoke_tokens,
             ("GET", "/admin/api/v1/audit"): self._audit,
+            ("GET", "/admin/api/v1/discovery/openapi"): self._discovery_openapi,
+            ("GET", "/admin/api/v1/discovery/diff"): self._discovery_diff,
         }
 
     async def _readyz(self, response: ResponseWriter, request_id: str) -> None:
@@ -259,9 +263,69 @@ class AdminHandler:
         status, body = await query_page(audit.service.writer.store, request.query)
         return status, orjson.dumps(body)
 
+    async def _discovery_openapi(self, request: Request) -> tuple[int, bytes]:
+        """The inventory as an OpenAPI 3.1 draft (``?unrouted=true``: also 404 probes)."""
+        from dijk.discovery.openapi import build_document
+
+        loaded = await self._inventory()
+        if isinstance(loaded, tuple):
+            return loaded
+        unrouted = "unrouted=true" in request.query.split("&")
+        return 200, orjson.dumps(build_document(loaded, include_unrouted=unrouted))
+
+    async def _discovery_diff(self, request: Request) -> tuple[int, bytes]:
+        """Shadow, zombie and drift against the routes' documents (``?format=sarif``)."""
+        from dijk.discovery.report import diff_documents, load_documents
+        from dijk.openapi.document import resolve_location
+        from dijk.reporting import render
+
+        state = self._server.gateway.state
+        base = os.path.dirname(state.source) if state.source else "."
+        specs = sorted(
+            {
+                resolve_location(route.openapi.spec, base)
+                for route in state.config.routes
+                if route.openapi is not None
+            }
+        )
+        if not specs:
+            detail = "No route has an OpenAPI document to compare the inventory with."
+            return _problem(404, "discovery.no_document", detail)
+        loaded = await self._inventory()
+        if isinstance(loaded, tuple):
+            return loaded
+        documents = await asyncio.to_thread(load_documents, specs)
+        report = diff_documents(
+            documents, loaded, now_us=time.time_ns() // 1000, version=__version__
+        )
+        fmt = "sarif" if "format=sarif" in request.query.split("&") else "json"
+        return 200, render(report, fmt).encode()
+
+    async def _inventory(self) -> list[dict[str, Any]] | tuple[int, bytes]:
+        """The fleet's inventory, after writing this gateway's latest (or a problem)."""
+        from dijk.discovery.db import DiscoveryDatabaseError
+        from dijk.discovery.report import load_inventory
+
+        state = self._server.gateway.state
+        recorder = state.resources.discovery
+        if recorder is None:
+            return _problem(404, "discovery.disabled", "No route has discovery on.")
+        await recorder.flush()
+        try:
+            endpoints, _ = await load_inventory(
+                state.config.audit.url, state.config.discovery.table_prefix
+            )
+        except DiscoveryDatabaseError as exc:
+            return _problem(503, "discovery.unavailable", str(exc))
+        return endpoints
+
     def _json(self, response: ResponseWriter, status: int, body: object, request_id: str) -> None:
         response.send(status, [*_JSON, ("x-request-id", request_id)], orjson.dumps(body))
 
     def _deny(self, response: ResponseWriter, decision: Decision, request_id: str) -> None:
         status, headers, body = problem_response(decision, request_id)
         response.send(status, headers, body)
+
+
+def _problem(status: int, reason: str, detail: str) -> tuple[int, bytes]:
+    return status, orjson.dumps({"status": status, "reason": reason, "detail": detail})

@@ -37,6 +37,10 @@ app.add_typer(breach_app, name="breach")
 app.add_typer(keys_app, name="keys")
 app.command("lint")(lint)
 
+from dijk.cli.discover import discover_app  # noqa: E402 - sub-app of API discovery
+
+app.add_typer(discover_app, name="discover")
+
 
 @app.command()
 def version() -> None:

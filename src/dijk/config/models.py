@@ -23,6 +23,7 @@ from pydantic import (
 
 from dijk.alerts.settings import AlertSettings
 from dijk.audit.settings import AuditSettings
+from dijk.discovery.settings import DiscoverySettings, RouteDiscovery
 from dijk.pipeline.stage import OnError
 from dijk.privacy.settings import PrivacySettings, RoutePrivacy
 
@@ -1120,6 +1121,12 @@ class RouteConfig(Model):
         description="Personal data on this route: found in requests and responses, masked in "
         "responses, recorded in the data map: {mask_response: true, strategy: mask}.",
     )
+    discovery: RouteDiscovery | None = Field(
+        default=None,
+        description="Learn this route's endpoints from its traffic (API inventory: path "
+        "templates, parameters, body shapes, status codes; no values): discovery: {}. "
+        "`dijk discover openapi|diff` read the inventory.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -1336,6 +1343,10 @@ class DijkConfig(Model):
         default_factory=DecisionConfig,
         description="Decision service for a proxy in front (nginx auth_request, Envoy "
         "ext_authz, Traefik forwardAuth): the request-phase stages answer allow or deny.",
+    )
+    discovery: DiscoverySettings = Field(
+        default_factory=DiscoverySettings,
+        description="API discovery on routes with `discovery`: sampling, memory bounds, flush.",
     )
     routes: list[RouteConfig] = Field(description="Routes, matched most specific first.")
 

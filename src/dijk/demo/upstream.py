@@ -236,14 +236,36 @@ async def _list_accounts(request: web.Request) -> web.Response:
     )
 
 
-async def _get_account(request: web.Request) -> web.Response:
+def _account_of(request: web.Request) -> Record | None:
     text = request.match_info["id"]
     if not _INTEGER.fullmatch(text):
         raise BadRequestError("invalid_parameter", "'id' must be an integer")
-    record = request.app[BANK_KEY].accounts.get(int(text))
+    record: Record | None = request.app[BANK_KEY].accounts.get(int(text))
+    return record
+
+
+async def _get_account(request: web.Request) -> web.Response:
+    record = _account_of(request)
     if record is None:
         return _error(404, "not_found", "no account with this id")
     return web.json_response(record)
+
+
+async def _get_legacy_account(request: web.Request) -> web.Response:
+    """``GET /api/v0/accounts/{id}``: the first version of the API, never documented.
+
+    DELIBERATE WEAKNESS (OWASP API9:2023, improper inventory management): the old endpoint
+    was never switched off and answers the whole internal record, including fields v1 never
+    returns. It is in no OpenAPI document; the demo's catch-all route lets it through in
+    monitor mode, and `dijk discover diff` names it as a shadow endpoint.
+    """
+    record = _account_of(request)
+    if record is None:
+        return _error(404, "not_found", "no account with this id")
+    legacy = dict(record)
+    legacy["kyc_status"] = "verified" if int(record["id"]) % 3 else "pending"
+    legacy["risk_score"] = int(record["id"]) * 7 % 100
+    return web.json_response(legacy)
 
 
 async def _create_account(request: web.Request) -> web.Response:
@@ -361,6 +383,7 @@ def create_app(data_dir: pathlib.Path, seed: int = DEFAULT_SEED) -> web.Applicat
     app.router.add_get("/api/v1/accounts", _list_accounts)
     app.router.add_post("/api/v1/accounts", _create_account)
     app.router.add_get("/api/v1/accounts/{id}", _get_account)
+    app.router.add_get("/api/v0/accounts/{id}", _get_legacy_account)
     app.router.add_get("/api/v1/search", _search)
     app.router.add_post("/api/v1/tickets", _create_ticket)
     app.router.add_post("/graphql", _graphql)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from dijk.auth.resources import IdentityResources
 from dijk.config.models import DijkConfig, RouteConfig
+from dijk.discovery.db import open_discovery_db
+from dijk.discovery.recorder import DiscoveryRecorder
 from dijk.openapi import CompiledSpec
 from dijk.pipeline.stage import Stage
 from dijk.privacy.resources import PrivacyResources
@@ -27,6 +29,7 @@ from dijk.stages.authn_required import AuthnRequiredStage
 from dijk.stages.authz import ScopeStage
 from dijk.stages.client_limits import ClientLimitsStage
 from dijk.stages.concurrency import ConcurrencyStage, InFlight
+from dijk.stages.discovery import DiscoveryStage, UnmatchedDiscoveryStage
 from dijk.stages.load_shed import LoadShedStage
 from dijk.stages.login_guard import LoginGuardStage
 from dijk.stages.network import NetworkStage, needs_network_stage
@@ -58,6 +61,8 @@ class StageResources:
     privacy: PrivacyResources | None = None
     # Compiled OpenAPI documents by route name (issue 6): routes with `openapi:`.
     openapi: dict[str, CompiledSpec] = field(default_factory=dict)
+    # The endpoint inventory learnt from traffic: routes with `discovery:`.
+    discovery: DiscoveryRecorder | None = None
 
     @classmethod
     def from_config(cls, config: DijkConfig, source: str = "") -> StageResources:
@@ -80,12 +85,26 @@ class StageResources:
             if any(route.privacy is not None for route in config.routes)
             else None,
             openapi=load_route_specs(config, source),
+            discovery=discovery_recorder(config),
         )
+
+
+def discovery_recorder(config: DijkConfig) -> DiscoveryRecorder | None:
+    """One inventory per configuration, when a route has discovery on (no I/O here)."""
+    if not any(route.discovery is not None for route in config.routes):
+        return None
+    settings = config.discovery
+    url, prefix = config.audit.url, settings.table_prefix
+    places = settings.max_endpoint_kib * 2  # shapes in the database: about 512 bytes a place
+    return DiscoveryRecorder(settings, lambda: open_discovery_db(url, prefix, places))
 
 
 def build_default_stages(config: DijkConfig, resources: StageResources) -> list[Stage]:
     """Stages for requests that match no route (they still get a log phase)."""
-    return audit_stages(resources, guard=False)
+    stages = audit_stages(resources, guard=False)
+    if resources.discovery is not None and config.discovery.unmatched:
+        stages.append(UnmatchedDiscoveryStage(resources.discovery))
+    return stages
 
 
 def audit_stages(resources: StageResources, *, guard: bool = True) -> list[Stage]:
@@ -118,6 +137,8 @@ def build_route_stages(
     if route.privacy is not None and resources.privacy is not None:
         limit = config.limits.max_response_buffer_bytes
         stages.append(PrivacyStage(route, route.privacy, resources.privacy, limit))
+    if route.discovery is not None and resources.discovery is not None:
+        stages.append(DiscoveryStage(route, route.discovery, resources.discovery))
     for stage in stages:
         stage.on_error = route.on_error
     return stages
