@@ -240,7 +240,7 @@ class AdminHandler:
         return await self._revoke(request, "tokens")
 
     async def _revoke(self, request: Request, kind: str) -> tuple[int, bytes]:
-        """Revoke an API key, client certificate or token (issue 4); takes effect at once."""
+        """Revoke an API key, client certificate or token; takes effect at once."""
         state = self._server.gateway.state
         identity = state.resources.identity
         if identity is None:
@@ -255,7 +255,7 @@ class AdminHandler:
         return status, orjson.dumps(answer)
 
     async def _audit(self, request: Request) -> tuple[int, bytes]:
-        """The activity log, filtered and paged (issue 8; see ``dijk.audit.api``)."""
+        """The activity log, filtered and paged (see ``dijk.audit.api``)."""
         audit = self._server.gateway.state.resources.audit
         if audit is None or audit.service is None:
             detail = "The audit log is disabled (audit.enabled: false)."

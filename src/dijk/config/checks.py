@@ -52,7 +52,7 @@ def cross_check(config: DijkConfig) -> Iterator[tuple[Path, str]]:
 
 
 def _identity_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
-    """Authentication, authorization and network policy (issue 4)."""
+    """Authentication, authorization and network policy."""
     auth = config.auth
     tls = config.listen.tls
     for index, route in enumerate(config.routes):
@@ -230,7 +230,7 @@ def _late_header_parts(
 
 
 def _rate_limit_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
-    """Rate limits and login guards (issue 5)."""
+    """Rate limits and login guards."""
     from dijk.storage import storage_scheme
 
     used = False
@@ -271,7 +271,7 @@ def _rules(path: Path, rules: list[RateLimitRule]) -> Iterator[tuple[Path, str]]
 
 
 def _audit_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
-    """Audit sinks and alerts (issue 8): credentials named by environment variable are set."""
+    """Audit sinks and alerts: credentials named by environment variable are set."""
     for index, sink in enumerate(config.audit.sinks):
         if sink.token_env is not None and not os.environ.get(sink.token_env):
             yield (

@@ -1,4 +1,4 @@
-"""Typed configuration (the shape in DESIGN.md is a contract: fields are added, never renamed).
+"""Typed configuration (the shape is a contract: fields are added, never renamed).
 
 Every model forbids unknown keys, every option has a safe default and a description; the
 README's configuration reference is generated from these descriptions
@@ -99,7 +99,7 @@ class StorageConfig(Model):
 
 
 # The audit and alerts sections live beside the code that uses them (audit/settings.py,
-# alerts/settings.py); `audit: {url: ...}` from DESIGN.md keeps its name and meaning.
+# alerts/settings.py); `audit: {url: ...}` keeps its name and meaning.
 AuditConfig = AuditSettings
 
 
@@ -285,7 +285,7 @@ class ClientCertRef(Model):
         return self
 
 
-# ---- rate limiting and DoS protection (issue 5; used by stages/ratelimit.py and friends) ----
+# ---- rate limiting and DoS protection (used by stages/ratelimit.py and friends) ----
 
 _RATE_KEY_PARTS = frozenset({"consumer", "api_key", "ip", "route"})
 _RATE_HEADER = re.compile(r"^header:[A-Za-z0-9-]{1,64}$")
@@ -775,7 +775,7 @@ class NetworkConfig(Model):
     )
 
 
-# ---- attack detection (issue 7; used by stages/waf.py) ----
+# ---- attack detection (used by stages/waf.py) ----
 
 # The detector's categories (dijk.detect.rules.CATEGORIES; a unit test keeps them equal).
 WafCategory = Literal[
@@ -960,7 +960,7 @@ class WafConfig(Model):
 
 
 class OpenApiConfig(Model):
-    """Positive security from the API's OpenAPI document (issue 6; stages/openapi.py)."""
+    """Positive security from the API's OpenAPI document (stages/openapi.py)."""
 
     spec: str = Field(
         description="OpenAPI 3.0/3.1 or Swagger 2.0 document (YAML or JSON): a path relative "

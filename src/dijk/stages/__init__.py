@@ -1,7 +1,7 @@
 """Stages: one module per stage; this module only says which stages a route gets.
 
 Order is never decided here: each stage carries its numeric priority and the pipeline
-sorts by it (STYLE.md rule 2). Adding a capability means one module plus one line below.
+sorts by it. Adding a capability means one module plus one line below.
 """
 
 from __future__ import annotations
@@ -51,15 +51,15 @@ class StageResources:
     storage: Storage | None = None
     limiter: Limiter | None = None
     in_flight: InFlight | None = None
-    # JWT verifier, introspection client, certificate ring, revocation list (issue 4).
+    # JWT verifier, introspection client, certificate ring, revocation list.
     identity: IdentityResources | None = None
-    # The audit log (issue 8): opened by GatewayState.start, shared across reloads.
+    # The audit log: opened by GatewayState.start, shared across reloads.
     audit: AuditResources | None = None
-    # Attack detectors, one per distinct waf setting, shared by the routes (issue 7).
+    # Attack detectors, one per distinct waf setting, shared by the routes.
     detectors: DetectorCache = field(default_factory=DetectorCache)
-    # PII detector, data map recorder, pseudonym keys (issue 9): routes with `privacy:`.
+    # PII detector, data map recorder, pseudonym keys: routes with `privacy:`.
     privacy: PrivacyResources | None = None
-    # Compiled OpenAPI documents by route name (issue 6): routes with `openapi:`.
+    # Compiled OpenAPI documents by route name: routes with `openapi:`.
     openapi: dict[str, CompiledSpec] = field(default_factory=dict)
     # The endpoint inventory learnt from traffic: routes with `discovery:`.
     discovery: DiscoveryRecorder | None = None
@@ -188,7 +188,7 @@ def uses_rate_limits(config: DijkConfig) -> bool:
 def protection_stages(
     config: DijkConfig, route: RouteConfig, resources: StageResources
 ) -> list[Stage]:
-    """Load shedding, rate limits, login guard and concurrency caps (issue 5)."""
+    """Load shedding, rate limits, login guard and concurrency caps."""
     stages: list[Stage] = []
     overload = config.overload
     if overload.max_in_flight or overload.max_event_loop_lag_s:
