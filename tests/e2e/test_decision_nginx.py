@@ -214,7 +214,7 @@ def test_nginx_refuses_a_union_injection_in_q_with_403_waf_sqli(stack: Stack) ->
 
 def test_nginx_answers_404_for_an_unknown_path_with_dijks_problem(stack: Stack) -> None:
     """A status nginx's auth_request cannot take from a subrequest reaches the client."""
-    status, _, body = stack.call("/api/v1/nowhere", READ_KEY)
+    status, _, body = stack.call("/admin-export", READ_KEY)
     assert status == 404
     assert problem(body)["reason"] == "route.not_found"
 
