@@ -133,3 +133,52 @@ async def test_a_target_that_is_not_a_path_is_refused(state: GatewayState) -> No
     verdict = await decide(state, original("http://elsewhere/items", [("x-api-key", KEY)]))
     assert verdict.decision is not None
     assert verdict.decision.reason == "http.invalid_target"
+
+
+def _routes_with_a_public_one() -> list[dict[str, Any]]:
+    return [
+        {"name": "open", "match": {"path_prefix": "/open"}, "upstream": "up", "auth": []},
+        {
+            "name": "items",
+            "match": {"path_prefix": "/items"},
+            "upstream": "up",
+            "auth": ["api_key"],
+            "hide_credentials": True,
+        },
+    ]
+
+
+@pytest.fixture
+async def open_state(tmp_path: Path) -> AsyncIterator[GatewayState]:
+    compiled = build_state(config(tmp_path, routes=_routes_with_a_public_one()), 1)
+    await compiled.start()
+    yield compiled
+    await compiled.close()
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/items//../open/x",  # '/open/x' to Dijk, '/items/open/x' to an upstream keeping '//'
+        "/items/a//../../open",
+        "/open/../open/x",
+        "/open/./x",
+        "/open/%2e%2e/open/x",
+        "//open/x",
+        "/open//x?q=1",
+    ],
+)
+async def test_a_path_not_in_normal_form_is_refused_as_the_proxy_forwards_it_as_sent(
+    open_state: GatewayState, target: str
+) -> None:
+    verdict = await decide(open_state, original(target, []))
+    assert verdict.decision is not None
+    assert (verdict.decision.status, verdict.decision.reason) == (400, "decision.path_not_normal")
+
+
+@pytest.mark.parametrize("target", ["/open/x", "/open/%61b", "/open/a%3bb", "/open/x/?q=a/../b"])
+async def test_a_path_that_only_differs_in_escapes_is_judged(
+    open_state: GatewayState, target: str
+) -> None:
+    verdict = await decide(open_state, original(target, []))
+    assert verdict.allowed, verdict.decision

@@ -56,6 +56,7 @@ from dijk.proxy.gateway import (
 )
 from dijk.proxy.headers import TrustedProxies
 from dijk.proxy.http1 import ProtocolFault, Request, ResponseWriter, http_date
+from dijk.routing.normalise import canonical_escapes
 from dijk.stages.audit import path_template_of
 
 if TYPE_CHECKING:
@@ -180,11 +181,18 @@ class DecisionEngine:
     async def _run(
         self, state: GatewayState, ctx: RequestContext, original: Original
     ) -> Decision | None:
-        if not ctx.path.startswith("/"):
+        raw_path = ctx.path
+        if not raw_path.startswith("/"):
             return Decision.deny(400, "http.invalid_target", "The request target must be a path.")
-        refused = match_route(state, ctx, ctx.path)
+        refused = match_route(state, ctx, raw_path)
         if refused is not None:
             return refused
+        if ctx.path != raw_path and ctx.path != canonical_escapes(raw_path):
+            # Inline, the upstream gets the normalised path; here the proxy forwards the
+            # path as the client sent it. `/admin//../open` is judged as `/open`, but an
+            # upstream that keeps empty segments resolves it to `/admin/open`: only a path
+            # that normalising leaves as it is can be judged for what the proxy forwards.
+            return NOT_NORMAL_PATH
         assert ctx.route is not None
         plan: RoutePlan = ctx.route.plan
         pipeline = plan.pipeline
@@ -259,6 +267,14 @@ class DecisionEngine:
 
 
 _ASKING: dict[tuple[str, ...], TrustedProxies] = {}
+
+
+NOT_NORMAL_PATH = Decision.deny(
+    400,
+    "decision.path_not_normal",
+    "The proxy forwards the path as sent, so only a path in normal form is judged: "
+    "no '.' or '..' segments and no '//'.",
+)
 
 
 UNTRUSTED_PEER = Decision.deny(
