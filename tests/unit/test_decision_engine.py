@@ -182,3 +182,43 @@ async def test_a_path_that_only_differs_in_escapes_is_judged(
 ) -> None:
     verdict = await decide(open_state, original(target, []))
     assert verdict.allowed, verdict.decision
+
+
+async def test_headers_the_inline_gateway_strips_are_named_for_removal(
+    open_state: GatewayState,
+) -> None:
+    """A GET judged as a GET must not reach the upstream as a DELETE (method override), nor
+    with a client-chosen client address, in any spelling an upstream reads as the name."""
+    headers = [
+        ("x-api-key", KEY),
+        ("x-http-method-override", "DELETE"),
+        ("x_http_method_override", "DELETE"),
+        ("x-original-url", "/admin"),
+        ("true-client-ip", "203.0.113.9"),
+        ("accept", "application/json"),
+    ]
+    verdict = await decide(open_state, original("/items/1", headers))
+    assert verdict.allowed
+    assert verdict.remove_headers == [
+        "true-client-ip",
+        "x-api-key",
+        "x-http-method-override",
+        "x-original-url",
+        "x_http_method_override",
+    ]
+
+
+async def test_a_clients_own_consumer_header_is_named_for_removal_when_dijk_sets_none(
+    open_state: GatewayState,
+) -> None:
+    spoofed = [("x-dijk-consumer", "alice"), ("x-dijk-scopes", "items:write")]
+    verdict = await decide(open_state, original("/open/x", spoofed))
+    assert verdict.allowed
+    assert verdict.remove_headers == ["x-dijk-consumer", "x-dijk-scopes"]
+    # On a route that identifies the caller Dijk's own values replace them; a '_' spelling
+    # would reach the upstream beside them, so it goes.
+    verdict = await decide(
+        open_state, original("/items", [("x-api-key", KEY), ("x_dijk_consumer", "root")])
+    )
+    assert ("x-dijk-consumer", "alice") in verdict.upstream_headers
+    assert verdict.remove_headers == ["x-api-key", "x_dijk_consumer"]

@@ -54,7 +54,7 @@ from dijk.proxy.gateway import (
     problem_response,
     request_id_from,
 )
-from dijk.proxy.headers import TrustedProxies
+from dijk.proxy.headers import TrustedProxies, configured_strip, hyphenated
 from dijk.proxy.http1 import ProtocolFault, Request, ResponseWriter, http_date
 from dijk.routing.normalise import canonical_escapes
 from dijk.stages.audit import path_template_of
@@ -321,13 +321,32 @@ def _allow_changes(
             headers.append((config.scopes_header, " ".join(sorted(identity.scopes))))
     headers.append(("x-request-id", ctx.request_id))
     headers.extend((name.lower(), value) for name, value in ctx.extra_upstream_headers)
+    removed = _not_for_upstream(verdict, original, config)
     if hides_credentials(ctx):
         kept = {name for name, _ in ctx.headers}
-        verdict.remove_headers = sorted(
-            {name for name, _ in original.headers if name not in kept} - _NOT_CREDENTIALS
-        )
+        removed |= {name for name, _ in original.headers if name not in kept} - _NOT_CREDENTIALS
         if query_param and ctx.query != original.target.partition("?")[2]:
             verdict.remove_query = [query_param]
+    verdict.remove_headers = sorted(removed)
+
+
+def _not_for_upstream(verdict: Verdict, original: Original, config: DecisionConfig) -> set[str]:
+    """Client headers the inline gateway would never forward and the proxy would: the
+    route's ``strip_request_headers`` (method overrides, URL rewrites, CDN client addresses:
+    ``X-HTTP-Method-Override: DELETE`` on a GET judged as a GET), and Dijk's own consumer and
+    scopes headers when this answer does not set them (a client's ``X-Dijk-Consumer: admin``
+    on a public route). Both in any ``_`` spelling an upstream may read as the name."""
+    route = verdict.ctx.route
+    assert route is not None
+    strip = configured_strip(route.plan.request_dropped)
+    ours = {config.consumer_header, config.scopes_header}
+    answered = {name for name, _ in verdict.upstream_headers}
+    found: set[str] = set()
+    for name, _ in original.headers:
+        canonical = hyphenated(name)
+        if canonical in strip or (canonical in ours and name not in answered):
+            found.add(name)
+    return found
 
 
 # ---- the HTTP flavours --------------------------------------------------------------------
