@@ -232,6 +232,24 @@ def test_ext_authz_http_reads_path_under_prefix_and_checks_the_forwarded_body(
     assert (status, json.loads(body)["reason"]) == (403, "waf.sqli")
 
 
+def test_ext_authz_http_refuses_a_body_envoy_marks_as_partial(decider: GatewayProcess) -> None:
+    """allow_partial_message: Envoy sends the first max_request_bytes and forwards the whole
+    body on allow; an injection past the cut would reach the API unjudged."""
+    envoy = {
+        "X-API-Key": WRITE_KEY,
+        "X-Forwarded-For": "198.51.100.8",
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Host": "api.example",
+        "x-envoy-auth-partial-body": "true",
+    }
+    cut = b"name=" + b"x" * 60
+    status, _, body = ask(decider, "POST", "/ext-authz/api/items", envoy, cut)
+    assert (status, json.loads(body)["reason"]) == (413, "decision.partial_body")
+    envoy["x-envoy-auth-partial-body"] = "false"
+    status, _, _ = ask(decider, "POST", "/ext-authz/api/items", envoy, cut)
+    assert status == 200
+
+
 def test_only_the_configured_proxies_may_ask(
     start_gateway: Callable[..., GatewayProcess], recording: RecordingUpstream
 ) -> None:

@@ -222,3 +222,63 @@ async def test_a_clients_own_consumer_header_is_named_for_removal_when_dijk_sets
     )
     assert ("x-dijk-consumer", "alice") in verdict.upstream_headers
     assert verdict.remove_headers == ["x-api-key", "x_dijk_consumer"]
+
+
+async def test_a_partial_body_is_refused_where_the_route_inspects_bodies(
+    state: GatewayState,
+) -> None:
+    """Envoy with allow_partial_message sends the first max_request_bytes only and forwards
+    the rest unjudged: the cut-off prefix of a form with an injection after it is clean."""
+    headers = [("x-api-key", KEY), ("content-type", "application/x-www-form-urlencoded")]
+    whole = b"a=" + b"x" * 100 + b"&b=1%27%20UNION%20SELECT%20password%20FROM%20users--"
+    verdict = await decide(state, original("/items", headers, method="POST", body=whole))
+    assert verdict.decision is not None
+    assert verdict.decision.reason == "waf.sqli"
+    cut = whole[:60]
+    verdict = await decide(
+        state, original("/items", headers, method="POST", body=cut, body_partial=True)
+    )
+    assert verdict.decision is not None
+    assert (verdict.decision.status, verdict.decision.reason) == (413, "decision.partial_body")
+    verdict = await decide(state, original("/items", headers, method="POST", body=cut))
+    assert verdict.allowed  # the same bytes, whole: nothing to refuse
+
+
+def test_envoys_partial_body_mark_and_a_short_body_make_a_grpc_question_partial(
+    state: GatewayState,
+) -> None:
+    from envoy_data_plane.envoy.config.core.v3 import Address, SocketAddress
+    from envoy_data_plane.envoy.service.auth.v3 import (
+        AttributeContext,
+        AttributeContextHttpRequest,
+        AttributeContextPeer,
+        AttributeContextRequest,
+        CheckRequest,
+    )
+
+    from dijk.proxy.decision_grpc import _original
+
+    def question(method: str, headers: dict[str, str], size: int) -> CheckRequest:
+        peer = AttributeContextPeer(
+            address=Address(socket_address=SocketAddress(address="198.51.100.4"))
+        )
+        http = AttributeContextHttpRequest(
+            method=method, path="/items", headers=headers, raw_body=b"a=1", size=size
+        )
+        return CheckRequest(
+            attributes=AttributeContext(source=peer, request=AttributeContextRequest(http=http))
+        )
+
+    engine = DecisionEngine(Gateway(state))
+    whole = _original(question("POST", {}, 3), engine)
+    assert isinstance(whole, Original)
+    assert (whole.body_partial, whole.content_length) == (False, 3)
+    longer = _original(question("POST", {}, 5000), engine)
+    assert isinstance(longer, Original)
+    assert (longer.body_partial, longer.content_length) == (True, 5000)
+    marked = _original(question("POST", {"x-envoy-auth-partial-body": "true"}, -1), engine)
+    assert isinstance(marked, Original)
+    assert marked.body_partial
+    refused = _original(question("GET /x", {}, -1), engine)
+    assert not isinstance(refused, Original)
+    assert refused.reason == "decision.invalid_method"

@@ -116,6 +116,9 @@ class Original:
     request_id: str
     body: bytes | None = None  # None: the proxy did not send it
     content_length: int | None = None
+    # Envoy with allow_partial_message sends only the first max_request_bytes of a larger
+    # body (and says so in x-envoy-auth-partial-body): what follows was never judged.
+    body_partial: bool = False
     scheme: str = "http"
     http_version: str = "1.1"
     client_port: int = 0
@@ -210,6 +213,8 @@ class DecisionEngine:
                     f"The request body is larger than the limit of {limit} bytes.",
                 )
             if pipeline.in_request_body and pipeline.wants_request_body(ctx):
+                if original.body_partial:
+                    return PARTIAL_BODY
                 ctx.body = body
                 ctx.bytes_in = len(body)
                 return await pipeline.request_body(ctx)
@@ -267,6 +272,21 @@ class DecisionEngine:
 
 
 _ASKING: dict[tuple[str, ...], TrustedProxies] = {}
+
+
+PARTIAL_BODY = Decision.deny(
+    413,
+    "decision.partial_body",
+    "The proxy sent only the first part of the request body (allow_partial_message); "
+    "a body this route inspects is judged whole or not at all.",
+)
+PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
+
+
+def is_partial(headers: list[tuple[str, str]]) -> bool:
+    """Whether Envoy marked the body it sent as cut at max_request_bytes."""
+    value = _first(headers, PARTIAL_BODY_HEADER)
+    return value is not None and value.strip().lower() == "true"
 
 
 NOT_NORMAL_PATH = Decision.deny(
@@ -446,7 +466,7 @@ class DecisionHandler:
         assert target is not None
         assert client is not None
         method = method.strip().upper()
-        if not _is_token(method):
+        if not is_token(method):
             return Decision.deny(
                 400, "decision.invalid_method", "The original method is not an HTTP token."
             )
@@ -509,6 +529,7 @@ class DecisionHandler:
             request_id=request_id_from(request.headers, True),
             body=body,
             content_length=len(body) if body else None,
+            body_partial=bool(body) and is_partial(request.headers),
             scheme=_first(request.headers, "x-forwarded-proto") or "http",
         )
 
@@ -595,7 +616,7 @@ _TOKEN_CHARS = frozenset(
 )
 
 
-def _is_token(value: str) -> bool:
+def is_token(value: str) -> bool:
     return 0 < len(value) <= 32 and all(char in _TOKEN_CHARS for char in value)
 
 

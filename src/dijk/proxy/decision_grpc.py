@@ -43,6 +43,8 @@ from dijk.proxy.decision import (
     Verdict,
     asking_proxies,
     client_address,
+    is_partial,
+    is_token,
     refuse_peer,
 )
 from dijk.proxy.gateway import new_request_id, problem_response, request_id_from
@@ -115,6 +117,10 @@ def _original(request: CheckRequest | None, engine: DecisionEngine) -> Original 
             "decision.missing_attributes",
             "The Check request carries no HTTP request attributes (method and path).",
         )
+    if not is_token(http.method.upper()):
+        return Decision.deny(
+            400, "decision.invalid_method", "The original method is not an HTTP token."
+        )
     headers: list[tuple[str, str]] = [
         (name.lower(), value) for name, value in http.headers.items() if not name.startswith(":")
     ]
@@ -136,7 +142,9 @@ def _original(request: CheckRequest | None, engine: DecisionEngine) -> Original 
             "The Check request does not name the client's address (attributes.source).",
         )
     body: bytes | None = http.raw_body or (http.body.encode("utf-8") if http.body else None)
-    length: int | None = len(body) if body else (http.size if http.size > 0 else None)
+    # http.size is the original Content-Length (-1 unknown); the body may be only its start.
+    length: int | None = http.size if http.size > 0 else (len(body) if body else None)
+    partial = bool(body) and (is_partial(headers) or (length or 0) > len(body or b""))
     client_ip = client_address(engine.state.trusted_proxies, client)
     if client_ip is None:
         return Decision.deny(
@@ -153,6 +161,7 @@ def _original(request: CheckRequest | None, engine: DecisionEngine) -> Original 
         request_id=_request_id(http.id) if http.id else new_request_id(),
         body=body,
         content_length=length,
+        body_partial=partial,
         scheme=http.scheme or "http",
         http_version=http.protocol.removeprefix("HTTP/") or "1.1",
     )
