@@ -13,15 +13,12 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_service
-from tests.e2e.test_decision_nginx import nginx_binary, nginx_conf
+from tests.e2e.test_decision_nginx import require_nginx, start_nginx
 from tests.support.gateway import GatewayProcess, base_config, free_port
 from tests.support.upstream import RecordingUpstream
 
@@ -51,9 +48,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    nginx = nginx_binary()
-    require_service(nginx is not None, "nginx is not installed (make install adds nginx-light)")
-    assert nginx is not None
+    nginx = require_nginx()
     base = tmp_path_factory.mktemp("decision-nginx-forwarding")
     upstream = RecordingUpstream().start()
     config = base_config(
@@ -69,17 +64,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     dijk = GatewayProcess(config, base).start(timeout=60)
     server: subprocess.Popen[bytes] | None = None
     try:
-        prefix = base / "nginx"
-        prefix.mkdir()
         port = free_port()
-        conf = nginx_conf(prefix, port, config["decision"]["listen"]["port"], upstream.port)
-        server = subprocess.Popen(
-            [nginx, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-        _wait(port, server, prefix / "error.log")
+        decision_port = config["decision"]["listen"]["port"]
+        server, _ = start_nginx(nginx, base / "nginx", port, decision_port, upstream.port)
         yield Stack(port, upstream)
     finally:
         if server is not None:
@@ -87,19 +74,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             server.wait(10)
         dijk.stop()
         upstream.stop()
-
-
-def _wait(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"nginx exited: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("nginx did not listen in time")
 
 
 def test_a_dot_segment_after_a_double_slash_is_refused_and_not_forwarded(stack: Stack) -> None:
