@@ -45,11 +45,15 @@ def version() -> None:
 @app.command()
 def serve(
     config: Annotated[Path, typer.Option("--config", "-c", help="Configuration file (YAML).")],
+    worker: Annotated[int, typer.Option(hidden=True, help="Run as worker N (internal).")] = 0,
+    worker_dir: Annotated[Path | None, typer.Option(hidden=True)] = None,
+    ready_fd: Annotated[int, typer.Option(hidden=True)] = -1,
 ) -> None:
     """Run the gateway from a configuration file (SIGHUP reloads it)."""
     from dijk import logs
     from dijk.cli.run import run_gateway
     from dijk.config import ConfigError, load_config
+    from dijk.proxy.workers import Supervisor, run_worker, worker_count
 
     try:
         loaded = load_config(config)
@@ -57,8 +61,14 @@ def serve(
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
     logs.configure(loaded.logging.level, loaded.logging.format)
+    count = worker_count(loaded.workers)
     try:
-        run_gateway(loaded, str(config))
+        if worker and worker_dir is not None:
+            run_worker(str(config), worker, worker_dir, ready_fd)
+        elif count > 1:
+            raise typer.Exit(Supervisor(str(config), count).run())
+        else:
+            run_gateway(loaded, str(config))
     except OSError as exc:
         typer.echo(f"error: cannot start: {exc.strerror or exc}", err=True)
         raise typer.Exit(1) from None

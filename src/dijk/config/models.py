@@ -1184,6 +1184,14 @@ class DijkConfig(Model):
         "this list.",
     )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
+    workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
+        1,
+        description="Worker processes serving the listeners (SO_REUSEPORT), supervised by a "
+        "parent that restarts a crashed one and passes SIGHUP/SIGTERM on; auto: one per CPU "
+        "available. memory:// state (rate limits, login guard, revocations) is per worker: "
+        "use a redis:// storage.url with more than one. Each worker writes its own audit "
+        "chain (<audit.chain>-w<n>). Applies at start; a reload keeps the count.",
+    )
     upstreams: dict[str, UpstreamConfig] = Field(description="Upstream services by name.")
     consumers: list[ConsumerConfig] = Field(
         default_factory=list, description="Known API consumers."

@@ -79,9 +79,12 @@ class GatewayServer:
         config: DijkConfig,
         source: str = "",
         loader: Callable[[], DijkConfig] | None = None,
+        reuse_port: bool = False,
     ) -> None:
-        """``loader`` reads the configuration again on reload (default: ``source``)."""
+        """``loader`` reads the configuration again on reload (default: ``source``);
+        ``reuse_port``: worker processes share the listeners (``proxy/workers.py``)."""
         self.source = source
+        self._reuse_port = reuse_port
         self._loader = loader or (lambda: load_config(source))
         self.gateway = Gateway(build_state(config, 1, source))
         self.admin_token_env = config.admin.token_env
@@ -139,6 +142,7 @@ class GatewayServer:
             ssl=ssl_context,
             backlog=2048,
             reuse_address=True,
+            reuse_port=self._reuse_port,
         )
         admin = await self._open_admin(loop)
         self._servers += [data_plane, admin]
@@ -159,6 +163,7 @@ class GatewayServer:
             _bind(config.admin.address),
             config.admin.port,
             reuse_address=True,
+            reuse_port=self._reuse_port,
         )
 
     def _decision_protocol(self, handler: Handler) -> HttpProtocol:
