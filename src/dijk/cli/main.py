@@ -116,7 +116,7 @@ def config_validate(
         raise typer.Exit(1) from None
     routes = len(config.routes)
     for target in state.upstreams.values():
-        target.pool.close()
+        target.balancer.close()
     typer.echo(f"{file}: valid ({routes} route{'s' if routes != 1 else ''})")
 
 

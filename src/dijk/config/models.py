@@ -154,8 +154,145 @@ class LimitsConfig(Model):
     )
 
 
+def _check_upstream_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("only http:// and https:// upstreams are supported")
+    if not parts.hostname:
+        raise ValueError("upstream URL needs a host")
+    if parts.query or parts.fragment:
+        raise ValueError("upstream URL must not have a query or fragment")
+    if parts.path not in ("", "/"):
+        raise ValueError("upstream URL must not have a path (use a route's strip_prefix)")
+    if parts.username or parts.password:
+        raise ValueError("upstream URL must not carry credentials")
+    try:
+        parts.port  # noqa: B018 - parsing the port validates it
+    except ValueError as exc:
+        raise ValueError(f"invalid port: {exc}") from None
+    return value
+
+
+UpstreamUrl = Annotated[str, AfterValidator(_check_upstream_url)]
+
+
+class UpstreamTargetConfig(Model):
+    url: UpstreamUrl = Field(description="http://host:port or https://host:port of one target.")
+    weight: int = Field(default=1, ge=1, le=1000, description="Share of requests (relative).")
+
+
+class UpstreamTlsConfig(Model):
+    ca_file: str | None = Field(
+        default=None,
+        description="PEM bundle of the CAs trusted for https:// targets (default: the system's).",
+    )
+    verify: bool = Field(
+        default=True,
+        description="Verify the target's certificate and host name. false is for tests only: "
+        "anyone on the path can then read and change the traffic.",
+    )
+    server_name: str | None = Field(
+        default=None,
+        description="Name sent in SNI and checked against the certificate (default: the "
+        "target URL's host).",
+    )
+    cert_file: str | None = Field(
+        default=None, description="Client certificate (PEM) presented to the targets (mTLS)."
+    )
+    key_file: str | None = Field(default=None, description="Private key of cert_file (PEM).")
+
+    @model_validator(mode="after")
+    def _pair(self) -> UpstreamTlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give both 'cert_file' and 'key_file', or neither")
+        return self
+
+
+class PassiveHealthConfig(Model):
+    failures: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="Consecutive failed connections (refused, timed out, TLS refused) that "
+        "eject a target.",
+    )
+    eject_s: PositiveSeconds = Field(
+        default=30, description="How long an ejected target gets no requests."
+    )
+
+
+class HealthCheckConfig(Model):
+    path: str = Field(default="/healthz", pattern=r"^/[!-~]*$", description="Path requested.")
+    interval_s: PositiveSeconds = Field(default=5, description="Time between checks per target.")
+    timeout_s: PositiveSeconds = Field(default=2, description="Time allowed for one check.")
+    expected_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default=[200], min_length=1, description="Statuses that mean healthy."
+    )
+    unhealthy_after: int = Field(
+        default=2, ge=1, le=100, description="Failed checks in a row that take a target out."
+    )
+    healthy_after: int = Field(
+        default=1, ge=1, le=100, description="Passed checks in a row that bring it back."
+    )
+
+
+class RetryConfig(Model):
+    attempts: int = Field(
+        default=1,
+        ge=0,
+        le=10,
+        description="Other targets tried when connecting to one fails (nothing was sent to "
+        "it); 0: no retry.",
+    )
+    budget_ratio: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Retries earned per request (0.2: at most one retry per five requests, "
+        "after min_per_s); when the budget is spent the failure is answered, not retried.",
+    )
+    min_per_s: float = Field(
+        default=10, ge=0, le=10000, description="Retries always allowed per second."
+    )
+
+
 class UpstreamConfig(Model):
-    url: str = Field(description="Base URL of the upstream service (http://host:port).")
+    url: UpstreamUrl | None = Field(
+        default=None,
+        description="Base URL of a single-target upstream (http://host:port or https://...). "
+        "Give either url or targets.",
+    )
+    targets: list[UpstreamTargetConfig] = Field(
+        default_factory=list, max_length=256, description="Several targets, balanced."
+    )
+    balance: Literal["round_robin", "least_connections", "consistent_hash"] = Field(
+        default="round_robin",
+        description="round_robin (weighted), least_connections (requests in flight / weight), "
+        "consistent_hash (the same key goes to the same target while it is healthy).",
+    )
+    hash_on: str = Field(
+        default="ip",
+        pattern=r"^(ip|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$",
+        description="consistent_hash key: ip (client address), header:<name> or cookie:<name>; "
+        "a request without it hashes on the client address.",
+    )
+    tls: UpstreamTlsConfig = Field(
+        default_factory=UpstreamTlsConfig, description="TLS towards https:// targets."
+    )
+    passive_health: PassiveHealthConfig = Field(
+        default_factory=PassiveHealthConfig, description="Ejection on failed connections."
+    )
+    health_check: HealthCheckConfig | None = Field(
+        default=None, description="Active health checks (HTTP GET per target); null: none."
+    )
+    retries: RetryConfig = Field(default_factory=RetryConfig, description="Retries, budgeted.")
+    max_connections: int | None = Field(
+        default=None,
+        ge=1,
+        le=100000,
+        description="Connections in use per target at most; beyond it 503 "
+        "upstream.pool_exhausted. null: no limit.",
+    )
     connect_timeout_s: PositiveSeconds = Field(default=2, description="TCP connect timeout (502).")
     read_timeout_s: PositiveSeconds = Field(
         default=30, description="Time to wait for response headers and between body reads (504)."
@@ -166,28 +303,21 @@ class UpstreamConfig(Model):
         "'preserve' (the client's Host), or a fixed host name.",
     )
     max_idle_connections: int = Field(
-        default=64, ge=0, le=4096, description="Keep-alive connections kept open per upstream."
+        default=64, ge=0, le=4096, description="Keep-alive connections kept open per target."
     )
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme != "http":
-            raise ValueError("only http:// upstreams are supported")
-        if not parts.hostname:
-            raise ValueError("upstream URL needs a host")
-        if parts.query or parts.fragment:
-            raise ValueError("upstream URL must not have a query or fragment")
-        if parts.path not in ("", "/"):
-            raise ValueError("upstream URL must not have a path (use a route's strip_prefix)")
-        if parts.username or parts.password:
-            raise ValueError("upstream URL must not carry credentials")
-        try:
-            parts.port  # noqa: B018 - parsing the port validates it
-        except ValueError as exc:
-            raise ValueError(f"invalid port: {exc}") from None
-        return value
+    @model_validator(mode="after")
+    def _one_form(self) -> UpstreamConfig:
+        if (self.url is None) == (not self.targets):
+            raise ValueError("give exactly one of 'url' or 'targets'")
+        return self
+
+    @property
+    def target_list(self) -> list[UpstreamTargetConfig]:
+        """Every target; the single-URL form is one target of weight 1."""
+        if self.url is not None:
+            return [UpstreamTargetConfig(url=self.url)]
+        return list(self.targets)
 
 
 class ApiKeyRef(Model):
