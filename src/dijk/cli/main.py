@@ -13,7 +13,7 @@ app = typer.Typer(
     name="dijk",
     help="Dijk: an API security gateway. Start with `dijk demo`.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish)
     pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Check and document configuration files.", no_args_is_help=True)
@@ -40,6 +40,27 @@ app.command("lint")(lint)
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dijk {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Dijk: an API security gateway. Start with `dijk demo`."""
 
 
 @app.command()
@@ -103,20 +124,36 @@ def demo(
 @config_app.command("validate")
 def config_validate(
     file: Annotated[Path, typer.Argument(help="Configuration file to check.")],
+    no_env: Annotated[
+        bool,
+        typer.Option(
+            "--no-env",
+            help="Ignore the environment: no DIJK_* overrides, and secrets named by *_env"
+            " variables may be unset (CI without secrets).",
+        ),
+    ] = False,
 ) -> None:
     """Exit 0 if FILE is valid; else print `FILE:LINE: path: message` per problem, exit 1."""
     from dijk.config import ConfigError, load_config
+    from dijk.config.environment import is_missing_variable
     from dijk.proxy.state import build_state
 
     try:
-        config = load_config(file)
-        state = build_state(config, 0, str(file))
+        config = load_config(file, use_env=not no_env)
+        try:
+            state = build_state(config, 0, str(file))
+        except ConfigError as exc:
+            if no_env and all(is_missing_variable(issue.message) for issue in exc.issues):
+                state = None  # only secrets that are not set here: the file itself is valid
+            else:
+                raise
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
     routes = len(config.routes)
-    for target in state.upstreams.values():
-        target.balancer.close()
+    if state is not None:
+        for target in state.upstreams.values():
+            target.balancer.close()
     typer.echo(f"{file}: valid ({routes} route{'s' if routes != 1 else ''})")
 
 

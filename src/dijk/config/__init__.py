@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from dijk.config.checks import cross_check
+from dijk.config.environment import ENVIRONMENT, apply_overrides, is_missing_variable
 from dijk.config.loader import (
     ConfigError,
     ConfigIssue,
@@ -18,17 +20,40 @@ from dijk.config.models import DijkConfig
 __all__ = ["ConfigError", "ConfigIssue", "DijkConfig", "load_config", "load_config_text"]
 
 
-def load_config_text(text: str, file: str) -> DijkConfig:
+def load_config_text(
+    text: str,
+    file: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    secrets_required: bool = True,
+) -> DijkConfig:
+    """Parse, override from ``environ`` (``DIJK_*``; None: no overrides) and check;
+    ``secrets_required=False`` accepts secrets whose variables are unset."""
     data, lines = load_yaml_document(text, file)
+    if environ is not None and isinstance(data, dict):
+        _, refused = apply_overrides(data, DijkConfig, environ)
+        if refused:
+            raise ConfigError(
+                [ConfigIssue(ENVIRONMENT, None, variable, message) for variable, message in refused]
+            )
     config = validate_document(data, lines, DijkConfig, file)
     issues = [issue_at(file, lines, path, message) for path, message in cross_check(config)]
+    if not secrets_required:  # no environment (CI without secrets): unset secrets are fine
+        issues = [issue for issue in issues if not is_missing_variable(issue.message)]
     if issues:
         issues.sort(key=lambda issue: (issue.line or 0, issue.path))
         raise ConfigError(issues)
     return config
 
 
-def load_config(path: str | os.PathLike[str]) -> DijkConfig:
-    """Load and fully check a configuration file; raise :class:`ConfigError` on problems."""
+def load_config(path: str | os.PathLike[str], *, use_env: bool = True) -> DijkConfig:
+    """Load and fully check a configuration file; raise :class:`ConfigError` on problems.
+
+    ``DIJK_*`` variables override keys (``config/environment.py``) unless ``use_env`` is
+    false, which also accepts secrets whose variables are unset.
+    """
     file = os.fspath(path)
-    return load_config_text(read_config_text(file), file)
+    text = read_config_text(file)
+    if use_env:
+        return load_config_text(text, file, os.environ)
+    return load_config_text(text, file, None, secrets_required=False)
