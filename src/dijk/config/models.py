@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -1120,6 +1120,11 @@ class RouteConfig(Model):
         description="Personal data on this route: found in requests and responses, masked in "
         "responses, recorded in the data map: {mask_response: true, strategy: mask}.",
     )
+    route_group: str | None = Field(
+        default=None,
+        description="Name of an entry in 'route_groups' whose settings this route takes "
+        "(its own keys win). Not 'groups', which lists consumer groups.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -1344,6 +1349,17 @@ class DijkConfig(Model):
         default_factory=DecisionConfig,
         description="Decision service for a proxy in front (nginx auth_request, Envoy "
         "ext_authz, Traefik forwardAuth): the request-phase stages answer allow or deny.",
+    )
+    route_defaults: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Route settings every route takes unless it sets the key itself (or its "
+        "route_group does), e.g. {waf: {mode: block}, openapi: {spec: api.yaml}}. A route "
+        "replaces a whole key (no deep merge); 'waf: null' on a route turns a default off.",
+    )
+    route_groups: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Named sets of route settings; a route with route_group: <name> takes "
+        "them over route_defaults (its own keys still win).",
     )
     routes: list[RouteConfig] = Field(description="Routes, matched most specific first.")
 
