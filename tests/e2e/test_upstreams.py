@@ -10,10 +10,9 @@ import ipaddress
 import json
 import ssl
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,8 @@ import pytest
 from cryptography import x509
 
 from tests.e2e.test_mtls_e2e import Authority, _name
-from tests.support.gateway import GatewayProcess, base_config
+from tests.support.gateway import GatewayProcess, base_config, wait_for
+from tests.support.gateway import log_events as events
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -71,15 +71,6 @@ def get(gateway: GatewayProcess, path: str) -> tuple[int, bytes]:
             return error.code, error.read()
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
-
-
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[tuple[GatewayProcess, _Target, _Target]]:
     ca = Authority(tmp_path, "upstreams")
@@ -120,14 +111,6 @@ def setup(tmp_path: Path) -> Iterator[tuple[GatewayProcess, _Target, _Target]]:
         gateway.stop()
         for target in (a, b, untrusted):
             target.stop()
-
-
-def events(gateway: GatewayProcess, name: str) -> list[dict[str, Any]]:
-    return [
-        event
-        for line in gateway.logs().splitlines()
-        if line.startswith("{") and (event := json.loads(line)).get("event") == name
-    ]
 
 
 def test_a_stopped_https_target_is_ejected_and_the_other_serves_every_request(

@@ -11,36 +11,16 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.support.gateway import GatewayProcess, base_config
+from tests.support.gateway import GatewayProcess, base_config, wait_for
+from tests.support.gateway import log_events as events
 from tests.support.upstream import RecordingUpstream
 
 REQUESTS = 40
-
-
-def events(gateway: GatewayProcess, name: str) -> list[dict[str, Any]]:
-    found = []
-    for line in gateway.logs().splitlines():
-        if line.startswith("{"):
-            event = json.loads(line)
-            if event.get("event") == name:
-                found.append(event)
-    return found
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 def get(port: int, path: str = "/") -> int:

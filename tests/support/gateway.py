@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +141,27 @@ def parse_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
     if "content-length" in headers:
         body = body[: int(headers["content-length"])]
     return status, headers, body
+
+
+def log_events(gateway: GatewayProcess, name: str) -> list[dict[str, Any]]:
+    """The gateway's JSON log lines whose ``event`` is ``name``, in order."""
+    found = []
+    for line in gateway.logs().splitlines():
+        if line.startswith("{"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("event") == name:
+                found.append(record)
+    return found
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0, interval: float = 0.1) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
