@@ -1141,6 +1141,29 @@ class RouteConfig(Model):
         return upper
 
 
+class TracingConfig(Model):
+    enabled: bool = Field(default=False, description="Export traces over OTLP.")
+    endpoint: str = Field(
+        default="http://127.0.0.1:4318/v1/traces",
+        pattern=r"^https?://[^\s]+$",
+        description="OTLP/HTTP (protobuf) traces endpoint of the collector.",
+    )
+    sample_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of traces recorded, decided on the trace id (the same decision for "
+        "a trace everywhere). A client's sampled flag is not obeyed: it cannot make the "
+        "gateway record (and export) every one of its requests.",
+    )
+    service_name: str = Field(
+        default="dijk", min_length=1, max_length=128, description="service.name of the spans."
+    )
+    export_delay_ms: int = Field(
+        default=2000, ge=100, le=60000, description="Most time a finished span waits to be sent."
+    )
+
+
 class LoggingConfig(Model):
     level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Lowest level written."
@@ -1319,6 +1342,11 @@ class DijkConfig(Model):
         "this list.",
     )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
+    tracing: TracingConfig = Field(
+        default_factory=TracingConfig,
+        description="OpenTelemetry traces: a span per request, per stage and for the upstream "
+        "call; W3C traceparent continued from the client and sent upstream.",
+    )
     workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
         1,
         description="Worker processes serving the listeners (SO_REUSEPORT), supervised by a "

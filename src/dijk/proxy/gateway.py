@@ -363,7 +363,7 @@ class Gateway:
         head_only = ctx.method == "HEAD"
         balancer = target.balancer  # picks a healthy target (proxy/balancer.py)
 
-        started = time.perf_counter()
+        started = ctx.upstream_started = time.perf_counter()
         connection = balancer.take_idle() or await balancer.connect(ctx)
         connection.begin(payload, head_only)
         try:

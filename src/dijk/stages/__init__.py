@@ -33,8 +33,10 @@ from dijk.stages.network import NetworkStage, needs_network_stage
 from dijk.stages.openapi import OpenApiResponseStage, OpenApiStage, load_route_specs
 from dijk.stages.privacy import PrivacyStage
 from dijk.stages.ratelimit import PreAuthRateLimitStage, RateLimitStage
+from dijk.stages.tracing import TracingStage
 from dijk.stages.waf import DetectorCache, WafStage
 from dijk.storage import Storage
+from dijk.tracing import Tracer
 
 
 @dataclass(slots=True)
@@ -58,6 +60,8 @@ class StageResources:
     privacy: PrivacyResources | None = None
     # Compiled OpenAPI documents by route name (issue 6): routes with `openapi:`.
     openapi: dict[str, CompiledSpec] = field(default_factory=dict)
+    # OpenTelemetry exporter (tracing.enabled): shut down when its last stage closes.
+    tracer: Tracer | None = None
 
     @classmethod
     def from_config(cls, config: DijkConfig, source: str = "") -> StageResources:
@@ -80,6 +84,7 @@ class StageResources:
             if any(route.privacy is not None for route in config.routes)
             else None,
             openapi=load_route_specs(config, source),
+            tracer=Tracer(config.tracing) if config.tracing.enabled else None,
         )
 
 
@@ -102,6 +107,8 @@ def build_route_stages(
     config: DijkConfig, route: RouteConfig, resources: StageResources
 ) -> list[Stage]:
     stages: list[Stage] = [ClientLimitsStage(config.limits)]
+    if resources.tracer is not None:
+        stages.append(TracingStage(resources.tracer))
     if needs_network_stage(config.network, route):
         stages.append(NetworkStage(config.network, route))
     if route.auth:
