@@ -62,3 +62,12 @@ def test_every_log_line_names_its_process_and_is_written_whole() -> None:
     assert len(writes) == 1  # line and newline together: workers share stderr
     assert writes[0].endswith("\n")
     assert orjson.loads(writes[0])["pid"] == os.getpid()
+
+
+def test_a_reload_that_changes_the_worker_count_says_it_needs_a_restart() -> None:
+    from dijk.proxy.server import _restart_needed
+
+    one = load_config_text(BASE, "dijk.yaml")
+    two = load_config_text(BASE + "workers: 2\n", "dijk.yaml")
+    assert "the number of workers changes after a restart" in _restart_needed(one, two)
+    assert _restart_needed(one, one) == []

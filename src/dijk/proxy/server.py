@@ -369,6 +369,8 @@ def _restart_needed(old: DijkConfig, new: DijkConfig) -> list[str]:
         new.decision.inline,
     ):
         warnings.append("decision listeners changed: they take effect after a restart")
+    if old.workers != new.workers:
+        warnings.append("the number of workers changes after a restart")
     if old.limits != new.limits:
         warnings.append("header limits and timeouts apply to new connections only")
     return warnings
