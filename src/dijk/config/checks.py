@@ -49,6 +49,12 @@ def cross_check(config: DijkConfig) -> Iterator[tuple[Path, str]]:
     yield from _hide_credentials_checks(config)
     yield from _rate_limit_checks(config)
     yield from _audit_checks(config)
+    if config.workers != 1 and (config.decision.listen or config.decision.grpc):
+        yield (
+            ("workers",),
+            "the decision listeners run in one process: use workers: 1 with decision.listen"
+            " or decision.grpc (run more instances behind the proxy instead)",
+        )
 
 
 def _identity_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:

@@ -63,6 +63,8 @@ class RequestContext:
     annotations: dict[str, Any] = field(default_factory=dict)
     extra_upstream_headers: list[tuple[str, str]] = field(default_factory=list)
     response_status: int = 0
+    # The request's spans (dijk.tracing.RequestTrace) when tracing is on; None otherwise.
+    trace: Any = None
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     response_body: bytes | None = None
     # The upstream's Content-Length (None when chunked or absent): response_headers never
@@ -70,6 +72,7 @@ class RequestContext:
     response_length: int | None = None
     extra_response_headers: list[tuple[str, str]] = field(default_factory=list)
     upstream_seconds: float | None = None
+    upstream_started: float | None = None  # perf_counter() when forwarding began
     bytes_in: int = 0
     bytes_out: int = 0
     fault: str | None = None

@@ -442,10 +442,10 @@ class Gateway:
         ).encode("latin-1")
         payload = head_bytes + body if body else head_bytes
         head_only = ctx.method == "HEAD"
-        pool = target.pool
+        balancer = target.balancer  # picks a healthy target (proxy/balancer.py)
 
-        started = time.perf_counter()
-        connection = pool.take_idle() or await pool.connect()
+        started = ctx.upstream_started = time.perf_counter()
+        connection = balancer.take_idle() or await balancer.connect(ctx)
         connection.begin(payload, head_only)
         try:
             if streaming_body:
@@ -461,7 +461,7 @@ class Gateway:
                 except UpstreamError as exc:
                     if not exc.retryable:
                         raise
-                    connection = await pool.connect()
+                    connection = await connection.pool.connect()  # the same target
                     connection.begin(payload, head_only)
                     head = await connection.head()
             else:

@@ -36,8 +36,10 @@ from dijk.stages.network import NetworkStage, needs_network_stage
 from dijk.stages.openapi import OpenApiResponseStage, OpenApiStage, load_route_specs
 from dijk.stages.privacy import PrivacyStage
 from dijk.stages.ratelimit import PreAuthRateLimitStage, RateLimitStage
+from dijk.stages.tracing import TracingStage
 from dijk.stages.waf import DetectorCache, WafStage
 from dijk.storage import Storage
+from dijk.tracing import Tracer
 
 
 @dataclass(slots=True)
@@ -63,6 +65,8 @@ class StageResources:
     openapi: dict[str, CompiledSpec] = field(default_factory=dict)
     # The endpoint inventory learnt from traffic: routes with `discovery:`.
     discovery: DiscoveryRecorder | None = None
+    # OpenTelemetry exporter (tracing.enabled): shut down when its last stage closes.
+    tracer: Tracer | None = None
 
     @classmethod
     def from_config(cls, config: DijkConfig, source: str = "") -> StageResources:
@@ -86,6 +90,7 @@ class StageResources:
             else None,
             openapi=load_route_specs(config, source),
             discovery=discovery_recorder(config),
+            tracer=Tracer(config.tracing) if config.tracing.enabled else None,
         )
 
 
@@ -121,6 +126,8 @@ def build_route_stages(
     config: DijkConfig, route: RouteConfig, resources: StageResources
 ) -> list[Stage]:
     stages: list[Stage] = [ClientLimitsStage(config.limits)]
+    if resources.tracer is not None:
+        stages.append(TracingStage(resources.tracer))
     if needs_network_stage(config.network, route):
         stages.append(NetworkStage(config.network, route))
     if route.auth:
