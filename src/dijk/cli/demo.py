@@ -14,10 +14,12 @@ from pathlib import Path
 import typer
 
 from dijk.config import ConfigError, DijkConfig, load_config_text
+from dijk.demo.upstream import DEMO_USER_PASSWORD, DEMO_USERNAME
 
 DEMO_CONFIG_NAME = "dijk/demo/config.yaml"
 KEY_ENV_READ = "DIJK_DEMO_KEY_READ"
 KEY_ENV_WRITE = "DIJK_DEMO_KEY_WRITE"
+LOGIN_ENV = "DIJK_DEMO_LOGIN"
 
 
 def demo_config_text() -> str:
@@ -37,6 +39,13 @@ def demo_config(port: int, upstream_port: int, admin_port: int, data_dir: Path) 
             "upstreams": {"bank": upstream},
             "audit": config.audit.model_copy(
                 update={"url": f"sqlite:///{(data_dir / 'audit.db').resolve()}"}
+            ),
+            "abuse": config.abuse.model_copy(
+                update={
+                    "reputation": config.abuse.reputation.model_copy(
+                        update={"directory": str((data_dir / "reputation").resolve())}
+                    )
+                }
             ),
         }
     )
@@ -112,6 +121,7 @@ def banner(port: int, upstream_port: int, admin_port: int, read: str, write: str
             f"  admin     http://127.0.0.1:{admin_port}  (/healthz /readyz /metrics)",
             f"{KEY_ENV_READ}={read}",
             f"{KEY_ENV_WRITE}={write}",
+            f"{LOGIN_ENV}={DEMO_USERNAME}:{DEMO_USER_PASSWORD}",
             "Try:",
             f"  curl -i {base}/api/v1/status",
             f'  curl -i -H "X-API-Key: {read}" {base}/api/v1/accounts/1',
@@ -157,6 +167,7 @@ def run_demo(port: int, upstream_port: int, admin_port: int, data_dir: Path) -> 
         typer.echo("error: --port, --upstream-port and --admin-port must differ", err=True)
         raise typer.Exit(2)
     data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "reputation").mkdir(exist_ok=True)  # address lists (Tor exits, FireHOL)
     read, write = ensure_keys()
     try:
         config = demo_config(port, upstream_port, admin_port, data_dir)
