@@ -11,7 +11,6 @@ pure: :func:`verdict` turns an incident into a decision.
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -63,9 +62,8 @@ class IncidentBook:
         self.synced = 0.0
         self._by_subject: dict[str, list[Incident]] = {}
 
-    def load(self, epoch: int, table: dict[str, bytes]) -> list[str]:
+    def load(self, epoch: int, table: dict[str, bytes], now: float) -> list[str]:
         """Replace the mirror; returns ids of expired incidents (to drop from the store)."""
-        now = time.time()
         by_subject: dict[str, list[Incident]] = {}
         expired: list[str] = []
         for key, payload in table.items():
@@ -119,8 +117,7 @@ class IncidentBook:
     def __bool__(self) -> bool:
         return bool(self._by_subject)
 
-    def all(self) -> list[Incident]:
-        now = time.time()
+    def all(self, now: float) -> list[Incident]:
         return sorted(
             (item for found in self._by_subject.values() for item in found if item.until > now),
             key=lambda item: item.opened,

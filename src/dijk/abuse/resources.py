@@ -144,7 +144,7 @@ class AbuseResources:
             self._store_error(exc)
             return []
         if batch.incidents is not None:
-            await self._load(batch.epoch, batch.incidents)
+            await self._load(batch.epoch, batch.incidents, now)
         self.book.synced = now
         return plan.judge(batch.results) if plan.ops else []
 
@@ -153,8 +153,8 @@ class AbuseResources:
         if now - self.book.synced >= _SYNC_EVERY_S:
             await self.observe(Plan(), now)
 
-    async def _load(self, epoch: int, table: dict[str, bytes]) -> None:
-        expired = self.book.load(epoch, table)
+    async def _load(self, epoch: int, table: dict[str, bytes], now: float) -> None:
+        expired = self.book.load(epoch, table, now)
         if expired and isinstance(self.store, RedisAbuseStore):
             from dijk.storage import StorageUnavailable
 
@@ -203,7 +203,7 @@ class AbuseResources:
         from dijk.storage import StorageUnavailable
 
         try:
-            await self.store.put_incident(incident.id, incident.to_json(), duration_s)
+            await self.store.put_incident(incident.id, incident.to_json(), incident.until)
         except StorageUnavailable as exc:
             self._store_error(exc)  # still enforced here; other instances miss it
         if self.notify is not None:
@@ -212,8 +212,9 @@ class AbuseResources:
 
     async def list_incidents(self) -> list[Incident]:
         epoch, table = await self.store.incidents()
-        await self._load(epoch, table)
-        return self.book.all()
+        now = self.clock()
+        await self._load(epoch, table, now)
+        return self.book.all(now)
 
     async def lift(self, incident_id_: str) -> bool:
         found = await self.store.lift(incident_id_)

@@ -79,8 +79,8 @@ class AbuseStore(ABC):
     async def run(self, ops: Sequence[Op], epoch: int, now: float) -> Batch: ...
 
     @abstractmethod
-    async def put_incident(self, incident_id: str, payload: bytes, ttl_s: float) -> int:
-        """Store an incident; the new epoch."""
+    async def put_incident(self, incident_id: str, payload: bytes, until: float) -> int:
+        """Store an incident that lasts until ``until`` (wall clock); the new epoch."""
 
     @abstractmethod
     async def lift(self, incident_id: str) -> bool:
@@ -231,8 +231,8 @@ class MemoryAbuseStore(AbuseStore):
             del self._incidents[key]
         return {key: payload for key, (payload, _) in self._incidents.items()}
 
-    async def put_incident(self, incident_id: str, payload: bytes, ttl_s: float) -> int:
-        self._incidents[incident_id] = (payload, time.time() + ttl_s)
+    async def put_incident(self, incident_id: str, payload: bytes, until: float) -> int:
+        self._incidents[incident_id] = (payload, until)
         self._epoch += 1
         return self._epoch
 
@@ -393,7 +393,7 @@ class RedisAbuseStore(AbuseStore):
         except (RedisError, OSError, TimeoutError) as exc:
             raise StorageUnavailable(f"redis: {type(exc).__name__}") from exc
 
-    async def put_incident(self, incident_id: str, payload: bytes, ttl_s: float) -> int:
+    async def put_incident(self, incident_id: str, payload: bytes, until: float) -> int:
         await self._command("HSET", self._table_key, incident_id, payload)
         return int(await self._command("INCR", self._epoch_key))
 
