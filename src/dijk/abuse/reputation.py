@@ -76,6 +76,7 @@ class ReputationLists:
         self._v4 = _Intervals([])
         self._v6 = _Intervals([])
         self.size = 0
+        self._cache: dict[str, str | None] = {}
         self.refresh(force=True)
 
     def _files(self) -> list[Path]:
@@ -120,11 +121,24 @@ class ReputationLists:
                 (v4 if network.version == 4 else v6).append(entry)
         self._v4, self._v6 = _Intervals(v4), _Intervals(v6)
         self.size = len(v4) + len(v6)
+        self._cache = {}
         _LOG.info("abuse: reputation lists loaded", entries=self.size, files=len(files))
 
     def lookup(self, address: str) -> str | None:
         """The list that names ``address``, if any."""
         self.refresh()
+        if not self.size:
+            return None
+        cache = self._cache
+        if address in cache:
+            return cache[address]
+        found = self._find(address)
+        if len(cache) >= 65_536:
+            cache.clear()
+        cache[address] = found
+        return found
+
+    def _find(self, address: str) -> str | None:
         try:
             parsed = ipaddress.ip_address(address.split("%", 1)[0])
         except ValueError:

@@ -497,12 +497,18 @@ def scanning(
     return ops, judge
 
 
+_FINGERPRINTS: dict[str, str | None] = {}
+
+
 def scanner_fingerprint(user_agent: str) -> str | None:
-    """The scanner a User-Agent names, if any."""
+    """The scanner a User-Agent names, if any (answers cached: clients repeat their agent)."""
     if not user_agent:
         return None
+    if user_agent in _FINGERPRINTS:
+        return _FINGERPRINTS[user_agent]
     lowered = user_agent.lower()
-    for name in SCANNER_AGENTS:
-        if name in lowered:
-            return name
-    return None
+    found = next((name for name in SCANNER_AGENTS if name in lowered), None)
+    if len(_FINGERPRINTS) >= 4096:
+        _FINGERPRINTS.clear()
+    _FINGERPRINTS[user_agent] = found
+    return found

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable
 from hashlib import blake2b
 
-__all__ = ["SPARSE_MAX", "Sketch", "union_count"]
+__all__ = ["SPARSE_MAX", "Sketch", "merged", "union_count"]
 
 _P = 10
 _M = 1 << _P
@@ -69,41 +69,54 @@ def _set_register(registers: bytearray, value: int) -> bool:
     return False
 
 
+_POWERS = tuple(2.0**-rank for rank in range(66))
+
+
 def _estimate(registers: bytearray) -> int:
+    # A histogram of register values (bytearray.count runs in C) instead of a Python loop
+    # over every register: a few microseconds for 1024 registers.
+    top = max(registers)
     total = 0.0
-    zeros = 0
-    for register in registers:
-        total += 2.0**-register
-        if register == 0:
-            zeros += 1
+    for rank in range(top + 1):
+        found = registers.count(rank)
+        if found:
+            total += found * _POWERS[rank]
+    zeros = registers.count(0)
     estimate = _ALPHA * _M * _M / total
     if estimate <= 2.5 * _M and zeros:
         estimate = _M * math.log(_M / zeros)  # linear counting for small cardinalities
     return round(estimate)
 
 
+def merged(first: Sketch, second: Sketch) -> Sketch:
+    """A new sketch holding both (neither is changed)."""
+    result = Sketch()
+    if first.sparse is not None and second.sparse is not None:
+        union = first.sparse | second.sparse
+        if len(union) <= SPARSE_MAX:
+            result.sparse = union
+            return result
+    dense, other = (first, second) if first.registers is not None else (second, first)
+    if dense.registers is None:
+        registers = bytearray(_M)
+        for value in dense.sparse or ():
+            _set_register(registers, value)
+    else:
+        registers = bytearray(dense.registers)
+    if other.sparse is not None:
+        for value in other.sparse:
+            _set_register(registers, value)
+    else:
+        assert other.registers is not None
+        registers = bytearray(map(max, registers, other.registers))
+    result.sparse = None
+    result.registers = registers
+    return result
+
+
 def union_count(sketches: Iterable[Sketch]) -> int:
     """The distinct count of the union (``PFCOUNT key1 key2 ...``)."""
-    chosen = list(sketches)
-    if not chosen:
-        return 0
-    if len(chosen) == 1:
-        return chosen[0].count()
-    if all(sketch.sparse is not None for sketch in chosen):
-        merged: set[int] = set()
-        for sketch in chosen:
-            merged |= sketch.sparse or set()
-        if len(merged) <= SPARSE_MAX:
-            return len(merged)
-    registers = bytearray(_M)
-    for sketch in chosen:
-        if sketch.sparse is not None:
-            for value in sketch.sparse:
-                _set_register(registers, value)
-        else:
-            other = sketch.registers
-            assert other is not None
-            for index in range(_M):
-                if other[index] > registers[index]:
-                    registers[index] = other[index]
-    return _estimate(registers)
+    result: Sketch | None = None
+    for sketch in sketches:
+        result = sketch if result is None else merged(result, sketch)
+    return 0 if result is None else result.count()

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
-from dijk.abuse.sketch import Sketch, union_count
+from dijk.abuse.sketch import Sketch, merged
 from dijk.storage import StorageUnavailable
 
 if TYPE_CHECKING:
@@ -42,6 +42,11 @@ class Kind(IntEnum):
     KNOWN = 6  # 1 if marked
     SEQUENCE = 7  # integer id; answer the run of +/-1 steps ending here
     STAMP = 8  # member -> now; answer [member, ms, ...] seen within the window
+
+
+# Plain ints for the per-request code (an IntEnum member lookup costs a descriptor call).
+_COUNT, _DISTINCT, _COUNT_READ, _DISTINCT_READ = 1, 2, 3, 4
+_REMEMBER, _KNOWN, _SEQUENCE, _STAMP = 5, 6, 7, 8
 
 
 class Op(NamedTuple):
@@ -180,35 +185,38 @@ class MemoryAbuseStore(AbuseStore):
         return Batch(results, self._epoch, incidents)
 
     def _one(self, op: Op, now: float) -> object:
-        kind = op.kind
+        kind = int(op.kind)
         slices = self.slices
-        if kind in (Kind.COUNT, Kind.COUNT_READ, Kind.DISTINCT, Kind.DISTINCT_READ):
+        if kind <= _DISTINCT_READ:
             keys = slice_keys(op.key, now, op.window_s, slices)
             expires = now + _ttl_ms(op.window_s, slices) / 1000
-            if kind is Kind.COUNT:
+            if kind == _COUNT:
                 current = self._get(keys[0], now)
                 self._put(keys[0], int(current or 0) + int(op.value), expires)  # type: ignore[call-overload]
-            elif kind is Kind.DISTINCT:
+            elif kind == _DISTINCT:
                 sketch = self._get(keys[0], now)
                 if not isinstance(sketch, Sketch):
                     sketch = Sketch()
                 sketch.add(op.value)
                 self._put(keys[0], sketch, expires)
-            if kind in (Kind.COUNT, Kind.COUNT_READ):
+            if kind in (_COUNT, _COUNT_READ):
                 return sum(int(self._get(key, now) or 0) for key in keys)  # type: ignore[call-overload]
-            found = [self._get(key, now) for key in keys]
-            return union_count(value for value in found if isinstance(value, Sketch))
-        if kind is Kind.REMEMBER:
+            current = self._get(keys[0], now)
+            older = self._older(op.key, keys, now, expires)
+            if isinstance(current, Sketch):
+                return merged(older, current).count() if older is not None else current.count()
+            return older.count() if older is not None else 0
+        if kind == _REMEMBER:
             self._put(op.key, 1, now + op.window_s)
             return 1
-        if kind is Kind.KNOWN:
+        if kind == _KNOWN:
             return 1 if self._get(op.key, now) is not None else 0
-        if kind is Kind.SEQUENCE:
+        if kind == _SEQUENCE:
             state = self._get(op.key, now)
             run = _next_run(state, int(op.value))  # type: ignore[arg-type]
             self._put(op.key, (int(op.value), run), now + op.window_s)
             return run
-        if kind is Kind.STAMP:
+        if kind == _STAMP:
             stamps = self._get(op.key, now)
             if not isinstance(stamps, dict):
                 stamps = {}
@@ -224,6 +232,21 @@ class MemoryAbuseStore(AbuseStore):
                 flat.extend((member, ms))
             return flat
         raise ValueError(f"unknown abuse operation {kind!r}")
+
+    def _older(self, key: str, keys: list[str], now: float, expires: float) -> Sketch | None:
+        """The union of a window's past slices, cached: they no longer change, so only the
+        current slice is merged per request."""
+        cache_key = f"{key}:past"
+        cached = self._get(cache_key, now)
+        if isinstance(cached, tuple) and cached[0] == keys[0]:
+            return cached[1]  # type: ignore[no-any-return]
+        result: Sketch | None = None
+        for name in keys[1:]:
+            value = self._get(name, now)
+            if isinstance(value, Sketch):
+                result = value if result is None else merged(result, value)
+        self._put(cache_key, (keys[0], result), expires)
+        return result
 
     # -- incidents ---------------------------------------------------------------------------
     def _live_incidents(self, now: float) -> dict[str, bytes]:
