@@ -33,6 +33,7 @@ import json
 import os
 import random
 import secrets
+import socket
 import sqlite3
 import statistics
 import sys
@@ -167,6 +168,12 @@ def _config(
     config["storage"] = {"url": storage, "timeout_s": 1.0}
     config["abuse"]["key_prefix"] = prefix
     config["abuse"]["reputation"]["directory"] = str(directory / "reputation")
+    # The behaviour model on the bench's time scale: seconds, not hours, of normal traffic.
+    config["abuse"]["anomaly"] = {
+        "interval_s": 1,
+        "learning_intervals": 40,
+        "consumer_learning_intervals": 5,
+    }
     config["consumers"] += [
         {
             "name": name,
@@ -192,22 +199,7 @@ def start_stack(
     env["DIJK_DEMO_KEY_READ"] = "bench_read_" + secrets.token_urlsafe(12)
     env["DIJK_DEMO_KEY_WRITE"] = "bench_write_" + secrets.token_urlsafe(12)
     env["DIJK_ADMIN_TOKEN"] = ADMIN_TOKEN
-    upstream_port = free_port()
-    upstream = Service(
-        "upstream",
-        [
-            PYTHON,
-            "-m",
-            "dijk.demo.upstream",
-            "--port",
-            str(upstream_port),
-            "--data-dir",
-            str(directory / "bank"),
-        ],
-        directory / "upstream.log",
-        env=env,
-    )
-    group.start(upstream)
+    upstream, upstream_port = _start_upstream(group, directory, env)
     storage = redis_url if instances > 1 and redis_url else "memory://"
     prefix = f"bench{uuid.uuid4().hex[:10]}:"
     ports, admin_ports, databases, services = [], [], [], [upstream]
@@ -233,6 +225,38 @@ def start_stack(
         if problem:
             raise SystemExit(f"{service.name}: {problem}")
     return Stack(ports, admin_ports, databases, services, keys)
+
+
+def _start_upstream(
+    group: ServiceGroup, directory: Path, env: dict[str, str]
+) -> tuple[Service, int]:
+    """The demo upstream; another port when a free one was taken meanwhile (shared hosts)."""
+    for attempt in range(5):
+        port = free_port()
+        upstream = Service(
+            "upstream",
+            [
+                PYTHON,
+                "-m",
+                "dijk.demo.upstream",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(directory / "bank"),
+            ],
+            directory / f"upstream-{attempt}.log",
+            env=env,
+        )
+        group.start(upstream)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and upstream.exit_code is None:
+            try:
+                with socket.create_connection((HOST, port), timeout=0.5):
+                    return upstream, port
+            except OSError:
+                time.sleep(0.1)
+        group.stop(upstream)
+    raise SystemExit("the demo upstream did not start")
 
 
 def _wait(service: Service, port: int, timeout_s: float = 60) -> str | None:
@@ -320,7 +344,7 @@ class Population:
         name = f"normal-{consumer}"
         address = CONSUMER_ADDRESSES[consumer]
         key = self.keys[name]
-        if roll < 0.8:
+        if roll < 0.8 or consumer % 2:  # odd consumers only ever read their accounts
             for _ in range(rng.choice((1, 1, 1, 3))):  # the odd burst
                 account = 1 + consumer * 5 + rng.randrange(4)
                 yield name, Call("GET", f"/api/v1/accounts/{account}", address, key)
@@ -440,6 +464,8 @@ class Scenario:
     reason: str
     make: Callable[[dict[str, str], random.Random, int], Iterator[Call]]
     size: float = 1.0  # share of the attack budget
+    warm_s: float = 0.0  # normal traffic first, for the behaviour model to learn
+    victim: str = ""  # the normal consumer whose key the attacker holds: not counted as normal
 
 
 SCENARIOS = [
@@ -448,9 +474,17 @@ SCENARIOS = [
     Scenario("BOLA walk, sequential ids", "abuse.enumeration", bola_sequential),
     Scenario("BOLA walk, random ids", "abuse.enumeration", bola_random),
     Scenario("scraping (list, then every id)", "abuse.enumeration", scraping),
-    Scenario("stolen key from 4 other countries", "abuse.token_misuse", stolen_key),
+    Scenario(
+        "stolen key from 4 other countries", "abuse.token_misuse", stolen_key, victim="normal-0"
+    ),
     Scenario("path scanning, no key", "abuse.scanning", scanning),
-    Scenario("compromised key, unlike itself", "abuse.anomaly", compromised),
+    Scenario(
+        "compromised key, unlike itself",
+        "abuse.anomaly",
+        compromised,
+        warm_s=15,
+        victim="normal-1",
+    ),
 ]
 
 
@@ -482,6 +516,9 @@ def run_scenario(
     def normal(items: Iterator[tuple[str, Call]]) -> None:
         nonlocal counter, refused_normal
         for actor, call in items:
+            if actor == scenario.victim:
+                client.send(call, "victim")  # its key is the attacker's too: not "normal"
+                continue
             counter += 1
             request_id = f"normal-{counter}"
             normal_ids[request_id] = actor
@@ -493,6 +530,10 @@ def run_scenario(
     normal(population.warm_up())
     for _ in range(users):
         normal(population.next())
+    warm_until = time.monotonic() + scenario.warm_s
+    while time.monotonic() < warm_until:
+        normal(population.next())
+        time.sleep(0.02)
     detected_at: int | None = None
     attack_refused = 0
     sent = 0
@@ -622,6 +663,7 @@ def main() -> int:
         help="Redis for the 3-instance run ('' to skip it)",
     )
     parser.add_argument("--seed", type=int, default=14)
+    parser.add_argument("--only", default="", help="run the scenarios whose name has this")
     args = parser.parse_args()
     budget, mix, users = (150, 2, 12) if args.quick else (400, 3, 24)
     if os.environ.get("BENCH_ABUSE_TINY"):
@@ -632,6 +674,8 @@ def main() -> int:
     with sigterm_as_interrupt(), ServiceGroup() as group:
         for instances in counts:
             for index, scenario in enumerate(SCENARIOS):
+                if args.only not in scenario.name:
+                    continue
                 directory = Path(tempfile.mkdtemp(prefix="dijk-abuse-bench-")) / "stack"
                 stack = start_stack(group, directory, instances, redis_url)
                 try:

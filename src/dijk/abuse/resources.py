@@ -17,6 +17,7 @@ import structlog
 from iptocc import country_code
 from prometheus_client import Counter
 
+from dijk.abuse.anomaly import AnomalyModel
 from dijk.abuse.incidents import Incident, IncidentBook, Throttle, incident_id
 from dijk.abuse.reputation import ReputationLists, resolve_directory
 from dijk.abuse.settings import AbuseSettings
@@ -92,6 +93,7 @@ class AbuseResources:
         timeout_s: float,
         source: str = "",
         clock: Callable[[], float] = time.time,
+        anomaly: bool = False,
     ) -> None:
         self.settings = settings
         self.prefix = settings.key_prefix
@@ -115,6 +117,9 @@ class AbuseResources:
             )
         self._error_logged = 0.0
         self._networks: dict[str, str] = {}
+        self.anomaly: AnomalyModel | None = None
+        if anomaly:
+            self.anomaly = _anomaly_model(settings, url, source)
 
     def network(self, address: str) -> str:
         """The address's /24 (IPv4) or /48 (IPv6), cached (bounded)."""
@@ -225,7 +230,24 @@ class AbuseResources:
         self.store.acquire()
 
     async def release(self) -> None:
+        if self.anomaly is not None and self.store._users <= 1:
+            self.anomaly.save()
         await self.store.release()
+
+
+_MODELS: dict[tuple[str, str], AnomalyModel] = {}
+
+
+def _anomaly_model(settings: AbuseSettings, url: str, source: str) -> AnomalyModel:
+    """The behaviour model, carried over from the previous configuration of this process."""
+    chosen = settings.anomaly
+    path = resolve_directory(chosen.state_file, source) if chosen.state_file else None
+    model = AnomalyModel(chosen, path)
+    previous = _MODELS.get((url, settings.key_prefix))
+    if previous is not None:
+        model.adopt(previous)
+    _MODELS[(url, settings.key_prefix)] = model
+    return model
 
 
 def network_of(address: str, ipv4_prefix: int, ipv6_prefix: int) -> str:

@@ -29,10 +29,12 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "AbuseAction",
     "AbuseSettings",
+    "AnomalySettings",
     "CredentialStuffingSettings",
     "EnumerationSettings",
     "ReputationSettings",
     "RouteAbuse",
+    "RouteAnomaly",
     "ScanningSettings",
     "TokenMisuseSettings",
 ]
@@ -224,6 +226,50 @@ class ReputationSettings(_Model):
     )
 
 
+class AnomalySettings(_Model):
+    """The behaviour model shared by the routes whose ``abuse.anomaly`` is on."""
+
+    interval_s: float = Field(
+        default=10,
+        ge=0.5,
+        le=3600,
+        description="Each consumer's behaviour is summed up and scored once per interval.",
+    )
+    learning_intervals: int = Field(
+        default=200,
+        ge=1,
+        description="Intervals (all consumers together) the model learns from before it "
+        "reports anything; learnt again after a restart.",
+    )
+    consumer_learning_intervals: int = Field(
+        default=20,
+        ge=1,
+        description="Intervals of a consumer's own behaviour before its anomalies count.",
+    )
+    threshold: float = Field(
+        default=0.7,
+        gt=0,
+        lt=1,
+        description="Anomaly score (0-1, HalfSpaceTrees) at or above which an interval is "
+        "an anomaly.",
+    )
+    max_consumers: int = Field(
+        default=10_000,
+        ge=10,
+        le=1_000_000,
+        description="Consumers whose behaviour is tracked (least recently seen forgotten).",
+    )
+    state_file: str | None = Field(
+        default=None,
+        description="JSON file keeping each consumer's baseline and known endpoints across "
+        "restarts (relative to the configuration file); none: kept in memory only.",
+    )
+
+
+class RouteAnomaly(_Detector):
+    """This route's requests feed the behaviour model (abuse.anomaly)."""
+
+
 class AbuseSettings(_Model):
     key_prefix: str = Field(
         default="dijk:abuse:",
@@ -254,6 +300,11 @@ class AbuseSettings(_Model):
         default_factory=ReputationSettings,
         description="Addresses refused or flagged because local lists name them.",
     )
+    anomaly: AnomalySettings = Field(
+        default_factory=AnomalySettings,
+        description="The behavioural anomaly model (river HalfSpaceTrees) of routes with "
+        "abuse.anomaly.",
+    )
 
     @property
     def global_active(self) -> bool:
@@ -276,4 +327,9 @@ class RouteAbuse(_Model):
         default=None,
         description="One credential used from many countries, networks or user agents "
         "(abuse.token_misuse).",
+    )
+    anomaly: RouteAnomaly | None = Field(
+        default=None,
+        description="A consumer behaving unlike itself on the routes that have this "
+        "(abuse.anomaly): rate, errors, endpoints, new endpoints, response sizes, hour.",
     )

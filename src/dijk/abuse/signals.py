@@ -39,6 +39,7 @@ STUFFING = "abuse.credential_stuffing"
 ENUMERATION = "abuse.enumeration"
 TOKEN_MISUSE = "abuse.token_misuse"  # noqa: S105 - a reason code, not a secret
 SCANNING = "abuse.scanning"
+ANOMALY = "abuse.anomaly"
 
 # Tools that announce themselves in User-Agent (lower case substrings).
 SCANNER_AGENTS = (

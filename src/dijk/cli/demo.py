@@ -44,7 +44,10 @@ def demo_config(port: int, upstream_port: int, admin_port: int, data_dir: Path) 
                 update={
                     "reputation": config.abuse.reputation.model_copy(
                         update={"directory": str((data_dir / "reputation").resolve())}
-                    )
+                    ),
+                    "anomaly": config.abuse.anomaly.model_copy(
+                        update={"state_file": str((data_dir / "anomaly.json").resolve())}
+                    ),
                 }
             ),
         }

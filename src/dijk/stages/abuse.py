@@ -31,7 +31,13 @@ def open_abuse(
     """The shared abuse resources, when any route or the global settings use them."""
     if not (config.abuse.global_active or any(route.abuse for route in config.routes)):
         return None
-    resources = AbuseResources(config.abuse, config.storage.url, config.storage.timeout_s, source)
+    anomaly = any(
+        route.abuse is not None and _active(route.abuse.anomaly) and route.auth
+        for route in config.routes
+    )
+    resources = AbuseResources(
+        config.abuse, config.storage.url, config.storage.timeout_s, source, anomaly=anomaly
+    )
     if audit is not None and config.alerts.webhook is not None:
         resources.notify = audit.notify
     return resources
@@ -52,6 +58,7 @@ def abuse_stages(
     stuffing = own.credential_stuffing if own is not None else None
     enumeration = own.enumeration if own is not None else None
     misuse = own.token_misuse if own is not None else None
+    anomaly = own.anomaly if own is not None and _active(own.anomaly) else None
     stuffing = stuffing if _active(stuffing) else None
     enumeration = enumeration if _active(enumeration) else None
     misuse = misuse if _active(misuse) else None
@@ -68,6 +75,8 @@ def abuse_stages(
         parameter = names[-1]  # the object's own id is the last parameter
     if misuse is not None and not route.auth:
         raise ValueError("abuse.token_misuse needs a route with auth (it watches credentials)")
+    if anomaly is not None and not route.auth:
+        raise ValueError("abuse.anomaly needs a route with auth (it watches consumers)")
     detectors = Detectors(
         scanning=scanning,
         stuffing=stuffing,
@@ -75,8 +84,9 @@ def abuse_stages(
         enumeration=enumeration,
         id_parameter=parameter,
         token_misuse=misuse,
+        anomaly=anomaly,
     )
-    if not (scanning or stuffing or enumeration or misuse or resources.reputation):
+    if not (scanning or stuffing or enumeration or misuse or anomaly or resources.reputation):
         return []
     stages: list[Stage] = [
         AbuseGuardStage(

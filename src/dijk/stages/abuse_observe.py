@@ -23,10 +23,12 @@ from dijk.abuse.resources import AbuseResources
 from dijk.abuse.settings import (
     CredentialStuffingSettings,
     EnumerationSettings,
+    RouteAnomaly,
     ScanningSettings,
     TokenMisuseSettings,
 )
 from dijk.abuse.signals import (
+    ANOMALY,
     SCANNING,
     Facts,
     Finding,
@@ -55,6 +57,7 @@ class Detectors:
     enumeration: EnumerationSettings | None = None
     id_parameter: str | None = None
     token_misuse: TokenMisuseSettings | None = None
+    anomaly: RouteAnomaly | None = None
 
     def settings_for(
         self, reason: str
@@ -63,9 +66,11 @@ class Detectors:
         | CredentialStuffingSettings
         | EnumerationSettings
         | TokenMisuseSettings
+        | RouteAnomaly
         | None
     ):
         return {
+            "abuse.anomaly": self.anomaly,
             "abuse.scanning": self.scanning,
             "abuse.credential_stuffing": self.stuffing,
             "abuse.enumeration": self.enumeration,
@@ -160,6 +165,22 @@ class AbuseObserveStage(Stage):
             if facts.country is None:
                 facts.country = resources.country(ip)
             _add(plan, token_misuse(facts, misuse, prefix))
+        model = resources.anomaly
+        if detectors.anomaly is not None and credential and model is not None:
+            anomaly = model.observe(
+                credential, facts.route, ctx.response_status, ctx.bytes_out, now
+            )
+            if anomaly is not None:
+                found.append(
+                    Finding(
+                        ANOMALY,
+                        "behaviour",
+                        f"cred:{credential}",
+                        "*",
+                        anomaly.detail,
+                        anomaly.values,
+                    )
+                )
         if plan.ops:
             found.extend(await resources.observe(plan, now))
         else:
