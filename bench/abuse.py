@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import http.client
 import json
 import os
@@ -458,6 +459,11 @@ def compromised(keys: dict[str, str], rng: random.Random, n: int) -> Iterator[Ca
             )
 
 
+def credential(name: str) -> Callable[[dict[str, str]], str]:
+    """The incident subject of a bench consumer's key (``cred:key:<16 hex of SHA-256>``)."""
+    return lambda keys: "cred:key:" + hashlib.sha256(keys[name].encode()).hexdigest()[:16]
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -466,24 +472,47 @@ class Scenario:
     size: float = 1.0  # share of the attack budget
     warm_s: float = 0.0  # normal traffic first, for the behaviour model to learn
     victim: str = ""  # the normal consumer whose key the attacker holds: not counted as normal
+    subject: Callable[[dict[str, str]], str] | None = None  # the attacker's incident subject
 
 
 SCENARIOS = [
     Scenario("stuffing, distributed (1-2 per address)", "abuse.credential_stuffing", stuffing, 2),
     Scenario("password spraying", "abuse.credential_stuffing", spraying),
-    Scenario("BOLA walk, sequential ids", "abuse.enumeration", bola_sequential),
-    Scenario("BOLA walk, random ids", "abuse.enumeration", bola_random),
-    Scenario("scraping (list, then every id)", "abuse.enumeration", scraping),
     Scenario(
-        "stolen key from 4 other countries", "abuse.token_misuse", stolen_key, victim="normal-0"
+        "BOLA walk, sequential ids",
+        "abuse.enumeration",
+        bola_sequential,
+        subject=credential("partner-x"),
     ),
-    Scenario("path scanning, no key", "abuse.scanning", scanning),
+    Scenario(
+        "BOLA walk, random ids", "abuse.enumeration", bola_random, subject=credential("partner-x")
+    ),
+    Scenario(
+        "scraping (list, then every id)",
+        "abuse.enumeration",
+        scraping,
+        subject=credential("scraper"),
+    ),
+    Scenario(
+        "stolen key from 4 other countries",
+        "abuse.token_misuse",
+        stolen_key,
+        victim="normal-0",
+        subject=credential("normal-0"),
+    ),
+    Scenario(
+        "path scanning, no key",
+        "abuse.scanning",
+        scanning,
+        subject=lambda keys: "ip:185.220.101.5",
+    ),
     Scenario(
         "compromised key, unlike itself",
         "abuse.anomaly",
         compromised,
         warm_s=15,
         victim="normal-1",
+        subject=credential("normal-1"),
     ),
 ]
 
@@ -500,6 +529,7 @@ class Outcome:
     normal_refused: int
     normal_actors_refused: int
     attack_refused: int
+    false_incidents: int
 
 
 def run_scenario(
@@ -546,6 +576,8 @@ def run_scenario(
         for _ in range(mix):
             normal(population.next())
     client.close()
+    innocent = normal_subjects(stack.keys, users, scenario.victim)
+    false_incidents = sum(1 for item in incidents(stack) if item["subject"] in innocent)
     time.sleep(0.5)  # batched audit writes
     flagged = 0
     for database in stack.audit_dbs:
@@ -565,13 +597,25 @@ def run_scenario(
         refused_normal,
         len(refused_actors),
         attack_refused,
+        false_incidents,
     )
 
 
 def _detected(scenario: Scenario, answer: Answer, stack: Stack) -> bool:
     if answer.reason == scenario.reason:
         return True
-    return any(item["reason"] == scenario.reason for item in incidents(stack))
+    wanted = scenario.subject(stack.keys) if scenario.subject else None
+    return any(
+        item["reason"] == scenario.reason and wanted in (None, item["subject"])
+        for item in incidents(stack)
+    )
+
+
+def normal_subjects(keys: dict[str, str], users: int, victim: str) -> set[str]:
+    subjects = {credential(f"normal-{n}")(keys) for n in range(4) if f"normal-{n}" != victim}
+    subjects |= {f"ip:{address}" for address in CONSUMER_ADDRESSES}
+    subjects |= {f"ip:{31 + user}.{40 + user}.{user}.10" for user in range(users)}
+    return subjects
 
 
 # -- cost in process --------------------------------------------------------------------------
@@ -699,6 +743,7 @@ def main() -> int:
                 f"{outcome.attack_refused}/{outcome.attack_requests}",
                 f"{outcome.normal_flagged}/{outcome.normal_requests}",
                 str(outcome.normal_actors_refused),
+                str(outcome.false_incidents),
             ]
         )
     print()
@@ -712,9 +757,10 @@ def main() -> int:
                 "attacker requests refused",
                 "normal requests flagged",
                 "normal users refused",
+                "incidents on normal users",
             ],
             rows,
-            right={1, 3, 4, 5, 6},
+            right={1, 3, 4, 5, 6, 7},
         )
     )
     print()

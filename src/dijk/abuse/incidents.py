@@ -153,7 +153,7 @@ class Throttle:
 
 
 def verdict(incident: Incident, now: float, throttle: Throttle, key: str) -> Decision | None:
-    """What ``incident`` does to one request from its subject."""
+    """What ``incident`` does to one request from its subject (None: nothing)."""
     remaining = max(1, int(incident.until - now + 0.999))
     extra = {"incident": incident.id}
     if incident.action == "block":
@@ -176,4 +176,6 @@ def verdict(incident: Incident, now: float, throttle: Throttle, key: str) -> Dec
             (("Retry-After", str(wait)),),
             **extra,
         )
-    return Decision.monitor(403, incident.reason, incident.detail, **extra)
+    # monitor: the finding was recorded on the request that tripped the detector, the
+    # incident is listed and alerted; the subject's other requests are not flagged.
+    return None
