@@ -963,7 +963,8 @@ class RouteConfig(Model):
     abuse: RouteAbuse | None = Field(
         default=None,
         description="Behaviour and abuse detection on this route: credential_stuffing (login "
-        "routes), enumeration (path templates with ids), token_misuse; each with an action.",
+        "routes), enumeration (path templates with ids), token_misuse, anomaly; each with an "
+        "action.",
     )
 
     @field_validator("name")
@@ -1038,7 +1039,8 @@ class DijkConfig(Model):
     abuse: AbuseSettings = Field(
         default_factory=AbuseSettings,
         description="Behaviour and abuse detection shared by all routes: storage keys, "
-        "scanning (also on paths that match no route), address reputation lists.",
+        "scanning (also on paths that match no route), address reputation lists, the anomaly "
+        "model.",
     )
     routes: list[RouteConfig] = Field(description="Routes, matched most specific first.")
 
