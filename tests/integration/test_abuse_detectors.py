@@ -373,3 +373,24 @@ async def test_remembered_pairs_are_known_until_they_expire(resources: AbuseReso
         [Op(Kind.KNOWN, key), Op(Kind.REMEMBER, key, "1", 60), Op(Kind.KNOWN, key)], 0, T0
     )
     assert batch.results == [0, 1, 1]
+
+
+def test_config_refuses_detectors_their_route_cannot_feed() -> None:
+    from dijk.config import ConfigError, load_config_text
+
+    text = """
+version: 1
+upstreams: {u: {url: "http://127.0.0.1:9"}}
+routes:
+  - name: r
+    match: {path_prefix: /}
+    upstream: u
+    abuse:
+      enumeration: {action: block}
+      token_misuse: {}
+"""
+    with pytest.raises(ConfigError) as raised:
+        load_config_text(text, "abuse.yaml")
+    message = str(raised.value)
+    assert "abuse.yaml:9: routes[0].abuse.enumeration: needs a match.path_template" in message
+    assert "abuse.yaml:10: routes[0].abuse.token_misuse: needs a route with auth" in message
