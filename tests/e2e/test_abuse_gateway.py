@@ -3,10 +3,8 @@ three instances sharing one Redis."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -14,28 +12,13 @@ from typing import Any
 
 import pytest
 
-from dijk.storage import StorageUnavailable, open_storage
 from tests.conftest import require_service
 from tests.e2e.test_ratelimit_gateway import call
 from tests.support.gateway import GatewayProcess, base_config, free_port
+from tests.support.redis import REDIS_URL, redis_up
 from tests.support.upstream import RecordingUpstream
 
-REDIS_URL = os.environ.get("DIJK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 KEY = "abuse-gateway-key-0123456789"
-
-
-def _redis_up() -> bool:
-    async def ping() -> bool:
-        storage = open_storage(REDIS_URL, timeout_s=0.5)
-        try:
-            await storage.ping()
-            return True
-        except StorageUnavailable:
-            return False
-        finally:
-            await storage.close()
-
-    return asyncio.run(ping())
 
 
 def abuse_config(upstream: RecordingUpstream, **abuse: Any) -> dict[str, Any]:
@@ -132,7 +115,7 @@ def test_an_incident_is_posted_to_the_alert_webhook(
 def test_three_instances_count_together_and_enforce_each_others_incidents(
     start_gateway: Callable[..., GatewayProcess], recording: RecordingUpstream
 ) -> None:
-    require_service(_redis_up(), f"Redis is not reachable at {REDIS_URL}")
+    require_service(redis_up(), f"Redis is not reachable at {REDIS_URL}")
     prefix = f"abuse{uuid.uuid4().hex[:12]}:"
     gateways = []
     for _ in range(3):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -27,23 +26,11 @@ from dijk.abuse.signals import (
     token_misuse,
 )
 from dijk.abuse.store import Kind, Op
-from dijk.storage import StorageUnavailable, open_storage
 from tests.conftest import require_service
+from tests.support.redis import REDIS_URL, redis_reachable
 
-REDIS_URL = os.environ.get("DIJK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 # The start of a 150 s slice (600 s windows in 4 slices): tests stay inside one slice.
 T0 = 1_800_000_000.0 - (1_800_000_000.0 % 150) + 1
-
-
-async def _redis_available() -> bool:
-    storage = open_storage(REDIS_URL, timeout_s=0.5)
-    try:
-        await storage.ping()
-        return True
-    except StorageUnavailable:
-        return False
-    finally:
-        await storage.close()
 
 
 def _resources(url: str) -> AbuseResources:
@@ -57,7 +44,7 @@ def _resources(url: str) -> AbuseResources:
 @pytest.fixture(params=["memory", "redis"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     if request.param == "redis":
-        require_service(await _redis_available(), f"Redis is not reachable at {REDIS_URL}")
+        require_service(await redis_reachable(), f"Redis is not reachable at {REDIS_URL}")
         yield REDIS_URL
     else:
         yield "memory://"
