@@ -168,6 +168,7 @@ def _config(
     config["audit"]["spool_dir"] = str(directory / f"spool-{index}")  # one writer each
     config["storage"] = {"url": storage, "timeout_s": 1.0}
     config["abuse"]["key_prefix"] = prefix
+    config["ratelimit"]["key_prefix"] = prefix + "rl:"  # a fresh start in a shared Redis too
     config["abuse"]["reputation"]["directory"] = str(directory / "reputation")
     # The behaviour model on the bench's time scale: seconds, not hours, of normal traffic.
     config["abuse"]["anomaly"] = {
