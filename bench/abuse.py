@@ -201,6 +201,8 @@ def start_stack(
     env["DIJK_DEMO_KEY_READ"] = "bench_read_" + secrets.token_urlsafe(12)
     env["DIJK_DEMO_KEY_WRITE"] = "bench_write_" + secrets.token_urlsafe(12)
     env["DIJK_ADMIN_TOKEN"] = ADMIN_TOKEN
+    env["DIJK_AUDIT_KEY"] = secrets.token_hex(32)  # not one generated file raced for by three
+    env.pop("DIJK_AUDIT_KEY_FILE", None)
     upstream, upstream_port = _start_upstream(group, directory, env)
     storage = redis_url if instances > 1 and redis_url else "memory://"
     prefix = f"bench{uuid.uuid4().hex[:10]}:"
