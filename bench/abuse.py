@@ -774,7 +774,7 @@ def main() -> int:
         f"it is observed (a caller's first requests: counted in the store)"
         + (f"; one observation's Redis round trip {redis_cost:.0f} µs" if redis_cost else "")
     )
-    stamp, iso = utc_timestamp()
+    iso, stamp = utc_timestamp()
     write_results(
         RESULTS_DIR,
         "abuse",
