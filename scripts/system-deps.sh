@@ -12,5 +12,6 @@ if [ ${#needed[@]} -gt 0 ]; then
     exit 1
   fi
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${needed[@]}"
+  # RUNLEVEL=1: maintainer scripts do not start a service (nginx must not take port 80).
+  DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq "${needed[@]}"
 fi

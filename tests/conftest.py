@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.support.gateway import GatewayProcess, base_config
+from tests.support.redis_server import REDIS_SERVER, PrivateRedis
 from tests.support.upstream import RecordingUpstream
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,6 +25,17 @@ def require_service(available: bool, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: backend tests must not skip)")
     pytest.skip(reason)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A private redis-server on a free port that the test may stop and restart (the
+    shared Redis is never touched)."""
+    require_service(REDIS_SERVER is not None, "redis-server is not installed")
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,13 @@
 
 Redaction is by key name, applied to every event including nested dicts, so a stage
 author who logs a header mapping by mistake still does not leak ``Authorization``.
+
+Libraries log through the standard ``logging`` module (asyncpg, aiohttp, redis, asyncio
+itself). :func:`configure` puts one handler on the root logger that renders their records
+with the same processors: one JSON object per line, with ``logger`` (the library's
+logger name) and an exception as the ``exception`` field, never a bare multi-line
+traceback between the JSON lines. Python warnings take the same path. Library records
+show from WARNING up (from INFO when the level is ``debug``).
 """
 
 from __future__ import annotations
@@ -46,6 +53,36 @@ def _dumps(value: Any, **_: Any) -> str:
     return orjson.dumps(value, default=str).decode()
 
 
+class _DijkHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root handler :func:`configure` installs (replaced, not stacked, on a second call)."""
+
+
+def _route_stdlib(numeric: int, renderer: Any, stream: TextIO) -> None:
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            redact,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = _DijkHandler(stream)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _DijkHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    # Libraries' INFO lines (connections made, pools sized) are noise in a gateway's log:
+    # they show from WARNING up, or from INFO when the gateway itself logs at DEBUG.
+    root.setLevel(max(numeric, logging.INFO if numeric <= logging.DEBUG else logging.WARNING))
+    logging.captureWarnings(True)
+
+
 def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     renderer: Any
@@ -53,6 +90,7 @@ def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = No
         renderer = structlog.dev.ConsoleRenderer(colors=False)
     else:
         renderer = structlog.processors.JSONRenderer(serializer=_dumps)
+    _route_stdlib(numeric, renderer, stream or sys.stderr)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -220,6 +220,14 @@ STAGE_FAULTS = Counter(
 )
 IN_FLIGHT = LoopGauge("dijk_requests_in_flight", "Requests being handled right now.")
 CONNECTIONS = LoopGauge("dijk_connections_open", "Client connections open.")
+UPLOADS = LoopGauge(
+    "dijk_uploads_in_progress",
+    "Requests whose body is still arriving (counted apart from requests in flight).",
+)
+BODY_BUFFERED = LoopGauge(
+    "dijk_request_body_buffered_bytes",
+    "Request body bytes the gateway holds in memory (limits.max_buffered_body_bytes).",
+)
 PROTOCOL_ERRORS = LoopCounter(
     "dijk_protocol_errors",
     "Requests refused before routing (malformed HTTP, limits, timeouts), by reason.",
@@ -235,7 +243,16 @@ CONFIG_GENERATION = Gauge(
 )
 REGISTRY.register(
     _LoopCollector(
-        (REQUESTS, GATEWAY_LATENCY, UPSTREAM_LATENCY, IN_FLIGHT, CONNECTIONS, PROTOCOL_ERRORS)
+        (
+            REQUESTS,
+            GATEWAY_LATENCY,
+            UPSTREAM_LATENCY,
+            IN_FLIGHT,
+            CONNECTIONS,
+            UPLOADS,
+            BODY_BUFFERED,
+            PROTOCOL_ERRORS,
+        )
     )
 )
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ import pytest
 
 from tests.support.demo import DemoProcess, start_demo
 
-ADMIN_TOKEN = "abuse-e2e-admin-token"
 # Public addresses in four countries (the offline registry data the network policy uses).
 COUNTRIES = {"81.2.69.142": "GB", "8.8.8.8": "US", "145.1.1.1": "NL", "133.1.1.1": "JP"}
 
@@ -51,7 +49,7 @@ class Running:
             method,
             path,
             body,
-            {"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            {"Authorization": f"Bearer {self.demo.admin_token}"},
             port=self.demo.admin_port,
         )
         return status, json.loads(answer)
@@ -68,17 +66,9 @@ class Running:
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    previous = os.environ.get("DIJK_ADMIN_TOKEN")
-    os.environ["DIJK_ADMIN_TOKEN"] = ADMIN_TOKEN
-    try:
-        demo = start_demo(
-            tmp_path_factory.mktemp("abuse") / ".dijk", wait_for="DIJK_DEMO_LOGIN=", timeout=60
-        )
-    finally:
-        if previous is None:
-            os.environ.pop("DIJK_ADMIN_TOKEN", None)
-        else:
-            os.environ["DIJK_ADMIN_TOKEN"] = previous
+    demo = start_demo(
+        tmp_path_factory.mktemp("abuse") / ".dijk", wait_for="DIJK_DEMO_LOGIN=", timeout=60
+    )
     line = next(line for line in demo.lines if line.startswith("DIJK_DEMO_LOGIN="))
     username, password = line.strip().split("=", 1)[1].split(":", 1)
     yield Running(demo, username, password)

@@ -51,6 +51,8 @@ SECRETS = [ADMIN_TOKEN, WRONG_TOKEN, API_KEY, JTI, KEY_DIGEST]
 def config(upstream_port: int, **audit: Any) -> dict[str, Any]:
     return base_config(
         upstream_port,
+        # The test client stands for a proxy in front, whose X-Request-Id the gateway keeps.
+        trusted_proxies=["127.0.0.1/32"],
         audit={"url": "sqlite:///./audit.db", **audit},
         consumers=[{"name": "alice", "api_keys": [{"env": "E2E_ADMIN_AUDIT_KEY"}]}],
         auth={"api_key": {"header": "X-API-Key"}},

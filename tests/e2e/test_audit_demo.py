@@ -39,10 +39,12 @@ def dijk(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
-def call(port: int, method: str, path: str, request_id: str, key: str | None = None) -> int:
+def call(port: int, method: str, path: str, key: str | None = None) -> tuple[str, int]:
+    """The request id the gateway gave the request (the demo trusts no proxy, so it is the
+    gateway's own, whatever a client sends) and the status."""
     body = b'{"name":"A","email":"a@example.nl"}' if method == "POST" else None
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method)
-    request.add_header("X-Request-Id", request_id)
+    request.add_header("X-Request-Id", "chosen-by-the-client")
     if key:
         request.add_header("X-API-Key", key)
     if body:
@@ -50,10 +52,10 @@ def call(port: int, method: str, path: str, request_id: str, key: str | None = N
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             response.read()
-            return int(response.status)
+            return response.headers["X-Request-Id"], int(response.status)
     except urllib.error.HTTPError as error:
         error.read()
-        return int(error.code)
+        return error.headers["X-Request-Id"], int(error.code)
 
 
 @pytest.fixture(scope="module")
@@ -86,14 +88,19 @@ def demo_log(
             ("GET", "/api/v1/search?q=jan", read),
             ("GET", "/api/v1/admin-export", write),
         ]
-        for round_number in range(3):
-            for index, (method, path, key) in enumerate(traffic):
-                request_id = f"demo-{round_number}-{index}"
-                sent[request_id] = call(port, method, path, request_id, key)
+        for _ in range(3):
+            for method, path, key in traffic:
+                request_id, status = call(port, method, path, key)
+                sent[request_id] = status
     finally:
         code = running.stop(30)  # SIGTERM at once: the flush must not rely on time
     assert code == 0
     return data_dir, sent, keys
+
+
+def sent_id(sent: dict[str, int], round_number: int, index: int) -> str:
+    """The id of the ``index``-th request of round ``round_number`` (9 requests a round)."""
+    return list(sent)[round_number * 9 + index]
 
 
 def records(database: Path) -> list[sqlite3.Row]:
@@ -107,6 +114,8 @@ def test_every_demo_request_is_recorded_after_sigterm_allowed_and_denied(
 ) -> None:
     data_dir, sent, _ = demo_log
     found = {row["request_id"]: row for row in records(data_dir / "audit.db")}
+    assert len(sent) == 27  # one fresh id per request: the client's own was not taken
+    assert "chosen-by-the-client" not in found
     assert set(sent) <= set(found), "SIGTERM lost records"
     for request_id, status in sent.items():
         assert found[request_id]["status"] == status
@@ -143,13 +152,12 @@ def tampered(data_dir: Path, name: str, statement: str) -> str:
 def test_changing_one_field_of_one_record_with_the_sqlite3_shell_is_named(
     demo_log: tuple[Path, dict[str, int], dict[str, str]],
 ) -> None:
-    data_dir, _, _ = demo_log
+    data_dir, sent, _ = demo_log
+    target = sent_id(sent, 1, 3)
     url = tampered(
-        data_dir, "modified", "UPDATE dijk_audit SET status = 200 WHERE request_id = 'demo-1-3';"
+        data_dir, "modified", f"UPDATE dijk_audit SET status = 200 WHERE request_id = '{target}';"
     )
-    seq = next(
-        row["seq"] for row in records(data_dir / "audit.db") if row["request_id"] == "demo-1-3"
-    )
+    seq = next(row["seq"] for row in records(data_dir / "audit.db") if row["request_id"] == target)
     result = dijk("audit", "verify", "--db", url)
     assert result.returncode == 1
     assert f"first bad seq {seq}: modified" in result.stdout
@@ -158,11 +166,10 @@ def test_changing_one_field_of_one_record_with_the_sqlite3_shell_is_named(
 def test_deleting_a_record_is_detected(
     demo_log: tuple[Path, dict[str, int], dict[str, str]],
 ) -> None:
-    data_dir, _, _ = demo_log
-    url = tampered(data_dir, "deleted", "DELETE FROM dijk_audit WHERE request_id = 'demo-2-0';")
-    seq = next(
-        row["seq"] for row in records(data_dir / "audit.db") if row["request_id"] == "demo-2-0"
-    )
+    data_dir, sent, _ = demo_log
+    target = sent_id(sent, 2, 0)
+    url = tampered(data_dir, "deleted", f"DELETE FROM dijk_audit WHERE request_id = '{target}';")
+    seq = next(row["seq"] for row in records(data_dir / "audit.db") if row["request_id"] == target)
     result = dijk("audit", "verify", "--db", url)
     assert result.returncode == 1
     assert f"first bad seq {seq}: deleted" in result.stdout

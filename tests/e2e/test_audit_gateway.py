@@ -46,6 +46,8 @@ ENV = {"DIJK_AUDIT_KEY": SECRET, "E2E_AUDIT_KEY": API_KEY, "DIJK_ADMIN_TOKEN": A
 def audit_config(upstream_port: int, **audit: Any) -> dict[str, Any]:
     return base_config(
         upstream_port,
+        # The test client stands for a proxy in front, whose X-Request-Id the gateway keeps.
+        trusted_proxies=["127.0.0.1/32"],
         audit={"url": "sqlite:///./audit.db", **audit},
         limits={"max_header_bytes": 2048, "header_timeout_s": 1},
         consumers=[{"name": "alice", "api_keys": [{"env": "E2E_AUDIT_KEY"}]}],

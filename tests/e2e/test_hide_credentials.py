@@ -82,6 +82,8 @@ def gateway(
             },
         },
         routes=[_route("hidden", True), _route("shown", False)],
+        # The test client stands for a proxy in front, whose X-Request-Id the gateway keeps.
+        trusted_proxies=["127.0.0.1/32"],
         audit={"url": "sqlite:///./audit.db"},
         logging={"level": "debug", "access_log": True},
     )
@@ -289,3 +291,28 @@ def test_a_key_in_the_query_reaches_no_log_or_file(
         if path.name in ("dijk.yaml", "jwks.json"):
             continue  # our own inputs
         assert KEY.encode() not in path.read_bytes(), f"the key leaked into {path.name}"
+
+
+@pytest.mark.parametrize("route", ["hidden", "shown"])
+@pytest.mark.parametrize(
+    ("target", "headers"),
+    [
+        (f"?api_key={KEY}&api.key={KEY}", ()),
+        (f"?api_key[]={KEY}", ()),
+        (f"?api+key={KEY}", ()),
+        ("", (f"X-API-Key: {KEY}", f"X_API_Key: {KEY}")),
+        ("", (f"X_API_KEY: {KEY}",)),
+    ],
+    ids=["dotted-param", "array-param", "spaced-param", "underscore-header", "underscore-alone"],
+)
+def test_advisory_key_spellings_an_upstream_merges_are_refused_and_not_forwarded(
+    gateway: GatewayProcess,
+    upstream: RecordingUpstream,
+    route: str,
+    target: str,
+    headers: tuple[str, ...],
+) -> None:
+    status, received = send(gateway, upstream, f"/{route}/x{target}", *headers)
+    assert status == 401
+    assert received is None
+    assert KEY.encode() not in upstream.raw

@@ -41,6 +41,8 @@ def issuer() -> Issuer:
 def linked_config(upstream: RecordingUpstream, jwks_file: Path) -> dict[str, Any]:
     return base_config(
         upstream.port,
+        # The test client stands for a proxy in front, whose X-Request-Id the gateway keeps.
+        trusted_proxies=["127.0.0.1/32"],
         consumers=[
             {
                 "name": "partner",

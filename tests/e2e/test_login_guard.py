@@ -89,3 +89,25 @@ def test_parallel_guesses_for_one_account_admit_at_most_the_limit(
     assert statuses[401] == 3, statuses
     assert statuses[429] == 37, statuses
     assert len(recording.requests) == 3
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE", "OPTIONS"])
+def test_failed_logins_sent_with_another_method_count_for_the_account_too(
+    gateway: GatewayProcess, recording: RecordingUpstream, method: str
+) -> None:
+    """A login upstream that also takes GET (or any method) with a body gets no free guesses."""
+    body = json.dumps({"username": "dora", "password": "guess"}).encode()
+    headers = {"Content-Type": "application/json"}
+    statuses = [
+        call(
+            gateway.port,
+            "/status/401",
+            method,
+            {**headers, "X-Forwarded-For": f"198.51.100.{n}"},
+            body,
+        )[0]
+        for n in range(1, 5)
+    ]
+    assert statuses == [401, 401, 401, 429]
+    assert len(recording.requests) == 3
+    assert all(request.method == method for request in recording.requests)

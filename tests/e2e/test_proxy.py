@@ -468,12 +468,24 @@ def test_request_id_is_generated_and_passed_upstream(
 @pytest.mark.parametrize(
     "incoming", ["abc-123_X.y:z", "a" * 128, "0f8fad5b-d9cb-469f-a165-70867728950e"]
 )
-def test_valid_incoming_request_id_is_kept(
+def test_valid_incoming_request_id_from_a_trusted_proxy_is_kept(
+    trusting_gateway: GatewayProcess, recording: RecordingUpstream, incoming: str
+) -> None:
+    response = fetch(trusting_gateway.port, "GET", "/id", headers=[("X-Request-Id", incoming)])
+    assert response.header_values("x-request-id") == [incoming]
+    assert only(recording).header_values("x-request-id") == [incoming]
+
+
+@pytest.mark.parametrize("incoming", ["abc-123_X.y:z", "0f8fad5b-d9cb-469f-a165-70867728950e"])
+def test_advisory_request_id_chosen_by_a_direct_client_is_replaced(
     gateway: GatewayProcess, recording: RecordingUpstream, incoming: str
 ) -> None:
     response = fetch(gateway.port, "GET", "/id", headers=[("X-Request-Id", incoming)])
-    assert response.header_values("x-request-id") == [incoming]
-    assert only(recording).header_values("x-request-id") == [incoming]
+    request_id = response.header("x-request-id")
+    assert request_id is not None
+    assert GENERATED_ID.fullmatch(request_id)
+    assert only(recording).header_values("x-request-id") == [request_id]
+    assert incoming.encode() not in recording.raw
 
 
 @pytest.mark.parametrize(
@@ -497,8 +509,10 @@ def test_request_id_is_on_denials_and_protocol_errors(
     routed: GatewayProcess, recording: RecordingUpstream
 ) -> None:
     not_found = fetch(routed.port, "GET", "/nowhere", headers=[("X-Request-Id", "trace-404")])
-    assert not_found.header("x-request-id") == "trace-404"
-    assert_problem(not_found, 404, "route.not_found")
+    request_id = not_found.header("x-request-id")
+    assert request_id is not None
+    assert GENERATED_ID.fullmatch(request_id)
+    assert assert_problem(not_found, 404, "route.not_found")["request_id"] == request_id
     malformed = fetch(
         routed.port, "GET", "/x", headers=[("X-Request-Id", "trace-400"), ("Bad Name", "v")]
     )

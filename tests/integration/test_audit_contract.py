@@ -675,6 +675,11 @@ class FlakyStore(AuditStore):
     async def first_seq_since(self, chain: str, since: datetime) -> int | None:
         return await self.inner.first_seq_since(chain, since)
 
+    async def summary_rows(
+        self, since: datetime, until: datetime, width_us: int
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        return await self.inner.summary_rows(since, until, width_us)
+
     async def delete_through(self, chain: str, seq: int, anchor: Checkpoint) -> int:
         return await self.inner.delete_through(chain, seq, anchor)
 
@@ -859,3 +864,58 @@ async def test_append_after_close_is_refused(backend: Backend) -> None:
     writer = await write(backend, 1)
     with pytest.raises(AuditUnavailableError, match="closed"):
         await writer.append(record(2))
+
+
+async def test_summary_counts_requests_refusals_and_latency_per_bucket(backend: Backend) -> None:
+    await write(backend, 100)  # records 1..100, one a second from START+1s
+    extra = [
+        record(101, route="admin:reload", decision="deny", reason="admin.failed"),
+        record(102, status=502, reason="upstream.connect_failed", decision="deny"),
+    ]
+    writer = backend.writer()
+    async with writer:
+        for item in extra:
+            await writer.append(item)
+    async with backend.store() as store:
+        summary = await store.summary(START, START + timedelta(seconds=200), 4)
+        by_route = await all_rows(store, route="admin:reload")
+    assert summary.bucket_us == 50_000_000
+    assert [bucket.requests for bucket in summary.buckets] == [49, 50, 2, 0]  # admin left out
+    assert summary.requests == 101
+    assert summary.refused == 20 + 1
+    assert summary.upstream_errors == 1
+    assert summary.reasons == {"waf.sqli": 10, "auth.invalid_key": 10, "upstream.connect_failed": 1}
+    assert summary.routes["accounts"] == [101, 21]
+    assert summary.consumers["alice"] == [50, 10]  # the odd numbers; 101 is an admin action
+    # Latency 1001..1102 µs: every record is in the 1-2 ms bucket.
+    assert summary.latency_percentile(0.5) == 2_000
+    assert summary.latency_percentile(0.99) == 2_000
+    assert [row.record.request_id for row in by_route] == ["req-101"]
+
+
+async def test_the_summary_cache_agrees_with_the_database_and_takes_in_new_records(
+    backend: Backend,
+) -> None:
+    from dijk.audit.summary import SummaryCache
+
+    await write(backend, 400)  # one a second from START + 1 s
+    cache = SummaryCache(lag_s=60)
+    since, until = START, START + timedelta(seconds=300)
+    async with backend.store() as store:
+        direct = await store.summary(since, until, 5)
+        first = await cache.summary(store, since, until, 5)
+        again = await cache.summary(store, since, until, 5)  # from the cache this time
+    for summary in (first, again):
+        assert summary.requests == direct.requests == 299
+        assert summary.refused == direct.refused
+        assert summary.reasons == direct.reasons
+        assert summary.routes == direct.routes
+        assert summary.consumers == direct.consumers
+        assert [b.requests for b in summary.buckets] == [b.requests for b in direct.buckets]
+        assert summary.latency_percentile(0.99) == direct.latency_percentile(0.99)
+    later = START + timedelta(seconds=500)
+    async with backend.store() as store:
+        moved = await cache.summary(store, since, later, 5)
+        fresh = await store.summary(since, later, 5)
+    assert moved.requests == fresh.requests == 400
+    assert moved.reasons == fresh.reasons

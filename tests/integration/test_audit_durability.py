@@ -22,6 +22,7 @@ from dijk.audit.chain import verify_store
 from dijk.audit.store import AuditQuery, AuditStore, open_store
 from dijk.audit.writer import AuditWriter
 from tests.integration.test_audit_contract import KEYS, postgres_url, record, wait_until
+from tests.support.tcp_proxy import TcpProxy
 
 SECRET = "contract-suite-secret-0123456789abcdef"
 
@@ -164,45 +165,6 @@ async def test_sigkill_in_batched_mode_reports_what_was_lost(
         await drop(table)
 
 
-class TcpProxy:
-    """A loopback TCP forwarder that can be switched off and on (a PostgreSQL outage)."""
-
-    def __init__(self, host: str, port: int):
-        self.target = (host, port)
-        self.port = 0
-        self.server: asyncio.Server | None = None
-        self.transports: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in self.transports:
-            writer.transport.abort()
-        self.transports.clear()
-        self.server = None
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self.transports += [writer, upstream_writer]
-
-        async def pipe(source: asyncio.StreamReader, target: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-                while data := await source.read(65536):
-                    target.write(data)
-                    await target.drain()
-            target.transport.abort()
-
-        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
-
-
 @pytest.fixture
 async def proxy() -> AsyncIterator[TcpProxy]:
     base = urlsplit(await postgres_url())
@@ -213,13 +175,18 @@ async def proxy() -> AsyncIterator[TcpProxy]:
         await forwarder.stop()
 
 
+async def proxied_url(proxy: TcpProxy) -> tuple[str, str]:
+    """A fresh table's URL through ``proxy`` (cut it for an outage), and the table."""
+    base = urlsplit(await postgres_url())
+    table = f"audit_{uuid.uuid4().hex[:12]}"
+    return f"postgresql://{base.username}@127.0.0.1:{proxy.port}{base.path}?table={table}", table
+
+
 @pytest.mark.postgres
 async def test_a_postgres_outage_spools_and_replays_when_it_returns(
     proxy: TcpProxy, tmp_path: Path
 ) -> None:
-    base = urlsplit(await postgres_url())
-    table = f"audit_{uuid.uuid4().hex[:12]}"
-    url = f"postgresql://{base.username}@127.0.0.1:{proxy.port}{base.path}?table={table}"
+    url, table = await proxied_url(proxy)
     writer = AuditWriter(
         open_store(url, create=True),
         KEYS,
@@ -249,5 +216,91 @@ async def test_a_postgres_outage_spools_and_replays_when_it_returns(
             report = await verify_store(store, KEYS)
         assert ids == {f"req-{number}" for number in range(1, 41)}
         assert report.intact
+    finally:
+        await drop(table)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def test_the_tail_left_by_a_crash_is_sealed_at_the_next_start(
+    kind: str, tmp_path: Path
+) -> None:
+    """SIGKILL between two checkpoints, restart, clean stop, no new traffic: the records
+    written since the last checkpoint before the crash are anchored by a signed one."""
+    url, table = await audit_url(kind, tmp_path)
+    try:
+        answered = await asyncio.to_thread(kill_writer_under_load, url, tmp_path, "strict", 1.0)
+        assert answered
+        async with open_store(url) as store:
+            before = await verify_store(store, KEYS)
+            anchored = max((anchor.seq for anchor in await store.checkpoints()), default=0)
+        assert anchored < before.chains[0].last_seq  # the crash left the tail unanchored
+        writer = AuditWriter(
+            open_store(url, create=True), KEYS, spool_path=tmp_path / "strict.spool"
+        )
+        async with writer:
+            pass  # restart and a clean stop, no request in between
+        async with open_store(url) as store:
+            report = await verify_store(store, KEYS)
+            anchors = await store.checkpoints()
+        assert report.intact, report.chains[0].problems
+        assert report.chains[0].checkpoints >= 1
+        assert max(anchor.seq for anchor in anchors) == report.chains[0].last_seq
+    finally:
+        await drop(table)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+async def test_strict_deny_recovers_promptly_when_postgres_returns(
+    proxy: TcpProxy, tmp_path: Path
+) -> None:
+    """With the writer's default retry settings, requests stop being refused within about a
+    second of the database answering again, even after an outage of several seconds."""
+    from dijk.audit.writer import AuditUnavailableError
+
+    url, table = await proxied_url(proxy)
+    writer = AuditWriter(
+        open_store(url, create=True),
+        KEYS,
+        spool_path=tmp_path / "deny.spool",
+        durability="strict",
+        on_sink_error="deny",
+    )
+    loop = asyncio.get_running_loop()
+    number = 0
+
+    async def request() -> bool:
+        nonlocal number
+        number += 1
+        try:
+            await writer.append(record(number))
+        except AuditUnavailableError:
+            return False
+        return True
+
+    try:
+        async with writer:
+            assert await request()
+            await proxy.stop()
+            outage_ends = loop.time() + 8.0
+            refused = 0
+            while loop.time() < outage_ends:
+                refused += not await request()
+                await asyncio.sleep(0.1)
+            assert refused > 0
+            assert not writer.sink_available
+            await proxy.start()
+            back = loop.time()
+            while not await request():
+                assert loop.time() - back < 10, "never recovered"
+                await asyncio.sleep(0.05)
+            recovered_after = loop.time() - back
+        print(f"\nstrict+deny: answered again {recovered_after:.2f} s after PostgreSQL returned")
+        assert recovered_after < 2.5
+        assert writer.stats.lost == 0
+        direct = f"{await postgres_url()}?table={table}"
+        async with open_store(direct) as store:
+            assert (await verify_store(store, KEYS)).intact
     finally:
         await drop(table)

@@ -14,7 +14,7 @@ from typing import IO
 
 from tests.support.gateway import free_port
 
-_KEY_LINE = re.compile(r"^(DIJK_DEMO_KEY_(?:READ|WRITE))=(\S+)$")
+_KEY_LINE = re.compile(r"^(DIJK_DEMO_KEY_(?:READ|WRITE)|DIJK_ADMIN_TOKEN)=(\S+)$")
 
 
 @dataclass
@@ -28,6 +28,7 @@ class DemoProcess:
     data_dir: Path
     # What the demo printed up to the keys (and the awaited line), for tests that read it.
     lines: list[str] = field(default_factory=list)
+    admin_token: str = ""
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM, as Ctrl-C would; the exit code."""
@@ -41,11 +42,12 @@ def start_demo(
     *,
     stderr: int | IO[bytes] = subprocess.DEVNULL,
     cwd: Path | None = None,
-    strip_env: tuple[str, ...] = ("DIJK_DEMO_KEY",),
+    strip_env: tuple[str, ...] = ("DIJK_DEMO_KEY", "DIJK_ADMIN_TOKEN"),
     wait_for: str | None = None,
     timeout: float = 60,
 ) -> DemoProcess:
-    """Run the demo until it has printed both keys (and a line starting with ``wait_for``).
+    """Run the demo until it has printed both keys and the admin token (and a line
+    starting with ``wait_for``).
 
     Environment variables starting with ``strip_env`` are removed, so that the demo makes
     its own keys as on a fresh machine.
@@ -77,7 +79,7 @@ def start_demo(
     lines: list[str] = []
     waiting = wait_for is not None
     deadline = time.monotonic() + timeout
-    while (len(keys) < 2 or waiting) and time.monotonic() < deadline:
+    while (len(keys) < 3 or waiting) and time.monotonic() < deadline:
         line = process.stdout.readline().decode()
         if not line:
             break
@@ -87,10 +89,10 @@ def start_demo(
             keys[found.group(1)] = found.group(2)
         if wait_for is not None and line.startswith(wait_for):
             waiting = False
-    if len(keys) < 2 or waiting:
+    if len(keys) < 3 or waiting:
         process.kill()
         process.wait(10)
-        missing = "both keys" if len(keys) < 2 else repr(wait_for)
+        missing = "the keys and the admin token" if len(keys) < 3 else repr(wait_for)
         raise AssertionError(f"the demo did not print {missing}: {''.join(lines)[-2000:]}")
     return DemoProcess(
         port,
@@ -101,4 +103,5 @@ def start_demo(
         process,
         data_dir,
         lines,
+        keys["DIJK_ADMIN_TOKEN"],
     )

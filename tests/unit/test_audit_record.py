@@ -243,7 +243,11 @@ def test_admin_outcomes_take_only_values_of_a_known_harmless_shape() -> None:
     from dijk.admin.audit import action_of, bearer_token, outcome_of
 
     assert action_of("/admin/api/v1/tokens/revoke") == "tokens.revoke"
-    assert bearer_token([("authorization", "Basic x"), ("authorization", "bearer  t0k ")]) == "t0k"
+    assert bearer_token([("authorization", "bearer  t0k ")]) == "t0k"
+    # Two Authorization fields: which one counts would be a guess, so neither does.
+    assert bearer_token([("authorization", "Basic x"), ("authorization", "bearer  t0k ")]) == ""
+    # Only SP and HTAB are trimmed: a no-break space is part of the token.
+    assert bearer_token([("authorization", "Bearer t0k\xa0")]) == "t0k\xa0"
     assert bearer_token([("x-api-key", "k")]) == ""
     revoked = b'{"revoked": true, "credential_id": "cert:00112233445566aa"}'
     assert outcome_of("keys.revoke", 200, revoked).target == "cert:00112233445566aa"

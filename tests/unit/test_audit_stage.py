@@ -8,6 +8,7 @@ is a fake connection that collects what the gateway writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -113,6 +114,8 @@ def config(tmp_path: Path, upstream_port: int, **audit: Any) -> DijkConfig:
         {
             "version": 1,
             "upstreams": {"echo": {"url": f"http://127.0.0.1:{upstream_port}"}},
+            # The requests' peer stands for a proxy in front, whose X-Request-Id is kept.
+            "trusted_proxies": ["203.0.113.7/32"],
             "audit": {"url": f"sqlite:///{tmp_path / 'audit.db'}", **audit},
             "routes": [
                 {
@@ -295,10 +298,10 @@ class SlowCommits:
         self.seen: list[bool] = []
         self.writer.append = self.append  # type: ignore[method-assign]
 
-    async def append(self, record: AuditRecord) -> None:
+    async def append(self, record: AuditRecord, if_refused: AuditRecord | None = None) -> None:
         self.seen.append(self.connection.complete())
         await asyncio.sleep(0.05)
-        await self.original(record)
+        await self.original(record, if_refused=if_refused)
 
 
 @pytest.mark.parametrize(
@@ -318,6 +321,17 @@ async def test_strict_mode_releases_no_complete_response_before_its_commit(
     assert len(await records(state)) == 1
 
 
+async def store_back(writer: Any) -> None:
+    """The store answers again: have the writer retry now, wait until it has replayed."""
+    writer._next_retry = 0  # retry now rather than after the backoff
+    writer._wake.set()
+    for _ in range(200):
+        if writer.sink_available:
+            break
+        await asyncio.sleep(0.02)
+    assert writer.sink_available
+
+
 async def test_deny_mode_answers_503_and_forwards_nothing_while_the_store_is_down(
     started: Started, recording: RecordingUpstream
 ) -> None:
@@ -333,10 +347,10 @@ async def test_deny_mode_answers_503_and_forwards_nothing_while_the_store_is_dow
     original = writer.store.append
     writer.store.append = broken  # type: ignore[method-assign]
     gateway = Gateway(state)
-    first = FakeConnection()
-    with pytest.raises(ClientDisconnected):  # the server then closes the connection
-        await handle(gateway, "/api/a", request_id="during-outage-1", connection=first)
-    assert not first.complete()  # its commit failed: the response was never released
+    # Its commit failed before any byte of the upstream's answer went out (the head is
+    # corked): the answer is withdrawn and the client gets a clean 503 instead.
+    first = await handle(gateway, "/api/a", request_id="during-outage-1")
+    assert first.status() == 503
     second = await handle(gateway, "/api/b", request_id="during-outage-2")
     assert second.status() == 503
     problem = orjson.loads(bytes(second.data).partition(b"\r\n\r\n")[2])
@@ -344,13 +358,7 @@ async def test_deny_mode_answers_503_and_forwards_nothing_while_the_store_is_dow
     assert b"/api/b" not in recording.raw  # refused before forwarding
     assert not writer.sink_available
     writer.store.append = original  # type: ignore[method-assign]
-    writer._next_retry = 0  # retry now rather than after the backoff
-    writer._wake.set()
-    for _ in range(100):
-        if writer.sink_available:
-            break
-        await asyncio.sleep(0.02)
-    assert writer.sink_available
+    await store_back(writer)
     third = await handle(gateway, "/api/c", request_id="after-outage")
     assert third.status() == 200
     ids = [record.request_id for record in await records(state)]
@@ -392,3 +400,55 @@ async def test_a_state_that_was_never_started_counts_a_fault_instead_of_pretendi
         await state.close()
     assert connection.status() == 200
     assert not (tmp_path / "audit.db").exists()
+
+
+async def test_a_response_refused_for_its_commit_is_recorded_as_the_client_got_it(
+    started: Started,
+) -> None:
+    """strict + deny, the store fails during the request: a problem document and a
+    response whose head is still corked become a 503, a response already streaming is
+    cut; each record says what the client got (not 404 / 200 allow)."""
+    state = await started(durability="strict", on_sink_error="deny")
+    audit = state.resources.audit
+    assert audit is not None
+    assert audit.service is not None
+    writer = audit.service.writer
+    original = writer.store.append
+
+    async def broken(*_: Any, **__: Any) -> None:
+        raise AuditSinkError("database is gone")
+
+    async def outage_then_recover(path: str, request_id: str) -> FakeConnection:
+        writer.store.append = broken  # type: ignore[method-assign]
+        connection = FakeConnection()
+        with contextlib.suppress(ClientDisconnected):
+            await handle(Gateway(state), path, request_id=request_id, connection=connection)
+        writer.store.append = original  # type: ignore[method-assign]
+        await store_back(writer)
+        return connection
+
+    def body_of(connection: FakeConnection) -> bytes:
+        return bytes(connection.data).partition(b"\r\n\r\n")[2]
+
+    unrouted = await outage_then_recover("/nowhere", "problem-refused")
+    assert unrouted.status() == 503  # not the 404 whose record could not be committed
+    corked = await outage_then_recover("/api/thing", "head-not-sent")
+    assert corked.status() == 503  # nothing was on the wire yet: a clean refusal
+    assert corked.complete()
+    streamed = await outage_then_recover("/chunked?n=3", "stream-cut")
+    assert streamed.status() == 200
+    assert not streamed.complete()
+    found = {record.request_id: record for record in await records(state)}
+    for request_id, connection in (("problem-refused", unrouted), ("head-not-sent", corked)):
+        record = found[request_id]
+        assert (record.status, record.decision, record.reason) == (
+            503,
+            "deny",
+            "audit.unavailable",
+        )
+        assert record.bytes_out == len(body_of(connection))
+    cut = found["stream-cut"]
+    assert (cut.status, cut.decision, cut.reason) == (200, "abort", "audit.unavailable")
+    assert cut.bytes_out > 0
+    async with open_store(state.config.audit.url) as store:
+        assert (await verify_store(store, KEYS)).intact

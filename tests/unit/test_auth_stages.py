@@ -17,7 +17,7 @@ from dijk.auth.consumers import TokenConsumers
 from dijk.auth.credentials import query_values, without_param
 from dijk.auth.introspection import ActiveToken, IntrospectionUnavailable, Introspector
 from dijk.auth.jwks import JwksSource, parse_jwks
-from dijk.auth.jwt import JwtVerifier, VerifiedToken
+from dijk.auth.jwt import JwtVerifier, VerifiedToken, scopes_from
 from dijk.auth.resources import IdentityResources
 from dijk.auth.revocation import RevocationList
 from dijk.config import ConfigError, load_config_text
@@ -118,7 +118,8 @@ async def test_opaque_token_on_a_jwt_only_route_is_invalid(issuer: Issuer) -> No
 
 
 def _route(**fields: Any) -> RouteConfig:
-    return RouteConfig(name="r", match={"path_prefix": "/"}, upstream="u", auth=["jwt"], **fields)
+    fields.setdefault("match", {"path_prefix": "/"})
+    return RouteConfig(name="r", upstream="u", auth=["jwt"], **fields)
 
 
 async def _authorize(route: RouteConfig, method: str, identity: Identity) -> str | None:
@@ -137,6 +138,27 @@ async def test_scopes_by_method() -> None:
     assert await _authorize(route, "POST", reader) == "authz.insufficient_scope"
     assert await _authorize(route, "POST", writer) is None
     assert await _authorize(route, "DELETE", reader) is None  # nothing required for DELETE
+
+
+async def test_advisory_head_needs_the_get_scopes() -> None:
+    route = _route(
+        match={"path_prefix": "/api", "methods": ["GET", "POST"]},
+        scopes_by_method={"GET": ["accounts:read"], "POST": ["accounts:write"]},
+    )
+    writer_only = Identity("w", "api_key", frozenset({"accounts:write"}))
+    reader = Identity("r", "api_key", frozenset({"accounts:read"}))
+    assert await _authorize(route, "GET", writer_only) == "authz.insufficient_scope"
+    assert await _authorize(route, "HEAD", writer_only) == "authz.insufficient_scope"
+    assert await _authorize(route, "HEAD", reader) is None
+
+
+async def test_head_needs_its_own_scopes_on_top_of_the_get_scopes() -> None:
+    route = _route(scopes_by_method={"GET": ["accounts:read"], "HEAD": ["accounts:probe"]})
+    reader = Identity("r", "api_key", frozenset({"accounts:read"}))
+    both = Identity("b", "api_key", frozenset({"accounts:read", "accounts:probe"}))
+    assert await _authorize(route, "HEAD", reader) == "authz.insufficient_scope"
+    assert await _authorize(route, "HEAD", both) is None
+    assert await _authorize(route, "GET", reader) is None
 
 
 async def test_route_scopes_are_required_on_top_of_method_scopes() -> None:
@@ -373,6 +395,11 @@ upstreams: {u: {url: "http://127.0.0.1:1"}}
             "not among this route's match.methods",
         ),
         (
+            "routes: [{name: r, match: {path: /, methods: [POST]}, upstream: u, auth: [api_key],"
+            " scopes_by_method: {HEAD: [w]}}]\nauth: {api_key: {}}",
+            "not among this route's match.methods",
+        ),
+        (
             "routes: [{name: r, match: {path: /}, upstream: u}]\n"
             "auth: {jwt: {jwks_url: 'http://idp.example/jwks', issuer: i, audience: a,"
             " algorithms: [RS256]}}",
@@ -395,6 +422,15 @@ def test_configuration_mistakes_are_reported(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as raised:
         load_config_text(BASE + text, "dijk.yaml")
     assert message in str(raised.value), str(raised.value)
+
+
+def test_head_scopes_are_accepted_where_get_routes_head() -> None:
+    text = (
+        "routes: [{name: r, match: {path: /, methods: [GET]}, upstream: u, auth: [api_key],"
+        " scopes_by_method: {GET: [r], HEAD: [h]}}]\nauth: {api_key: {}}"
+    )
+    config = load_config_text(BASE + text, "dijk.yaml")
+    assert config.routes[0].scopes_by_method == {"GET": ["r"], "HEAD": ["h"]}
 
 
 def test_unsafe_jwks_file_is_a_load_error(tmp_path: Any) -> None:
@@ -461,6 +497,63 @@ async def test_hide_credentials_removes_the_api_key_header_and_keeps_the_rest() 
     assert ctx.identity.credential_id.startswith("key:")  # the audit log still knows the key
     assert ctx.headers == [("x-trace", "t1"), ("accept", "*/*")]
     assert ("x-api-key", KEY) in server_list  # the server's own list is not edited
+
+
+@pytest.mark.parametrize("padding", ["\xa0", "\x85", "\xe3\x80\x80", "\x0b", "\x0c"])
+@pytest.mark.parametrize("where", ["before", "after"])
+async def test_advisory_a_key_padded_with_other_whitespace_is_another_key(
+    padding: str, where: str
+) -> None:
+    padded = padding + KEY if where == "before" else KEY + padding
+    decision = await key_stage().request_headers(context(x_api_key=padded))
+    assert decision is not None
+    assert (decision.status, decision.reason) == (401, "auth.invalid_key")
+
+
+async def test_optional_whitespace_around_a_key_is_not_part_of_it() -> None:
+    ctx = context(x_api_key=f"{KEY} \t ")  # the server leaves trailing OWS in the value
+    assert await key_stage().request_headers(ctx) is None
+    assert ctx.identity is not None
+
+
+@pytest.mark.parametrize("spelling", ["x_api_key", "x_api-key", "x-api_key"])
+@pytest.mark.parametrize("with_header", [True, False], ids=["beside-the-header", "alone"])
+async def test_advisory_the_key_header_spelt_with_underscores_is_refused(
+    spelling: str, with_header: bool
+) -> None:
+    ctx = context(x_api_key=KEY) if with_header else context()
+    ctx.headers.append((spelling, KEY))
+    decision = await key_stage().request_headers(ctx)
+    assert decision is not None
+    assert (decision.status, decision.reason) == (401, "auth.invalid_key")
+    assert ctx.identity is None
+
+
+async def test_hiding_the_key_header_removes_its_underscore_spellings_too() -> None:
+    ctx = _on_route(context(x_trace="t1"), hide=True)
+    ctx.identity = Identity("payments", "mtls")  # identified before the key stage ran
+    ctx.headers += [("x-api-key", KEY), ("x_api_key", KEY), ("x_api-key", KEY)]
+    assert await key_stage().request_headers(ctx) is None
+    assert ctx.headers == [("x-trace", "t1")]
+
+
+@pytest.mark.parametrize("padding", ["\xa0", "\x85"])
+async def test_advisory_a_bearer_token_padded_with_other_whitespace_is_malformed(
+    issuer: Issuer, padding: str
+) -> None:
+    ctx = context()
+    ctx.headers.append(("authorization", f"Bearer {issuer.token()}{padding}"))
+    decision = await pipeline(issuer).request_headers(ctx)
+    assert decision is not None
+    assert (decision.status, decision.reason) == (401, "auth.invalid_request")
+
+
+def test_scope_claims_are_split_on_spaces_only() -> None:
+    assert scopes_from({"scope": "accounts:read\xa0admin  other"}) == {
+        "accounts:read\xa0admin",
+        "other",
+    }
+    assert scopes_from({"scp": "a\x85b"}) == {"a\x85b"}
 
 
 async def test_without_hide_credentials_the_api_key_header_is_forwarded() -> None:
@@ -629,6 +722,42 @@ def test_query_parameters_are_matched_decoded_and_removed_byte_exact(
 ) -> None:
     assert query_values(query, name) == values
     assert without_param(query, name) == without
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        f"api_key={KEY}&api.key={KEY}",
+        f"api.key={KEY}",
+        f"api+key={KEY}",
+        f"api%20key={KEY}",
+        f"+api_key={KEY}",
+        f"api_key[]={KEY}",
+        f"api_key[0]={KEY}&api_key={KEY}",
+        f"api[key={KEY}",
+    ],
+)
+async def test_advisory_the_key_parameter_in_a_spelling_form_parsers_merge_is_refused(
+    query: str,
+) -> None:
+    ctx = context()
+    ctx.query = query
+    decision = await query_key_stage().request_headers(ctx)
+    assert decision is not None
+    assert (decision.status, decision.reason) == (401, "auth.invalid_key")
+    assert ctx.identity is None
+
+
+async def test_other_parameters_like_the_key_parameter_are_not_variants() -> None:
+    ctx = context()
+    ctx.query = f"api_key={KEY}&api_key2=z&API_KEY=x&apikey=y&api-key=w"
+    assert await query_key_stage().request_headers(ctx) is None
+    assert ctx.identity is not None
+
+
+def test_hiding_the_key_parameter_removes_the_spellings_form_parsers_merge() -> None:
+    query = "a=1&api.key=k&api_key[]=k&api+key=k&api_key=k&api_key2=z&b=2"
+    assert without_param(query, "api_key") == "a=1&api_key2=z&b=2"
 
 
 @pytest.mark.parametrize(

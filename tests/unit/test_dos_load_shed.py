@@ -7,7 +7,7 @@ import time
 
 from dijk.config.models import OverloadConfig
 from dijk.pipeline.context import RequestContext
-from dijk.stages.load_shed import LoadMonitor, LoadShedStage
+from dijk.stages.load_shed import LoadMonitor, LoadShedStage, body_arrived
 
 
 def context() -> RequestContext:
@@ -46,3 +46,40 @@ async def test_in_flight_count_is_given_back_in_the_log_phase() -> None:
     await stage.log(first)
     assert monitor.in_flight == 1
     assert await stage.request_headers(context()) is None
+
+
+def upload() -> RequestContext:
+    ctx = RequestContext("id", "POST", "/", "", [], "127.0.0.2", 1, "http", "1.1")
+    ctx.body_pending = True
+    return ctx
+
+
+async def test_an_upload_takes_no_in_flight_slot_until_its_body_has_arrived() -> None:
+    monitor = LoadMonitor(asyncio.get_running_loop())
+    stage = LoadShedStage(OverloadConfig(max_in_flight=2, ready_reserve=0), monitor)
+    stalled = [upload() for _ in range(5)]
+    for ctx in stalled:
+        assert await stage.request_headers(ctx) is None
+    assert monitor.in_flight == 0  # stalled uploads leave the budget to ready requests
+    ready = context()
+    assert await stage.request_headers(ready) is None
+    assert monitor.in_flight == 1
+    body_arrived(stalled[0])  # its last byte is in: now it is a request in flight
+    assert monitor.in_flight == 2
+    assert (await stage.request_headers(context())) is not None  # the budget is full
+    for ctx in [ready, *stalled]:
+        await stage.log(ctx)
+    assert monitor.in_flight == 0  # every count was given back, uploads that never finished too
+
+
+async def test_uploads_are_shed_first_keeping_a_reserve_for_ready_requests() -> None:
+    monitor = LoadMonitor(asyncio.get_running_loop())
+    stage = LoadShedStage(OverloadConfig(max_in_flight=4, ready_reserve=0.5), monitor)
+    for _ in range(2):
+        assert await stage.request_headers(context()) is None
+    refused = await stage.request_headers(upload())
+    assert refused is not None
+    assert refused.reason == "overload.shed"
+    assert await stage.request_headers(context()) is None  # the reserve is for these
+    assert await stage.request_headers(context()) is None
+    assert await stage.request_headers(context()) is not None

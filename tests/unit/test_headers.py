@@ -6,12 +6,16 @@ import re
 
 import pytest
 
-from dijk.proxy.gateway import request_id_from
+from dijk.config.models import DEFAULT_STRIP_REQUEST_HEADERS
+from dijk.proxy.gateway import incoming_request_id, request_id_from
 from dijk.proxy.headers import (
+    CONNECTION_PROTECTED,
     HOP_BY_HOP,
     TrustedProxies,
+    connection_conflict,
     connection_listed,
     downstream_response_headers,
+    request_dropped,
     response_dropped,
     upstream_request_headers,
 )
@@ -23,6 +27,7 @@ def upstream(
     trusted: bool = False,
     host: str = "gw.test",
     scheme: str = "http",
+    strip: list[str] | None = None,
 ) -> list[tuple[str, str]]:
     return upstream_request_headers(
         headers,
@@ -31,6 +36,7 @@ def upstream(
         scheme=scheme,
         host=host,
         request_id="rid-1",
+        dropped=request_dropped(DEFAULT_STRIP_REQUEST_HEADERS if strip is None else strip),
     )
 
 
@@ -149,6 +155,87 @@ def test_forwarding_headers_listed_in_connection_are_dropped_even_from_a_trusted
         [("connection", "x-forwarded-for"), ("x-forwarded-for", "6.6.6.6")], trusted=True
     )
     assert values(out, "x-forwarded-for") == ["192.0.2.10"]
+
+
+OVERRIDES = [
+    ("x-http-method-override", "DELETE"),
+    ("x-http-method", "DELETE"),
+    ("x-method-override", "DELETE"),
+    ("x-original-url", "/admin"),
+    ("x-rewrite-url", "/admin"),
+    ("x-client-ip", "6.6.6.6"),
+    ("true-client-ip", "6.6.6.6"),
+    ("cf-connecting-ip", "6.6.6.6"),
+]
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["direct", "trusted-proxy"])
+def test_method_override_rewrite_and_client_ip_headers_are_stripped_by_default(
+    trusted: bool,
+) -> None:
+    out = upstream([*OVERRIDES, ("accept", "a")], trusted=trusted)
+    names = {name for name, _ in out}
+    assert not names & {name for name, _ in OVERRIDES}
+    assert values(out, "accept") == ["a"]
+
+
+def test_a_client_ip_header_taken_off_the_strip_list_passes_only_from_a_trusted_proxy() -> None:
+    for trusted, expected in ((False, []), (True, ["6.6.6.6"])):
+        incoming = [("cf-connecting-ip", "6.6.6.6"), ("x-http-method-override", "PUT")]
+        out = upstream(incoming, trusted=trusted, strip=[])
+        assert values(out, "cf-connecting-ip") == expected
+        assert values(out, "x-http-method-override") == ["PUT"]  # the operator's choice
+
+
+def test_underscore_spellings_of_dropped_and_forwarding_headers_are_dropped() -> None:
+    incoming = [
+        ("x_http_method_override", "DELETE"),
+        ("x_original-url", "/admin"),
+        ("x_forwarded_for", "6.6.6.6"),
+        ("x_forwarded_host", "evil.example"),
+        ("x_request_id", "chosen"),
+        ("transfer_encoding", "chunked"),
+        ("x_custom_name", "kept"),
+    ]
+    for trusted in (False, True):
+        out = upstream(incoming, trusted=trusted)
+        assert [name for name, _ in out if "_" in name] == ["x_custom_name"]
+
+
+def test_x_forwarded_port_and_prefix_pass_only_from_a_trusted_proxy() -> None:
+    incoming = [("x-forwarded-port", "443"), ("x-forwarded-prefix", "/evil")]
+    assert values(upstream(incoming), "x-forwarded-prefix") == []
+    assert values(upstream(incoming), "x-forwarded-port") == []
+    assert values(upstream(incoming, trusted=True), "x-forwarded-prefix") == ["/evil"]
+
+
+@pytest.mark.parametrize(
+    "connection",
+    [
+        "content-type",
+        "Keep-Alive, Content-Type",
+        "content-length",
+        "content-encoding",
+        "authorization",
+        "host",
+        "cookie",
+        "x-request-id",
+    ],
+)
+def test_connection_naming_an_end_to_end_field_is_a_conflict(connection: str) -> None:
+    assert connection_conflict([("connection", connection)]) is not None
+
+
+def test_connection_naming_hop_by_hop_or_custom_fields_is_no_conflict() -> None:
+    headers = [("connection", "keep-alive, close, te, upgrade, x-private-hop")]
+    assert connection_conflict(headers) is None
+    assert connection_conflict([("x-foo", "content-type")]) is None
+
+
+def test_connection_naming_the_configured_key_header_is_a_conflict() -> None:
+    protected = CONNECTION_PROTECTED | {"x-api-key"}
+    assert connection_conflict([("connection", "X-API-Key")], protected) == "x-api-key"
+    assert connection_conflict([("connection", "X-API-Key")]) is None
 
 
 # ---- downstream response headers ----------------------------------------------------------------
@@ -286,25 +373,36 @@ GENERATED = re.compile(r"[0-9a-f]{32}")
 @pytest.mark.parametrize(
     "value", ["abc", "A-b_c.d:e", "x" * 128, "0f8fad5b-d9cb-469f-a165-70867728950e"]
 )
-def test_valid_incoming_request_id_is_kept(value: str) -> None:
-    assert request_id_from([("x-request-id", value)]) == value
+def test_valid_incoming_request_id_from_a_trusted_proxy_is_kept(value: str) -> None:
+    assert request_id_from([("x-request-id", value)], trusted=True) == value
+
+
+@pytest.mark.parametrize("value", ["abc", "0f8fad5b-d9cb-469f-a165-70867728950e"])
+def test_request_id_chosen_by_a_direct_client_is_replaced_but_readable(value: str) -> None:
+    headers = [("x-request-id", value)]
+    assert GENERATED.fullmatch(request_id_from(headers, trusted=False))
+    assert incoming_request_id(headers) == value  # what the access log records beside it
 
 
 @pytest.mark.parametrize(
     "value", ["", "x" * 129, "a b", "a\tb", "a/b", "<x>", "a;b", "caf\xe9", "a\nb", "a\x00b"]
 )
 def test_invalid_incoming_request_id_is_replaced(value: str) -> None:
-    assert GENERATED.fullmatch(request_id_from([("x-request-id", value)]))
+    assert GENERATED.fullmatch(request_id_from([("x-request-id", value)], trusted=True))
+    assert incoming_request_id([("x-request-id", value)]) is None
 
 
 def test_request_id_is_generated_fresh_each_time() -> None:
-    first, second = request_id_from([]), request_id_from([])
+    first, second = request_id_from([], trusted=True), request_id_from([], trusted=True)
     assert GENERATED.fullmatch(first)
     assert first != second
 
 
 def test_only_the_first_request_id_counts() -> None:
     assert GENERATED.fullmatch(
-        request_id_from([("x-request-id", "bad id"), ("x-request-id", "good")])
+        request_id_from([("x-request-id", "bad id"), ("x-request-id", "good")], trusted=True)
     )
-    assert request_id_from([("x-request-id", "good"), ("x-request-id", "bad id")]) == "good"
+    assert (
+        request_id_from([("x-request-id", "good"), ("x-request-id", "bad id")], trusted=True)
+        == "good"
+    )

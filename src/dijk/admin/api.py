@@ -4,7 +4,8 @@ Health and metrics are open (bind the admin listener to a private address); ever
 under ``/admin/api/`` needs ``Authorization: Bearer <token>`` with the token from the
 environment variable named by ``admin.token_env``, and is disabled when it is not set.
 State-changing actions and refused admin requests are recorded in the audit log
-(``dijk.admin.audit``).
+(``dijk.admin.audit``). ``/ui/`` is the dashboard (``dijk.admin.ui``), on and off with
+the admin API.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from dijk.admin.audit import (
     ActionOutcome,
     AdminAudit,
     action_of,
+    authorization_count,
     bearer_token,
     outcome_of,
 )
+from dijk.admin.ui.app import DashboardUI
 from dijk.audit.api import query_page
 from dijk.auth.revocation import revoke_from_request
 from dijk.pipeline.decision import Decision
@@ -44,6 +47,7 @@ class AdminHandler:
     def __init__(self, server: GatewayServer) -> None:
         self._server = server
         self._audit_log = AdminAudit(server)
+        self._ui = DashboardUI(server, self._audit_log)
         self._routes: dict[tuple[str, str], Callable[[Request], Awaitable[tuple[int, bytes]]]] = {
             ("POST", "/admin/api/v1/reload"): self._reload,
             ("GET", "/admin/api/v1/status"): self._status,
@@ -54,30 +58,45 @@ class AdminHandler:
             ("POST", "/admin/api/v1/abuse/lift"): self._lift,
         }
 
+    async def _readyz(self, response: ResponseWriter, request_id: str) -> None:
+        """200 once serving; 503 while starting or stopping, or while a fail-closed
+        dependency is down (every request that needs it would be refused)."""
+        if not self._server.ready:
+            self._json(response, 503, {"status": "starting"}, request_id)
+            return
+        failing = await self._server.state.failing_dependencies()
+        if failing:
+            self._json(response, 503, {"status": "unavailable", "failing": failing}, request_id)
+            return
+        self._json(response, 200, {"status": "ready"}, request_id)
+
     def protocol_error(
         self, fault: ProtocolFault, request: Request | None, client_ip: str = ""
     ) -> tuple[list[tuple[str, str]], bytes]:
-        request_id = request_id_from(request.headers) if request else new_request_id()
+        request_id = (
+            request_id_from(request.headers, self._server.gateway.trusts_peer(request.client_ip))
+            if request
+            else new_request_id()
+        )
         _, headers, body = problem_response(
             Decision.deny(fault.status, fault.reason, fault.detail), request_id
         )
         return headers, body
 
     async def handle(self, request: Request, response: ResponseWriter) -> None:
-        request_id = request_id_from(request.headers)
+        request_id = request_id_from(
+            request.headers, self._server.gateway.trusts_peer(request.client_ip)
+        )
         path = request.path
+        if path == "/ui" or path.startswith("/ui/"):
+            await self._ui.handle(request, response, request_id)  # the dashboard
+            return
         if request.method in ("GET", "HEAD"):
             if path == "/healthz":
                 self._json(response, 200, {"status": "ok"}, request_id)
                 return
             if path == "/readyz":
-                ready = self._server.ready
-                self._json(
-                    response,
-                    200 if ready else 503,
-                    {"status": "ready" if ready else "starting"},
-                    request_id,
-                )
+                await self._readyz(response, request_id)
                 return
             if path == "/metrics":
                 response.send(
@@ -177,13 +196,23 @@ class AdminHandler:
                 "admin.disabled",
                 f"The admin API is disabled: set {self._server.admin_token_env} to enable it.",
             )
-        presented = bearer_token(request.headers)
         challenge = (("WWW-Authenticate", 'Bearer realm="dijk-admin"'),)
+        if authorization_count(request.headers) > 1:
+            # As on the data plane: no two components may disagree about which one counts.
+            return Decision.deny(
+                401,
+                "auth.invalid_request",
+                "Send exactly one Authorization header.",
+                (("WWW-Authenticate", 'Bearer realm="dijk-admin", error="invalid_request"'),),
+            )
+        presented = bearer_token(request.headers)
         if not presented:
             return Decision.deny(
                 401, "auth.missing_credentials", "A bearer token is required.", challenge
             )
-        if not hmac.compare_digest(presented.encode(), token.encode()):
+        # The bytes as received (header values are latin-1 strings) against the token's
+        # UTF-8 bytes: nothing is normalised, so only the exact token matches.
+        if not hmac.compare_digest(presented.encode("latin-1"), token.encode()):
             return Decision.deny(
                 401, "auth.invalid_token", "The bearer token is not valid.", challenge
             )

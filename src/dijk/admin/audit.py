@@ -44,6 +44,7 @@ __all__ = [
     "ActionOutcome",
     "AdminAudit",
     "action_of",
+    "authorization_count",
     "bearer_token",
     "outcome_of",
 ]
@@ -66,13 +67,25 @@ def action_of(path: str) -> str:
     return path.removeprefix(_PREFIX).replace("/", ".")
 
 
+def authorization_count(headers: list[tuple[str, str]]) -> int:
+    """How many ``Authorization`` fields the request carries (more than one is refused)."""
+    return sum(1 for name, _ in headers if name == "authorization")
+
+
 def bearer_token(headers: list[tuple[str, str]]) -> str:
-    """The admin bearer token presented (the last ``Authorization: Bearer``), or ``""``."""
-    presented = ""
-    for name, value in headers:
-        if name == "authorization" and value[:7].lower() == "bearer ":
-            presented = value[7:].strip()
-    return presented
+    """The admin bearer token of the one ``Authorization: Bearer`` field, or ``""`` (none,
+    another scheme, or several fields: which one counts would be a guess).
+
+    Only SP and HTAB around it are removed (RFC 9110 OWS): any other byte, a no-break
+    space or NEL included, is part of the token and must match.
+    """
+    values = [value for name, value in headers if name == "authorization"]
+    if len(values) != 1:
+        return ""
+    scheme, _, token = values[0].strip(" \t").partition(" ")
+    if scheme.lower() != "bearer":
+        return ""
+    return token.strip(" \t")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +162,16 @@ class AdminAudit:
         accepted: bool,
         bytes_out: int,
         services: list[AuditService] | None = None,
+        action: str | None = None,
+        token: str | None = None,
+        actor: str | None = None,
     ) -> None:
         """Append the record of ``request`` to each log (``services``: the current one).
+
+        ``action`` defaults to the one named by the admin API path; ``token`` (the admin
+        token presented, pseudonymised here) to the bearer token of the request;
+        ``actor`` to ``admin:<token_env>`` for an accepted request. The dashboard passes
+        all three: its login form carries the token, its later requests a session.
 
         In strict durability this returns after the commit, so the answer goes out only
         once the action is on record. A log that cannot take it is logged, not raised:
@@ -161,19 +182,22 @@ class AdminAudit:
             return
         elapsed = max(0.0, time.perf_counter() - request.received_at)
         started = _EPOCH + timedelta(microseconds=int((time.time() - elapsed) * 1_000_000))
-        token = bearer_token(request.headers)
+        presented = bearer_token(request.headers) if token is None else token
+        who = actor or f"admin:{self._server.admin_token_env}"
         for service in targets:
             record = admin_record(
                 time=started,
                 request_id=request_id,
-                action=action_of(request.path),
+                action=action or action_of(request.path),
                 method=request.method,
                 path=request.path,
                 status=outcome.status,
                 reason=outcome.reason,
-                actor=f"admin:{self._server.admin_token_env}" if accepted else None,
+                actor=who if accepted else None,
                 credential_id=(
-                    "adm:" + service.keys.pseudonym("admin-token:" + token)[:16] if token else None
+                    "adm:" + service.keys.pseudonym("admin-token:" + presented)[:16]
+                    if presented
+                    else None
                 ),
                 client_ip=service.client_pseudonym(request.client_ip),
                 target=outcome.target,

@@ -22,7 +22,8 @@ the record is committed, so the stage must run before the response is released; 
 down (answer 503). The record
 is built from the request context: ``time`` (wall clock at request start), ``request_id``,
 ``method``, ``route`` (route name), ``path_template``, ``status``, ``decision`` (``deny`` if
-a decision denied, ``monitor`` if only monitored decisions, else ``allow``), ``reason``,
+a decision denied, ``monitor`` if only monitored decisions, ``abort`` for a response cut
+short because strict durability could not commit its record, else ``allow``), ``reason``,
 ``consumer`` / ``auth_method`` / ``credential_id`` from the identity, ``client_ip`` as
 ``keys.pseudonym(ip)`` unless ``pseudonymise_client_ip`` is off, ``findings`` as
 ``Finding(rule_id, field)``, latencies in microseconds, bytes in/out, PII categories.

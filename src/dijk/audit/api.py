@@ -3,7 +3,8 @@
 Query parameters (all optional; unknown ones are refused, so a typo never silently
 widens a search): ``since``, ``until`` (ISO 8601 or 15m/2h/7d ago), ``consumer``,
 ``status`` (404 or 4xx), ``reason`` (waf.sqli or waf.*), ``decision`` (allow, deny,
-monitor), ``chain``, ``order`` (newest, the default, or oldest), ``limit`` (1-1000,
+monitor, abort), ``chain``, ``route`` (a route's name, or ``admin:reload`` for an admin
+action), ``order`` (newest, the default, or oldest), ``limit`` (1-1000,
 default 100) and ``cursor`` (``next_cursor`` of the previous page).
 
 Answer: ``{"records": [...], "count": n, "next_cursor": "..." | null}``, records in the
@@ -24,9 +25,9 @@ __all__ = ["MAX_LIMIT", "query_page"]
 MAX_LIMIT: Final = 1000
 _PARAMS: Final = frozenset(
     {"since", "until", "consumer", "status", "reason", "decision", "chain", "order", "limit"}
-    | {"cursor"}
+    | {"cursor", "route"}
 )
-_DECISIONS: Final = frozenset({"allow", "deny", "monitor"})
+_DECISIONS: Final = frozenset({"allow", "deny", "monitor", "abort"})
 
 
 def _problem(status: int, reason: str, detail: str) -> tuple[int, dict[str, Any]]:
@@ -52,7 +53,7 @@ def parse_query(pairs: Sequence[tuple[str, str]]) -> AuditQuery:
         raise ValueError("order must be newest or oldest")
     decision = values.get("decision")
     if decision is not None and decision not in _DECISIONS:
-        raise ValueError("decision must be allow, deny or monitor")
+        raise ValueError("decision must be allow, deny, monitor or abort")
     query = AuditQuery(
         since=parse_time(values["since"]) if "since" in values else None,
         until=parse_time(values["until"]) if "until" in values else None,
@@ -61,6 +62,7 @@ def parse_query(pairs: Sequence[tuple[str, str]]) -> AuditQuery:
         reason=values.get("reason"),
         decision=decision,
         chain=values.get("chain"),
+        route=values.get("route"),
         limit=limit,
         cursor=values.get("cursor"),
         newest_first=order == "newest",

@@ -40,9 +40,15 @@ DEFAULT_INDEX: Final = "logs-dijk.audit-default"
 # IANA reserves for documentation, used until Dijk has its own.
 SYSLOG_SD_ID: Final = "dijk@32473"
 _SYSLOG_FACILITY_AUDIT: Final = 13
-_SYSLOG_SEVERITY: Final = {"allow": 6, "monitor": 5, "deny": 4}
-_CEF_SEVERITY: Final = {"allow": 1, "monitor": 5, "deny": 7}
-_OTLP_SEVERITY: Final = {"allow": (9, "INFO"), "monitor": (10, "INFO2"), "deny": (13, "WARN")}
+_SYSLOG_SEVERITY: Final = {"allow": 6, "monitor": 5, "deny": 4, "abort": 4}
+_CEF_SEVERITY: Final = {"allow": 1, "monitor": 5, "deny": 7, "abort": 7}
+_OTLP_SEVERITY: Final = {
+    "allow": (9, "INFO"),
+    "monitor": (10, "INFO2"),
+    "deny": (13, "WARN"),
+    "abort": (13, "WARN"),
+}
+_ECS_TYPE: Final = {"deny": "denied", "abort": "error"}
 _OTLP_BATCH: Final = 1000
 _UNPRINTABLE: Final = re.compile(r"[^\x21-\x7e]")
 
@@ -72,7 +78,7 @@ def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
 def ecs_document(row: ChainedRecord) -> dict[str, Any]:
     """The record as an Elastic Common Schema document."""
     record = row.record
-    event_type = ["access", "denied" if record.decision == "deny" else "allowed"]
+    event_type = ["access", _ECS_TYPE.get(record.decision, "allowed")]
     rule_ids = sorted({finding.rule_id for finding in record.findings})
     return _drop_none(
         {

@@ -50,6 +50,7 @@ from dijk.audit.store import (
     stored_pii,
     stored_record,
 )
+from dijk.audit.summary import summary_queries
 
 __all__ = ["PostgresAuditStore"]
 
@@ -526,6 +527,22 @@ class PostgresAuditStore(AuditStore):
         records = [_sealed(row) for row in rows[:limit]]
         more = len(rows) > limit
         return AuditPage(records, encode_cursor(records[-1]) if more and records else None)
+
+    async def summary_rows(
+        self, since: datetime, until: datetime, width_us: int
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        timeline_sql, breakdown_sql = summary_queries(
+            self._table,
+            "time",
+            lambda start, width: (
+                f"(extract(epoch from (time - {start}::timestamptz)) * 1000000)::bigint"
+                f" / {width}::bigint"
+            ),
+            lambda index: f"${index}",
+        )
+        timeline = await self._fetch(timeline_sql, since, until, width_us)
+        breakdown = await self._fetch(breakdown_sql, since, until, width_us)
+        return [tuple(row) for row in timeline], [tuple(row) for row in breakdown]
 
     async def first_seq_since(self, chain: str, since: datetime) -> int | None:
         rows = await self._fetch(

@@ -76,8 +76,10 @@ __all__ = [
 
 CANONICAL_VERSION: Final = 1
 
-Outcome = Literal["allow", "deny", "monitor"]
-"""What the gateway decided: served, refused, or served while recording a would-be denial."""
+Outcome = Literal["allow", "deny", "monitor", "abort"]
+"""What the client got: served, refused, served while recording a would-be denial, or a
+response cut short (``abort``: strict durability could not commit the record of a streamed
+response, so its end was never sent; ``status`` is the one the head carried)."""
 
 _OUTCOMES: Final = frozenset(get_args(Outcome))
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)

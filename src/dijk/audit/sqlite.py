@@ -44,6 +44,7 @@ from dijk.audit.store import (
     stored_pii,
     stored_record,
 )
+from dijk.audit.summary import summary_queries
 
 __all__ = ["SQLiteAuditStore"]
 
@@ -441,6 +442,20 @@ class SQLiteAuditStore(AuditStore):
         records = [_sealed(row) for row in rows[:limit]]
         more = len(rows) > limit
         return AuditPage(records, encode_cursor(records[-1]) if more and records else None)
+
+    async def summary_rows(
+        self, since: datetime, until: datetime, width_us: int
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        timeline_sql, breakdown_sql = summary_queries(
+            self._table,
+            "time_us",
+            lambda start, width: f"(time_us - {start}) / {width}",
+            lambda index: f"?{index}",
+        )
+        params = (datetime_to_us(since), datetime_to_us(until), width_us)
+        timeline = await self._fetch(timeline_sql, params)
+        breakdown = await self._fetch(breakdown_sql, params)
+        return [tuple(row) for row in timeline], [tuple(row) for row in breakdown]
 
     async def first_seq_since(self, chain: str, since: datetime) -> int | None:
         rows = await self._fetch(

@@ -29,6 +29,7 @@ from dijk.audit.chain import (
 )
 from dijk.audit.keys import AuditKeys
 from dijk.audit.record import AuditRecord, Finding, datetime_from_us, datetime_to_us
+from dijk.audit.summary import TrafficSummary, bucket_width, summarise
 
 __all__ = [
     "DEFAULT_TABLE",
@@ -176,6 +177,7 @@ class AuditQuery:
     reason: str | None = None
     decision: str | None = None
     chain: str | None = None
+    route: str | None = None
     limit: int = 100
     cursor: str | None = None
     newest_first: bool = False
@@ -256,6 +258,8 @@ def build_where(
         clauses.append(f"decision = {bind(query.decision)}")
     if query.chain is not None:
         clauses.append(f"chain = {bind(query.chain)}")
+    if query.route is not None:
+        clauses.append(f"route = {bind(query.route)}")
     if query.cursor is not None:
         time_us, chain, seq = decode_cursor(query.cursor)
         operator = "<" if query.newest_first else ">"
@@ -415,6 +419,20 @@ class AuditStore(ABC):
 
     @abstractmethod
     async def query(self, query: AuditQuery) -> AuditPage: ...
+
+    @abstractmethod
+    async def summary_rows(
+        self, since: datetime, until: datetime, width_us: int
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Rows of the two :func:`dijk.audit.summary.summary_queries` for ``[since, until)``
+        in buckets of ``width_us``."""
+
+    async def summary(self, since: datetime, until: datetime, buckets: int) -> TrafficSummary:
+        """Traffic in ``[since, until)`` in ``buckets`` time buckets (``dijk.audit.summary``)."""
+        timeline, breakdown = await self.summary_rows(
+            since, until, bucket_width(since, until, buckets)
+        )
+        return summarise(since, until, buckets, timeline, breakdown)
 
     @abstractmethod
     async def first_seq_since(self, chain: str, since: datetime) -> int | None:

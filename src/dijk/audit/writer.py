@@ -21,8 +21,15 @@ batch in one transaction: group commit. Durability:
     ``on_sink_error`` is ``spool``, written and fsynced to the spool). Concurrent requests
     share one commit, so the cost is one commit per batch, not per request.
 
-When the store fails, batches go to the spool file (in order) and the writer retries the
-store with backoff; once it answers, the spool is replayed ahead of newer records. With
+When the store fails, batches go to the spool file (in order) and the writer probes the
+store every ``retry_interval_s`` (0.5 s), backing off to at most ``max_retry_interval_s``
+(1 s): under ``on_sink_error="deny"`` every request is refused while the store is down,
+so the refusals must end promptly when it returns (a probe is one connection attempt).
+Once it answers, the spool is replayed ahead of newer records.
+
+``start`` anchors the tail it finds with a signed checkpoint: a writer that died between
+two checkpoints (SIGKILL) left its newest records unanchored, and a clean stop with no
+new records would not add one. With
 ``on_sink_error="deny"`` a strict ``append`` raises :class:`AuditUnavailableError` while
 the store is down (the record is still spooled), so the gateway can answer 503.
 
@@ -114,6 +121,10 @@ class _Prepared:
     sealed: list[ChainedRecord]
     futures: list[asyncio.Future[None]]
     checkpoint: Checkpoint | None
+    # What was sealed, in order, and the chain's tail before it: enough to seal the
+    # batch again (a refused strict record replaced by what its client saw).
+    batch: list[tuple[AuditRecord, asyncio.Future[None] | None]]
+    start: tuple[int, bytes]
 
 
 class AuditWriter:
@@ -133,7 +144,7 @@ class AuditWriter:
         checkpoint_every_s: float = 60.0,
         sink_timeout_s: float = 10.0,
         retry_interval_s: float = 0.5,
-        max_retry_interval_s: float = 30.0,
+        max_retry_interval_s: float = 1.0,
     ):
         if durability not in ("batched", "strict"):
             raise ValueError(f"durability must be batched or strict, not {durability!r}")
@@ -159,6 +170,8 @@ class AuditWriter:
         self.stats = WriterStats()
 
         self._pending: list[tuple[AuditRecord, asyncio.Future[None] | None]] = []
+        # Strict appends that said what to record instead if their commit is refused.
+        self._if_refused: dict[asyncio.Future[None], AuditRecord] = {}
         self._first_pending_at = 0.0
         self._wake = asyncio.Event()
         self._space = asyncio.Event()
@@ -177,6 +190,7 @@ class AuditWriter:
         self._failure: BaseException | None = None
         self._listeners: list[Listener] = []
         self._overflow_logged = 0.0
+        self._probed_at = -math.inf
 
     # -- public API --------------------------------------------------------------------
 
@@ -235,6 +249,29 @@ class AuditWriter:
     def sink_available(self) -> bool:
         """False while records go to the spool instead of the store."""
         return not self._spooling
+
+    async def probe(self, timeout_s: float = 2.0, min_interval_s: float = 1.0) -> bool:
+        """Does the store answer now? For readiness checks between writes.
+
+        Without traffic the writer learns of an outage only at its next write; a failed
+        probe switches it to the spool at once (so requests are refused before they are
+        forwarded under ``on_sink_error="deny"``), and its own retries take it back. At
+        most one probe per ``min_interval_s``; in between the last answer stands.
+        """
+        if self._spooling or not self.running:
+            return self.sink_available
+        now = time.monotonic()
+        if now - self._probed_at < min_interval_s:
+            return self.sink_available
+        self._probed_at = now
+        try:
+            await asyncio.wait_for(self._store.connect(), min(timeout_s, self._sink_timeout))
+        except Exception as exc:  # any failure means "not answering"
+            if not self._spooling:
+                self._sink_down(exc)
+                self._wake.set()
+            return False
+        return self.sink_available
 
     @property
     def tail(self) -> tuple[int, bytes]:
@@ -307,9 +344,15 @@ class AuditWriter:
                 f"audit store unreachable and no spool to continue chain {self.chain!r}: {failure}"
             )
         self._sealer = ChainSealer(self._keys.hmac_key, self.chain, seq, prev_hash)
-        self._last_checkpoint_seq = seq
         self._last_checkpoint_at = time.monotonic()
         self._next_retry = time.monotonic()
+        # The tail found may never have been anchored: the previous writer may have died
+        # (SIGKILL, power loss) before its next checkpoint. Seal it now, so a clean stop
+        # soon after (or another crash) does not leave those records unanchored. While
+        # the spool holds the tail, the replayed records are anchored once it is empty.
+        self._last_checkpoint_seq = 0
+        if not self._spooling and seq > 0:
+            await self._checkpoint_alone()
         metrics.STORE_UP.set(0 if self._spooling else 1)
         self._task = asyncio.create_task(self._run(), name=f"dijk-audit-writer-{self.chain}")
 
@@ -337,8 +380,15 @@ class AuditWriter:
             lock, self._spool_lock = self._spool_lock, None
             lock.release()
 
-    async def append(self, record: AuditRecord) -> None:
-        """Record one request. See the module docstring for what "returns" guarantees."""
+    async def append(self, record: AuditRecord, *, if_refused: AuditRecord | None = None) -> None:
+        """Record one request. See the module docstring for what "returns" guarantees.
+
+        ``if_refused`` (strict durability only): what the client gets when this append
+        raises :class:`AuditUnavailableError` because the store is down under
+        ``on_sink_error="deny"`` (a 503, or a response cut short). The record is then
+        spooled *instead of* ``record``: the log says what the client saw, not what it
+        would have received had the commit succeeded.
+        """
         while len(self._pending) >= self._max_queue and not self._stopped:
             self._space.clear()
             await self._space.wait()
@@ -351,8 +401,13 @@ class AuditWriter:
             if not self._pending:
                 self._first_pending_at = time.monotonic()
             self._pending.append((record, future))
+            if if_refused is not None:
+                self._if_refused[future] = if_refused
             self._wake.set()
-            await future
+            try:
+                await future
+            finally:
+                self._if_refused.pop(future, None)
             return
         if not self._pending:
             self._first_pending_at = time.monotonic()
@@ -522,6 +577,10 @@ class AuditWriter:
             await writing
             if upcoming is None:
                 return
+            last = prepared.sealed[-1]
+            if upcoming.start != (last.seq, last.hash):
+                # The batch before it was sealed again: follow its new tail.
+                self._reseal(upcoming, (last.seq, last.hash), refused=False)
             prepared = upcoming
 
     def _next_batch_ready(self) -> bool:
@@ -536,6 +595,7 @@ class AuditWriter:
 
     async def _prepare(self) -> _Prepared:
         batch = self._take_batch()
+        tail = self._sealer.seq, self._sealer.prev_hash
         seal = self._sealer.seal
         sealed: list[ChainedRecord] = []
         # Sealing costs some microseconds per record on the event loop that also serves
@@ -553,7 +613,28 @@ class AuditWriter:
             # carry a second checkpoint; if the commit fails, the next one comes later.
             self._last_checkpoint_seq = checkpoint.seq
             self._last_checkpoint_at = now
-        return _Prepared(sealed, futures, checkpoint)
+        return _Prepared(sealed, futures, checkpoint, batch, tail)
+
+    def _reseal(self, prepared: _Prepared, start: tuple[int, bytes], refused: bool) -> None:
+        """Seal ``prepared`` again after ``start`` and continue this writer's chain there.
+
+        ``refused``: its commit failed and its strict waiters will be refused, so each
+        record that named an ``if_refused`` alternative is replaced by it. Otherwise the
+        batch only moves to follow a batch before it that was sealed again.
+        """
+        prepared.start = start
+        sealer = ChainSealer(self._keys.hmac_key, self.chain, *start)
+        records = []
+        for record, future in prepared.batch:
+            alternative = None
+            if refused and future is not None and not future.done():
+                alternative = self._if_refused.get(future)
+            records.append(alternative or record)
+        prepared.sealed = [sealer.seal(record) for record in records]
+        if prepared.checkpoint is not None:
+            last = prepared.sealed[-1]
+            prepared.checkpoint = Checkpoint.create(self._keys, self.chain, last.seq, last.hash)
+        self._sealer = sealer
 
     async def _persist(self, prepared: _Prepared) -> None:
         sealed, checkpoint = prepared.sealed, prepared.checkpoint
@@ -565,6 +646,13 @@ class AuditWriter:
             if checkpoint is not None:
                 self.stats.checkpoints += 1
         else:
+            if self.on_sink_error == "deny" and any(
+                future in self._if_refused for future in prepared.futures
+            ):
+                # Its strict waiters are about to be refused: what is spooled (and later
+                # replayed into the chain) must be what their clients saw.
+                self._reseal(prepared, prepared.start, refused=True)
+                sealed = prepared.sealed
             lost_before = self.stats.lost
             error = await self._spool_rows(sealed)
             kept = self.stats.lost == lost_before

@@ -7,6 +7,7 @@ import re
 from dijk.auth import AuthFailure
 
 REALM = "dijk"
+_OWS = " \t"
 # RFC 6750 b64token: the only characters a Bearer token may contain.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # A compact JWS: three base64url segments (the signature may be empty only for alg none,
@@ -28,10 +29,12 @@ def bearer_token(headers: list[tuple[str, str]]) -> str | AuthFailure | None:
         return AuthFailure(
             "auth.invalid_request", "Send exactly one Authorization header.", "invalid_request"
         )
-    scheme, _, token = values[0].strip().partition(" ")
+    # Only SP and HTAB are whitespace here (RFC 9110 OWS, RFC 7235 1*SP): a no-break space
+    # or NEL around a token is part of it, and makes it malformed.
+    scheme, _, token = values[0].strip(_OWS).partition(" ")
     if scheme.lower() != "bearer":
         return None
-    token = token.strip()
+    token = token.strip(_OWS)
     if not token or not _B64TOKEN.fullmatch(token):
         return AuthFailure(
             "auth.invalid_request", "The bearer token is malformed.", "invalid_request"

@@ -35,16 +35,31 @@ def hides_credentials(ctx: RequestContext) -> bool:
     return route is not None and route.config.hide_credentials
 
 
+def spellings_of(key: str, name: str) -> bool:
+    """Whether the field name ``key`` is ``name`` (both lower-case) or ``name`` with some
+    ``-`` written as ``_``: CGI/WSGI upstreams (PHP, Django, Rails behind Rack...) read
+    ``X_API_Key`` and ``X-API-Key`` as one field."""
+    return key == name or ("_" in key and key.replace("_", "-") == name)
+
+
+def variant_present(ctx: RequestContext, name: str) -> bool:
+    """Whether the request carries ``name`` (lower-case, with ``-``) spelt with ``_``."""
+    return "-" in name and any(
+        "_" in key and key != name and spellings_of(key, name) for key, _ in ctx.headers
+    )
+
+
 def drop_header(ctx: RequestContext, name: str) -> None:
-    """Remove every field called ``name`` (lower-case) from the request sent upstream.
+    """Remove every field called ``name`` (lower-case), in any spelling that an upstream
+    may read as ``name`` (:func:`spellings_of`), from the request sent upstream.
 
     The list is rebuilt, not edited in place: ``ctx.headers`` starts out as the server's
     own list, which must keep what the client sent.
     """
     headers = ctx.headers
     for key, _ in headers:
-        if key == name:
-            ctx.headers = [field for field in headers if field[0] != name]
+        if spellings_of(key, name):
+            ctx.headers = [field for field in headers if not spellings_of(field[0], name)]
             return
 
 
@@ -67,14 +82,44 @@ def query_values(query: str, name: str) -> list[str]:
     return values
 
 
+# PHP stores a parameter under its name with leading spaces dropped and ' ', '.' and an
+# unmatched '[' turned into '_', and 'name[...]' as an array under 'name'; Rails and others
+# read 'name[]' alike. So 'api.key', 'api+key' and 'api_key[]' all reach such an upstream as
+# 'api_key'.
+_FORM_NAME = bytes.maketrans(b" .[", b"___")
+
+
+def _form_name(raw: bytes) -> bytes:
+    name = raw.lstrip(b" ")
+    bracket = name.find(b"[")
+    if bracket > 0 and b"]" in name[bracket:]:
+        name = name[:bracket]
+    return name.translate(_FORM_NAME)
+
+
+def param_variant_present(query: str, name: str) -> bool:
+    """Whether ``query`` has a parameter that is not ``name`` but that a form parser
+    upstream (PHP, Rails) stores as ``name``: ``api.key``, ``api+key``, ``api_key[]``..."""
+    if not query:
+        return False
+    wanted = name.encode("ascii")
+    canonical = _form_name(wanted)
+    for piece in query.split("&"):
+        key = _decoded(piece.partition("=")[0])
+        if key != wanted and _form_name(key) == canonical:
+            return True
+    return False
+
+
 def without_param(query: str, name: str) -> str:
     """``query`` without any occurrence of the parameter ``name`` (matched as in
-    :func:`query_values`); every other piece is kept as sent, in order."""
-    if not query or (name not in query and "%" not in query):
+    :func:`query_values`) nor of a spelling a form parser stores as ``name``
+    (:func:`param_variant_present`); every other piece is kept as sent, in order."""
+    if not query:
         return query
-    wanted = name.encode("ascii")
+    canonical = _form_name(name.encode("ascii"))
     pieces = query.split("&")
-    kept = [piece for piece in pieces if _decoded(piece.partition("=")[0]) != wanted]
+    kept = [piece for piece in pieces if _form_name(_decoded(piece.partition("=")[0])) != canonical]
     if len(kept) == len(pieces):
         return query
     return "&".join(kept)

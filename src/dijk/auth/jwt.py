@@ -343,14 +343,21 @@ def as_time(value: object) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def space_separated(value: str) -> frozenset[str]:
+    """The items of a space-delimited list (RFC 6749 §3.3: separated by SP only). A
+    no-break space, NEL or any other character is part of an item, never a separator, so
+    one odd scope can never become two granted ones."""
+    return frozenset(item for item in value.split(" ") if item)
+
+
 def scopes_from(claims: dict[str, Any]) -> frozenset[str]:
     """Scopes from ``scope`` (space-separated, RFC 8693/9068) or ``scp`` (string or list)."""
     scope = claims.get("scope")
     if isinstance(scope, str):
-        return frozenset(scope.split())
+        return space_separated(scope)
     scp = claims.get("scp")
     if isinstance(scp, str):
-        return frozenset(scp.split())
+        return space_separated(scp)
     if isinstance(scp, list):
         return frozenset(item for item in scp if isinstance(item, str))
     return frozenset()
@@ -361,7 +368,7 @@ def groups_from(claims: dict[str, Any], claim: str | None) -> frozenset[str]:
         return frozenset()
     value = claims.get(claim)
     if isinstance(value, str):
-        return frozenset(value.split())
+        return space_separated(value)
     if isinstance(value, list):
         return frozenset(item for item in value if isinstance(item, str))
     return frozenset()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Coroutine
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -20,6 +23,7 @@ DEMO_CONFIG_NAME = "dijk/demo/config.yaml"
 KEY_ENV_READ = "DIJK_DEMO_KEY_READ"
 KEY_ENV_WRITE = "DIJK_DEMO_KEY_WRITE"
 LOGIN_ENV = "DIJK_DEMO_LOGIN"
+ADMIN_TOKEN_ENV = "DIJK_ADMIN_TOKEN"  # noqa: S105 (a variable's name) admin.token_env of the shipped demo configuration
 
 
 def demo_config_text() -> str:
@@ -63,6 +67,14 @@ def ensure_keys() -> tuple[str, str]:
     os.environ[KEY_ENV_READ] = read
     os.environ[KEY_ENV_WRITE] = write
     return read, write
+
+
+def ensure_admin_token() -> str:
+    """The admin token from the environment, or a new random one: the demo always has
+    its admin API and dashboard on (on loopback)."""
+    token = os.environ.get(ADMIN_TOKEN_ENV) or "dk_admin_" + secrets.token_urlsafe(24)
+    os.environ[ADMIN_TOKEN_ENV] = token
+    return token
 
 
 def port_free(port: int) -> bool:
@@ -114,7 +126,9 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
             process.wait(5)
 
 
-def banner(port: int, upstream_port: int, admin_port: int, read: str, write: str) -> str:
+def banner(
+    port: int, upstream_port: int, admin_port: int, read: str, write: str, admin_token: str = ""
+) -> str:
     base = f"http://127.0.0.1:{port}"
     return "\n".join(
         [
@@ -122,9 +136,11 @@ def banner(port: int, upstream_port: int, admin_port: int, read: str, write: str
             f"  gateway   {base}",
             f"  upstream  http://127.0.0.1:{upstream_port}  (unprotected, for comparison)",
             f"  admin     http://127.0.0.1:{admin_port}  (/healthz /readyz /metrics)",
+            f"  dashboard http://127.0.0.1:{admin_port}/ui/  (sign in with {ADMIN_TOKEN_ENV})",
             f"{KEY_ENV_READ}={read}",
             f"{KEY_ENV_WRITE}={write}",
             f"{LOGIN_ENV}={DEMO_USERNAME}:{DEMO_USER_PASSWORD}",
+            f"{ADMIN_TOKEN_ENV}={admin_token}",
             "Try:",
             f"  curl -i {base}/api/v1/status",
             f'  curl -i -H "X-API-Key: {read}" {base}/api/v1/accounts/1',
@@ -172,6 +188,7 @@ def run_demo(port: int, upstream_port: int, admin_port: int, data_dir: Path) -> 
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "reputation").mkdir(exist_ok=True)  # address lists (Tor exits, FireHOL)
     read, write = ensure_keys()
+    admin_token = ensure_admin_token()
     try:
         config = demo_config(port, upstream_port, admin_port, data_dir)
     except ConfigError as exc:
@@ -186,7 +203,7 @@ def run_demo(port: int, upstream_port: int, admin_port: int, data_dir: Path) -> 
             raise typer.Exit(1) from None
 
         def started(_server: object) -> None:
-            typer.echo(banner(port, upstream_port, admin_port, read, write))
+            typer.echo(banner(port, upstream_port, admin_port, read, write, admin_token))
             typer.echo(audit_banner(data_dir))
             sys.stdout.flush()
 
@@ -202,3 +219,36 @@ def run_demo(port: int, upstream_port: int, admin_port: int, data_dir: Path) -> 
             raise typer.Exit(1) from None
     finally:
         stop_process(upstream)
+
+
+def run_vulnerable(port: int) -> None:
+    """Serve the unsafe build on 127.0.0.1:port until Ctrl-C; print its URL and identities."""
+    import asyncio
+    import contextlib
+
+    from dijk.demo import vulnerable
+
+    if not port_free(port):
+        typer.echo(f"error: --port {port} is already in use on 127.0.0.1", err=True)
+        raise typer.Exit(2)
+    spec_path = str(resources.files("dijk.demo").joinpath("vulnerable_openapi.yaml"))
+
+    def started(url: str, identities: list[vulnerable.Identity]) -> None:
+        typer.echo(vulnerable.banner(url, spec_path, identities))
+        sys.stdout.flush()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_until_signal(vulnerable.serve("127.0.0.1", port, started)))
+
+
+async def _serve_until_signal(server: Coroutine[Any, Any, None]) -> None:
+    """Run ``server`` until SIGINT or SIGTERM, then cancel it (its clean-up runs)."""
+    import asyncio
+    import signal
+
+    task = asyncio.ensure_future(server)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -27,11 +27,13 @@ except ImportError:  # pragma: no cover - present once the audit package lands
     pass
 
 from dijk.cli.keys import keys_app  # noqa: E402 - sub-apps of the privacy capability
+from dijk.cli.lint import lint  # noqa: E402 - the security-testing commands
 from dijk.cli.privacy import breach_app, privacy_app  # noqa: E402
 
 app.add_typer(privacy_app, name="privacy")
 app.add_typer(breach_app, name="breach")
 app.add_typer(keys_app, name="keys")
+app.command("lint")(lint)
 
 
 @app.command()
@@ -76,13 +78,24 @@ def demo(
     print_config: Annotated[
         bool, typer.Option("--print-config", help="Print the demo configuration and exit.")
     ] = False,
+    vulnerable: Annotated[
+        bool,
+        typer.Option(
+            "--vulnerable",
+            help="Serve 'Polder Bank, unsafe build' on --port instead: planted flaws, "
+            "no gateway, loopback only (a target for `dijk scan`).",
+        ),
+    ] = False,
 ) -> None:
     """Run the Polder Bank demo API behind the gateway, with the admin listener."""
     from dijk import logs
-    from dijk.cli.demo import demo_config_text, run_demo
+    from dijk.cli.demo import demo_config_text, run_demo, run_vulnerable
 
     if print_config:
         typer.echo(demo_config_text(), nl=False)
+        return
+    if vulnerable:
+        run_vulnerable(port)
         return
     logs.configure("info", "json")
     run_demo(port, upstream_port, admin_port, data_dir)
@@ -114,6 +127,11 @@ def config_reference() -> None:
     from dijk.config.reference import render_reference
 
     typer.echo(render_reference())
+
+
+from dijk.cli.scan import scan_command  # noqa: E402 - the DAST command, listed after the rest
+
+app.command("scan")(scan_command)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 import typer
 
@@ -46,11 +46,15 @@ class RegisterFormat(StrEnum):
     json = "json"
     markdown = "markdown"
     csv = "csv"
+    html = "html"
+    pdf = "pdf"
 
 
 class BreachFormat(StrEnum):
     markdown = "markdown"
     json = "json"
+    html = "html"
+    pdf = "pdf"
 
 
 DbOption = Annotated[
@@ -67,6 +71,14 @@ PrefixOption = Annotated[
 ]
 OutputOption = Annotated[
     Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+]
+OrganisationOption = Annotated[
+    str,
+    typer.Option(
+        "--organisation",
+        envvar="DIJK_ORGANISATION",
+        help="Organisation (controller) named on html and pdf reports.",
+    ),
 ]
 
 
@@ -103,7 +115,17 @@ async def _call(work: Callable[[], Awaitable[_T]]) -> _T:
     return await work()
 
 
-def _write(text: str, output: Path | None) -> None:
+def _write(text: str | bytes, output: Path | None) -> None:
+    if isinstance(text, bytes):
+        if output is None:
+            if sys.stdout.isatty():
+                typer.echo("error: a PDF is not for a terminal: pass --output FILE", err=True)
+                raise typer.Exit(2)
+            sys.stdout.buffer.write(text)
+            sys.stdout.flush()
+        else:
+            output.write_bytes(text)
+        return
     if output is None:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -111,11 +133,25 @@ def _write(text: str, output: Path | None) -> None:
         output.write_text(text, encoding="utf-8")
 
 
+def _document(
+    kind: str, data: dict[str, Any], fmt: str, organisation: str, now: datetime
+) -> str | bytes:
+    """HTML or PDF of a report (``dijk.privacy.documents``)."""
+    from dijk.privacy.documents import document_html, document_pdf
+
+    if fmt == "pdf":
+        try:
+            return document_pdf(kind, data, organisation, now)
+        except RuntimeError as exc:
+            raise CommandError(str(exc)) from None
+    return document_html(kind, data, organisation, now)
+
+
 @privacy_app.command("report")
 def privacy_report(
     db: DbOption,
     fmt: Annotated[
-        RegisterFormat, typer.Option("--format", "-f", help="json, markdown or csv.")
+        RegisterFormat, typer.Option("--format", "-f", help="json, markdown, csv, html or pdf.")
     ] = RegisterFormat.markdown,
     openapi: Annotated[
         list[str] | None,
@@ -127,14 +163,18 @@ def privacy_report(
     ] = None,
     table_prefix: PrefixOption = "dijk_",
     output: OutputOption = None,
+    organisation: OrganisationOption = "",
 ) -> None:
     """Art. 30 register per endpoint (categories, recipients, retention) and findings."""
     from dijk.privacy.report import build_register, render_register
 
-    async def work() -> str:
+    async def work() -> str | bytes:
         async with open_privacy_db(db, table_prefix) as database:
             await database.connect(create=False)
             register = await build_register(database, openapi or [])
+        if fmt in (RegisterFormat.html, RegisterFormat.pdf):
+            now = datetime.now(UTC)
+            return _document("register", register.as_dict(), fmt.value, organisation, now)
         return render_register(register, fmt.value)
 
     _write(_run(work), output)
@@ -164,7 +204,7 @@ def breach_report(
         str, typer.Option(help="When the breach was detected (default: now); deadline +72 h.")
     ] = "now",
     fmt: Annotated[
-        BreachFormat, typer.Option("--format", "-f", help="markdown or json.")
+        BreachFormat, typer.Option("--format", "-f", help="markdown, json, html or pdf.")
     ] = BreachFormat.markdown,
     config: Annotated[
         Path | None,
@@ -176,12 +216,13 @@ def breach_report(
     ] = None,
     table_prefix: PrefixOption = "dijk_",
     output: OutputOption = None,
+    organisation: OrganisationOption = "",
 ) -> None:
     """Endpoints, categories, records and data subjects exposed; the 72-hour deadline."""
     from dijk.audit.store import parse_store_url
     from dijk.privacy.breach import BreachFilter, build_breach, render_breach
 
-    async def work() -> str:
+    async def work() -> str | bytes:
         now = datetime.now(UTC)
         start, end = parse_time(since, now), parse_time(until, now)
         if end <= start:
@@ -208,6 +249,8 @@ def breach_report(
                 now=now,
                 audit_table=audit_table,
             )
+        if fmt in (BreachFormat.html, BreachFormat.pdf):
+            return _document("breach", report.as_dict(now), fmt.value, organisation, now)
         return render_breach(report, fmt.value, now)
 
     _write(_run(work), output)

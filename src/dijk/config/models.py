@@ -59,10 +59,14 @@ class ListenConfig(Model):
     @field_validator("address")
     @classmethod
     def _address(cls, value: str) -> str:
-        if value in {"localhost", "*"}:
-            return value
-        ipaddress.ip_address(value)
+        return _check_listen_address(value)
+
+
+def _check_listen_address(value: str) -> str:
+    if value in {"localhost", "*"}:
         return value
+    ipaddress.ip_address(value)
+    return value
 
 
 class AdminConfig(Model):
@@ -135,12 +139,53 @@ class LimitsConfig(Model):
     min_body_rate_bytes_s: int = Field(
         default=1024,
         ge=0,
-        description="Slowest average request body upload accepted after body_rate_grace_s "
-        "(408 http.body_too_slow: slow POST); 0 turns it off.",
+        description="Slowest request body upload accepted, from its first byte (408 "
+        "http.body_too_slow: slow POST): each byte buys 1/rate seconds; 0 turns it off.",
     )
     body_rate_grace_s: PositiveSeconds = Field(
-        default=5, description="Time a body may take before min_body_rate_bytes_s applies."
+        default=5,
+        description="How far a body may fall behind min_body_rate_bytes_s: the wait for its "
+        "first byte, and the longest stall (an early burst saves up no more than this).",
     )
+    max_uploads: int = Field(
+        default=1024,
+        ge=1,
+        le=1_000_000,
+        description="Requests whose body is still arriving, at once (503 "
+        "overload.too_many_uploads); they are counted apart from overload.max_in_flight.",
+    )
+    max_uploads_per_ip: int = Field(
+        default=0,
+        ge=0,
+        le=1_000_000,
+        description="Uploads in progress one client address may have (429 "
+        "limits.too_many_uploads). 0 turns it off (the default: behind a load balancer not "
+        "listed in trusted_proxies every request comes from one address).",
+    )
+    max_buffered_body_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1 << 20,
+        le=1 << 40,
+        description="Request body bytes held in memory by all requests together (read "
+        "whole for inspection, or waiting to be streamed); past it 503 overload.body_memory.",
+    )
+    max_pipelined_requests: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Requests one connection may have waiting behind the one being answered "
+        "(HTTP pipelining); past it the connection is not read until answers go out.",
+    )
+
+    @model_validator(mode="after")
+    def _body_fits_budget(self) -> LimitsConfig:
+        if self.max_buffered_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_buffered_body_bytes ({self.max_buffered_body_bytes}) must be at least "
+                f"max_body_bytes ({self.max_body_bytes}): a body read whole could never fit"
+            )
+        return self
+
     max_connections_per_ip: int = Field(
         default=0,
         ge=0,
@@ -387,6 +432,13 @@ class OverloadConfig(Model):
         ge=0,
         le=60,
         description="Shed new requests while the event loop runs this late; 0 turns it off.",
+    )
+    ready_reserve: float = Field(
+        default=0.25,
+        ge=0,
+        lt=1,
+        description="Share of max_in_flight kept for requests that are ready (body complete "
+        "or none): a request whose body is still arriving is shed once the rest is in use.",
     )
     retry_after_s: int = Field(
         default=2, ge=1, le=3600, description="Retry-After sent with overload.shed."
@@ -679,6 +731,28 @@ DEFAULT_STRIP_RESPONSE_HEADERS = [
     "x-aspnetmvc-version",
 ]
 
+# Request headers that make an upstream act on another method or path than the one Dijk
+# routed and authorised (method overrides, URL rewrites), or that name a client address
+# only a proxy in front may state (CDN client-IP headers; with its name taken off this
+# list, such a header is still forwarded only from trusted_proxies).
+CLIENT_ADDRESS_HEADERS = (
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-cluster-client-ip",
+    "fastly-client-ip",
+    "x-originating-ip",
+)
+DEFAULT_STRIP_REQUEST_HEADERS = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-method",
+    "x-original-url",
+    "x-rewrite-url",
+    *CLIENT_ADDRESS_HEADERS,
+]
+
 
 class NetworkConfig(Model):
     internal_networks: CidrList = Field(
@@ -931,6 +1005,11 @@ class RouteConfig(Model):
         description="Upstream response headers removed on this route; replaces the top-level "
         "strip_response_headers list ([] keeps them all). Default: the top-level list.",
     )
+    strip_request_headers: HeaderNames | None = Field(
+        default=None,
+        description="Request headers never forwarded on this route; replaces the top-level "
+        "strip_request_headers list ([] removes none of them). Default: the top-level list.",
+    )
     on_error: OnError = Field(
         default=OnError.DENY,
         description="What a fault inside this route's stages does: deny (fail closed) or allow.",
@@ -995,6 +1074,138 @@ class LoggingConfig(Model):
     )
 
 
+class DecisionListen(Model):
+    address: str = Field(default="127.0.0.1", description="Address the listener binds.")
+    port: Port = Field(description="Port of the listener.")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return _check_listen_address(value)
+
+
+class OriginalRequestHeaders(Model):
+    path: str = Field(description="Path on the decision listener where the proxy asks.")
+    method_header: HeaderName = Field(description="Header carrying the original method.")
+    uri_header: HeaderName = Field(
+        description="Header carrying the original request target (path and query)."
+    )
+    client_ip_header: HeaderName = Field(
+        description="Header carrying the client address the proxy saw (a list such as "
+        "X-Forwarded-For: the right-most entry that is not one of trusted_proxies)."
+    )
+    content_length_header: HeaderName | None = Field(
+        default=None,
+        description="Header carrying the original Content-Length when the proxy does not send "
+        "the body (so OpenAPI checks know a body was sent); null: not sent.",
+    )
+    request_id_header: HeaderName | None = Field(
+        default=None,
+        description="Header whose well-formed value becomes the request id (the proxy's own "
+        "id, so that its log and Dijk's audit log join up); the proxy must set it, never pass "
+        "the client's. null: Dijk makes a fresh id.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("the path must start with '/'")
+        return value
+
+
+class ExtAuthzHttpConfig(Model):
+    path_prefix: str = Field(
+        default="/ext-authz",
+        description="Envoy ext_authz (HTTP service, path_prefix): the original method, path "
+        "below this prefix, headers, and the body when Envoy sends it (with_request_body).",
+    )
+    client_ip_header: HeaderName = Field(
+        default="x-forwarded-for",
+        description="Header carrying the client address Envoy saw (the right-most entry that "
+        "is not one of trusted_proxies).",
+    )
+
+    @field_validator("path_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value.startswith("/") or value.endswith("/"):
+            raise ValueError("the prefix must start with '/' and not end with '/'")
+        return value
+
+
+class DecisionConfig(Model):
+    listen: DecisionListen | None = Field(
+        default=None,
+        description="HTTP decision listener (nginx auth_request, Envoy ext_authz HTTP, Traefik "
+        "forwardAuth), e.g. {address: 127.0.0.1, port: 8181}; null: none.",
+    )
+    grpc: DecisionListen | None = Field(
+        default=None,
+        description="gRPC decision listener: envoy.service.auth.v3.Authorization/Check "
+        "(Envoy ext_authz grpc_service), plaintext HTTP/2; null: none.",
+    )
+    inline: bool = Field(
+        default=True,
+        description="Also serve the inline proxy on 'listen'; false runs Dijk as a decision "
+        "service only (routes still name an upstream, which is then never called).",
+    )
+    proxies: CidrList = Field(
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+        description="Peers that may ask for decisions; their client-address header is "
+        "believed. Any other peer is refused (403 decision.untrusted_peer).",
+    )
+    auth_request: OriginalRequestHeaders = Field(
+        default_factory=lambda: OriginalRequestHeaders(
+            path="/auth-request",
+            method_header="X-Original-Method",
+            uri_header="X-Original-URI",
+            client_ip_header="X-Real-IP",
+            content_length_header="X-Original-Content-Length",
+            request_id_header="X-Request-Id",
+        ),
+        description="nginx auth_request: where nginx asks and the headers it sets. nginx "
+        "accepts only 2xx, 401 and 403 from the subrequest, so every refusal is answered 401 "
+        "or 403 with the real status in X-Dijk-Status and the problem document in "
+        "X-Dijk-Problem (see deploy/nginx).",
+    )
+    forward_auth: OriginalRequestHeaders = Field(
+        default_factory=lambda: OriginalRequestHeaders(
+            path="/forward-auth",
+            method_header="X-Forwarded-Method",
+            uri_header="X-Forwarded-Uri",
+            client_ip_header="X-Forwarded-For",
+        ),
+        description="Traefik forwardAuth: where Traefik asks and the headers it sets; the "
+        "body is checked when Traefik sends it (forwardBody).",
+    )
+    ext_authz: ExtAuthzHttpConfig = Field(
+        default_factory=ExtAuthzHttpConfig, description="Envoy ext_authz over HTTP."
+    )
+    consumer_header: HeaderName = Field(
+        default="X-Dijk-Consumer",
+        description="Header of an allow answer naming the consumer (for the proxy to pass "
+        "upstream); absent for public routes.",
+    )
+    scopes_header: HeaderName = Field(
+        default="X-Dijk-Scopes",
+        description="Header of an allow answer listing the consumer's scopes, space-separated.",
+    )
+
+    @model_validator(mode="after")
+    def _paths(self) -> DecisionConfig:
+        prefix = self.ext_authz.path_prefix
+        paths = [self.auth_request.path, self.forward_auth.path]
+        if paths[0] == paths[1]:
+            raise ValueError("auth_request.path and forward_auth.path must differ")
+        for path in paths:
+            if path == prefix or path.startswith(prefix + "/"):
+                raise ValueError(f"{path} lies under ext_authz.path_prefix {prefix}")
+        if not self.inline and self.listen is None and self.grpc is None:
+            raise ValueError("inline: false needs a decision listener (listen or grpc)")
+        return self
+
+
 class DijkConfig(Model):
     version: Literal[1] = Field(description="Configuration format version.")
     listen: ListenConfig = Field(default_factory=ListenConfig, description="Data plane listener.")
@@ -1009,13 +1220,23 @@ class DijkConfig(Model):
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Client limits.")
     trusted_proxies: list[str] = Field(
         default_factory=list,
-        description="CIDRs of proxies in front of Dijk whose X-Forwarded-* headers are trusted.",
+        description="CIDRs of proxies in front of Dijk whose X-Forwarded-*, Forwarded, "
+        "X-Real-IP and X-Request-Id headers are trusted (from any other peer they are "
+        "replaced or dropped).",
     )
     strip_response_headers: HeaderNames = Field(
         default=DEFAULT_STRIP_RESPONSE_HEADERS,
         description="Upstream response headers never passed to clients (names, any case), so "
         "the upstream's software and version do not leak; [] keeps them all. A route's own "
         "strip_response_headers replaces this list.",
+    )
+    strip_request_headers: HeaderNames = Field(
+        default=DEFAULT_STRIP_REQUEST_HEADERS,
+        description="Request headers never forwarded upstream (names, any case; the same "
+        "name with '_' for '-' too): method overrides (X-HTTP-Method-Override...), URL "
+        "rewrites (X-Original-URL, X-Rewrite-URL) and CDN client-address headers "
+        "(True-Client-IP, CF-Connecting-IP...). A route's own strip_request_headers replaces "
+        "this list.",
     )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
     upstreams: dict[str, UpstreamConfig] = Field(description="Upstream services by name.")
@@ -1041,6 +1262,11 @@ class DijkConfig(Model):
         description="Behaviour and abuse detection shared by all routes: storage keys, "
         "scanning (also on paths that match no route), address reputation lists, the anomaly "
         "model.",
+    )
+    decision: DecisionConfig = Field(
+        default_factory=DecisionConfig,
+        description="Decision service for a proxy in front (nginx auth_request, Envoy "
+        "ext_authz, Traefik forwardAuth): the request-phase stages answer allow or deny.",
     )
     routes: list[RouteConfig] = Field(description="Routes, matched most specific first.")
 

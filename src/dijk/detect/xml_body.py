@@ -53,6 +53,12 @@ def add_xml(collector: Collector, body: bytes, location: str = "xml") -> None:
         root = SafeElementTree.fromstring(
             body, forbid_dtd=True, forbid_entities=True, forbid_external=True
         )
+    except LookupError:
+        # An encoding this parser does not know (``UTF-4``, a typo or a bet that some
+        # parser behind us knows it): unreadable here, so flagged and scanned as raw text.
+        collector.hit("xxe-unusual-encoding", location, "/", encoding)
+        collector.add(location, "(document)", decode_utf8_lenient(body))
+        return
     except defusedxml.DefusedXmlException as error:
         rule = "xxe-doctype" if isinstance(error, defusedxml.DTDForbidden) else "xxe-entity"
         collector.hit(rule, location, "/", type(error).__name__)

@@ -47,10 +47,14 @@ except ImportError:  # pragma: no cover - only without libyaml
 
 __all__ = [
     "BUNDLE_KEY",
+    "MAX_FILE_BYTES",
     "PACKAGE_SCHEME",
     "Document",
+    "SpecLoader",
     "Version",
     "check_document",
+    "mapping_key",
+    "parse_text",
     "read_document",
     "resolve_location",
 ]
@@ -78,6 +82,10 @@ _SpecLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP_TAG]
     for first, resolvers in _SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
+#: The YAML loader documents are read with (``dijk lint`` composes node trees with it).
+SpecLoader = _SpecLoader
 
 
 @dataclass(slots=True)
@@ -274,7 +282,7 @@ class _Bundler:
             if isinstance(value, dict):
                 result = {}
                 for raw_key, item in value.items():
-                    name = _key(raw_key)
+                    name = mapping_key(raw_key)
                     parts.append(name)
                     if name == "$ref" and isinstance(item, str):
                         rewritten = self._ref(item, index, parts)
@@ -388,7 +396,16 @@ def _parse(text: str) -> Any:
         raise _Failure([], f"invalid YAML or JSON: {exc}") from None
 
 
-def _key(raw: Any) -> str:
+def parse_text(text: str) -> Any:
+    """YAML or JSON text as data, read as documents are; ``ValueError`` says what is wrong."""
+    try:
+        return _parse(text)
+    except _Failure as failure:
+        raise ValueError(failure.message) from None
+
+
+def mapping_key(raw: Any) -> str:
+    """A YAML mapping key as the string JSON would have (``200`` -> ``"200"``)."""
     if isinstance(raw, bool):
         return "true" if raw else "false"
     if raw is None:

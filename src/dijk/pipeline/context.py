@@ -54,6 +54,9 @@ class RequestContext:
     body: bytes | None = None
     content_type: str = ""
     content_length: int | None = None
+    # True while the request body is still arriving (an upload in progress): load shedding
+    # counts such a request apart from the requests that are ready.
+    body_pending: bool = False
     decision: Decision | None = None
     monitored: list[Decision] = field(default_factory=list)
     findings: list[Any] = field(default_factory=list)

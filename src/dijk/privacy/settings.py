@@ -80,6 +80,12 @@ class RoutePrivacy(_Model):
 
 
 class PrivacySettings(_Model):
+    organisation: str = Field(
+        default="",
+        max_length=200,
+        description="Name of the organisation (the controller) printed on the Art. 30 and "
+        "breach reports of the dashboard; the CLI takes --organisation.",
+    )
     region: str = Field(default="NL", description="Default phone-number region (ISO 3166 alpha-2).")
     data_dir: str | None = Field(
         default=None,

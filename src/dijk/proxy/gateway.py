@@ -18,8 +18,13 @@ from dijk import metrics
 from dijk.pipeline.context import RequestContext
 from dijk.pipeline.decision import Decision
 from dijk.pipeline.problem import PROBLEM_CONTENT_TYPE, render_problem
-from dijk.proxy.headers import downstream_response_headers, upstream_request_headers
+from dijk.proxy.headers import (
+    connection_conflict,
+    downstream_response_headers,
+    upstream_request_headers,
+)
 from dijk.proxy.http1 import (
+    NO_BODY,
     ClientDisconnected,
     ProtocolFault,
     Request,
@@ -29,8 +34,12 @@ from dijk.proxy.http1 import (
 from dijk.proxy.upstream import ResponseHead, UpstreamConnection, UpstreamError
 from dijk.routing.normalise import PathError, normalise_path
 from dijk.stages.audit import path_template_of
+from dijk.stages.audit import unavailable as audit_unavailable
+from dijk.stages.load_shed import body_arrived
 
 if TYPE_CHECKING:
+    from dijk.audit.record import Outcome
+    from dijk.config.models import LimitsConfig
     from dijk.proxy.state import GatewayState, RoutePlan
     from dijk.stages.audit import AuditResources
 
@@ -38,6 +47,8 @@ log = structlog.get_logger("dijk.gateway")
 access_log = structlog.get_logger("dijk.access")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+# ctx.annotations key: a client's well-formed X-Request-Id that was not adopted.
+CLIENT_REQUEST_ID = "client_request_id"
 
 
 _IDS_PER_READ = 128
@@ -79,14 +90,36 @@ def new_request_id() -> str:
     return _request_ids.take()
 
 
-def request_id_from(headers: list[tuple[str, str]]) -> str:
-    """Keep a well-formed incoming X-Request-Id (so traces join up), else make one."""
+def incoming_request_id(headers: list[tuple[str, str]]) -> str | None:
+    """The first X-Request-Id if it is well-formed (safe to log and echo), else ``None``."""
     for name, value in headers:
         if name == "x-request-id":
             if len(value) <= 128 and _REQUEST_ID.fullmatch(value):
                 return value
             break
+    return None
+
+
+def request_id_from(headers: list[tuple[str, str]], trusted: bool) -> str:
+    """The request's id: a well-formed incoming X-Request-Id only from a trusted proxy (so
+    traces join up across the proxies in front), else a fresh one.
+
+    A client's own id is never taken: it would let any caller choose the id under which
+    its request is logged, audited and passed upstream (collide with another request's,
+    or replay a known one). The gateway records a client's well-formed id beside its own
+    as ``client_request_id`` (``ctx.annotations``, the access log).
+    """
+    if trusted:
+        found = incoming_request_id(headers)
+        if found is not None:
+            return found
     return new_request_id()
+
+
+def _client_request_id(ctx: RequestContext) -> dict[str, str]:
+    """The access log's ``client_request_id`` field, only when a client sent one."""
+    found = ctx.annotations.get(CLIENT_REQUEST_ID)
+    return {CLIENT_REQUEST_ID: found} if found else {}
 
 
 def problem_response(
@@ -106,12 +139,64 @@ def problem_response(
     return decision.status, headers, body
 
 
+class Uploads:
+    """Requests whose body is still arriving, in total and per client address.
+
+    A slow or stalled upload holds a connection, a task and buffers for as long as the
+    client keeps it going; it must not also hold a slot of the requests-in-flight budget
+    that ready requests need. So uploads have caps of their own (``limits.max_uploads``,
+    ``limits.max_uploads_per_ip``, by the client address after ``trusted_proxies``), and
+    an upload leaves this count the moment its last byte arrives (or it fails).
+    """
+
+    __slots__ = ("by_ip", "total")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_ip: dict[str, int] = {}
+
+    def admit(self, ip: str, limits: LimitsConfig) -> Decision | None:
+        current = self.by_ip.get(ip, 0)
+        per_ip = limits.max_uploads_per_ip
+        if per_ip and current >= per_ip:
+            return Decision.deny(
+                429,
+                "limits.too_many_uploads",
+                f"Too many request bodies in progress from this address (at most {per_ip}).",
+                _RETRY_SOON,
+            )
+        if self.total >= limits.max_uploads:
+            return Decision.deny(
+                503,
+                "overload.too_many_uploads",
+                "The gateway is receiving as many request bodies as it may; retry later.",
+                _RETRY_SOON,
+            )
+        self.total += 1
+        self.by_ip[ip] = current + 1
+        metrics.UPLOADS.value = self.total
+        return None
+
+    def release(self, ip: str) -> None:
+        self.total -= 1
+        metrics.UPLOADS.value = self.total
+        current = self.by_ip.get(ip, 0) - 1
+        if current > 0:
+            self.by_ip[ip] = current
+        else:
+            self.by_ip.pop(ip, None)
+
+
+_RETRY_SOON = (("Retry-After", "1"),)
+
+
 class Gateway:
     """Holds the current :class:`GatewayState`; reload swaps it atomically."""
 
     def __init__(self, state: GatewayState) -> None:
         self.state = state
         self.in_flight = 0
+        self.uploads = Uploads()  # per process: a reload keeps the count
 
     # ---- server hooks ---------------------------------------------------------------------
     def protocol_error(
@@ -124,9 +209,13 @@ class Gateway:
         every request gets one record. With a request, ``handle`` crashed after seeing it
         and its log phase has recorded it already.
         """
-        request_id = request_id_from(request.headers) if request is not None else new_request_id()
+        request_id = (
+            request_id_from(request.headers, self.trusts_peer(request.client_ip))
+            if request is not None
+            else new_request_id()
+        )
         _, headers, body = problem_response(
-            Decision.deny(fault.status, fault.reason, fault.detail), request_id
+            Decision.deny(fault.status, fault.reason, fault.detail, fault.headers), request_id
         )
         if request is None:
             audit = self.state.resources.audit
@@ -134,9 +223,17 @@ class Gateway:
                 audit.refused(fault.status, fault.reason, request_id, client_ip, len(body))
         return headers, body
 
+    def trusts_peer(self, peer: str) -> bool:
+        """Whether the socket peer is one of ``trusted_proxies``."""
+        proxies = self.state.trusted_proxies
+        return proxies.configured and proxies.trusts(peer)
+
     async def handle(self, request: Request, writer: ResponseWriter) -> None:
         state = self.state  # one snapshot for the whole request, even across a reload
-        request_id = request_id_from(request.headers)
+        peer_trusted = state.trusted_proxies.configured and state.trusted_proxies.trusts(
+            request.client_ip
+        )
+        request_id = request_id_from(request.headers, peer_trusted)
         ctx = RequestContext(
             request_id=request_id,
             method=request.method,
@@ -156,11 +253,17 @@ class Gateway:
             content_length=request.content_length,
             started=request.received_at,
         )
+        if not peer_trusted:
+            client_id = incoming_request_id(request.headers)
+            if client_id is not None:
+                ctx.annotations[CLIENT_REQUEST_ID] = client_id
         plan: RoutePlan | None = None
         metrics.IN_FLIGHT.inc()
         self.in_flight += 1
         try:
             decision = self._route(state, request, ctx)
+            if decision is None and not request.body.complete:
+                decision = self._admit_upload(state, request, ctx)
             if decision is None:
                 assert ctx.route is not None
                 plan = ctx.route.plan
@@ -181,6 +284,8 @@ class Gateway:
             ctx.annotations["client_disconnected"] = True
             raise
         finally:
+            if request.body is not NO_BODY:
+                request.body.discard()  # its memory and upload slot, whatever happened
             metrics.IN_FLIGHT.dec()
             self.in_flight -= 1
             ctx.bytes_out = writer.bytes_out
@@ -204,38 +309,46 @@ class Gateway:
                     reason=ctx.reason,
                     client_ip=ctx.client_ip,
                     duration_ms=round(elapsed * 1000, 3),
+                    **_client_request_id(ctx),
                 )
 
     # ---- steps ------------------------------------------------------------------------------
+    def _admit_upload(
+        self, state: GatewayState, request: Request, ctx: RequestContext
+    ) -> Decision | None:
+        """Count a request whose body is still arriving as an upload, or refuse it."""
+        uploads = self.uploads
+        ip = ctx.client_ip
+        refusal = uploads.admit(ip, state.limits)
+        if refusal is not None:
+            return refusal
+        ctx.body_pending = True
+
+        def done(complete: bool) -> None:
+            uploads.release(ip)
+            ctx.body_pending = False
+            if complete:
+                body_arrived(ctx)  # now a ready request: load shedding counts it
+
+        request.body.on_done = done
+        return None
+
     def _route(self, state: GatewayState, request: Request, ctx: RequestContext) -> Decision | None:
+        listed = connection_conflict(ctx.headers, state.connection_protected)
+        if listed is not None:
+            # ``listed`` is one of a fixed set of names (or content-*, a token): safe to show.
+            return Decision.deny(
+                400,
+                "http.connection_option",
+                f"The Connection header must not name the end-to-end field {listed}.",
+            )
         target_path = request.path
         if not target_path.startswith("/"):
             found = _absolute_form_path(request)
             if isinstance(found, Decision):
                 return found
             target_path = found
-        try:
-            ctx.path = normalise_path(target_path)
-        except PathError as exc:
-            return Decision.deny(400, exc.reason, str(exc))
-        match = state.router.match(ctx.method, ctx.path)
-        if match.route is None:
-            if state.global_network is not None:
-                refused = state.global_network.decide(ctx.client_ip)
-                if refused is not None:
-                    return refused  # the same 403 as on routes: no map of what exists
-            if match.allowed:
-                allow = ", ".join(sorted(match.allowed))
-                return Decision.deny(
-                    405,
-                    "route.method_not_allowed",
-                    f"The method {ctx.method} is not allowed here.",
-                    (("Allow", allow),),
-                )
-            return Decision.deny(404, "route.not_found", "No route matches this path.")
-        ctx.route = match.route
-        ctx.path_params = match.params
-        return None
+        return match_route(state, ctx, target_path)
 
     async def _through(
         self,
@@ -260,7 +373,7 @@ class Gateway:
                 body = await request.body.read_all(state.limits.max_body_bytes)
             except ProtocolFault as fault:
                 writer.close_after()
-                return Decision.deny(fault.status, fault.reason, fault.detail)
+                return Decision.deny(fault.status, fault.reason, fault.detail, fault.headers)
             ctx.body = body
             ctx.bytes_in = len(body)
             if pipeline.in_request_body:
@@ -283,7 +396,7 @@ class Gateway:
             writer.close_after()
             if writer.head_sent:
                 raise ClientDisconnected from None
-            return Decision.deny(fault.status, fault.reason, fault.detail)
+            return Decision.deny(fault.status, fault.reason, fault.detail, fault.headers)
 
     async def _forward(
         self,
@@ -310,6 +423,7 @@ class Gateway:
             scheme=ctx.scheme,
             host=client_host,
             request_id=ctx.request_id,
+            dropped=plan.request_dropped,
         )
         headers.extend(ctx.extra_upstream_headers)
         streaming_body = request.has_body and body is None
@@ -378,6 +492,11 @@ class Gateway:
                     f"The request body is larger than the limit of {limit} bytes.",
                 )
             connection.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+            if connection.writing_paused:
+                # A slow upstream: take no more from the client until it has read this
+                # (the body's buffer then fills and the client is held back), rather than
+                # piling the body up in the upstream connection's buffer.
+                await connection.drain()
         if chunked:
             connection.write(b"0\r\n\r\n")
         ctx.bytes_in = size
@@ -414,7 +533,7 @@ class Gateway:
             if gate is not None:
                 body = ctx.response_body or b""
                 ctx.bytes_out = _body_bytes(ctx.method, ctx.response_status, body)
-                refusal = await gate.commit(ctx)
+                refusal = await gate.commit(ctx, self._refused_answer(ctx))
                 if refusal is not None:
                     return refusal
             writer.send(ctx.response_status, ctx.response_headers, ctx.response_body or b"")
@@ -443,7 +562,11 @@ class Gateway:
             raise ClientDisconnected
         ctx.upstream_seconds = time.perf_counter() - started
         if gate is not None:
-            await self._release_stream(gate, writer, ctx, relay)
+            refusal = await self._release_stream(gate, writer, ctx, relay)
+            if refusal is not None:
+                plan.pool_release(connection)  # read to its end: reusable
+                metrics.observe_upstream(ctx.route_name, ctx.upstream_seconds)
+                return refusal
         writer.end()
         metrics.observe_upstream(ctx.route_name, ctx.upstream_seconds)
         plan.pool_release(connection)
@@ -462,24 +585,47 @@ class Gateway:
             status, _, body = problem_response(decision, ctx.request_id)
             ctx.response_status = status
             ctx.bytes_out = _body_bytes(ctx.method, status, body)
-            refusal = await gate.commit(ctx)
+            refusal = await gate.commit(ctx, self._refused_answer(ctx))
             if refusal is not None:
                 decision = refusal
         self._send_problem(writer, ctx, decision)
 
     async def _release_stream(
         self, gate: AuditResources, writer: ResponseWriter, ctx: RequestContext, relay: _Relay
-    ) -> None:
+    ) -> Decision | None:
         """Strict audit durability for a streamed response: its last chunk and its end
-        wait for the commit, so the client cannot receive it complete before that."""
+        wait for the commit, so the client cannot receive it complete before that.
+
+        If the commit is refused (``on_sink_error: deny``) while nothing of the response
+        has reached the connection yet (its head is still corked), the head is withdrawn
+        and the refusal returned: the client gets a clean 503. Otherwise the response is
+        cut short, and its record says ``abort``.
+        """
         assert isinstance(relay, _HoldingRelay)
         ctx.bytes_out = writer.bytes_out + len(relay.held)
-        if await gate.commit(ctx) is not None:
+        on_wire = writer.on_wire
+        if_refused: tuple[Outcome, int, int] = (
+            ("abort", ctx.response_status, writer.bytes_out)
+            if on_wire
+            else self._refused_answer(ctx)
+        )
+        refusal = await gate.commit(ctx, if_refused)
+        if refusal is not None:
+            if not on_wire:
+                writer.retract_head()
+                return refusal
             writer.close_after()  # never completed: the client sees a cut response
             raise ClientDisconnected
         relay.release()
         if relay.disconnected:
             raise ClientDisconnected
+        return None
+
+    @staticmethod
+    def _refused_answer(ctx: RequestContext) -> tuple[Outcome, int, int]:
+        """What the client gets if strict durability cannot commit: 503 ``audit.unavailable``."""
+        status, _, body = problem_response(audit_unavailable(), ctx.request_id)
+        return "deny", status, _body_bytes(ctx.method, status, body)
 
     def _send_problem(
         self, writer: ResponseWriter, ctx: RequestContext, decision: Decision
@@ -491,6 +637,34 @@ class Gateway:
             writer.close_after()
             return
         writer.send(status, headers, body)
+
+
+def match_route(state: GatewayState, ctx: RequestContext, target_path: str) -> Decision | None:
+    """Normalise ``target_path`` once into ``ctx.path`` and match the route on it: sets
+    ``ctx.route``, or answers 400 (bad path), 403 (global network rules), 405 or 404.
+    Shared by the inline gateway and the decision service (``proxy/decision.py``)."""
+    try:
+        ctx.path = normalise_path(target_path)
+    except PathError as exc:
+        return Decision.deny(400, exc.reason, str(exc))
+    match = state.router.match(ctx.method, ctx.path)
+    if match.route is None:
+        if state.global_network is not None:
+            refused = state.global_network.decide(ctx.client_ip)
+            if refused is not None:
+                return refused  # the same 403 as on routes: no map of what exists
+        if match.allowed:
+            allow = ", ".join(sorted(match.allowed))
+            return Decision.deny(
+                405,
+                "route.method_not_allowed",
+                f"The method {ctx.method} is not allowed here.",
+                (("Allow", allow),),
+            )
+        return Decision.deny(404, "route.not_found", "No route matches this path.")
+    ctx.route = match.route
+    ctx.path_params = match.params
+    return None
 
 
 class _Relay:

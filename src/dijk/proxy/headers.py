@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 
+from dijk.config.models import CLIENT_ADDRESS_HEADERS
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # RFC 9110 §7.6.1 plus the de-facto ones; these never cross the proxy.
@@ -23,8 +25,24 @@ HOP_BY_HOP = frozenset(
 )
 # Set by the gateway itself; a client's value is dropped (or trusted only from a proxy).
 _REQUEST_MANAGED = frozenset({"host", "content-length", "expect", "x-request-id"})
+# What a proxy in front says about the client and the original request: kept only from
+# trusted_proxies (X-Forwarded-For/-Proto/-Host are then extended, the rest passed as sent),
+# dropped from anyone else. The CDN client-address headers are also on the default
+# strip_request_headers list, so they pass only if the operator takes them off it.
 FORWARDING = frozenset(
-    {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip"}
+    {
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-forwarded-server",
+        "x-forwarded-scheme",
+        "x-forwarded-ssl",
+        "forwarded",
+        "x-real-ip",
+        *CLIENT_ADDRESS_HEADERS,
+    }
 )
 _RESPONSE_MANAGED = frozenset({"content-length", "x-request-id"})
 # What never crosses in each direction, whatever the Connection header says.
@@ -71,6 +89,35 @@ def connection_listed(headers: Sequence[tuple[str, str]]) -> frozenset[str]:
         if name == "connection":
             listed = listed | _connection_tokens(value)
     return listed
+
+
+# End-to-end fields that the gateway reads, validates or sets and that the upstream must see
+# as the gateway saw them. RFC 9110 §7.6.1 forbids a sender to name a field meant for all
+# recipients in Connection; a request that does so anyway (``Connection: content-type``
+# would make the upstream parse a body the gateway inspected as JSON by other rules) is
+# refused rather than honoured. Every ``content-*`` field belongs here too.
+CONNECTION_PROTECTED = frozenset({"host", "authorization", "cookie", "x-request-id"})
+
+
+def connection_conflict(
+    headers: Sequence[tuple[str, str]], protected: frozenset[str] = CONNECTION_PROTECTED
+) -> str | None:
+    """The first end-to-end field name that ``Connection`` lists (``protected``, or any
+    ``content-*``), else ``None``. ``protected`` is :data:`CONNECTION_PROTECTED` plus the
+    configured credential header names (see ``GatewayState``)."""
+    for name, value in headers:
+        if name == "connection":
+            for token in _connection_tokens(value):
+                if token in protected or token.startswith("content-"):
+                    return token
+    return None
+
+
+def hyphenated(name: str) -> str:
+    """``name`` with ``_`` read as ``-``: CGI/WSGI upstreams (PHP, Django, Rails behind
+    Rack...) see ``X_API_Key`` and ``X-API-Key`` as the same field, so a rule about a name
+    must hold for both spellings."""
+    return name.replace("_", "-")
 
 
 def _also_listed(headers: Sequence[tuple[str, str]], dropped: frozenset[str]) -> frozenset[str]:
@@ -134,6 +181,27 @@ class TrustedProxies:
         return client
 
 
+# (direction's fixed set, configured names) → their union, shared by equal lists.
+_DROPPED_BY_STRIP: dict[tuple[frozenset[str], frozenset[str]], frozenset[str]] = {}
+
+
+def _with_strip(fixed: frozenset[str], strip: Iterable[str]) -> frozenset[str]:
+    names = frozenset(name.lower() for name in strip)
+    found = _DROPPED_BY_STRIP.get((fixed, names))
+    if found is None:
+        found = fixed | names
+        if len(_DROPPED_BY_STRIP) < 1024:
+            _DROPPED_BY_STRIP[(fixed, names)] = found
+    return found
+
+
+def request_dropped(strip: Iterable[str]) -> frozenset[str]:
+    """Every request header name that never reaches the upstream whoever sends it:
+    hop-by-hop, the ones Dijk sets itself, and ``strip`` (``strip_request_headers``),
+    lower-cased. Built once per route at load; equal lists share one set."""
+    return _with_strip(_REQUEST_DROPPED, strip)
+
+
 def upstream_request_headers(
     headers: Sequence[tuple[str, str]],
     *,
@@ -142,16 +210,26 @@ def upstream_request_headers(
     scheme: str,
     host: str,
     request_id: str,
+    dropped: frozenset[str] = _REQUEST_DROPPED,
 ) -> list[tuple[str, str]]:
-    """Headers to send upstream (without Host and framing, which the caller adds)."""
-    listed = _also_listed(headers, _REQUEST_DROPPED)
+    """Headers to send upstream (without Host and framing, which the caller adds).
+
+    ``dropped`` is :func:`request_dropped` of the route's ``strip_request_headers``. A name
+    spelt with ``_`` for ``-`` is dropped when its hyphenated form would be, and is never
+    taken for a forwarding header: a proxy in front writes those with hyphens.
+    """
+    listed = _also_listed(headers, dropped)
     out: list[tuple[str, str]] = []
     prior_for: list[str] = []
     prior_proto = prior_host = None
     for header in headers:
         name, value = header
-        if name in _REQUEST_DROPPED or name in listed:
+        if name in dropped or name in listed:
             continue
+        if "_" in name:
+            canonical = hyphenated(name)
+            if canonical in dropped or canonical in FORWARDING or canonical in listed:
+                continue
         if name in FORWARDING:
             if peer_trusted:
                 if name == "x-forwarded-for":
@@ -173,9 +251,6 @@ def upstream_request_headers(
     return out
 
 
-_RESPONSE_DROPPED_BY_STRIP: dict[frozenset[str], frozenset[str]] = {}
-
-
 def response_dropped(strip: Iterable[str]) -> frozenset[str]:
     """Every response header name that does not reach the client: hop-by-hop, the ones
     Dijk sets itself, and ``strip`` (a route's ``strip_response_headers``), lower-cased.
@@ -184,13 +259,7 @@ def response_dropped(strip: Iterable[str]) -> frozenset[str]:
     response: it is the same set look-up that already removes hop-by-hop headers. Equal
     lists share one set.
     """
-    names = frozenset(name.lower() for name in strip)
-    found = _RESPONSE_DROPPED_BY_STRIP.get(names)
-    if found is None:
-        found = _RESPONSE_DROPPED | names
-        if len(_RESPONSE_DROPPED_BY_STRIP) < 1024:
-            _RESPONSE_DROPPED_BY_STRIP[names] = found
-    return found
+    return _with_strip(_RESPONSE_DROPPED, strip)
 
 
 def downstream_response_headers(

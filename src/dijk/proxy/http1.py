@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ipaddress
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +40,20 @@ _HIGH_WATER = 256 * 1024
 _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 8 * 1024 * 1024
 _LOW_WATER = 64 * 1024
-_MAX_PIPELINED = 16
+# The client's send buffer in this process: past the high mark the transport asks us to
+# stop producing (``pause_writing``), and no further pipelined request is started until it
+# has drained to the low mark.
+_WRITE_HIGH = 64 * 1024
+_WRITE_LOW = 16 * 1024
+# Framing one chunk needs besides its data and extensions: hex size and two CRLFs.
+_CHUNK_FRAMING = 32
+_HEAD_END = b"\r\n\r\n"
+# Pause-reading reasons (a bit each): the transport reads again only when none is left.
+_PAUSE_BODY = 1  # a request body's buffer is over its high-water mark
+_PAUSE_BACKLOG = 2  # parsing is held back: the pipelined queue is full
+_PAUSE_CLOSING = 4  # a refusal is pending; nothing more is parsed
+
+_RETRY_SOON = (("Retry-After", "1"),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +65,34 @@ class ServerLimits:
     keepalive_timeout_s: float = 60.0
     min_body_rate_bytes_s: float = 0.0  # slow POST: 408 http.body_too_slow; 0 = off
     body_rate_grace_s: float = 5.0
+    max_pipelined: int = 16  # requests parsed ahead of the one being answered
+    max_buffered_body_bytes: int = 64 * 1024 * 1024  # all connections of a listener together
+
+
+class BodyMemory:
+    """Request body bytes held in memory by all connections of a listener, capped.
+
+    Charged when the server receives body bytes, given back when the handler takes them
+    to stream on or, for a body read whole, when its request ends. When the budget is
+    spent a new body byte is refused (503 ``overload.body_memory``), never buffered: many
+    stalled large uploads cannot grow the process, whatever the limit on one body says.
+    """
+
+    __slots__ = ("held",)
+
+    def __init__(self) -> None:
+        self.held = 0
+
+    def take(self, size: int, limit: int) -> bool:
+        if self.held + size > limit:
+            return False
+        self.held += size
+        metrics.BODY_BUFFERED.value = self.held
+        return True
+
+    def give(self, size: int) -> None:
+        self.held -= size
+        metrics.BODY_BUFFERED.value = self.held
 
 
 class PerIpConnections:
@@ -87,11 +130,18 @@ class PerIpConnections:
 class ProtocolFault(Exception):
     """A request that cannot be served (malformed, too large, too slow)."""
 
-    def __init__(self, status: int, reason: str, detail: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        detail: str,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.reason = reason
         self.detail = detail
+        self.headers = headers
 
 
 class ClientDisconnected(Exception):
@@ -110,22 +160,33 @@ class Handler(Protocol):
 
 
 class Body:
-    """The request body as it arrives: read it chunk by chunk, or whole up to a limit."""
+    """The request body as it arrives: read it chunk by chunk, or whole up to a limit.
+
+    Slow POST: with ``min_rate`` set the body must keep arriving at that many bytes per
+    second, measured from its first possible byte (when the head was parsed, or when
+    ``100 Continue`` was sent). Every byte received buys ``1/min_rate`` seconds, and at
+    most ``grace_s`` seconds of credit can be saved up: a client may start late, pause or
+    fall behind by at most ``grace_s``, and an early burst does not pay for a long stall
+    later. Time during which the server itself stopped reading (its own back-pressure) is
+    not charged to the client.
+    """
 
     __slots__ = (
         "_buffered",
         "_chunks",
         "_continue",
         "_deadline",
+        "_due",
         "_error",
         "_grace",
+        "_held",
+        "_memory",
         "_min_rate",
-        "_paused",
         "_paused_at",
         "_protocol",
-        "_rate_start",
         "_waiter",
         "complete",
+        "on_done",
         "received",
     )
 
@@ -136,44 +197,97 @@ class Body:
         deadline: float,
         min_rate: float = 0.0,
         grace_s: float = 0.0,
+        memory: BodyMemory | None = None,
     ) -> None:
         self._protocol = protocol
-        # Minimum average upload rate, measured from the first read (after 100-continue),
-        # after a grace period, not counting time we paused reading (our back-pressure).
         self._min_rate = min_rate
         self._grace = grace_s
-        self._rate_start: float | None = None
-        self._paused = 0.0
+        # When the next body bytes are due (monotonic s; 0 = no rate check, or not yet).
+        self._due = 0.0
         self._paused_at: float | None = None
         self._chunks: collections.deque[bytes] = collections.deque()
         self._buffered = 0
+        self._held = 0  # bytes kept by read_all, still charged to the memory budget
+        self._memory = memory
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
         self._continue = expect_continue
         self._deadline = deadline
         self.complete = False
         self.received = 0
+        # Called once: with True when the last byte arrives, with False when the body
+        # fails or is discarded first (the gateway counts uploads in progress with it).
+        self.on_done: Callable[[bool], None] | None = None
+        if not expect_continue:
+            self._start_clock()
+
+    def _start_clock(self) -> None:
+        if self._min_rate > 0:
+            self._due = time.monotonic() + self._grace
 
     # producer side (the protocol)
     def feed(self, chunk: bytes) -> None:
+        size = len(chunk)
+        protocol = self._protocol
+        memory = self._memory
+        if (
+            memory is not None
+            and protocol is not None
+            and not memory.take(size, protocol.body_memory_limit)
+        ):
+            raise ProtocolFault(
+                503,
+                "overload.body_memory",
+                "The gateway holds as much request body data as it may; retry later.",
+                _RETRY_SOON,
+            )
         self._chunks.append(chunk)
-        self._buffered += len(chunk)
-        self.received += len(chunk)
-        if self._buffered > _HIGH_WATER:
-            if self._paused_at is None:
-                self._paused_at = time.monotonic()
-            if self._protocol is not None:
-                self._protocol.pause_reading()
+        self._buffered += size
+        self.received += size
+        if self._due:
+            now = self._paused_at or time.monotonic()
+            self._due = min(self._due + size / self._min_rate, now + self._grace)
+        if self._buffered > _HIGH_WATER and protocol is not None:
+            protocol.pause_reading()
         self._wake()
 
     def finish(self) -> None:
         self.complete = True
+        self._done(True)
         self._wake()
 
     def fail(self, error: BaseException) -> None:
         if not self.complete:
             self._error = error
+            self._done(False)
             self._wake()
+
+    def _done(self, complete: bool) -> None:
+        callback = self.on_done
+        if callback is not None:
+            self.on_done = None
+            callback(complete)
+
+    def discard(self) -> None:
+        """The request is over: give back every byte still held; end the upload count."""
+        self._done(False)
+        self._chunks.clear()
+        released = self._buffered + self._held
+        self._buffered = self._held = 0
+        if released and self._memory is not None:
+            self._memory.give(released)
+
+    def hold_clock(self, now: float) -> None:
+        """The server stopped reading: the rate check stands still meanwhile."""
+        if self._paused_at is None:
+            self._paused_at = now
+
+    def release_clock(self, now: float) -> None:
+        paused_at = self._paused_at
+        if paused_at is not None:
+            self._paused_at = None
+            if self._due:
+                self._due += now - paused_at
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -183,12 +297,17 @@ class Body:
     # consumer side (the handler)
     async def read(self) -> bytes:
         """Next chunk, or ``b""`` when the body is complete."""
+        chunk = await self._next()
+        if chunk and self._memory is not None:
+            self._memory.give(len(chunk))  # handed on: no longer held here
+        return chunk
+
+    async def _next(self) -> bytes:
         if self._continue:
             self._continue = False
+            self._start_clock()
             if self._protocol is not None:
                 self._protocol.send_continue()
-        if self._rate_start is None:
-            self._rate_start = time.monotonic()
         while not self._chunks:
             if self._error is not None:
                 raise self._error
@@ -208,42 +327,41 @@ class Body:
                 self._waiter = None
         chunk = self._chunks.popleft()
         self._buffered -= len(chunk)
-        if self._buffered < _LOW_WATER:
-            if self._paused_at is not None:
-                self._paused += time.monotonic() - self._paused_at
-                self._paused_at = None
-            if self._protocol is not None:
-                self._protocol.resume_reading()
+        if self._buffered < _LOW_WATER and self._protocol is not None:
+            self._protocol.resume_reading()
         return chunk
 
     def _wait_budget(self) -> tuple[float, ProtocolFault]:
         """How long to wait for more body bytes, and the fault if none come in time.
 
-        Two deadlines: the whole body within ``body_timeout_s``, and (slow POST) an
-        average rate of at least ``min_rate`` bytes/s once the grace period is over.
+        Two deadlines: the whole body within ``body_timeout_s``, and (slow POST) the next
+        bytes by ``_due``, unless the server is holding the client back itself.
         """
         now = time.monotonic()
         remaining = self._deadline - now
         fault = ProtocolFault(408, "http.body_timeout", "The request body took too long.")
-        if self._min_rate > 0 and self._rate_start is not None:
-            due = self._rate_start + self._grace + self._paused + self.received / self._min_rate
-            if due - now < remaining:
-                remaining = due - now
-                fault = ProtocolFault(
-                    408,
-                    "http.body_too_slow",
-                    f"The request body arrived too slowly (under {self._min_rate:g} bytes/s).",
-                )
+        due = self._due
+        if due and self._paused_at is None and due - now < remaining:
+            remaining = due - now
+            fault = ProtocolFault(
+                408,
+                "http.body_too_slow",
+                f"The request body arrived too slowly (under {self._min_rate:g} bytes/s).",
+            )
         return remaining, fault
 
     async def read_all(self, limit: int) -> bytes:
-        """The whole body, refusing (413) as soon as it exceeds ``limit`` bytes."""
+        """The whole body, refusing (413) as soon as it exceeds ``limit`` bytes.
+
+        Its bytes stay charged to the memory budget until :meth:`discard`.
+        """
         parts: list[bytes] = []
         size = 0
         while True:
-            chunk = await self.read()
+            chunk = await self._next()
             if not chunk:
                 return b"".join(parts)
+            self._held += len(chunk)
             size += len(chunk)
             if size > limit:
                 raise ProtocolFault(
@@ -314,6 +432,23 @@ class ResponseWriter:
     def close_after(self) -> None:
         """Ask for the connection to be closed after this response."""
         self.keep_alive = False
+
+    @property
+    def on_wire(self) -> bool:
+        """True once a byte of this response was handed to the connection (its head is
+        corked until the first body bytes, ``flush`` or ``end``)."""
+        return self.head_sent and not self._pending
+
+    def retract_head(self) -> None:
+        """Forget a head that is still corked, so that another response can be sent."""
+        if self.on_wire:
+            raise RuntimeError("the response head is already on the wire")
+        self._pending = b""
+        self._chunked = False
+        self._head_only = self._request.method == "HEAD"
+        self.head_sent = False
+        self.status = 0
+        self.bytes_out = 0
 
     def write_head(
         self, status: int, headers: list[tuple[str, str]], content_length: int | None
@@ -435,7 +570,10 @@ class _Parsing:
         "expect_refused",
         "header_bytes",
         "headers",
+        "host",
         "hosts",
+        "transfer_coding_refused",
+        "transfer_codings",
         "url",
     )
 
@@ -445,7 +583,10 @@ class _Parsing:
         self.header_bytes = 0
         self.content_length: int | None = None
         self.chunked = False
+        self.transfer_coding_refused = False
+        self.transfer_codings = 0
         self.hosts = 0
+        self.host = ""
         self.expect_continue = False
         self.expect_refused = False
 
@@ -453,13 +594,54 @@ class _Parsing:
         if name == "content-length":
             self.content_length = int(value)  # llhttp has validated it (digits, single)
         elif name == "transfer-encoding":
+            # llhttp refuses (400) a request whose last coding is not chunked, and frames
+            # the body as chunked when it is; a coding before it (gzip, identity, ...) would
+            # then reach the upstream undeclared once the body goes on with Content-Length,
+            # so only a lone "chunked" is served, anything else is 501 (RFC 9112 §6.1).
+            codings = value.split(",")
+            self.transfer_codings += len(codings)
+            self.transfer_coding_refused = (
+                self.transfer_codings > 1 and codings[-1].strip(" \t").lower() == "chunked"
+            )
             self.chunked = True
         elif name == "host":
             self.hosts += 1
+            self.host = value
         elif value.strip().lower() == "100-continue":  # expect
             self.expect_continue = True
         else:
             self.expect_refused = True
+
+
+# Host = uri-host [ ":" port ] (RFC 9112 §3.2, RFC 3986 §3.2.2). A reg-name is held to the
+# unreserved characters: percent-encoding (an encoded CR/LF or "/") and sub-delims ("," would
+# split X-Forwarded-Host in two) have no place in a host name that a gateway passes on.
+_HOST = re.compile(r"(?:[A-Za-z0-9._~-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{0,5})?")
+_VALID_HOSTS: set[str] = set()
+_VALID_HOSTS_MAX = 1024
+
+
+def valid_host(value: str) -> bool:
+    """Whether a Host value is ``host[:port]`` (empty is allowed: RFC 9112 §3.2)."""
+    if not value or value in _VALID_HOSTS:
+        return True
+    if _HOST.fullmatch(value) is None:
+        return False
+    port = ""
+    if value.startswith("["):
+        address, _, port = value[1:].partition("]")
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            return False
+        port = port[1:]
+    else:
+        port = value.partition(":")[2]
+    if port and int(port) > 65535:
+        return False
+    if len(_VALID_HOSTS) < _VALID_HOSTS_MAX:
+        _VALID_HOSTS.add(value)  # known good: the next request skips the pattern
+    return True
 
 
 _NOTED = frozenset({"content-length", "transfer-encoding", "host", "expect"})
@@ -475,12 +657,15 @@ class HttpProtocol(asyncio.Protocol):
         scheme: str = "http",
         on_close: Callable[[HttpProtocol], None] | None = None,
         connections: PerIpConnections | None = None,
+        memory: BodyMemory | None = None,
     ) -> None:
         self._handler = handler
         self._limits = limits
         self._scheme = scheme
         self._on_close = on_close
         self._connections = connections
+        self._memory = memory
+        self.body_memory_limit = limits.max_buffered_body_bytes
         self._counted = False
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
@@ -501,7 +686,14 @@ class HttpProtocol(asyncio.Protocol):
         self._lingered = 0
         self._linger_handle: asyncio.TimerHandle | None = None
         self._pending_fault: ProtocolFault | None = None
-        self._reading_paused = False
+        self._paused = 0  # the _PAUSE_* reasons for which the transport is not read
+        # Bytes received but not parsed: held back while the pipelined queue is full
+        # (bounded: the transport is not read meanwhile).
+        self._backlog = b""
+        # In a chunked request body: bytes received that were not chunk data, against an
+        # allowance of max_header_bytes plus a little framing per chunk (None: not in one).
+        self._chunk_extra: int | None = None
+        self._chunk_allowance = 0
         self.writing_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._resume_callbacks: list[Callable[[], None]] = []
@@ -518,6 +710,9 @@ class HttpProtocol(asyncio.Protocol):
         if self._scheme == "https":
             self._tls = _tls_info(transport.get_extra_info("ssl_object"))
         metrics.CONNECTIONS.inc()
+        set_limits = getattr(transport, "set_write_buffer_limits", None)
+        if set_limits is not None:
+            set_limits(high=_WRITE_HIGH, low=_WRITE_LOW)
         if self._connections is not None:
             counted = self._connections.acquire(self._client_ip)
             if counted is False:
@@ -559,6 +754,9 @@ class HttpProtocol(asyncio.Protocol):
             self._body_request.body.fail(error)
         for request in self._queue:
             request.body.fail(error)
+            request.body.discard()  # never handled: nothing else gives its bytes back
+        self._queue.clear()
+        self._backlog = b""
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
@@ -572,6 +770,56 @@ class HttpProtocol(asyncio.Protocol):
                 if self._lingered > _LINGER_BYTES:
                     self._close_now()
             return
+        if self._backlog:
+            self._backlog += data  # keep the order; the transport is paused, so bounded
+            return
+        request = self._body_request
+        body_left = 0 if request is None else self._body_left(request)
+        if len(self._queue) + data.count(_HEAD_END, body_left) < self._limits.max_pipelined:
+            self._parse(data)  # the usual case, inlined from _feed: one call less
+        else:
+            self._feed(data, body_left)
+
+    @staticmethod
+    def _body_left(request: Request) -> int:
+        """Bytes of a Content-Length body still to come (no request head can be in them)."""
+        length = request.content_length
+        return length - request.body.received if length else 0
+
+    def _feed(self, data: bytes, body_left: int = 0) -> None:
+        """Parse ``data``, but never more pipelined requests than the queue may hold.
+
+        llhttp cannot be paused from a callback, so the data is cut instead: every request
+        head ends with CRLF CRLF, so a piece holding ``n`` of them completes at most
+        ``n + 1`` heads. One request, or a few, are parsed in one call; a long pipeline is
+        parsed head by head, and what does not fit waits unparsed, unread. ``body_left``
+        bytes at the start are the rest of a Content-Length body: no head can begin there.
+        """
+        if len(self._queue) + data.count(_HEAD_END, body_left) < self._limits.max_pipelined:
+            self._parse(data)
+            return
+        start, size = 0, len(data)
+        if body_left:
+            start = min(body_left, size)
+            self._parse(data[:start])
+            if self._closing or self._close_when_done:
+                return
+        while start < size:
+            if len(self._queue) >= self._limits.max_pipelined:
+                self._backlog = data[start:]
+                self._pause(_PAUSE_BACKLOG)
+                return
+            end = data.find(_HEAD_END, start)
+            end = size if end < 0 else end + 4
+            self._parse(data[start:end])
+            if self._closing or self._close_when_done:
+                return
+            start = end
+
+    def _parse(self, data: bytes) -> None:
+        extra = self._chunk_extra
+        if extra is not None:
+            self._chunk_extra = extra + len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -580,15 +828,32 @@ class HttpProtocol(asyncio.Protocol):
                     501, "http.upgrade_unsupported", "Connection upgrades are not supported."
                 )
             )
+            return
         except httptools.HttpParserError as exc:
             cause = exc.__context__
             if isinstance(cause, ProtocolFault):
-                self._fault(cause)
+                # Without its traceback: its frames hold the data being parsed (a body
+                # chunk), which must not outlive the refusal.
+                self._fault(cause.with_traceback(None))
                 return
             if cause is not None and not isinstance(cause, httptools.HttpParserError):
                 log.error("parser_callback_failed", error=type(cause).__name__)
             message = (str(exc) or "malformed request").rstrip(".")
             self._fault(ProtocolFault(400, "http.malformed", f"Malformed HTTP request: {message}."))
+            return
+        extra = self._chunk_extra
+        if extra is not None and extra > self._chunk_allowance:
+            # Chunk extensions are bounded like header fields: llhttp reads them without a
+            # callback, so what a chunked body sent besides its data is counted here.
+            self._chunk_extra = None
+            limit = self._limits.max_header_bytes
+            self._fault(
+                ProtocolFault(
+                    400,
+                    "limits.chunk_extensions_too_large",
+                    f"The chunk extensions are larger than the limit of {limit} bytes.",
+                )
+            )
 
     def eof_received(self) -> bool | None:
         self._eof = True
@@ -601,20 +866,42 @@ class HttpProtocol(asyncio.Protocol):
             self._body_request.body.fail(
                 ProtocolFault(400, "http.incomplete_body", "The request body was cut short.")
             )
-        elif self._task is None:
+        elif self._task is None and not self._queue:
             self._close()
         return True  # keep the write side open to finish a response in progress
 
     # ---- flow control ------------------------------------------------------------------
     def pause_reading(self) -> None:
-        if not self._reading_paused and self._transport is not None and not self._closing:
-            self._reading_paused = True
-            self._transport.pause_reading()
+        """A request body's buffer is over its high-water mark (called by :class:`Body`)."""
+        self._pause(_PAUSE_BODY)
 
     def resume_reading(self) -> None:
-        if self._reading_paused and self._transport is not None and not self._closing:
-            self._reading_paused = False
+        self._resume(_PAUSE_BODY)
+
+    def _pause(self, reason: int) -> None:
+        if not self._paused and self._transport is not None and not self._closing:
+            self._transport.pause_reading()
+            if self._body_request is not None:
+                self._body_request.body.hold_clock(time.monotonic())
+        self._paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        if not self._paused & reason:
+            return
+        self._paused &= ~reason
+        if not self._paused and self._transport is not None and not self._closing:
             self._transport.resume_reading()
+            if self._body_request is not None:
+                self._body_request.body.release_clock(time.monotonic())
+
+    def _parse_backlog(self) -> None:
+        """Parse what was held back, now that the queue has room (it may hold back again)."""
+        data, self._backlog = self._backlog, b""
+        if data:
+            request = self._body_request
+            self._feed(data, 0 if request is None else self._body_left(request))
+        if not self._backlog:
+            self._resume(_PAUSE_BACKLOG)
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -627,6 +914,8 @@ class HttpProtocol(asyncio.Protocol):
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        if self._task is None and self._queue and not self._closing:
+            self._start_next()  # answers were held back until the client read
 
     async def drain(self) -> None:
         if self._closing:
@@ -671,7 +960,13 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         parsing = self._parsing
-        assert parsing is not None
+        if parsing is None:
+            # A field after the last chunk: a trailer. The body goes upstream with
+            # Content-Length, where trailers have no place, and a trailer the gateway never
+            # inspected must not pass for a header: refused, like anything unforwardable.
+            raise ProtocolFault(
+                400, "http.trailers_unsupported", "Trailer fields in a chunked body are refused."
+            )
         parsing.header_bytes += len(name) + len(value) + 4
         if parsing.header_bytes > self._limits.max_header_bytes:
             raise _too_large(self._limits.max_header_bytes)
@@ -694,17 +989,26 @@ class HttpProtocol(asyncio.Protocol):
         self._cancel_timer()
         request = self._build_request(parsing)
         self._body_request = request
+        if self._paused and request.body is not NO_BODY:
+            request.body.hold_clock(time.monotonic())  # parsed from held-back data
+        if request.chunked:
+            self._chunk_extra = 0
+            self._chunk_allowance = self._limits.max_header_bytes
         self._queue.append(request)
-        if len(self._queue) > _MAX_PIPELINED:
-            self.pause_reading()
         if self._task is None:
             self._start_next()
 
     def on_body(self, body: bytes) -> None:
+        if self._chunk_extra is not None:
+            self._chunk_extra -= len(body)
         if self._body_request is not None:
             self._body_request.body.feed(body)
 
+    def on_chunk_header(self) -> None:
+        self._chunk_allowance += _CHUNK_FRAMING
+
     def on_message_complete(self) -> None:
+        self._chunk_extra = None
         request = self._body_request
         self._body_request = None
         if request is not None:
@@ -721,6 +1025,18 @@ class HttpProtocol(asyncio.Protocol):
         chunked = parsing.chunked
         hosts = parsing.hosts
         expect_continue = parsing.expect_continue
+        if version != "1.1" and version != "1.0":
+            # llhttp also reads "HTTP/2.0" and bare HTTP/0.9 request lines; neither is
+            # served by an HTTP/1 gateway (RFC 9110 §15.6.6).
+            raise ProtocolFault(
+                505, "http.version_not_supported", "Only HTTP/1.1 and HTTP/1.0 are supported."
+            )
+        if parsing.transfer_coding_refused:
+            raise ProtocolFault(
+                501,
+                "http.transfer_encoding_unsupported",
+                "Only 'Transfer-Encoding: chunked' is supported (no other transfer coding).",
+            )
         if parsing.expect_refused:
             raise ProtocolFault(
                 417, "http.expectation_failed", "Only 'Expect: 100-continue' is supported."
@@ -734,6 +1050,10 @@ class HttpProtocol(asyncio.Protocol):
         if hosts > 1 or (version == "1.1" and hosts == 0):
             raise ProtocolFault(
                 400, "http.host_header", "An HTTP/1.1 request needs exactly one Host header."
+            )
+        if hosts and parsing.host not in _VALID_HOSTS and not valid_host(parsing.host):
+            raise ProtocolFault(
+                400, "http.invalid_host", "The Host header is not a valid host[:port]."
             )
         if method == "CONNECT":
             raise ProtocolFault(405, "http.method_not_allowed", "CONNECT is not supported.")
@@ -754,6 +1074,7 @@ class HttpProtocol(asyncio.Protocol):
                 time.monotonic() + self._limits.body_timeout_s,
                 self._limits.min_body_rate_bytes_s,
                 self._limits.body_rate_grace_s,
+                self._memory,
             )
             if not chunked and not content_length:
                 body.complete = True
@@ -779,10 +1100,16 @@ class HttpProtocol(asyncio.Protocol):
         if not self._queue or self._closing:
             self._task = None
             return
+        if self.writing_paused:
+            # The client is not reading its answers: produce no more until it does
+            # (resume_writing starts the next one), for at most the keep-alive timeout.
+            self._task = None
+            self._arm_timer(self._limits.keepalive_timeout_s)
+            return
         request = self._queue.popleft()
-        if len(self._queue) <= _MAX_PIPELINED // 2 and self._body_request is None:
-            self.resume_reading()
         self._task = self._loop.create_task(self._run(request))
+        if self._backlog:
+            self._parse_backlog()  # the queue has room again
 
     async def _run(self, request: Request) -> None:
         writer = ResponseWriter(self, request)
@@ -816,6 +1143,8 @@ class HttpProtocol(asyncio.Protocol):
         self._task = None
         if self._queue:
             self._start_next()
+        elif self._backlog:
+            self._parse_backlog()
         elif self._eof:
             self._close()  # the client has shut down its side: no request can follow
         elif self._parsing is not None:
@@ -826,6 +1155,7 @@ class HttpProtocol(asyncio.Protocol):
             self._idle = True
             self._arm_timer(self._limits.keepalive_timeout_s)
 
+    # ---- errors and timers ------------------------------------------------------------
     # ---- errors and timers ------------------------------------------------------------
     def _fault(self, fault: ProtocolFault) -> None:
         """A request-level protocol error: answer it (when we still can) and close."""
@@ -842,16 +1172,28 @@ class HttpProtocol(asyncio.Protocol):
                 self._pending_fault = fault
             self._closing_after_task()
             return
+        if self._queue:
+            # Requests wait for a client that does not read its answers: an answer to this
+            # one would come before theirs. Close, as when requests are queued behind one.
+            for request in self._queue:
+                request.body.discard()
+            self._queue.clear()
+            self._close()
+            return
         self._write_fault(fault, None)
         self._linger()
 
     def _closing_after_task(self) -> None:
         self._close_when_done = True
+        for request in self._queue:
+            request.body.discard()
         self._queue.clear()
-        if self._transport is not None:
-            self._transport.pause_reading()
+        self._backlog = b""
+        self._chunk_extra = None
+        self._pause(_PAUSE_CLOSING)
         self._parser = httptools.HttpRequestParser(self)  # discard what follows
         self._parsing = None
+        self._body_request = None  # nothing more is fed to it (it has been failed)
 
     def _write_fault(self, fault: ProtocolFault, request: Request | None) -> None:
         headers, body = self._handler.protocol_error(fault, request, self._client_ip)
@@ -870,6 +1212,9 @@ class HttpProtocol(asyncio.Protocol):
         """The header or keep-alive deadline passed (called by the loop's sweep)."""
         self.deadline = 0.0
         if self._closing or self._task is not None:
+            return
+        if self._queue and self.writing_paused:
+            self._close()  # answers waiting for a client that stopped reading them
             return
         if self._idle and self._parsing is None:
             self._close()  # idle keep-alive connection: close quietly
@@ -907,8 +1252,8 @@ class HttpProtocol(asyncio.Protocol):
         except (OSError, RuntimeError):
             self._close_now()
             return
-        if self._reading_paused:
-            self._reading_paused = False
+        if self._paused:
+            self._paused = 0
             transport.resume_reading()
         self._linger_handle = self._loop.call_later(_LINGER_SECONDS, self._close_now)
 

@@ -18,8 +18,9 @@ from dijk import metrics
 from dijk.admin.api import AdminHandler
 from dijk.config import ConfigError, DijkConfig, load_config
 from dijk.config.models import LimitsConfig, TlsConfig
+from dijk.proxy.decision import Listener, open_decision_listeners
 from dijk.proxy.gateway import Gateway
-from dijk.proxy.http1 import Handler, HttpProtocol, PerIpConnections, ServerLimits
+from dijk.proxy.http1 import BodyMemory, Handler, HttpProtocol, PerIpConnections, ServerLimits
 from dijk.proxy.state import GatewayState, build_state
 
 log = structlog.get_logger("dijk.server")
@@ -52,6 +53,8 @@ def server_limits(limits: LimitsConfig) -> ServerLimits:
         keepalive_timeout_s=limits.keepalive_timeout_s,
         min_body_rate_bytes_s=limits.min_body_rate_bytes_s,
         body_rate_grace_s=limits.body_rate_grace_s,
+        max_pipelined=limits.max_pipelined_requests,
+        max_buffered_body_bytes=limits.max_buffered_body_bytes,
     )
 
 
@@ -88,8 +91,13 @@ class GatewayServer:
         # connections accepted after it (what the reload warning promises).
         self._data_limits = server_limits(config.limits)
         self.ready = False
-        self._servers: list[asyncio.Server] = []
+        # The last reload's result and when it finished (the dashboard shows it).
+        self.last_reload: tuple[float, ReloadResult] | None = None
+        self._servers: list[Listener] = []
         self._connections: set[HttpProtocol] = set()
+        # Request body bytes held by all data-plane connections (limits.max_buffered_body_bytes,
+        # read per connection like the other limits).
+        self._body_memory = BodyMemory()
         self._stopping: asyncio.Event | None = None
         # Reloads compile in a worker thread, one at a time (the lock); at most one more
         # waits behind the one compiling, shared by every request made meanwhile (reload()).
@@ -118,27 +126,31 @@ class GatewayServer:
 
     async def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
         config = self.state.config
+        # The decision listeners (a proxy in front asks, Dijk decides) open first, so that a
+        # port conflict there stops the start before anything serves.
+        self._servers = await open_decision_listeners(config, self.gateway, self._decision_protocol)
+        if not config.decision.inline:  # decision service only: no proxy listener
+            self._servers.append(await self._open_admin(loop))
+            self.ready = True
+            log.info("started", admin=f"http://{config.admin.address}:{config.admin.port}")
+            return
         ssl_context = tls_context(config.listen.tls) if config.listen.tls else None
         scheme = "https" if ssl_context else "http"
         # Per-IP connection cap on the data plane; trusted proxies (a load balancer in
         # front) are not counted. The cap is read at start; a reload keeps it.
         per_ip = PerIpConnections(config.limits.max_connections_per_ip, self._trusted_peer)
         data_plane = await loop.create_server(
-            lambda: self._protocol(self.gateway, self._data_limits, scheme, per_ip),
+            lambda: self._protocol(
+                self.gateway, self._data_limits, scheme, per_ip, self._body_memory
+            ),
             _bind(config.listen.address),
             config.listen.port,
             ssl=ssl_context,
             backlog=2048,
             reuse_address=True,
         )
-        admin_limits = ServerLimits(header_timeout_s=5, body_timeout_s=5, keepalive_timeout_s=30)
-        admin = await loop.create_server(
-            lambda: self._protocol(AdminHandler(self), admin_limits, "http"),
-            _bind(config.admin.address),
-            config.admin.port,
-            reuse_address=True,
-        )
-        self._servers = [data_plane, admin]
+        admin = await self._open_admin(loop)
+        self._servers += [data_plane, admin]
         self.ready = True
         log.info(
             "started",
@@ -148,15 +160,35 @@ class GatewayServer:
             config=self.source,
         )
 
+    async def _open_admin(self, loop: asyncio.AbstractEventLoop) -> asyncio.Server:
+        config = self.state.config
+        admin_limits = ServerLimits(header_timeout_s=5, body_timeout_s=5, keepalive_timeout_s=30)
+        return await loop.create_server(
+            lambda: self._protocol(AdminHandler(self), admin_limits, "http"),
+            _bind(config.admin.address),
+            config.admin.port,
+            reuse_address=True,
+        )
+
+    def _decision_protocol(self, handler: Handler) -> HttpProtocol:
+        """Decision listener connections: the data plane's header limits and timeouts."""
+        return self._protocol(handler, self._data_limits, "http")
+
     def _protocol(
         self,
         handler: Handler,
         limits: ServerLimits,
         scheme: str,
         per_ip: PerIpConnections | None = None,
+        memory: BodyMemory | None = None,
     ) -> HttpProtocol:
         protocol = HttpProtocol(
-            handler, limits, scheme, on_close=self._connections.discard, connections=per_ip
+            handler,
+            limits,
+            scheme,
+            on_close=self._connections.discard,
+            connections=per_ip,
+            memory=memory,
         )
         self._connections.add(protocol)
         return protocol
@@ -187,7 +219,9 @@ class GatewayServer:
             queued = self._queued_reload = self._track(self._reload_when_free())
         # Shielded: a caller that goes away (an admin connection closing) does not cancel
         # a reload other callers share; only stop() does.
-        return await asyncio.shield(queued)
+        result = await asyncio.shield(queued)
+        self.last_reload = (time.time(), result)
+        return result
 
     async def _reload_when_free(self) -> ReloadResult:
         async with self._reload_lock:
@@ -341,6 +375,12 @@ def _restart_needed(old: DijkConfig, new: DijkConfig) -> list[str]:
         warnings.append("listen settings changed: they take effect after a restart")
     if old.admin != new.admin:
         warnings.append("admin settings changed: they take effect after a restart")
+    if (old.decision.listen, old.decision.grpc, old.decision.inline) != (
+        new.decision.listen,
+        new.decision.grpc,
+        new.decision.inline,
+    ):
+        warnings.append("decision listeners changed: they take effect after a restart")
     if old.limits != new.limits:
         warnings.append("header limits and timeouts apply to new connections only")
     return warnings

@@ -22,12 +22,18 @@ from urllib.parse import urlsplit
 from dijk.config.loader import ConfigError, ConfigIssue
 from dijk.config.models import DijkConfig, LimitsConfig, UpstreamConfig
 from dijk.pipeline.pipeline import Pipeline
-from dijk.proxy.headers import TrustedProxies, response_dropped
+from dijk.proxy.headers import (
+    CONNECTION_PROTECTED,
+    TrustedProxies,
+    request_dropped,
+    response_dropped,
+)
 from dijk.proxy.upstream import UpstreamConnection, UpstreamPool
 from dijk.routing.router import Router
 from dijk.stages import StageResources, build_default_stages, build_route_stages
 from dijk.stages.audit import AuditResources
 from dijk.stages.network import NetworkPolicy, global_policy
+from dijk.storage import StorageUnavailable
 
 
 @dataclass(slots=True)
@@ -54,6 +60,9 @@ class RoutePlan:
     # Upstream response header names (lower case) that never reach the client: hop-by-hop,
     # Dijk's own, and the route's strip_response_headers (see headers.response_dropped).
     response_dropped: frozenset[str]
+    # Request header names that never reach the upstream: hop-by-hop, Dijk's own, and the
+    # route's strip_request_headers (see headers.request_dropped).
+    request_dropped: frozenset[str]
 
     def pool_release(self, connection: UpstreamConnection) -> None:
         self.upstream.pool.release(connection)
@@ -77,6 +86,9 @@ class GatewayState:
     release_gate: AuditResources | None = None
     # The global IP and country rules, for requests that match no route (None: no rules).
     global_network: NetworkPolicy | None = None
+    # Field names a request's Connection header must not list (headers.connection_conflict):
+    # the fixed end-to-end ones and the configured API key header.
+    connection_protected: frozenset[str] = CONNECTION_PROTECTED
 
     async def start(self, previous: GatewayState | None = None) -> None:
         """Open what needs I/O before this state serves: the audit log (kept from
@@ -93,6 +105,37 @@ class GatewayState:
         except Exception as exc:
             message = str(exc) or type(exc).__name__
             raise ConfigError([ConfigIssue(self.source, None, "audit", message)]) from exc
+
+    async def failing_dependencies(self) -> list[dict[str, str]]:
+        """Fail-closed dependencies that are down now: while one is, this instance refuses
+        the requests that need it, so ``/readyz`` says not ready and a load balancer
+        routes around it. A dependency whose outage policy lets requests through
+        (``on_storage_error: allow``, ``on_sink_error: spool``) never makes it unready.
+        """
+        failing: list[dict[str, str]] = []
+        audit = self.resources.audit
+        if audit is not None and audit.deny_when_down and not await audit.probe_store():
+            failing.append(
+                {
+                    "dependency": "audit",
+                    "reason": "audit.unavailable",
+                    "detail": "the activity log's store is down and audit.on_sink_error is deny",
+                }
+            )
+        limiter = self.resources.limiter
+        if limiter is not None and self.config.ratelimit.on_storage_error == "deny":
+            try:
+                await limiter.ping()
+            except StorageUnavailable as exc:
+                failing.append(
+                    {
+                        "dependency": "ratelimit",
+                        "reason": "ratelimit.storage_unavailable",
+                        "detail": f"the rate-limit store does not answer ({exc});"
+                        " ratelimit.on_storage_error is deny",
+                    }
+                )
+        return failing
 
     async def close(self) -> None:
         for pipeline in self.pipelines:
@@ -139,11 +182,15 @@ def build_state(config: DijkConfig, generation: int, source: str = "") -> Gatewa
             continue
         pipelines.append(pipeline)
         strip = compiled.config.strip_response_headers
+        strip_request = compiled.config.strip_request_headers
         compiled.plan = RoutePlan(
             pipeline,
             upstreams[compiled.config.upstream],
             compiled.config.strip_prefix,
             response_dropped(config.strip_response_headers if strip is None else strip),
+            request_dropped(
+                config.strip_request_headers if strip_request is None else strip_request
+            ),
         )
     if issues:
         raise ConfigError(issues)
@@ -163,4 +210,8 @@ def build_state(config: DijkConfig, generation: int, source: str = "") -> Gatewa
         if resources.audit is not None and resources.audit.strict
         else None,
         global_network=global_policy(config.network),
+        connection_protected=CONNECTION_PROTECTED
+        | (
+            {config.auth.api_key.header.lower()} if config.auth.api_key is not None else frozenset()
+        ),
     )

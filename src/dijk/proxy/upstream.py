@@ -61,6 +61,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._complete = False
         self._error: UpstreamError | None = None
         self._done_waiter: asyncio.Future[None] | None = None
+        # Back-pressure on a request body streamed up: set while the upstream's socket
+        # buffer is full, so that the gateway stops taking body bytes from the client.
+        self.writing_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
         self._sink: Callable[[bytes], None] | None = None
         self._pending: list[bytes] = []
         self._got_bytes = False
@@ -85,6 +89,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.deadline = 0.0
         self._deadlines.discard(self)
         self._pool.forget(self)
+        self._wake_drain()
         if self._head is not None and not self._head.done():
             retryable = self.reused and not self._got_bytes
             self._head.set_exception(
@@ -126,6 +131,34 @@ class UpstreamConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         return False
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._wake_drain()
+
+    def _wake_drain(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait until the upstream has taken what was written (its buffer is under the low
+        mark); raises the exchange's error if it ended meanwhile."""
+        while self.writing_paused and not self.closed and self._error is None:
+            waiter = self._drain_waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._drain_waiter = None
+        if self._error is not None:
+            raise self._error
+        if self.closed:
+            raise UpstreamError(
+                502, "upstream.connection_lost", "The upstream closed the connection."
+            )
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lowered = HEADER_NAMES.get(name) or header_name(name)
@@ -262,6 +295,7 @@ class UpstreamConnection(asyncio.Protocol):
         if not self.finished:
             self._error = error
             self._wake()
+            self._wake_drain()
 
     def _wake(self) -> None:
         waiter = self._done_waiter

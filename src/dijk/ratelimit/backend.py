@@ -60,6 +60,10 @@ class Limiter(ABC):
     async def close(self) -> None:
         return None
 
+    async def ping(self) -> None:
+        """Raise :class:`StorageUnavailable` if the backend cannot answer now (readiness)."""
+        return None
+
     # Stages of one configuration share a limiter; the last one to close releases it.
     def acquire(self) -> None:
         self._users += 1
@@ -260,6 +264,13 @@ class RedisLimiter(Limiter):
         except (RedisError, OSError, TimeoutError) as exc:
             raise StorageUnavailable(f"redis: {type(exc).__name__}") from exc
         return reply if isinstance(reply, bytes) else str(reply).encode()
+
+    async def ping(self) -> None:
+        try:
+            async with asyncio.timeout(self._timeout * 2):
+                await self._storage.ping()
+        except TimeoutError as exc:
+            raise StorageUnavailable("redis: TimeoutError") from exc
 
     async def close(self) -> None:
         if self._owns:

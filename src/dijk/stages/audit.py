@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Final
@@ -230,11 +231,17 @@ class AuditResources:
             raise RuntimeError("audit log not started")
         return service
 
-    async def commit(self, ctx: RequestContext) -> Decision | None:
+    async def commit(
+        self, ctx: RequestContext, if_refused: tuple[Outcome, int, int] | None = None
+    ) -> Decision | None:
         """Record ``ctx`` once; in strict mode return after the commit.
 
         Returns 503 ``audit.unavailable`` when the record could not be committed and
-        ``on_sink_error`` is ``deny`` (the record itself is in the spool by then).
+        ``on_sink_error`` is ``deny`` (the record is in the spool by then). The gateway,
+        which holds the response back until the commit, says with ``if_refused`` what the
+        client gets in that case: ``(decision, status, bytes_out)``, a 503 (``deny``) or a
+        response cut short (``abort``); that is then what the record says (see
+        :meth:`AuditWriter.append`), never the answer the client did not receive.
         """
         annotations = ctx.annotations
         if annotations.get(AUDIT_RECORDED):
@@ -242,10 +249,20 @@ class AuditResources:
         service = self._writer_ready()
         record = self.record_for(ctx)
         annotations[AUDIT_RECORDED] = True
+        alternative = None
+        if if_refused is not None:
+            decision, status, bytes_out = if_refused
+            alternative = replace(
+                record,
+                decision=decision,
+                status=status,
+                reason="audit.unavailable",
+                bytes_out=bytes_out,
+            )
         if self._alerts.active:
             self._observe(record, ctx.client_ip)
         try:
-            await service.writer.append(record)
+            await service.writer.append(record, if_refused=alternative)
         except AuditUnavailableError as exc:
             if self.deny_when_down:
                 return unavailable()
@@ -291,6 +308,11 @@ class AuditResources:
     def store_available(self) -> bool:
         service = self.service
         return service is not None and service.writer.sink_available
+
+    async def probe_store(self) -> bool:
+        """Ask the store now (readiness), rather than wait for the next write to fail."""
+        service = self.service
+        return service is not None and await service.writer.probe()
 
 
 class AuditStage(Stage):

@@ -11,7 +11,9 @@ stops working at once, on every instance sharing the store, without a restart.
 The key travels in a header (``auth.api_key.header``) or, only if configured, in a query
 parameter (``auth.api_key.query_param``; form-decoded, see :mod:`dijk.auth.credentials`).
 A key sent twice — two headers, two parameters, or header and parameter — is refused: no
-two components in the chain may disagree about which one counts.
+two components in the chain may disagree about which one counts. So is the key header spelt
+with ``_`` for ``-`` (``X_API_Key``): it is not a credential source, but CGI/WSGI upstreams
+read it as the key header. The key is compared byte for byte as received.
 
 Like every ``authn_*`` stage, it only acts when its credential is present: no key means
 "not this method" and the request goes on to the next method; ``authn_required``
@@ -29,7 +31,14 @@ import os
 from dataclasses import dataclass
 from typing import ClassVar
 
-from dijk.auth.credentials import drop_header, hides_credentials, query_values, without_param
+from dijk.auth.credentials import (
+    drop_header,
+    hides_credentials,
+    param_variant_present,
+    query_values,
+    variant_present,
+    without_param,
+)
 from dijk.auth.revocation import RevocationList
 from dijk.config.loader import ConfigError, ConfigIssue
 from dijk.config.models import ApiKeyAuthConfig, DijkConfig
@@ -38,6 +47,7 @@ from dijk.pipeline.decision import Decision
 from dijk.pipeline.stage import Phase, Stage
 
 _MAX_KEY_LENGTH = 512
+_OWS = " \t"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +119,9 @@ class ApiKeyStage(Stage):
         self, config: ApiKeyAuthConfig, ring: KeyRing, revocations: RevocationList | None = None
     ) -> None:
         self._header = config.header.lower()
+        self._exactly_one = f"Send exactly one API key, in the {config.header} header" + (
+            f" or the {config.query_param} parameter." if config.query_param else "."
+        )
         self._param = config.query_param
         self._challenge = (challenge(config),)
         self._ring = ring
@@ -120,18 +133,26 @@ class ApiKeyStage(Stage):
         if ctx.identity is not None:
             self._hide(ctx)  # an earlier method identified the caller: a key is only baggage
             return None
-        values = ctx.header_values(self._header)
+        # A field value is what lies between optional SP/HTAB (RFC 9110 §5.5, OWS); the
+        # server leaves trailing OWS in place. Nothing else is trimmed: a key with a
+        # no-break space or NEL around it is another key.
+        values = [value.strip(_OWS) for value in ctx.header_values(self._header)]
         if self._param is not None and ctx.query:
             values += query_values(ctx.query, self._param)
+        if variant_present(ctx, self._header) or (
+            self._param is not None and param_variant_present(ctx.query, self._param)
+        ):
+            # X_API_Key (or ?api.key=) is no credential here, but an upstream may read it as
+            # X-API-Key (api_key): a key in that spelling is a second key, whether or not
+            # one came in the header.
+            return Decision.deny(401, "auth.invalid_key", self._exactly_one, self._challenge)
         if not values:
             return None  # not this method; authn_required decides if none applied
         if len(values) > 1:
-            return Decision.deny(
-                401, "auth.invalid_key", "Send exactly one API key.", self._challenge
-            )
+            return Decision.deny(401, "auth.invalid_key", self._exactly_one, self._challenge)
         if not values[0] or len(values[0]) > _MAX_KEY_LENGTH:
             return self._invalid()
-        owner = self._ring.find(values[0].strip())
+        owner = self._ring.find(values[0])
         if owner is None:
             return self._invalid()
         credential_id = "key:" + owner.digest[:8].hex()

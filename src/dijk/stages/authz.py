@@ -4,6 +4,10 @@ Everything is compiled when the route is built: for each HTTP method, the set of
 caller must *all* hold (route ``scopes`` plus ``scopes_by_method[method]``), and the set of
 groups of which the caller must be in *at least one* (route ``groups``). Per request this
 is two set operations.
+
+``HEAD`` is ``GET`` without the body: it reveals the same status, headers and
+``Content-Length``, and the router sends it wherever ``GET`` goes. So ``HEAD`` always needs
+the scopes of ``GET`` (plus any listed under ``HEAD`` itself).
 """
 
 from __future__ import annotations
@@ -19,6 +23,14 @@ from dijk.pipeline.stage import Phase, Stage
 _EMPTY: frozenset[str] = frozenset()
 
 
+def head_as_get(by_method: dict[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    """``by_method`` where ``HEAD`` needs at least what ``GET`` needs."""
+    get = by_method.get("GET")
+    if get is None:
+        return by_method
+    return {**by_method, "HEAD": get | by_method.get("HEAD", frozenset())}
+
+
 class ScopeStage(Stage):
     name: ClassVar[str] = "authz"
     priority: ClassVar[int] = 5500
@@ -27,9 +39,9 @@ class ScopeStage(Stage):
     def __init__(self, route: RouteConfig) -> None:
         base = frozenset(route.scopes)
         self._required = base
-        self._by_method = {
-            method: base | frozenset(scopes) for method, scopes in route.scopes_by_method.items()
-        }
+        self._by_method = head_as_get(
+            {method: base | frozenset(scopes) for method, scopes in route.scopes_by_method.items()}
+        )
         self._groups = frozenset(route.groups)
 
     def required_scopes(self, method: str) -> frozenset[str]:

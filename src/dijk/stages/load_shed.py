@@ -10,6 +10,13 @@ Two signals, each with its own threshold in ``overload``:
   means the one event loop is saturated (CPU-bound work, a blocking call), so even cheap
   requests would wait.
 
+Requests in flight are the requests that are *ready*: their body has arrived whole (or they
+have none). A request whose body is still arriving is an upload: the server caps uploads
+on their own (``limits.max_uploads``, per address too), and this stage counts it only once
+its last byte is in (:func:`body_arrived`). So clients that open uploads and stall cannot
+use up the in-flight budget. An upload is still shed while the ready requests use all but
+``ready_reserve`` of ``max_in_flight``: completing uploads never crowd out the last slots.
+
 Past a threshold the answer is 503 ``overload.shed`` with ``Retry-After``. Health endpoints
 live on the admin listener and never pass through this stage, so they keep answering.
 The monitor belongs to the process (one per event loop), not to a configuration: a reload
@@ -32,10 +39,12 @@ from dijk.pipeline.stage import Phase, Stage
 
 _SAMPLE_S = 0.1
 _ANNOTATION = "load_shed_counted"
+_WAITING = "load_shed_waiting_for_body"
 
 SHED = Counter(
     "dijk_overload_shed",
-    "Requests refused by load shedding, by cause (in_flight, event_loop_lag).",
+    "Requests refused by load shedding, by cause (in_flight, ready_reserve: an upload while "
+    "the rest of max_in_flight is in use, event_loop_lag).",
     ("cause",),
     registry=REGISTRY,
 )
@@ -90,6 +99,9 @@ class LoadShedStage(Stage):
 
     def __init__(self, config: OverloadConfig, monitor: LoadMonitor | None = None) -> None:
         self._max_in_flight = config.max_in_flight
+        # Uploads are shed while the ready requests fill this much of max_in_flight.
+        # (At least one: with a tiny max_in_flight an idle gateway still takes an upload.)
+        self._upload_ceiling = max(1, int(config.max_in_flight * (1 - config.ready_reserve)))
         self._max_lag = config.max_event_loop_lag_s
         self._retry = (("Retry-After", str(config.retry_after_s)),)
         self._retry_s = config.retry_after_s
@@ -106,9 +118,12 @@ class LoadShedStage(Stage):
     async def request_headers(self, ctx: RequestContext) -> Decision | None:
         monitor = self._get_monitor()
         cause = None
-        if self._max_in_flight and monitor.in_flight >= self._max_in_flight:
-            cause = "in_flight"
-        elif self._max_lag and monitor.lag_s > self._max_lag:
+        if self._max_in_flight:
+            if monitor.in_flight >= self._max_in_flight:
+                cause = "in_flight"
+            elif ctx.body_pending and monitor.in_flight >= self._upload_ceiling:
+                cause = "ready_reserve"
+        if cause is None and self._max_lag and monitor.lag_s > self._max_lag:
             cause = "event_loop_lag"
         if cause is not None:
             SHED.labels(cause).inc()
@@ -119,11 +134,27 @@ class LoadShedStage(Stage):
                 self._retry,
                 retry_after_s=self._retry_s,
             )
+        if ctx.body_pending:
+            ctx.annotations[_WAITING] = monitor  # counted when the body is in
+            return None
         monitor.in_flight += 1
         ctx.annotations[_ANNOTATION] = monitor
         return None
 
     async def log(self, ctx: RequestContext) -> None:
+        ctx.annotations.pop(_WAITING, None)
         monitor = ctx.annotations.pop(_ANNOTATION, None)
         if isinstance(monitor, LoadMonitor):
             monitor.in_flight -= 1
+
+
+def body_arrived(ctx: RequestContext) -> None:
+    """The body of an admitted upload is complete: from now on it is a request in flight.
+
+    Counted without a check: it was admitted, and its body may already be on its way to
+    the upstream, so refusing it now would waste (or half-send) the work.
+    """
+    monitor = ctx.annotations.pop(_WAITING, None)
+    if isinstance(monitor, LoadMonitor):
+        monitor.in_flight += 1
+        ctx.annotations[_ANNOTATION] = monitor

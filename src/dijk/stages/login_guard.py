@@ -34,7 +34,6 @@ from dijk.ratelimit.errors import StorageErrorPolicy
 from dijk.ratelimit.policy import client_network, digest, ratelimit_item
 from dijk.storage import StorageUnavailable
 
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _MAX_USERNAME = 256
 _ANNOTATION = "login_guard"
 
@@ -86,7 +85,10 @@ class LoginGuardStage(Stage):
         limiter.acquire()
 
     def wants_request_body(self, ctx: RequestContext) -> bool:
-        return self._account is not None and ctx.method in _BODY_METHODS
+        # Whatever the method: an upstream that takes a login from a GET or DELETE with a
+        # body must not get failed attempts for free (the gateway reads only bodies that
+        # exist).
+        return self._account is not None
 
     async def request_headers(self, ctx: RequestContext) -> Decision | None:
         if self._policy:

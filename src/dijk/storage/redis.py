@@ -3,6 +3,12 @@
 One bounded, blocking connection pool per storage; every command has a socket timeout, so
 an unreachable Redis costs at most ``timeout_s`` per call and raises
 :class:`StorageUnavailable`. ``client`` is public so stages can run atomic Lua scripts.
+
+A command that fails with a *connection* error is retried once, at once, on the same
+connection reconnected: after a Redis restart every pooled connection is dead, and
+without the retry each of them would fail one request (up to ``max_connections``
+refusals after Redis is healthy again). Timeouts are not retried: the command may have
+run, and a second wait would double the time a request can be held.
 """
 
 from __future__ import annotations
@@ -10,6 +16,8 @@ from __future__ import annotations
 import math
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -35,6 +43,7 @@ class RedisStorage(Storage):
             timeout=timeout_s,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
+            retry=stale_connection_retry(),
         )
         self.client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._incr = self.client.register_script(_INCR)
@@ -84,6 +93,11 @@ class RedisStorage(Storage):
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def stale_connection_retry() -> Retry:
+    """One immediate retry on a fresh connection, for connection errors only."""
+    return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 
 def _milliseconds(seconds: float) -> int:

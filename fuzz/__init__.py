@@ -1,0 +1,1 @@
+"""Coverage-guided fuzz harnesses (atheris) for Dijk's parsers; see ``fuzz/run.py``."""

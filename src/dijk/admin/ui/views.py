@@ -1,0 +1,126 @@
+"""What the dashboard's pages show, as plain data for the templates.
+
+Only reading here: the audit store (summary, query, checkpoints, verification), the
+privacy tables (data map, Art. 30 register, breach report) and the running configuration,
+with secrets redacted. The actions (reload, reports as files) are in ``app.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from dijk.audit.export import record_json
+from dijk.audit.store import AuditPage, AuditQuery, AuditStore
+from dijk.audit.summary import TrafficSummary, percentile
+
+__all__ = [
+    "RANGES",
+    "chart_data",
+    "data_map",
+    "event_rows",
+    "redact",
+]
+
+RANGES: Final = {
+    "15m": (timedelta(minutes=15), 30),
+    "24h": (timedelta(hours=24), 48),
+    "7d": (timedelta(days=7), 56),
+}
+"""Overview ranges: span and number of time buckets."""
+
+_SECRET_KEY: Final = re.compile(r"secret|password|passwd|token|credential|private|api_key|sha256")
+_NOT_SECRET: Final = re.compile(r"(_env|_file|_path|_header|_s|_param|_claim)$|^header")
+_URL_PASSWORD: Final = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@")
+_OUTBOUND: Final = re.compile(r"^(?P<origin>[a-z][a-z0-9+.-]*://[^/?#]*)[/?#].+$", re.S)
+REDACTED: Final = "***"
+
+
+def redact(value: Any, key: str = "", outbound: bool = False) -> Any:
+    """The configuration with secret values replaced by ``***``.
+
+    A value is secret when its key names a secret (``secret``, ``password``, ``token``,
+    ``api_key``...) and is not merely the *name* of where the secret lives (``token_env``,
+    ``key_file``); passwords inside URLs (``redis://user:pw@host``) are cut out too, and
+    so is everything after the host of a webhook or SIEM sink URL, where services put
+    their tokens (``https://hooks.example/services/T0/B0/XXXX``).
+    """
+    if isinstance(value, dict):
+        inner = outbound or key in ("webhook", "sinks")
+        return {name: redact(item, str(name), inner) for name, item in value.items()}
+    if isinstance(value, list):
+        return [redact(item, key, outbound or key == "sinks") for item in value]
+    if outbound and key == "url" and isinstance(value, str):
+        return _OUTBOUND.sub(r"\g<origin>/" + REDACTED, value)
+    lowered = key.lower()
+    secret = bool(_SECRET_KEY.search(lowered)) and not _NOT_SECRET.search(lowered)
+    if secret and isinstance(value, str | bytes | int) and not isinstance(value, bool):
+        return REDACTED
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(r"\g<scheme>\g<user>:" + REDACTED + "@", value)
+    return value
+
+
+def _ms(value: int | None) -> float | None:
+    return None if value is None else value / 1000
+
+
+def chart_data(summary: TrafficSummary) -> dict[str, Any]:
+    """Series for the overview charts (seconds since the epoch; latency in ms)."""
+    return {
+        "t": [bucket.start_us // 1_000_000 for bucket in summary.buckets],
+        "requests": [bucket.requests for bucket in summary.buckets],
+        "refused": [bucket.refused for bucket in summary.buckets],
+        "upstream_errors": [bucket.upstream_errors for bucket in summary.buckets],
+        "p50": [_ms(percentile(bucket.latency, 0.5)) for bucket in summary.buckets],
+        "p95": [_ms(percentile(bucket.latency, 0.95)) for bucket in summary.buckets],
+        "p99": [_ms(percentile(bucket.latency, 0.99)) for bucket in summary.buckets],
+    }
+
+
+@dataclass(slots=True)
+class EventPage:
+    rows: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def event_rows(page: AuditPage) -> EventPage:
+    """Records for a table: the JSON shape of the admin API plus a readable time."""
+    rows = []
+    for row in page.records:
+        data = record_json(row)
+        data["when"] = row.record.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        rows.append(data)
+    return EventPage(rows, page.next_cursor)
+
+
+async def query(store: AuditStore, query: AuditQuery) -> EventPage:
+    return event_rows(await store.query(query))
+
+
+def data_map(register: dict[str, Any]) -> list[dict[str, Any]]:
+    """Endpoints by categories by consumers from the Art. 30 register's dictionary."""
+    rows = []
+    for item in register["processing"]:
+        for use in item["fields"]:
+            consumers = list(use["consumers"]) + (["(anonymous)"] if use.get("anonymous") else [])
+            rows.append(
+                {
+                    "endpoint": f"{item['method']} {item['endpoint']}",
+                    "direction": use["direction"],
+                    "field": use["field"],
+                    "category": use["category"],
+                    "occurrences": use["occurrences"],
+                    "masked": use["masked"],
+                    "consumers": consumers,
+                }
+            )
+    return rows
+
+
+def local(moment: datetime | None) -> str:
+    if moment is None:
+        return "—"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
