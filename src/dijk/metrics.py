@@ -241,6 +241,23 @@ CONFIG_GENERATION = Gauge(
     "Generation number of the configuration being served.",
     registry=REGISTRY,
 )
+# API discovery (dijk.discovery): rare updates (a new endpoint, a flush), so
+# prometheus-client's own classes.
+DISCOVERY_ENDPOINTS = Gauge(
+    "dijk_discovery_endpoints",
+    "Endpoints (method and path template) the discovery inventory of this gateway has seen.",
+    registry=REGISTRY,
+)
+DISCOVERY_SHADOW = Gauge(
+    "dijk_discovery_shadow_endpoints",
+    "Endpoints seen on routes whose OpenAPI document does not declare them (shadow APIs).",
+    registry=REGISTRY,
+)
+DISCOVERY_EVICTED = Counter(
+    "dijk_discovery_evicted",
+    "Endpoints evicted from the in-memory inventory to keep within its memory bounds.",
+    registry=REGISTRY,
+)
 REGISTRY.register(
     _LoopCollector(
         (

@@ -177,7 +177,7 @@ def test_the_write_key_from_four_countries_is_a_token_misuse_finding(running: Ru
             headers={"X-API-Key": write, "X-Forwarded-For": address, "User-Agent": "app/2"},
         )
         assert status == 200  # monitor in the demo: a finding, not a refusal
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # batched audit writes, on a loaded machine
     records: list[dict[str, Any]] = []
     while time.monotonic() < deadline and not records:
         status, page = running.admin("GET", "/admin/api/v1/audit?reason=abuse.token_misuse")

@@ -1,6 +1,6 @@
 """Attack detection as a new user meets it: `dijk demo`, attacks refused, look-alikes served.
 
-Every demo route runs the detector in block mode at paranoia 1 (issue 7, "Done when").
+Every demo route runs the detector in block mode at paranoia 1 ("Done when").
 """
 
 from __future__ import annotations
@@ -132,3 +132,50 @@ def test_an_ordinary_graphql_query_passes(demo: Demo) -> None:
 def test_graphql_introspection_is_refused_as_graphql_abuse(demo: Demo) -> None:
     body = {"query": "{ __schema { types { name } } }"}
     assert_refused(demo.call("POST", "/graphql", demo.read_key, body), "waf.graphql_abuse")
+
+
+TICKET_WITH_SQL = """The nightly export of closed accounts fails. The query we run:
+
+```sql
+SELECT id, name FROM accounts WHERE closed = true
+UNION SELECT id, name FROM archived_accounts;
+```
+
+Expected both lists; we get only the first."""
+
+
+def test_a_ticket_whose_markdown_shows_a_union_select_block_is_opened(demo: Demo) -> None:
+    body = {"subject": "Export of closed accounts", "description": TICKET_WITH_SQL}
+    status, _, ticket = demo.call("POST", "/api/v1/tickets", demo.write_key, body)
+    assert status == 201, ticket
+    assert ticket["description"] == TICKET_WITH_SQL
+
+
+def test_sql_injection_in_a_ticket_subject_is_refused(demo: Demo) -> None:
+    body = {"subject": "x' UNION SELECT password FROM users--", "description": TICKET_WITH_SQL}
+    assert_refused(demo.call("POST", "/api/v1/tickets", demo.write_key, body), "waf.sqli")
+
+
+def test_sql_injection_outside_the_code_blocks_of_a_description_is_refused(demo: Demo) -> None:
+    body = {"subject": "Export", "description": "x' UNION SELECT password FROM users--"}
+    assert_refused(demo.call("POST", "/api/v1/tickets", demo.write_key, body), "waf.sqli")
+
+
+@pytest.mark.parametrize("q", ["drop-leaf table", "select a union rep"])
+def test_prose_with_sql_words_is_searched(demo: Demo, q: str) -> None:
+    status, _, body = demo.search(q)
+    assert status == 200, body
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/search?q=x%27%20UNION%20SELECT%20password%20FROM%20users--", None),
+        ("/api/v1/accounts", {"name": "x' UNION SELECT password FROM users--", "email": "a@b.nl"}),
+    ],
+)
+def test_the_same_injection_in_q_or_an_account_name_is_refused(
+    demo: Demo, path: str, body: object
+) -> None:
+    method = "GET" if body is None else "POST"
+    assert_refused(demo.call(method, path, demo.write_key, body), "waf.sqli")

@@ -229,6 +229,19 @@ async def test_get_account_by_id(client: aiohttp.ClientSession) -> None:
     assert body == CUSTOMERS[6].to_public_dict()
 
 
+async def test_undocumented_legacy_endpoint_answers_the_whole_record(
+    client: aiohttp.ClientSession,
+) -> None:
+    async with client.get("/api/v0/accounts/7") as response:
+        body = await _json(response, 200)
+    assert body.items() >= CUSTOMERS[6].to_public_dict().items()
+    assert {"kyc_status", "risk_score"} <= set(body)
+    async with client.get("/api/v0/accounts/abc") as response:
+        assert await _error_code(response, 400) == "invalid_parameter"
+    async with client.get("/api/v0/accounts/999999") as response:
+        assert await _error_code(response, 404) == "not_found"
+
+
 @pytest.mark.parametrize("account_id", ["0", "51", "999999", "-3"])
 async def test_get_missing_account_is_404(client: aiohttp.ClientSession, account_id: str) -> None:
     async with client.get(f"/api/v1/accounts/{account_id}") as response:
@@ -337,6 +350,20 @@ async def test_oversized_body_is_a_json_413(client: aiohttp.ClientSession) -> No
     ) as response:
         assert response.status == 413
         assert response.content_type == "application/json"
+
+
+# --- support desk ---------------------------------------------------------------------
+
+
+async def test_a_ticket_is_opened_with_its_markdown_kept_as_sent(
+    client: aiohttp.ClientSession,
+) -> None:
+    ticket = {"subject": "Export", "description": "Steps:\n\n```sql\nSELECT 1;\n```"}
+    async with client.post("/api/v1/tickets", json=ticket) as response:
+        created = await _json(response, 201)
+    assert created == {**ticket, "id": 1, "status": "open"}
+    async with client.post("/api/v1/tickets", json={"subject": "x"}) as response:
+        assert await _error_code(response, 400) == "invalid_field"
 
 
 # --- search ---------------------------------------------------------------------------
@@ -495,6 +522,7 @@ def test_openapi_document_declares_exactly_the_demo_endpoints() -> None:
         ("POST", "/api/v1/accounts"),
         ("GET", "/api/v1/accounts/{id}"),
         ("GET", "/api/v1/search"),
+        ("POST", "/api/v1/tickets"),
         ("POST", "/graphql"),
     }
     public = {("GET", "/api/v1/status"), ("POST", "/api/v1/login")}
@@ -532,6 +560,9 @@ async def test_responses_conform_to_the_openapi_schemas(client: aiohttp.ClientSe
         check(await _json(response, 201), "Account")
     async with client.post("/api/v1/login", json={"username": "demo", "password": "x"}) as response:
         check(await _json(response, 401), "Error")
+    ticket = {"subject": "Export", "description": "```sql\nSELECT 1;\n```"}
+    async with client.post("/api/v1/tickets", json=ticket) as response:
+        check(await _json(response, 201), "Ticket")
     async with client.get("/api/v1/accounts/abc") as response:
         check(await _json(response, 400), "Error")
     check(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
 import socket
@@ -146,3 +148,27 @@ def parse_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
     if "content-length" in headers:
         body = body[: int(headers["content-length"])]
     return status, headers, body
+
+
+def http_call(
+    port: int,
+    method: str,
+    target: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    timeout: float = 15.0,
+) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """One request over a fresh connection: status, headers (lower-case names) and the
+    problem document when the answer is ``application/problem+json`` (else empty)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(method, target, body=body or None, headers=headers or {})
+        response = connection.getresponse()
+        payload = response.read()
+    finally:
+        connection.close()
+    response_headers = {name.lower(): value for name, value in response.getheaders()}
+    problem: dict[str, Any] = {}
+    if response_headers.get("content-type") == "application/problem+json":
+        problem = json.loads(payload)
+    return response.status, response_headers, problem

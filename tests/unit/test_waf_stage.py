@@ -16,7 +16,7 @@ from dijk.detect.engine import compiled_patterns, pattern_sources, patterns_fing
 from dijk.detect.findings import RequestParts
 from dijk.detect.patterns import PatternSet
 from dijk.detect.rules import CATEGORIES
-from dijk.pipeline.context import RequestContext
+from dijk.pipeline.context import Identity, RequestContext
 from dijk.pipeline.decision import Action, Decision
 from dijk.pipeline.problem import render_problem
 from dijk.stages.waf import (
@@ -135,12 +135,14 @@ async def test_sql_injection_in_a_json_field_is_denied_in_the_body_phase() -> No
         ("application/json", 0, False),
     ],
 )
-def test_the_body_is_asked_for_only_when_it_can_be_inspected(
+def test_with_opaque_bodies_streamed_the_body_is_asked_for_only_when_it_can_be_inspected(
     content_type: str, length: int, wanted: bool
 ) -> None:
     ctx = context("/upload", "POST", content_type=content_type)
     ctx.content_length = length
-    assert stage().wants_request_body(ctx) is wanted
+    assert stage(opaque_bodies="stream").wants_request_body(ctx) is wanted
+    # By default every body is read: an upstream may parse JSON labelled image/png.
+    assert stage().wants_request_body(ctx) is (length > 0)
 
 
 async def test_findings_in_headers_and_body_add_up_to_one_request_score() -> None:
@@ -303,3 +305,100 @@ def test_config_categories_are_the_detector_categories() -> None:
 def test_problem_document_carries_rules_and_escapes_nothing_raw() -> None:
     document = orjson.loads(render_problem(403, "waf.xss", "d", "rid", {"rules": ["a"]}))
     assert document["rules"] == ["a"]
+
+
+async def test_an_undecodable_content_coding_is_refused_with_415_or_recorded_in_monitor() -> None:
+    headers = [("content-encoding", "br")]
+    ctx = context(
+        "/api/v1/notes", "POST", headers=headers, body=b"\x8b\x02\x80{}", content_type="text/plain"
+    )
+    decision = await stage().request_headers(ctx)
+    assert decision is not None
+    assert decision.denies
+    assert (decision.status, decision.reason) == (415, "waf.unsupported_encoding")
+    monitored = context(
+        "/api/v1/notes", "POST", headers=headers, body=b"x", content_type="text/plain"
+    )
+    assert await stage(mode="monitor").request_headers(monitored) is None
+    assert [d.reason for d in monitored.monitored] == ["waf.unsupported_encoding"]
+    # a coding the detector undoes, and a route that opts out, go on
+    gzipped = context(
+        "/api/v1/notes", "POST", headers=[("content-encoding", "gzip, deflate")], body=b"x"
+    )
+    assert await stage().request_headers(gzipped) is None
+    opted_out = context(
+        "/api/v1/notes", "POST", headers=headers, body=b"x", content_type="text/plain"
+    )
+    assert await stage(unknown_encoding="inspect").request_headers(opted_out) is None
+
+
+# -- operator controls: rule-id, route-wide and per-consumer exclusions -----------------
+
+ACCOUNT_ATTACK = json.dumps({"note": "x' UNION SELECT password FROM users--"}).encode()
+
+
+async def test_a_rule_id_exclusion_drops_only_that_rule() -> None:
+    body = json.dumps({"note": "1' UNION SELECT 1--"}).encode()
+    ctx = context("/api/v1/accounts", "POST", body=body, content_type="application/json")
+    plain = await run(stage(), ctx)
+    assert isinstance(plain, Decision)
+    all_rules = set(typing.cast(list[str], plain.extra["rules"]))
+    assert "sqli-union-select" in all_rules
+    waf = stage(exclude=[{"field": "$.note", "rules": ["sqli-union-select"]}])
+    ctx = context("/api/v1/accounts", "POST", body=body, content_type="application/json")
+    decision = await run(waf, ctx)
+    assert isinstance(decision, Decision)
+    assert set(typing.cast(list[str], decision.extra["rules"])) == all_rules - {"sqli-union-select"}
+
+
+async def test_a_route_wide_exclusion_needs_no_field() -> None:
+    waf = stage(exclude=[{"categories": ["sqli"]}])
+    ctx = context("/api/v1/accounts", "POST", body=ACCOUNT_ATTACK, content_type="application/json")
+    assert await run(waf, ctx) is None
+    xss = json.dumps({"note": "<script>alert(document.cookie)</script>"}).encode()
+    ctx = context("/api/v1/accounts", "POST", body=xss, content_type="application/json")
+    assert isinstance(await run(waf, ctx), Decision)
+
+
+async def test_a_consumer_exclusion_applies_to_that_consumer_only() -> None:
+    waf = stage(exclude=[{"field": "$.note", "categories": ["sqli"], "consumers": ["etl-job"]}])
+    for consumer, refused in (("etl-job", False), ("mobile-app", True), (None, True)):
+        ctx = context(
+            "/api/v1/accounts", "POST", body=ACCOUNT_ATTACK, content_type="application/json"
+        )
+        if consumer is not None:
+            ctx.identity = Identity(consumer=consumer, method="api_key")
+        decision = await run(waf, ctx)
+        assert (decision is not None) is refused, consumer
+
+
+@pytest.mark.parametrize(
+    ("exclusion", "message"),
+    [
+        ({"field": "$.a", "rules": ["no-such-rule"]}, "unknown rule id"),
+        ({"location": "json"}, "needs a field, rules or categories"),
+    ],
+)
+def test_bad_exclusions_are_configuration_errors(
+    exclusion: dict[str, object], message: str
+) -> None:
+    with pytest.raises(pydantic.ValidationError, match=message):
+        WafConfig.model_validate({"exclude": [exclusion]})
+
+
+def test_an_exclusion_for_an_unknown_consumer_is_a_configuration_error() -> None:
+    from dijk.config import ConfigError, load_config_text
+
+    text = """\
+version: 1
+upstreams: {app: {url: "http://127.0.0.1:9"}}
+routes:
+  - name: api
+    match: {path_prefix: /}
+    upstream: app
+    waf:
+      exclude:
+        - {field: $.query, categories: [sqli], consumers: [etl-job, "jwt:reporting"]}
+"""
+    with pytest.raises(ConfigError, match="consumer 'etl-job' is not defined"):
+        load_config_text(text, "dijk.yaml")

@@ -10,11 +10,13 @@ the admin API.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -56,6 +58,8 @@ class AdminHandler:
             ("GET", "/admin/api/v1/audit"): self._audit,
             ("GET", "/admin/api/v1/abuse/incidents"): self._incidents,
             ("POST", "/admin/api/v1/abuse/lift"): self._lift,
+            ("GET", "/admin/api/v1/discovery/openapi"): self._discovery_openapi,
+            ("GET", "/admin/api/v1/discovery/diff"): self._discovery_diff,
         }
 
     async def _readyz(self, response: ResponseWriter, request_id: str) -> None:
@@ -241,7 +245,7 @@ class AdminHandler:
         return await self._revoke(request, "tokens")
 
     async def _revoke(self, request: Request, kind: str) -> tuple[int, bytes]:
-        """Revoke an API key, client certificate or token (issue 4); takes effect at once."""
+        """Revoke an API key, client certificate or token; takes effect at once."""
         state = self._server.gateway.state
         identity = state.resources.identity
         if identity is None:
@@ -256,7 +260,7 @@ class AdminHandler:
         return status, orjson.dumps(answer)
 
     async def _audit(self, request: Request) -> tuple[int, bytes]:
-        """The activity log, filtered and paged (issue 8; see ``dijk.audit.api``)."""
+        """The activity log, filtered and paged (see ``dijk.audit.api``)."""
         audit = self._server.gateway.state.resources.audit
         if audit is None or audit.service is None:
             detail = "The audit log is disabled (audit.enabled: false)."
@@ -305,9 +309,69 @@ class AdminHandler:
             return 404, orjson.dumps({"reason": "abuse.not_found", "detail": "No such incident."})
         return 200, orjson.dumps({"lifted": wanted, "reason": "abuse.lifted"})
 
+    async def _discovery_openapi(self, request: Request) -> tuple[int, bytes]:
+        """The inventory as an OpenAPI 3.1 draft (``?unrouted=true``: also 404 probes)."""
+        from dijk.discovery.openapi import build_document
+
+        loaded = await self._inventory()
+        if isinstance(loaded, tuple):
+            return loaded
+        unrouted = "unrouted=true" in request.query.split("&")
+        return 200, orjson.dumps(build_document(loaded, include_unrouted=unrouted))
+
+    async def _discovery_diff(self, request: Request) -> tuple[int, bytes]:
+        """Shadow, zombie and drift against the routes' documents (``?format=sarif``)."""
+        from dijk.discovery.report import diff_documents, load_documents
+        from dijk.openapi.document import resolve_location
+        from dijk.reporting import render
+
+        state = self._server.gateway.state
+        base = os.path.dirname(state.source) if state.source else "."
+        specs = sorted(
+            {
+                resolve_location(route.openapi.spec, base)
+                for route in state.config.routes
+                if route.openapi is not None
+            }
+        )
+        if not specs:
+            detail = "No route has an OpenAPI document to compare the inventory with."
+            return _problem(404, "discovery.no_document", detail)
+        loaded = await self._inventory()
+        if isinstance(loaded, tuple):
+            return loaded
+        documents = await asyncio.to_thread(load_documents, specs)
+        report = diff_documents(
+            documents, loaded, now_us=time.time_ns() // 1000, version=__version__
+        )
+        fmt = "sarif" if "format=sarif" in request.query.split("&") else "json"
+        return 200, render(report, fmt).encode()
+
+    async def _inventory(self) -> list[dict[str, Any]] | tuple[int, bytes]:
+        """The fleet's inventory, after writing this gateway's latest (or a problem)."""
+        from dijk.discovery.db import DiscoveryDatabaseError
+        from dijk.discovery.report import load_inventory
+
+        state = self._server.gateway.state
+        recorder = state.resources.discovery
+        if recorder is None:
+            return _problem(404, "discovery.disabled", "No route has discovery on.")
+        await recorder.flush()
+        try:
+            endpoints, _ = await load_inventory(
+                state.config.audit.url, state.config.discovery.table_prefix
+            )
+        except DiscoveryDatabaseError as exc:
+            return _problem(503, "discovery.unavailable", str(exc))
+        return endpoints
+
     def _json(self, response: ResponseWriter, status: int, body: object, request_id: str) -> None:
         response.send(status, [*_JSON, ("x-request-id", request_id)], orjson.dumps(body))
 
     def _deny(self, response: ResponseWriter, decision: Decision, request_id: str) -> None:
         status, headers, body = problem_response(decision, request_id)
         response.send(status, headers, body)
+
+
+def _problem(status: int, reason: str, detail: str) -> tuple[int, bytes]:
+    return status, orjson.dumps({"status": status, "reason": reason, "detail": detail})

@@ -29,11 +29,17 @@ except ImportError:  # pragma: no cover - present once the audit package lands
 from dijk.cli.keys import keys_app  # noqa: E402 - sub-apps of the privacy capability
 from dijk.cli.lint import lint  # noqa: E402 - the security-testing commands
 from dijk.cli.privacy import breach_app, privacy_app  # noqa: E402
+from dijk.cli.waf import waf_app  # noqa: E402
 
 app.add_typer(privacy_app, name="privacy")
+app.add_typer(waf_app, name="waf")
 app.add_typer(breach_app, name="breach")
 app.add_typer(keys_app, name="keys")
 app.command("lint")(lint)
+
+from dijk.cli.discover import discover_app  # noqa: E402 - sub-app of API discovery
+
+app.add_typer(discover_app, name="discover")
 
 
 @app.command()

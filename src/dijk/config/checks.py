@@ -45,6 +45,7 @@ def cross_check(config: DijkConfig) -> Iterator[tuple[Path, str]]:
         yield ("admin", "port"), "listen and admin must not use the same address and port"
     yield from _identity_checks(config)
     yield from _token_subject_checks(config)
+    yield from _waf_consumer_checks(config, consumers)
     yield from _hide_credentials_checks(config)
     yield from _rate_limit_checks(config)
     yield from _audit_checks(config)
@@ -71,7 +72,7 @@ def _abuse_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
 
 
 def _identity_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
-    """Authentication, authorization and network policy (issue 4)."""
+    """Authentication, authorization and network policy."""
     auth = config.auth
     tls = config.listen.tls
     for index, route in enumerate(config.routes):
@@ -249,7 +250,7 @@ def _late_header_parts(
 
 
 def _rate_limit_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
-    """Rate limits and login guards (issue 5)."""
+    """Rate limits and login guards."""
     from dijk.storage import storage_scheme
 
     used = False
@@ -290,7 +291,7 @@ def _rules(path: Path, rules: list[RateLimitRule]) -> Iterator[tuple[Path, str]]
 
 
 def _audit_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
-    """Audit sinks and alerts (issue 8): credentials named by environment variable are set."""
+    """Audit sinks and alerts: credentials named by environment variable are set."""
     for index, sink in enumerate(config.audit.sinks):
         if sink.token_env is not None and not os.environ.get(sink.token_env):
             yield (
@@ -303,3 +304,18 @@ def _audit_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
             ("alerts", "webhook", "secret_env"),
             f"environment variable {webhook.secret_env} is not set",
         )
+
+
+def _waf_consumer_checks(config: DijkConfig, consumers: set[str]) -> Iterator[tuple[Path, str]]:
+    """WAF exclusions for some consumers name configured ones (token consumers such as
+    ``jwt:<sub>`` are not configured and are taken as written)."""
+    for index, route in enumerate(config.routes):
+        if route.waf is None:
+            continue
+        for rule_index, rule in enumerate(route.waf.exclude):
+            for consumer in rule.consumers:
+                if ":" not in consumer and consumer not in consumers:
+                    yield (
+                        ("routes", index, "waf", "exclude", rule_index, "consumers"),
+                        f"consumer {consumer!r} is not defined",
+                    )

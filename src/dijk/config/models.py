@@ -1,4 +1,4 @@
-"""Typed configuration (the shape in DESIGN.md is a contract: fields are added, never renamed).
+"""Typed configuration (the shape is a contract: fields are added, never renamed).
 
 Every model forbids unknown keys, every option has a safe default and a description; the
 README's configuration reference is generated from these descriptions
@@ -24,6 +24,7 @@ from pydantic import (
 from dijk.abuse.settings import AbuseSettings, RouteAbuse
 from dijk.alerts.settings import AlertSettings
 from dijk.audit.settings import AuditSettings
+from dijk.discovery.settings import DiscoverySettings, RouteDiscovery
 from dijk.pipeline.stage import OnError
 from dijk.privacy.settings import PrivacySettings, RoutePrivacy
 
@@ -99,7 +100,7 @@ class StorageConfig(Model):
 
 
 # The audit and alerts sections live beside the code that uses them (audit/settings.py,
-# alerts/settings.py); `audit: {url: ...}` from DESIGN.md keeps its name and meaning.
+# alerts/settings.py); `audit: {url: ...}` keeps its name and meaning.
 AuditConfig = AuditSettings
 
 
@@ -285,7 +286,7 @@ class ClientCertRef(Model):
         return self
 
 
-# ---- rate limiting and DoS protection (issue 5; used by stages/ratelimit.py and friends) ----
+# ---- rate limiting and DoS protection (used by stages/ratelimit.py and friends) ----
 
 _RATE_KEY_PARTS = frozenset({"consumer", "api_key", "ip", "route"})
 _RATE_HEADER = re.compile(r"^header:[A-Za-z0-9-]{1,64}$")
@@ -775,7 +776,7 @@ class NetworkConfig(Model):
     )
 
 
-# ---- attack detection (issue 7; used by stages/waf.py) ----
+# ---- attack detection (used by stages/waf.py) ----
 
 # The detector's categories (dijk.detect.rules.CATEGORIES; a unit test keeps them equal).
 WafCategory = Literal[
@@ -814,22 +815,45 @@ WafLocation = Literal[
 
 
 class WafExclusion(Model):
-    field: str = Field(
+    field: str | None = Field(
+        default=None,
         min_length=1,
         max_length=512,
         description="Field as findings name it: '$.description' for a JSON body field "
         "('$.items[*].note' for any array index), a query or form parameter name, or a "
-        "lower-case header name.",
+        "lower-case header name; default: every field (with rules or categories only).",
     )
     categories: list[WafCategory] = Field(
         default_factory=list,
-        description="Categories not reported for this field (e.g. [sqli]); empty means all.",
+        description="Categories not reported for this field (e.g. [sqli]); with rules "
+        "also empty, all.",
+    )
+    rules: list[str] = Field(
+        default_factory=list,
+        description="Rule ids not reported (as findings and `dijk waf explain` name them, "
+        "e.g. [sqli-libinjection-weak]); with categories also empty, all.",
     )
     location: WafLocation | None = Field(
         default=None,
         description="Only where the field appears in this part of the request (query, json, "
         "form, header, ...); default: anywhere.",
     )
+    consumers: list[str] = Field(
+        default_factory=list,
+        description="Only for requests of these consumers (a trusted integration that "
+        "sends SQL on purpose); default: every caller.",
+    )
+
+    @model_validator(mode="after")
+    def _known_rules_and_some_scope(self) -> WafExclusion:
+        from dijk.detect.rules import RULES_BY_ID
+
+        unknown = [rule for rule in self.rules if rule not in RULES_BY_ID]
+        if unknown:
+            raise ValueError(f"unknown rule id(s): {', '.join(unknown)}")
+        if self.field is None and not self.rules and not self.categories:
+            raise ValueError("an exclusion needs a field, rules or categories")
+        return self
 
 
 class WafGraphQLLimits(Model):
@@ -844,6 +868,41 @@ class WafGraphQLLimits(Model):
     )
     allow_introspection: bool = Field(
         default=False, description="Allow __schema/__type introspection queries."
+    )
+    max_fields: int = Field(
+        default=5_000,
+        ge=1,
+        le=10_000_000,
+        description="Most fields one document executes once its fragments are expanded "
+        "(a fragment spread twice counts twice; waf.graphql_abuse).",
+    )
+    max_duplicate_fields: int = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description="Most times one selection set may ask for the same field (field "
+        "duplication; waf.graphql_abuse).",
+    )
+    max_directives: int = Field(
+        default=10,
+        ge=0,
+        le=100_000,
+        description="Most directives on one field, fragment, operation or variable "
+        "(directive overloading; waf.graphql_abuse).",
+    )
+    max_fragment_depth: int = Field(
+        default=16,
+        ge=1,
+        le=10_000,
+        description="Longest chain of fragments spreading fragments (waf.graphql_abuse).",
+    )
+    max_page_size: int = Field(
+        default=1_000,
+        ge=1,
+        le=1_000_000_000,
+        description="Largest value of a page-size argument (first, last, limit, pageSize, "
+        "perPage, count, take, top...) written inline, as a variable default or in the "
+        "variables (waf.graphql_abuse).",
     )
 
 
@@ -875,10 +934,34 @@ class WafConfig(Model):
     graphql: WafGraphQLLimits = Field(
         default_factory=WafGraphQLLimits, description="Limits for GraphQL documents."
     )
+    content: dict[str, Literal["prose", "markdown", "code", "html"]] = Field(
+        default_factory=dict,
+        description="The kind of text a body field holds, as its owner knows it: "
+        "{$.description: markdown} (JSON path, array indices as [*]) or {notes: code} (form "
+        "or multipart field). markdown: fenced and inline code is only checked for Log4j "
+        "lookups and CR/LF, the rest fully; code: only those checks; html: no SQL, shell, "
+        "NoSQL, LDAP or path checks (markup shows them), XSS and the rest as usual; prose: "
+        "every check (the default). An OpenAPI document declares the same with "
+        "x-dijk-content, contentMediaType or format on a string schema.",
+    )
+    opaque_bodies: Literal["inspect", "stream"] = Field(
+        default="inspect",
+        description="Bodies labelled as images, audio, video, fonts, PDF or other opaque "
+        "types. inspect: read them and inspect whatever reads as JSON, XML, a form or text "
+        "(an upstream may parse a body whatever its label says); stream: forward them "
+        "uninspected, unbuffered (only for upstreams that never parse such bodies).",
+    )
+    unknown_encoding: Literal["refuse", "inspect"] = Field(
+        default="refuse",
+        description="Request bodies in a Content-Encoding the detector cannot decode (only "
+        "gzip, x-gzip and deflate, also stacked, are decoded). refuse: 415 "
+        "waf.unsupported_encoding; inspect: inspect the bytes as sent and score the coding "
+        "as a warning (limits-unknown-encoding).",
+    )
 
 
 class OpenApiConfig(Model):
-    """Positive security from the API's OpenAPI document (issue 6; stages/openapi.py)."""
+    """Positive security from the API's OpenAPI document (stages/openapi.py)."""
 
     spec: str = Field(
         description="OpenAPI 3.0/3.1 or Swagger 2.0 document (YAML or JSON): a path relative "
@@ -1044,6 +1127,12 @@ class RouteConfig(Model):
         description="Behaviour and abuse detection on this route: credential_stuffing (login "
         "routes), enumeration (path templates with ids), token_misuse, anomaly; each with an "
         "action.",
+    )
+    discovery: RouteDiscovery | None = Field(
+        default=None,
+        description="Learn this route's endpoints from its traffic (API inventory: path "
+        "templates, parameters, body shapes, status codes; no values): discovery: {}. "
+        "`dijk discover openapi|diff` read the inventory.",
     )
 
     @field_validator("name")
@@ -1267,6 +1356,10 @@ class DijkConfig(Model):
         default_factory=DecisionConfig,
         description="Decision service for a proxy in front (nginx auth_request, Envoy "
         "ext_authz, Traefik forwardAuth): the request-phase stages answer allow or deny.",
+    )
+    discovery: DiscoverySettings = Field(
+        default_factory=DiscoverySettings,
+        description="API discovery on routes with `discovery`: sampling, memory bounds, flush.",
     )
     routes: list[RouteConfig] = Field(description="Routes, matched most specific first.")
 

@@ -201,6 +201,7 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
 
 BANK_KEY = web.AppKey("bank", Bank)
 OPENAPI_KEY = web.AppKey("openapi", str)
+TICKETS_KEY = web.AppKey("tickets", list[dict[str, object]])
 
 
 async def _status(request: web.Request) -> web.Response:
@@ -235,14 +236,36 @@ async def _list_accounts(request: web.Request) -> web.Response:
     )
 
 
-async def _get_account(request: web.Request) -> web.Response:
+def _account_of(request: web.Request) -> Record | None:
     text = request.match_info["id"]
     if not _INTEGER.fullmatch(text):
         raise BadRequestError("invalid_parameter", "'id' must be an integer")
-    record = request.app[BANK_KEY].accounts.get(int(text))
+    record: Record | None = request.app[BANK_KEY].accounts.get(int(text))
+    return record
+
+
+async def _get_account(request: web.Request) -> web.Response:
+    record = _account_of(request)
     if record is None:
         return _error(404, "not_found", "no account with this id")
     return web.json_response(record)
+
+
+async def _get_legacy_account(request: web.Request) -> web.Response:
+    """``GET /api/v0/accounts/{id}``: the first version of the API, never documented.
+
+    DELIBERATE WEAKNESS (OWASP API9:2023, improper inventory management): the old endpoint
+    was never switched off and answers the whole internal record, including fields v1 never
+    returns. It is in no OpenAPI document; the demo's catch-all route lets it through in
+    monitor mode, and `dijk discover diff` names it as a shadow endpoint.
+    """
+    record = _account_of(request)
+    if record is None:
+        return _error(404, "not_found", "no account with this id")
+    legacy = dict(record)
+    legacy["kyc_status"] = "verified" if int(record["id"]) % 3 else "pending"
+    legacy["risk_score"] = int(record["id"]) * 7 % 100
+    return web.json_response(legacy)
 
 
 async def _create_account(request: web.Request) -> web.Response:
@@ -261,6 +284,28 @@ async def _search(request: web.Request) -> web.Response:
     if len(query) > MAX_QUERY_LENGTH:
         raise BadRequestError("invalid_parameter", f"'q' is longer than {MAX_QUERY_LENGTH}")
     return web.json_response({"results": request.app[BANK_KEY].search(query), "query": query})
+
+
+MAX_TICKET_SUBJECT = 200
+MAX_TICKET_DESCRIPTION = 20_000
+
+
+async def _create_ticket(request: web.Request) -> web.Response:
+    """The support desk: a subject (plain text) and a markdown description, kept in memory."""
+    body = await _json_object(request)
+    subject = _required_string(body, "subject")
+    description = _required_string(body, "description")
+    if len(subject) > MAX_TICKET_SUBJECT or len(description) > MAX_TICKET_DESCRIPTION:
+        raise BadRequestError("invalid_field", "subject or description is too long")
+    tickets = request.app[TICKETS_KEY]
+    ticket = {
+        "id": len(tickets) + 1,
+        "subject": subject,
+        "description": description,
+        "status": "open",
+    }
+    tickets.append(ticket)
+    return web.json_response(ticket, status=201)
 
 
 class _QueryRoot:
@@ -328,6 +373,7 @@ def create_app(data_dir: pathlib.Path, seed: int = DEFAULT_SEED) -> web.Applicat
     (data_dir / "upstream").mkdir(parents=True, exist_ok=True)
     app = web.Application(middlewares=[_json_errors])
     app[BANK_KEY] = Bank(data_dir, seed)
+    app[TICKETS_KEY] = []
     app[OPENAPI_KEY] = (
         importlib.resources.files("dijk.demo").joinpath("openapi.yaml").read_text("utf-8")
     )
@@ -337,7 +383,9 @@ def create_app(data_dir: pathlib.Path, seed: int = DEFAULT_SEED) -> web.Applicat
     app.router.add_get("/api/v1/accounts", _list_accounts)
     app.router.add_post("/api/v1/accounts", _create_account)
     app.router.add_get("/api/v1/accounts/{id}", _get_account)
+    app.router.add_get("/api/v0/accounts/{id}", _get_legacy_account)
     app.router.add_get("/api/v1/search", _search)
+    app.router.add_post("/api/v1/tickets", _create_ticket)
     app.router.add_post("/graphql", _graphql)
     return app
 

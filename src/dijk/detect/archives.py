@@ -31,6 +31,7 @@ MAX_RATIO = 100
 MIN_BOMB_BYTES = 1 << 20
 INFLATE_BUDGET = 8 << 20
 MAX_ZIP_ENTRIES = 10_000
+MAX_GZIP_MEMBERS = 1_000
 _CHUNK = 64 << 10
 
 _ZIP_LOCAL = b"PK\x03\x04"
@@ -81,38 +82,70 @@ def _is_bomb(expanded: int, compressed: int) -> bool:
 
 def inflate(data: bytes, kind: str, budget: int = INFLATE_BUDGET) -> ArchiveReport:
     """Inflate a gzip/zlib/deflate/bzip2/xz stream up to ``budget`` bytes, checking the
-    ratio as it goes."""
-    decompressor: zlib._Decompress | bz2.BZ2Decompressor | lzma.LZMADecompressor
-    if kind == "gzip":
-        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    elif kind == "zlib":
-        decompressor = zlib.decompressobj(zlib.MAX_WBITS)
-    elif kind == "deflate":
-        # HTTP "deflate" is zlib-wrapped, though some clients send raw deflate.
-        wbits = zlib.MAX_WBITS if data[:1] == b"\x78" else -zlib.MAX_WBITS
-        decompressor = zlib.decompressobj(wbits)
-    elif kind == "bzip2":
-        decompressor = bz2.BZ2Decompressor()
-    elif kind == "xz":
-        decompressor = lzma.LZMADecompressor()
-    else:
+    ratio as it goes.
+
+    A gzip body may hold several members one after the other (RFC 1952 §2.2), and HTTP
+    libraries inflate them all: so does this, up to :data:`MAX_GZIP_MEMBERS` members
+    (more is reported as truncated). Bytes after the last member that are not another
+    member are kept as they are, so that they are inspected too.
+    """
+    if kind not in ("gzip", "zlib", "deflate", "bzip2", "xz"):
         raise ValueError(f"unknown compression {kind!r}")
     pieces: list[bytes] = []
     produced = 0
     consumed = 0
-    try:
-        for offset in range(0, len(data), _CHUNK):
-            chunk = data[offset : offset + _CHUNK]
-            consumed += len(chunk)
-            produced += _feed(decompressor, chunk, pieces, budget - produced)
-            if produced >= budget:
-                break
-    except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError):
-        pass
+    truncated = False
+    remaining = data
+    members = 0
+    while remaining and produced < budget:
+        members += 1
+        if members > MAX_GZIP_MEMBERS:
+            truncated = True
+            break
+        decompressor = _decompressor(kind, remaining)
+        tail = b""
+        try:
+            for offset in range(0, len(remaining), _CHUNK):
+                chunk = remaining[offset : offset + _CHUNK]
+                consumed += len(chunk)
+                produced += _feed(decompressor, chunk, pieces, budget - produced)
+                if produced >= budget:
+                    break
+                if kind == "gzip" and decompressor.eof:
+                    unused = decompressor.unused_data
+                    tail = unused + remaining[offset + _CHUNK :]
+                    consumed -= len(unused)
+                    break
+        except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError):
+            break
+        if kind != "gzip" or not tail.strip(b"\x00"):
+            break
+        if not tail.startswith(_GZIP):
+            room = max(budget - produced, 0)
+            pieces.append(tail[:room])
+            produced += min(len(tail), room)
+            consumed += len(tail)
+            break
+        remaining = tail
     expanded = b"".join(pieces)
     if _is_bomb(produced, consumed):
         return ArchiveReport(kind, _ratio_text(produced, consumed), expanded, True, produced)
-    return ArchiveReport(kind, "", expanded, produced >= budget, produced)
+    return ArchiveReport(kind, "", expanded, truncated or produced >= budget, produced)
+
+
+def _decompressor(
+    kind: str, data: bytes
+) -> zlib._Decompress | bz2.BZ2Decompressor | lzma.LZMADecompressor:
+    if kind == "gzip":
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if kind == "zlib":
+        return zlib.decompressobj(zlib.MAX_WBITS)
+    if kind == "deflate":
+        # HTTP "deflate" is zlib-wrapped, though some clients send raw deflate.
+        return zlib.decompressobj(zlib.MAX_WBITS if data[:1] == b"\x78" else -zlib.MAX_WBITS)
+    if kind == "bzip2":
+        return bz2.BZ2Decompressor()
+    return lzma.LZMADecompressor()
 
 
 def _feed(

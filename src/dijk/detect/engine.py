@@ -17,9 +17,10 @@ Per request:
 
 from __future__ import annotations
 
+import codecs
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from functools import lru_cache
 
@@ -27,6 +28,7 @@ import orjson
 
 from dijk.detect import libinjection_native
 from dijk.detect.archives import archive_kind, inflate
+from dijk.detect.content import CODE, CODE_CATEGORIES, HTML, HTML_IGNORED, PROSE, split_markdown
 from dijk.detect.findings import (
     SNIPPET_MAX,
     Exclusion,
@@ -36,7 +38,11 @@ from dijk.detect.findings import (
     RequestParts,
     Verdict,
 )
-from dijk.detect.graphql_body import add_graphql_body, add_graphql_query_string
+from dijk.detect.graphql_body import (
+    add_graphql_body,
+    add_graphql_query_string,
+    looks_like_graphql,
+)
 from dijk.detect.json_fast import FAST_FIELD, SLOW_JSON_PATTERN, matched_strings, scan_buffer
 from dijk.detect.leaves import (
     Collector,
@@ -46,6 +52,7 @@ from dijk.detect.leaves import (
     add_pairs,
     add_path,
     check_archive,
+    field_path,
     is_graphql_request,
     media_type,
     parse_form,
@@ -78,10 +85,10 @@ _GATES: tuple[tuple[int, str], ...] = (
     (
         _GATE_DECODE,
         r"%[0-9a-f]{2}|%u[0-9a-f]{4}|\\([xu][0-9a-f{]|[nrt0'\"])|&[#a-z]|[\x80-\xff]|/\*|\$\{|"
-        # IIS digits (%c1%pc), hex-spelled dots (0x2e), quotes and $ splitting shell words.
-        r"%[g-z][0-9a-z]|%[0-9a-z][g-z]|0x(2e|2f|5c)|[a-z]\$[a-z@*{0-9]|"
+        # IIS digits (%c1%pc), hex-spelled dots (0x2e), quotes, $ and \ splitting shell words.
+        r"%[g-z][0-9a-z]|%[0-9a-z][g-z]|0x(2e|2f|5c)|[a-z]\$[a-z@*{0-9]|[a-z]\\[a-z]|"
         r"[a-z]['\"][a-z0-9]{0,32}['\"]|['\"][a-z0-9]{0,32}['\"][a-z]|"
-        r"[\t\n\r\x0b\x0c]|{B}\s*[a-z0-9][a-z0-9+/_-]{11,}=*\s*{E}|{B}\s*(bearer\s+)?eyj",
+        r"[\t\n\r\x0b\x0c]|[\x01-\x08\x0e-\x1f\x7f]|{B}\s*[a-z0-9][a-z0-9+/_-]{11,}=*\s*{E}|{B}\s*(bearer\s+)?eyj",
     ),
     (
         _GATE_SQLI,
@@ -94,6 +101,47 @@ _GATES: tuple[tuple[int, str], ...] = (
 )
 
 _STRONG_SQLI_MIN = 3
+# Headers whose URL is the page the client is on (a browser app on localhost or an
+# intranet host sends one with every call), not a URL the server will fetch: a loopback or
+# private host there is no SSRF. Dangerous schemes, metadata and obfuscated addresses,
+# which no browser page has, still count.
+_PAGE_HEADERS = frozenset({"referer", "origin"})
+_PAGE_HOST_KINDS = frozenset({"loopback", "private", "link_local"})
+# OAuth/OIDC redirect URIs name where the browser goes next, and native apps must use a
+# loopback one (RFC 8252 §7.3): http://127.0.0.1:53682/callback is no SSRF either.
+_REDIRECT_LOCATIONS = frozenset({"query", "form", "json"})
+_REDIRECT_NAMES = frozenset(
+    {
+        "redirect_uri",
+        "redirect_uris",
+        "post_logout_redirect_uri",
+        "post_logout_redirect_uris",
+        "initiate_login_uri",
+    }
+)
+
+
+def redirect_field(field: str) -> bool:
+    """Whether a field path names an OAuth/OIDC redirect URI (``redirect_uri``,
+    ``$.redirect_uris[0]``, ``$.client.post_logout_redirect_uri``)."""
+    name = field.rsplit(".", 1)[-1]
+    bracket = name.find("[")
+    if bracket > 0:
+        name = name[:bracket]
+    return name in _REDIRECT_NAMES
+
+
+# What phone numbers are written with. Such a value has no keyword, quote or comment, so
+# the most it can do inside SQL is arithmetic: libinjection's "1)o1)" for "+2253)-7)" is
+# kept as a weak finding, not a block ("1--" has a comment and stays strong).
+_PHONE_CHARACTERS = dict.fromkeys(map(ord, "0123456789 +-()./"))
+
+
+def phone_like(text: str) -> bool:
+    """True for values made only of digits, spaces and ``+ - ( ) . /`` with no ``--``."""
+    return not text.translate(_PHONE_CHARACTERS) and "--" not in text
+
+
 _JSON_TYPES = ("application/json", "text/json")
 _XML_TYPES = ("application/xml", "text/xml", "application/soap+xml")
 _BINARY_PREFIXES = ("image/", "audio/", "video/", "font/")
@@ -171,9 +219,7 @@ class Detector:
         self.json_fast_path = json_fast_path
         self._patterns = compiled_patterns()
         self._active = frozenset(rule.rule_id for rule in RULES if rule.paranoia <= paranoia)
-        self._exclusion_index: dict[str, list[Exclusion]] = {}
-        for exclusion in self.exclusions:
-            self._exclusion_index.setdefault(exclusion.field, []).append(exclusion)
+        self._exclusion_index = exclusion_index(self.exclusions)
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -212,13 +258,68 @@ class Detector:
                 self._collect_head(request, collector)
             self._collect_body(request, collector, fast=False)
             verdict = self._evaluate(collector)
+        if body and request.content_kinds and verdict.findings:
+            verdict = self._by_content(verdict, collector, request.content_kinds)
         return verdict
+
+    def _by_content(
+        self, verdict: Verdict, collector: Collector, kinds: Mapping[tuple[str, str], str]
+    ) -> Verdict:
+        """Findings on fields whose owner declared their kind of text, redone with the
+        checks that kind gets (:mod:`dijk.detect.content`). Only fields that fired are
+        looked at, so ordinary requests pay nothing."""
+        affected: dict[tuple[str, str], str] = {}
+        for finding in verdict.findings:
+            key = (finding.location, finding.field)
+            kind = kinds.get(key) or kinds.get((finding.location, wildcard_indices(finding.field)))
+            if kind is not None and kind != PROSE:
+                affected[key] = kind
+        if not affected:
+            return verdict
+        kept = [
+            finding
+            for finding in verdict.findings
+            if finding.category == "limits" or (finding.location, finding.field) not in affected
+        ]
+        locations = {location for location, _ in affected}
+        for index, location in enumerate(collector.locations):
+            if location not in locations:
+                continue
+            field = field_path(collector.fields[index])
+            kind = affected.get((location, field))
+            if kind is None:
+                continue
+            before = [
+                finding
+                for finding in verdict.findings
+                if (finding.location, finding.field) == (location, field)
+                and finding.category != "limits"
+            ]
+            kept.extend(
+                self._findings_for_kind(kind, location, field, collector.values[index], before)
+            )
+        return rescore(kept, self.paranoia, self.threshold)
+
+    def _findings_for_kind(
+        self, kind: str, location: str, field: str, value: str, before: list[Finding]
+    ) -> list[Finding]:
+        if kind == CODE:
+            return [finding for finding in before if finding.category in CODE_CATEGORIES]
+        if kind == HTML:
+            return [finding for finding in before if finding.category not in HTML_IGNORED]
+        prose, code = split_markdown(value)
+        if not code:
+            return before
+        found = list(self.inspect_values([(location, field, prose)]).findings)
+        code_findings = self.inspect_values([(location, field, code)]).findings
+        found.extend(finding for finding in code_findings if finding.category in CODE_CATEGORIES)
+        return found
 
     def inspect_values(self, values: Iterable[tuple[str, str, str]]) -> Verdict:
         """Inspect already-extracted (location, field path, value) leaves."""
         collector = Collector()
-        for location, field_path, value in values:
-            collector.add(location, field_path, value)
+        for location, path, value in values:
+            collector.add(location, path, value)
         return self._evaluate(collector)
 
     # -- where to look ------------------------------------------------------------------
@@ -238,9 +339,8 @@ class Detector:
         if request.content_encoding and request.body:
             request = decode_content(request, collector)
         body, has_body = self._json_body(request, collector)
-        if is_graphql_request(request) and add_graphql_body(
-            collector, request, body, has_body, self.graphql_limits
-        ):
+        graphql = is_graphql_request(request) or (has_body and looks_like_graphql(body))
+        if graphql and add_graphql_body(collector, request, body, has_body, self.graphql_limits):
             return False
         if has_body:
             buffer = scan_buffer(body) if fast else None
@@ -265,26 +365,36 @@ class Detector:
             add_xml(collector, request.body)
         elif archive_kind(request.body) is not None:
             check_archive(collector, "body", "(body)", request.body)
-        elif kind.startswith(_BINARY_PREFIXES) or kind in _BINARY_TYPES:
-            return False
         else:
+            # Text, or a type that promises bytes nobody parses (an image, an octet
+            # stream): the upstream may parse it whatever the label says, so anything
+            # that reads as text is inspected as what it looks like.
+            binary_label = kind.startswith(_BINARY_PREFIXES) or kind in _BINARY_TYPES
+            if binary_label and not looks_textual(request.body):
+                return False
             text = decode_utf8_lenient(request.body)
             collector.add("body", "(body)", text)
             stripped = text.lstrip()
-            if not kind and "=" in text and not stripped.startswith("<"):
-                add_pairs(collector, parse_form(request.body), "form")
-            elif stripped.startswith("<"):
+            if stripped.startswith("<"):
                 add_xml(collector, request.body, "body")
+            elif (not kind or binary_label) and "=" in text:
+                add_pairs(collector, parse_form(request.body), "form")
         return False
 
     def _json_body(self, request: RequestParts, collector: Collector) -> tuple[JsonValue, bool]:
         if request.has_json_body:
             return request.json_body, True
         kind = media_type(request.content_type)
-        looks_json = kind in _JSON_TYPES or kind.endswith("+json")
-        if not looks_json and not kind and request.body.lstrip()[:1] in (b"{", b"["):
-            looks_json = True
-        if not looks_json or not request.body:
+        declared = kind in _JSON_TYPES or kind.endswith("+json")
+        if not declared and (not request.body or not _sniffs_json(request.body, kind)):
+            return None, False
+        if not declared:
+            # Not labelled JSON but shaped like it: JSON only if it parses as JSON.
+            try:
+                return orjson.loads(request.body), True
+            except orjson.JSONDecodeError:
+                return None, False
+        if not request.body:
             return None, False
         try:
             return orjson.loads(request.body), True
@@ -357,6 +467,7 @@ class Detector:
                     fingerprint.lower() in WEAK_SQLI_FINGERPRINTS
                     or len(fingerprint) < _STRONG_SQLI_MIN
                     or STRONG_SQLI_TOKENS.isdisjoint(fingerprint)
+                    or phone_like(text)
                 )
                 rule_id = "sqli-libinjection-weak" if weak else "sqli-libinjection"
                 self._record(RULES_BY_ID[rule_id], leaf, transform, text, None, found)
@@ -365,7 +476,12 @@ class Detector:
                 rule = RULES_BY_ID["xss-libinjection"]
                 self._record(rule, leaf, transform, text, None, found)
         elif gate == _GATE_URL:
+            page = (leaf.location == "header" and leaf.field in _PAGE_HEADERS) or (
+                leaf.location in _REDIRECT_LOCATIONS and redirect_field(leaf.field)
+            )
             for issue in find_url_issues(text):
+                if page and issue.kind in _PAGE_HOST_KINDS:
+                    continue
                 if issue.kind.startswith("scheme_"):
                     rule_id = "ssrf-dangerous-scheme"
                 elif issue.kind == "obfuscated_ip":
@@ -389,6 +505,8 @@ class Detector:
             return
         if rule.locations is not None and leaf.location not in rule.locations:
             return
+        if rule.ignored_transforms and not rule.ignored_transforms.isdisjoint(transform.split("+")):
+            return
         key = (rule.rule_id, leaf.location, leaf.field)
         if key in found or self._excluded(rule, leaf):
             return
@@ -406,14 +524,8 @@ class Detector:
     def _excluded(self, rule: Rule, leaf: Leaf) -> bool:
         if not self._exclusion_index or leaf.field == FAST_FIELD:
             return False
-        candidates = self._exclusion_index.get(leaf.field, []) + self._exclusion_index.get(
-            wildcard_indices(leaf.field), []
-        )
-        base_location = leaf.location.removesuffix("_name")
-        return any(
-            (not exclusion.categories or rule.category in exclusion.categories)
-            and (exclusion.location is None or exclusion.location in (leaf.location, base_location))
-            for exclusion in candidates
+        return excluded(
+            self._exclusion_index, rule.rule_id, rule.category, leaf.location, leaf.field
         )
 
     def _verdict(self, found: dict[tuple[str, str, str], Finding]) -> Verdict:
@@ -423,29 +535,108 @@ class Detector:
 _INFLATABLE = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
 
 
+# Media types whose bodies are parsed by their own rules, never sniffed as JSON.
+_STRUCTURED_TYPES = frozenset({"application/x-www-form-urlencoded", "application/graphql"})
+_JSON_START = frozenset(b"{[")
+_WHITESPACE = b" \t\r\n"
+_UTF8_BOM = b"\xef\xbb\xbf"
+_TEXT_SAMPLE = 4096
+# Control bytes that text (JSON, XML, forms, prose) does not contain.
+_CONTROL_BYTES = bytes([*range(0x09), 0x0B, *range(0x0E, 0x20), 0x7F])
+
+
+def _sniffs_json(body: bytes, kind: str) -> bool:
+    """A body not labelled JSON that starts like a JSON object or array."""
+    if kind in _STRUCTURED_TYPES or kind.startswith("multipart/"):
+        return False
+    if kind in _XML_TYPES or kind.endswith("+xml"):
+        return False
+    start = body[:64].removeprefix(_UTF8_BOM).lstrip(_WHITESPACE)[:1]
+    return bool(start) and start[0] in _JSON_START
+
+
+def looks_textual(body: bytes) -> bool:
+    """True when a body's first bytes read as UTF-8 text (what a JSON, XML or form parser
+    would accept), False for images, archives and other binary content."""
+    sample = body[:_TEXT_SAMPLE]
+    if b"\x00" in sample:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+    except UnicodeDecodeError:
+        return False
+    controls = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
+    return controls * 64 <= len(sample)
+
+
+def content_codings(content_encoding: str) -> list[str]:
+    """The codings of a ``Content-Encoding`` value, in the order they were applied."""
+    codings = [coding.strip().lower() for coding in content_encoding.split(",")]
+    return [coding for coding in codings if coding and coding != "identity"]
+
+
+def decodable_encoding(content_encoding: str) -> bool:
+    """True when the detector can undo every coding of a ``Content-Encoding`` value."""
+    return all(coding in _INFLATABLE for coding in content_codings(content_encoding))
+
+
 def decode_content(request: RequestParts, collector: Collector) -> RequestParts:
-    """The request with its body inflated (``Content-Encoding: gzip/deflate``), bounded.
+    """The request with its body inflated (``Content-Encoding: gzip/deflate``, also
+    stacked, every gzip member), bounded.
 
     A body that inflates by more than the bomb ratio, or past the inflation budget, is a
     finding; what was inflated is still inspected. A coding we cannot undo is reported
     and the body is inspected as sent.
     """
-    coding = request.content_encoding.strip().lower()
-    if coding in ("", "identity"):
+    codings = content_codings(request.content_encoding)
+    if not codings:
         return request
-    kind = _INFLATABLE.get(coding)
-    if kind is None:
-        collector.hit("limits-unknown-encoding", "body", "(content-encoding)", coding[:32])
+    unknown = [coding for coding in codings if coding not in _INFLATABLE]
+    if unknown:
+        collector.hit("limits-unknown-encoding", "body", "(content-encoding)", unknown[0][:32])
         return request
-    report = inflate(request.body, kind, collector.inflate_budget)
-    collector.inflate_budget -= report.inflated
-    if report.bomb:
-        collector.hit("upload-archive-bomb", "body", "(content-encoding)", report.bomb)
-    elif report.truncated:
-        collector.hit("limits-inflated-too-large", "body", "(content-encoding)", "")
-    if not report.expanded:
+    body = request.body
+    for coding in reversed(codings):
+        report = inflate(body, _INFLATABLE[coding], collector.inflate_budget)
+        collector.inflate_budget -= report.inflated
+        if report.bomb:
+            collector.hit("upload-archive-bomb", "body", "(content-encoding)", report.bomb)
+        elif report.truncated:
+            collector.hit("limits-inflated-too-large", "body", "(content-encoding)", "")
+        if not report.expanded:
+            break
+        body = report.expanded
+    if body is request.body:
         return request
-    return replace(request, body=report.expanded, content_encoding="")
+    return replace(request, body=body, content_encoding="")
+
+
+def exclusion_index(exclusions: Iterable[Exclusion]) -> dict[str | None, list[Exclusion]]:
+    """Exclusions by field (None: those for every field)."""
+    index: dict[str | None, list[Exclusion]] = {}
+    for exclusion in exclusions:
+        index.setdefault(exclusion.field, []).append(exclusion)
+    return index
+
+
+def excluded(
+    index: Mapping[str | None, list[Exclusion]],
+    rule_id: str,
+    category: str,
+    location: str,
+    field: str,
+) -> bool:
+    """Whether an exclusion of ``index`` drops a finding of that rule on that field."""
+    candidates = [*index.get(field, ()), *index.get(None, ())]
+    wildcard = wildcard_indices(field)
+    if wildcard != field:
+        candidates.extend(index.get(wildcard, ()))
+    base_location = location.removesuffix("_name")
+    return any(
+        exclusion.covers(rule_id, category)
+        and (exclusion.location is None or exclusion.location in (location, base_location))
+        for exclusion in candidates
+    )
 
 
 def rescore(findings: Sequence[Finding], paranoia: int, threshold: int) -> Verdict:

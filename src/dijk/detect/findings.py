@@ -6,7 +6,7 @@ the metrics and the denial without anyone being able to change it on the way.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from dijk.detect.normalise import parse_urlencoded
@@ -68,7 +68,8 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class Exclusion:
-    """Do not report ``categories`` (all categories when empty) for one field.
+    """Do not report ``rules`` or ``categories`` (everything when both are empty) for one
+    field, or for every field (``field`` None).
 
     ``field`` is a field path as reported in findings: ``$.description`` for a JSON body
     field (array indices may be written ``[*]``), a query or form parameter name, or a
@@ -76,9 +77,17 @@ class Exclusion:
     (``query``, ``json``, ``header``...).
     """
 
-    field: str
+    field: str | None
     categories: frozenset[str] = frozenset()
     location: str | None = None
+    rules: frozenset[str] = frozenset()
+
+    def covers(self, rule_id: str, category: str) -> bool:
+        """Whether this exclusion drops a finding of that rule and category (by location
+        and field is the caller's part)."""
+        if not self.categories and not self.rules:
+            return True
+        return rule_id in self.rules or category in self.categories
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +98,11 @@ class GraphQLLimits:
     max_aliases: int = 15
     max_batch: int = 5
     allow_introspection: bool = False
+    max_fields: int = 5_000
+    max_duplicate_fields: int = 10
+    max_directives: int = 10
+    max_fragment_depth: int = 16
+    max_page_size: int = 1_000
 
 
 JsonValue = None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
@@ -106,7 +120,9 @@ class RequestParts:
     ``content_encoding`` (``gzip``, ``deflate``) makes the detector inflate the body
     (bounded, with a compression-ratio check) before inspecting it.
     ``graphql`` marks a GraphQL endpoint (also inferred from a path ending in
-    ``/graphql`` or an ``application/graphql`` body).
+    ``/graphql`` or an ``application/graphql`` body). ``content_kinds`` maps body fields
+    (``("json", "$.description")``, array indices as ``[*]``) to the kind of text their
+    owner declared (:mod:`dijk.detect.content`).
     """
 
     method: str = "GET"
@@ -120,6 +136,7 @@ class RequestParts:
     json_body: JsonValue = None
     has_json_body: bool = False
     graphql: bool = False
+    content_kinds: Mapping[tuple[str, str], str] | None = None
 
     @classmethod
     def from_target(

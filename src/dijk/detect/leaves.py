@@ -79,6 +79,33 @@ NOSQL_OPERATORS = frozenset(
         "$comment",
         "$slice",
         "$where_",
+        # Update operators: a client that can send them rewrites fields the API never
+        # meant to expose ({"$set": {"role": "admin"}}, {"$rename": ...}).
+        "$set",
+        "$unset",
+        "$setoninsert",
+        "$rename",
+        "$inc",
+        "$mul",
+        "$min",
+        "$max",
+        "$currentdate",
+        "$push",
+        "$pushall",
+        "$pull",
+        "$pullall",
+        "$pop",
+        "$addtoset",
+        "$bit",
+        "$each",
+        "$position",
+        "$replaceroot",
+        "$replacewith",
+        "$unionwith",
+        "$graphlookup",
+        "$facet",
+        "$project",
+        "$addfields",
     }
 )
 
@@ -223,7 +250,7 @@ def check_key(collector: Collector, location: str, reference: FieldRef, key: str
     """Structural checks on an object key or parameter name."""
     if key[:1] == "$" and key.lower() in NOSQL_OPERATORS:
         collector.hit("nosql-operator-key", location, field_path(reference), key)
-    elif key == "__proto__" or (key == "prototype" and "constructor" in field_path(reference)):
+    elif "__proto__" in key or (key == "prototype" and "constructor" in field_path(reference)):
         collector.hit("prototype-pollution-key", location, field_path(reference), key)
 
 
@@ -253,8 +280,8 @@ def walk_json(collector: Collector, value: JsonValue, location: str, root: str =
         for key, item in items:
             if (
                 (isinstance(key, str) and not key.isidentifier())
-                or key == "__proto__"
                 or key == "prototype"
+                or (isinstance(key, str) and "__proto__" in key)
             ):
                 assert isinstance(key, str)
                 check_key(collector, location, (path, key), key)
@@ -358,9 +385,25 @@ def add_multipart(collector: Collector, body: bytes, content_type: str) -> None:
         if filename is not None:
             collector.add("filename", name, filename)
             check_upload(collector, name, filename, part_type, content)
-            if not _is_text_type(part_type):
+            if _looks_like_xml(content):
+                # An SVG (or any XML) upload, whatever type it claims: image libraries
+                # and converters parse it, DOCTYPE and entities included.
+                from dijk.detect.xml_body import add_xml  # here: xml_body imports this module
+
+                add_xml(collector, content, "multipart")
+            elif not _is_text_type(part_type):
                 continue
         collector.add("multipart", name, decode_utf8_lenient(content))
+
+
+_XML_STARTS = (b"<?xml", b"<svg", b"<!doctype")
+
+
+def _looks_like_xml(content: bytes) -> bool:
+    """XML by its first bytes (an XML declaration, an SVG root, a DOCTYPE that is not
+    HTML's)."""
+    start = content[:256].removeprefix(b"\xef\xbb\xbf").lstrip()[:16].lower()
+    return start.startswith(_XML_STARTS) and not start.startswith(b"<!doctype html")
 
 
 def _is_text_type(part_type: str) -> bool:
@@ -420,6 +463,51 @@ def add_path(collector: Collector, path: str) -> None:
                 collector.add("path", f"path[{index}]", text)
 
 
+_LOOKUP_ONLY = frozenset(
+    {
+        "accept",
+        "accept-encoding",
+        "accept-charset",
+        "cache-control",
+        "pragma",
+        "te",
+        "upgrade-insecure-requests",
+        "if-none-match",
+        "if-modified-since",
+        "if-match",
+        "if-unmodified-since",
+        "if-range",
+        "range",
+        "keep-alive",
+        "sec-fetch-mode",
+        "sec-fetch-site",
+        "sec-fetch-dest",
+        "sec-fetch-user",
+        "sec-ch-ua",
+        "sec-ch-ua-mobile",
+        "sec-ch-ua-platform",
+        "dnt",
+        "priority",
+        "expect",
+        "content-type",
+    }
+)
+# Framing and routing headers the server has already parsed and checked.
+_NOT_INSPECTED = frozenset(
+    {"host", "content-length", "connection", "proxy-connection", "transfer-encoding"}
+)
+
+
+def _has_lookup(value: str) -> bool:
+    """A ``${`` lookup, also percent-encoded (``%24%7B``, ``$%7B``)."""
+    if "$" in value and "{" in value:
+        return True
+    if "%" not in value:
+        return False
+    lowered = value.lower()
+    return "%24%7b" in lowered or "$%7b" in lowered or "%24{" in lowered
+
+
 def add_headers(collector: Collector, headers: tuple[tuple[str, str], ...]) -> None:
     for name, value in headers:
         if name == "cookie":
@@ -428,41 +516,17 @@ def add_headers(collector: Collector, headers: tuple[tuple[str, str], ...]) -> N
             scheme, _, credentials = value.partition(" ")
             if scheme.lower() == "bearer" and credentials.startswith("eyJ"):
                 collector.add("jwt", "authorization", credentials)
-        elif name in INSPECTED_HEADERS or (
-            name.startswith("x-") and not any(marker in name for marker in CREDENTIAL_MARKERS)
-        ):
+        elif name in INSPECTED_HEADERS:
             collector.add("header", name, value)
-        elif not any(marker in name for marker in CREDENTIAL_MARKERS) and name not in (
-            "host",
-            "content-type",
-            "content-length",
-            "accept",
-            "accept-encoding",
-            "connection",
-            "cache-control",
-            "pragma",
-            "te",
-            "upgrade-insecure-requests",
-            "if-none-match",
-            "if-modified-since",
-            "keep-alive",
-            "proxy-connection",
-            "accept-charset",
-            "sec-fetch-mode",
-            "sec-fetch-site",
-            "sec-fetch-dest",
-            "sec-fetch-user",
-            "sec-ch-ua",
-            "sec-ch-ua-mobile",
-            "sec-ch-ua-platform",
-            "dnt",
-            "priority",
-            "range",
-            "if-match",
-            "expect",
-            "transfer-encoding",
-        ):
-            # Any other custom header reaches the application too.
+        elif any(marker in name for marker in CREDENTIAL_MARKERS) or name in _NOT_INSPECTED:
+            continue
+        elif name in _LOOKUP_ONLY:
+            # Standard headers of fixed grammar: read for what is dangerous wherever a
+            # value is logged (a Log4j lookup), not for every attack's syntax.
+            if _has_lookup(value):
+                collector.add("header", name, value)
+        else:
+            # x-* and any other custom header reach the application too.
             collector.add("header", name, value)
 
 

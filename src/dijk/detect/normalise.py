@@ -648,9 +648,17 @@ def variants(text: str) -> list[tuple[str, str]]:
             if "%" in spelled:
                 add("hexlit+url", url_decode(spelled))
 
-    unquoted = shell_unquote(current)
-    if unquoted != current:
-        add("shell", unquoted)
+    # Control characters a client appends or slips between words (sqlmap ends boolean
+    # pairs with one: "AND 1354=1354\x16") are whitespace to most SQL lexers.
+    spaced = controls_to_space(current)
+    if spaced is not current:
+        add("control", spaced)
+
+    # The shell reads the value as sent: "c\a\t" is cat to it, whatever C escapes say.
+    for source in (current, base) if current is not base else (base,):
+        unquoted = shell_unquote(source)
+        if unquoted != source:
+            add("shell", unquoted)
 
     decoded_sources = [base] if len(out) == 1 else [base, out[1][1]]
     for source in decoded_sources:
@@ -669,6 +677,18 @@ def variants(text: str) -> list[tuple[str, str]]:
             if resolved is not None:
                 add("log4j", resolved)
     return out
+
+
+_CONTROLS = dict.fromkeys([*range(0x01, 0x09), *range(0x0E, 0x20), 0x7F], " ")
+
+
+def controls_to_space(text: str) -> str:
+    """C0 control characters (but tab, newline, carriage return, vertical tab and form
+    feed, which the other transforms and rules know) and DEL as spaces; the same object
+    when there are none."""
+    if text.isprintable() or not any(ord(char) in _CONTROLS for char in text):
+        return text
+    return text.translate(_CONTROLS)
 
 
 def variants_simple(text: str) -> list[tuple[str, str]]:

@@ -63,6 +63,8 @@ class Rule:
     description: str
     pattern: str | None = None
     locations: frozenset[str] | None = None
+    # Transforms whose variants this rule ignores (what they produce is not what it means).
+    ignored_transforms: frozenset[str] = frozenset()
 
 
 def _rule(
@@ -73,8 +75,11 @@ def _rule(
     description: str,
     pattern: str | None = None,
     locations: frozenset[str] | None = None,
+    ignored_transforms: frozenset[str] = frozenset(),
 ) -> Rule:
-    return Rule(rule_id, category, severity, paranoia, description, pattern, locations)
+    return Rule(
+        rule_id, category, severity, paranoia, description, pattern, locations, ignored_transforms
+    )
 
 
 _REQUEST_LINE = frozenset({"path", "query", "query_name", "header", "cookie"})
@@ -132,7 +137,7 @@ _STRONG_COMMANDS = (
 )
 _SHELL_ARGUMENT = (
     r"(\s*({E}|[;|&<>`)#]|\$\()|\s+[-+/~.$'\"\\*]|\s+[a-z0-9_.+-]*[/.$:=*@][^\s\x00]*|"
-    r"\s+[a-z0-9_-]+\s*({E}|[;|&<>`)])|\s+[a-z0-9_.-]+\s+[\"'/\\-])"
+    r"\s+[a-z0-9_-]+\s*({E}|[;|&<>`)#])|\s+[a-z0-9_.-]+\s+[\"'/\\-])"
 )
 
 
@@ -177,10 +182,13 @@ RULES: tuple[Rule, ...] = (
         SQLI,
         CRITICAL,
         1,
-        "time-based blind SQL: sleep(), benchmark(), pg_sleep(), WAITFOR DELAY",
-        r"\b(sleep|benchmark|pg_sleep|sys\.dbms_lock\.sleep|dbms_lock\.sleep|"
-        r"dbms_pipe\.receive_message)\s*\(\s*[\d'\"(@]|\bwaitfor\s+(delay|time)\s+['\"\d]|"
-        r"\bselect\s+(sleep|benchmark|pg_sleep)\s*\(",
+        "time-based blind SQL: sleep(), benchmark(), pg_sleep(), WAITFOR DELAY, "
+        "DBMS_PIPE.RECEIVE_MESSAGE(), HEX(RANDOMBLOB(n))",
+        r"\b(sleep|benchmark|pg_sleep|sys\.dbms_lock\.sleep|dbms_lock\.sleep)\s*\(\s*[\d'\"(@]|"
+        r"\bwaitfor\s+(delay|time)\s+['\"\d]|\bselect\s+(sleep|benchmark|pg_sleep)\s*\(|"
+        # Oracle's pipe wait and SQLite's heavy random blobs (sqlmap's time-based probes).
+        r"\bdbms_pipe\s*\.\s*receive_message\s*\(|\brandomblob\s*\(\s*\d{6,}|"
+        r"\bhex\s*\(\s*randomblob\s*\(",
     ),
     _rule(
         "sqli-tautology-quoted",
@@ -234,6 +242,17 @@ RULES: tuple[Rule, ...] = (
         r"\bsys\.(objects|tables|columns|databases)\b|\bsysobjects\b|\bsyscolumns\b|"
         r"\bpg_(catalog|shadow|user|tables|database)\b|\ball_tables\b|\buser_tables\b|"
         r"\bsqlite_master\b|\bmsysobjects\b|@@(version|datadir|hostname|basedir|servername|tmpdir)\b",
+    ),
+    _rule(
+        "sqli-error-based",
+        SQLI,
+        CRITICAL,
+        1,
+        "functions that leak data through MySQL error messages, and the markers error-based "
+        "extraction wraps it in: GTID_SUBSET(CONCAT(0x71..., ELT(5021=5021,1)",
+        r"\b(gtid_subset|gtid_subtract|st_latfromgeohash|st_longfromgeohash|"
+        r"st_pointfromgeohash)\s*\(|\belt\s*\(\s*\d+\s*=\s*\d+\s*,|"
+        r"\bconcat(_ws)?\s*\(\s*0x[0-9a-f]{6,}\s*,",
     ),
     _rule(
         "sqli-boolean-subquery",
@@ -333,6 +352,27 @@ RULES: tuple[Rule, ...] = (
         "MySQL scientific-notation tricks: ...)::int, or /*+ hint */ true, 1.e(ascii",
         r"\)\s*::\s*(int|integer|bigint|text|numeric|jsonb?|bool|boolean)\b|"
         r"\b(or|and)\s*/\*[^*\x00]*\*/\s*(true|false|not\b|\d)|\b\d+\.e\s*\(",
+    ),
+    _rule(
+        "sqli-quote-operator-probe",
+        SQLI,
+        CRITICAL,
+        1,
+        "a value that is only an operator between two quotes, the classic probe for a "
+        "string concatenated into SQL: '-', '||', \"^\" (not the wildcards * and %: a "
+        "quoted wildcard is a search)",
+        r"{B}\s*'\s*([-+&^|/]|\|\|)\s*'\s*{E}|{B}\s*\"\s*([-+&^|/]|\|\|)\s*\"\s*{E}",
+    ),
+    _rule(
+        "sqli-quote-cast",
+        SQLI,
+        CRITICAL,
+        1,
+        "the value's first quote closes a string and casts it (PostgreSQL error-based "
+        "probes): 1'::int--, x'::text)",
+        r"{B}[^'\x00]*'\s*::\s*(int[248]?|integer|bigint|smallint|text|varchar|char|numeric|"
+        r"decimal|bool|boolean|float[48]?|real|regclass|regproc|oid|xml|bytea|date|inet)\b\s*"
+        r"(--|#|/\*|;|\)|=|{E}|\s+(and|or|union)\b)",
     ),
     _rule(
         "sqli-function-call",
@@ -638,6 +678,15 @@ RULES: tuple[Rule, ...] = (
         r"{B}\s*(net\s+(user|localgroup)\s|(" + _STRONG_COMMANDS + r")\s*[;|&]+\s*{E})",
     ),
     _rule(
+        "cmdi-parameter-substring",
+        CMDI,
+        CRITICAL,
+        1,
+        "bash substring expansion standing in for characters a filter looks for: "
+        "${PATH:0:1} is '/', ${HOME:0:1}etc",
+        r"\$\{[a-z_][a-z0-9_]*:\s*-?\d+\s*:\s*-?\d+\s*\}",
+    ),
+    _rule(
         "cmdi-ifs-evasion",
         CMDI,
         CRITICAL,
@@ -691,7 +740,25 @@ RULES: tuple[Rule, ...] = (
         r"\bfor\s+(/[a-z]\s+[^\x00]{0,64})?%%?[^\s\x00]{1,3}\s+in\s*\([^)\x00]*\)\s*do\b|"
         r"\bif\s+[^\x00]{0,64}\s(equ|neq|lss|leq|gtr|geq)\s+[^\x00]{0,64}\s(@?echo|goto|set|call|exit)\b|"
         r"\bif\s+[^\x00]{0,64}==[^\x00]{0,64}\s(\(|@?echo\b|goto\b|set\b|call\b)|"
-        r"\b[a-z]:\\(windows|winnt|users|boot\.ini|inetpub)\b",
+        # System files, not any path: C:\\Users\\anne\\report.docx is a document.
+        r"\b[a-z]:\\(windows\\(win\.ini|system\.ini|system32|repair)\b|winnt\b|boot\.ini\b|"
+        r"inetpub\b)",
+    ),
+    _rule(
+        "cmdi-argument-injection",
+        CMDI,
+        CRITICAL,
+        1,
+        "an option that makes a tool run a command or write a file, where a value was "
+        "expected: --upload-pack=, -c core.sshCommand=, --checkpoint-action=exec, "
+        "-oProxyCommand=, --use-compress-program=",
+        r"({B}|\s)(--(upload-pack|receive-pack|exec|config-env|template|output-document|"
+        r"post-file|to-command|use-compress-program|rsh|rsync-path|unzip-command|"
+        r"use-askpass|help-command|info-script|new-volume-script|index-filter|tree-filter|"
+        r"msg-filter)\s*=|--checkpoint-action\s*=\s*exec|"
+        r"-o\s*(proxycommand|localcommand|permitlocalcommand)\s*=|"
+        r"-c\s*(core\.(sshcommand|pager|editor|fsmonitor|hookspath|gitproxy)|"
+        r"protocol\.[a-z]+\.allow|credential\.helper|uploadpack\.packobjectshook)\s*=)",
     ),
     _rule(
         "cmdi-ssi",
@@ -725,7 +792,8 @@ RULES: tuple[Rule, ...] = (
         PATH_TRAVERSAL,
         CRITICAL,
         1,
-        "well-known sensitive files: /etc/passwd, win.ini, /proc/self/environ, .htaccess",
+        "well-known sensitive files: /etc/passwd, win.ini, /proc/self/environ, .htaccess, "
+        "/run/secrets/, /etc/ssl/private/",
         r"\b(etc|private/etc)[/\\]+(passwd|shadow|group|hosts|issue|motd|"
         r"master\.passwd|sudoers|crontab|fstab|mysql|httpd|apache2|nginx|ssh|security)\b|"
         r"\betc([^a-z0-9\x00]{1,12}|0x[25][cf])+(passwd|shadow|issue|hosts|group|sudoers|motd)\b|"
@@ -735,6 +803,9 @@ RULES: tuple[Rule, ...] = (
         r"({B}|[/\\])\.(htaccess|htpasswd|git[/\\]|svn[/\\]|env\b|ssh[/\\]|aws[/\\])|"
         r"\bweb-inf[/\\]|\bid_(rsa|dsa|ecdsa|ed25519)\b|[/\\]var[/\\]+log[/\\]|"
         r"\bvar[/\\]+(run|lib)[/\\]+(secrets|docker)|[/\\]root[/\\]+\.|"
+        # Container and TLS secrets: /run/secrets/db_password, /etc/ssl/private/server.key
+        r"({B}|[/\\])run[/\\]+secrets[/\\]|\betc[/\\]+(ssl|pki)[/\\]+private\b|"
+        r"\bssh_host_[a-z0-9]+_key\b|"
         r"\bboot\.ini\b|\binetpub[/\\]|\bphp\.ini\b|\bwp-config\.php\b|\bweb\.config\b|"
         r"\bntuser\.dat\b|\brepair[/\\]+(sam|system|security|software)\b|"
         r"%(systemroot|windir|systemdrive)%[/\\]|\\\\[a-z0-9._:-]+\\(admin|ipc|[a-z])\$",
@@ -991,9 +1062,12 @@ RULES: tuple[Rule, ...] = (
         PROTOTYPE_POLLUTION,
         CRITICAL,
         1,
-        "__proto__ or constructor[prototype] in a parameter name or value",
+        "__proto__ or constructor[prototype] in a parameter name or value, also as a JSON "
+        "Pointer path (a JSON Patch op on /__proto__/admin)",
         r"__proto__\s*(\[|\.|['\"]?\s*[\]:=])|\[\s*['\"]?__proto__|"
-        r"\bconstructor\s*(\[\s*['\"]?|\.\s*)prototype\b|\bobject\s*\.\s*prototype\b",
+        r"\bconstructor\s*(\[\s*['\"]?|\.\s*)prototype\b|\bobject\s*\.\s*prototype\b|"
+        # JSON Patch / JSON Pointer paths: /__proto__/admin, /constructor/prototype/x
+        r"({B}|/)\s*__proto__\s*({E}|/)|\bconstructor\s*/\s*prototype\b",
     ),
     # --- XXE ------------------------------------------------------------------------------
     _rule(
@@ -1131,9 +1205,11 @@ RULES: tuple[Rule, ...] = (
         CRLF,
         ERROR,
         1,
-        "CR or LF inside the path, query or a header",
+        "CR or LF inside the path, query or a header (as sent or percent-encoded; a "
+        "backslash-r in C:\\reports is no CR)",
         r"[\r\n]",
         _REQUEST_LINE,
+        frozenset({"escape"}),
     ),
     # --- Uploads --------------------------------------------------------------------------
     _rule(
@@ -1176,6 +1252,48 @@ RULES: tuple[Rule, ...] = (
     ),
     _rule("graphql-batch", GRAPHQL_ABUSE, CRITICAL, 1, "too many GraphQL operations in one batch"),
     _rule("graphql-syntax", GRAPHQL_ABUSE, WARNING, 1, "a GraphQL document that does not parse"),
+    _rule(
+        "graphql-fragment-cycle",
+        GRAPHQL_ABUSE,
+        CRITICAL,
+        1,
+        "GraphQL fragments that spread each other in a cycle (invalid, and endless to expand)",
+    ),
+    _rule(
+        "graphql-duplicate-fields",
+        GRAPHQL_ABUSE,
+        CRITICAL,
+        1,
+        "the same GraphQL field asked for many times in one selection set (field duplication)",
+    ),
+    _rule(
+        "graphql-directives",
+        GRAPHQL_ABUSE,
+        CRITICAL,
+        1,
+        "too many directives on one GraphQL field or fragment (directive overloading)",
+    ),
+    _rule(
+        "graphql-fragment-depth",
+        GRAPHQL_ABUSE,
+        CRITICAL,
+        1,
+        "a long chain of GraphQL fragments spreading fragments",
+    ),
+    _rule(
+        "graphql-page-size",
+        GRAPHQL_ABUSE,
+        CRITICAL,
+        1,
+        "a GraphQL page-size argument (first, limit, pageSize...) above the allowed bound",
+    ),
+    _rule(
+        "graphql-expansion",
+        GRAPHQL_ABUSE,
+        CRITICAL,
+        1,
+        "a GraphQL document whose fragments expand to more fields than allowed",
+    ),
     # --- Scanners -------------------------------------------------------------------------
     _rule(
         "scanner-user-agent",
@@ -1203,7 +1321,15 @@ RULES: tuple[Rule, ...] = (
         LIMITS,
         CRITICAL,
         1,
-        "a compressed request body that expands past what the detector inspects (8 MiB)",
+        "a compressed request body that expands past what the detector inspects (8 MiB, or "
+        "more than 1,000 gzip members)",
+    ),
+    _rule(
+        "limits-graphql-too-large",
+        LIMITS,
+        CRITICAL,
+        1,
+        "a GraphQL document with more tokens or deeper nesting than the parser reads",
     ),
     _rule(
         "limits-unknown-encoding",

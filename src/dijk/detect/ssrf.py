@@ -8,6 +8,7 @@ the common URL libraries do, and the address is classified by range.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from dataclasses import dataclass
 
@@ -138,8 +139,60 @@ def classify_host(host: str) -> tuple[str | None, bool]:
         return ("private", False)
     address = parse_ipv4_loose(host)
     if address is None:
-        return (None, False)
+        if host in _LOOPBACK_NAMES or host.endswith(_LOOPBACK_SUFFIXES):
+            return ("loopback", False)
+        embedded = embedded_address(host)
+        if embedded is None:
+            return (None, False)
+        return (classify_address(embedded), False)
     return (classify_address(address), not _is_canonical_ipv4(host))
+
+
+# Public names that resolve to 127.0.0.1 (any subdomain too), made for local development.
+_LOOPBACK_NAMES = frozenset({"localtest.me", "lvh.me", "vcap.me", "lacolhost.com", "localh.st"})
+_LOOPBACK_SUFFIXES = tuple("." + name for name in _LOOPBACK_NAMES)
+# Wildcard DNS services that answer with the address written in the name, also in hex
+# (nip.io, sslip.io: 10.0.0.1.nip.io, 10-0-0-1.nip.io, 0a000001.nip.io) and DNS
+# rebinding services that alternate between two (7f000001.c0a80001.rbndr.us).
+_WILDCARD_SUFFIXES = (
+    ".nip.io",
+    ".sslip.io",
+    ".xip.io",
+    ".nip.direct",
+    ".traefik.me",
+    ".rbndr.us",
+    ".1u.ms",
+    ".localtest.me",
+)
+
+
+def embedded_address(host: str) -> ipaddress.IPv4Address | None:
+    """A private, loopback, link-local or metadata IPv4 address written inside a host
+    name (four decimal labels, or one label of four dash-separated numbers, anywhere;
+    eight hex digits as a label of a wildcard-DNS service), which wildcard DNS resolves
+    to; None when the name embeds no such address."""
+    labels = host.split(".")
+    if len(labels) < 2 or len(labels) > 64:
+        return None
+    candidates: list[ipaddress.IPv4Address] = []
+    for start in range(len(labels) - 3):
+        window = labels[start : start + 4]
+        if all(label.isdigit() and len(label) <= 3 and int(label) <= 255 for label in window):
+            candidates.append(ipaddress.IPv4Address(".".join(str(int(x)) for x in window)))
+    wildcard = host.endswith(_WILDCARD_SUFFIXES)
+    for label in labels:
+        parts = label.split("-")
+        if len(parts) >= 4:
+            numbers = parts[-4:]
+            if all(part.isdigit() and len(part) <= 3 and int(part) <= 255 for part in numbers):
+                candidates.append(ipaddress.IPv4Address(".".join(str(int(x)) for x in numbers)))
+        if wildcard and len(label) == 8:
+            with contextlib.suppress(ValueError):
+                candidates.append(ipaddress.IPv4Address(int(label, 16)))
+    for candidate in candidates:
+        if classify_address(candidate) is not None:
+            return candidate
+    return None
 
 
 def _scheme_before(text: str, colon: int) -> str:

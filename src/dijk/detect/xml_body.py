@@ -2,7 +2,10 @@
 
 The body is parsed with defusedxml, which refuses DOCTYPEs, entity declarations and
 external references instead of processing them. A DOCTYPE is a finding on its own: an
-API has no use for one, and every XXE and entity-expansion attack needs one.
+API has no use for one, and every XXE and entity-expansion attack needs one. The one
+exception is the DOCTYPE that standard formats carry by convention (an Apple property
+list, SVG 1.1, XHTML 1.0): exactly their public and system identifiers, no internal
+subset; such a document is parsed with its DOCTYPE allowed and entities still refused.
 """
 
 from __future__ import annotations
@@ -16,6 +19,49 @@ from dijk.detect.leaves import Collector
 from dijk.detect.normalise import decode_utf8_lenient
 
 MAX_XML_DEPTH = 256
+
+# (public identifier, system identifier) of the DOCTYPEs standard formats carry.
+STANDARD_DOCTYPES = frozenset(
+    {
+        (b"-//Apple//DTD PLIST 1.0//EN", b"http://www.apple.com/DTDs/PropertyList-1.0.dtd"),
+        (
+            b"-//Apple Computer//DTD PLIST 1.0//EN",
+            b"http://www.apple.com/DTDs/PropertyList-1.0.dtd",
+        ),
+        (b"-//W3C//DTD SVG 1.1//EN", b"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd"),
+        (
+            b"-//W3C//DTD XHTML 1.0 Strict//EN",
+            b"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd",
+        ),
+        (
+            b"-//W3C//DTD XHTML 1.0 Transitional//EN",
+            b"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd",
+        ),
+    }
+)
+_DOCTYPE = b"<!DOCTYPE"
+
+
+def standard_doctype(body: bytes) -> bool:
+    """Whether the document's only DOCTYPE is one of :data:`STANDARD_DOCTYPES`, written
+    ``<!DOCTYPE name PUBLIC "public-id" "system-id">`` with no internal subset."""
+    start = body.find(_DOCTYPE, 0, 4096)
+    if start < 0 or body.find(_DOCTYPE, start + 1) >= 0 or b"<!ENTITY" in body:
+        return False
+    end = body.find(b">", start, start + 512)
+    if end < 0:
+        return False
+    declaration = body[start + len(_DOCTYPE) : end]
+    if b"[" in declaration:
+        return False
+    words = declaration.split(b'"')
+    # name PUBLIC "public" "system": [' name PUBLIC ', public, ' ', system, '']
+    if len(words) != 5 or words[2].strip() or words[4].strip():
+        return False
+    head = words[0].split()
+    if len(head) != 2 or head[1] != b"PUBLIC":
+        return False
+    return (words[1], words[3]) in STANDARD_DOCTYPES
 
 
 def _local_name(tag: str) -> str:
@@ -51,7 +97,10 @@ def add_xml(collector: Collector, body: bytes, location: str = "xml") -> None:
         return
     try:
         root = SafeElementTree.fromstring(
-            body, forbid_dtd=True, forbid_entities=True, forbid_external=True
+            body,
+            forbid_dtd=not standard_doctype(body),
+            forbid_entities=True,
+            forbid_external=True,
         )
     except LookupError:
         # An encoding this parser does not know (``UTF-4``, a typo or a bet that some

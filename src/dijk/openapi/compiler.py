@@ -1,6 +1,6 @@
 """Compile a bundled OpenAPI document into what the per-request code looks up.
 
-Everything here runs once per configuration load (STYLE.md rule 4): path templates go
+Everything here runs once per configuration load: path templates go
 into a segment trie, each operation gets one validator per parameter location and one
 per request content type (and per response content type when responses are checked),
 all compiled by jsonschema-rs from one 2020-12 document (:mod:`dijk.openapi.schema`).
@@ -75,6 +75,9 @@ class Body:
     # Fields a conforming body keeps harmless (dijk.openapi.constrained), by how it is read.
     constrained_json: frozenset[Field] = NOTHING
     constrained_form: frozenset[Field] = NOTHING
+    # Fields whose schema declares a kind of text (dijk.detect.content), by how it is read.
+    content_json: dict[Field, str] = field(default_factory=dict)
+    content_form: dict[Field, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -354,6 +357,15 @@ def _attach_constraints(finder: ConstraintFinder, operation: Operation) -> None:
                 body.constrained_json = json_fields
             if anything or body.media == "application/x-www-form-urlencoded":
                 body.constrained_form = form_fields
+            kinds = finder.content_kinds(body.entry)
+            if kinds and (anything or _is_json(body.media)):
+                body.content_json = {("json", "$" + suffix): kind for suffix, kind in kinds.items()}
+            if kinds and (anything or body.media == "application/x-www-form-urlencoded"):
+                body.content_form = {
+                    ("form", suffix[1:]): kind
+                    for suffix, kind in kinds.items()
+                    if suffix.startswith(".") and suffix[1:].isidentifier()
+                }
 
 
 def _ref_parts(ref: str) -> list[str | int]:

@@ -45,11 +45,13 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from dijk.detect.content import kind_of_schema
 from dijk.detect.leaves import json_key_path
 from dijk.openapi.params import Parameter, Shape
 
 __all__ = [
     "ANNOTATION",
+    "CONTENT_ANNOTATION",
     "NOTHING",
     "SAFE_FORMATS",
     "ConstraintFinder",
@@ -60,6 +62,9 @@ __all__ = [
 
 #: The annotation the OpenAPI stage fills and the WAF stage reads.
 ANNOTATION = "openapi.constrained_fields"
+#: Body fields whose schema declares a kind of text (prose, markdown, code, html), for a
+#: body that conformed: ``{("json", "$.description"): "markdown"}``.
+CONTENT_ANNOTATION = "openapi.content_kinds"
 
 Field = tuple[str, str]
 NOTHING: frozenset[Field] = frozenset()
@@ -153,6 +158,41 @@ class ConstraintFinder:
                 found.add((location, parameter.key))
         return frozenset(found)
 
+    def content_kinds(self, entry: str) -> dict[str, str]:
+        """Relative paths of a body entry whose schema declares a kind of text
+        (``x-dijk-content``, ``contentMediaType``, ``format``; see
+        :mod:`dijk.detect.content`), with that kind."""
+        return self._kinds({"$ref": _DEFS + entry}, 0, set())
+
+    def _kinds(self, schema: Any, depth: int, active: set[str]) -> dict[str, str]:
+        if not isinstance(schema, dict) or depth > MAX_DEPTH:
+            return {}
+        found: dict[str, str] = {}
+        own = kind_of_schema(
+            schema.get("x-dijk-content"), schema.get("contentMediaType"), schema.get("format")
+        )
+        if own is not None:
+            found[""] = own
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith(_DEFS) and ref not in active:
+            active.add(ref)
+            for suffix, kind in self._kinds(
+                self._defs.get(ref[len(_DEFS) :]), depth + 1, active
+            ).items():
+                found.setdefault(suffix, kind)
+            active.discard(ref)
+        nested = _nested(schema)
+        for keyword in ("allOf", "anyOf", "oneOf"):
+            members = schema.get(keyword)
+            if isinstance(members, list):
+                nested.extend(("", member) for member in members)
+        for head, sub in nested:
+            for suffix, kind in self._kinds(sub, depth + 1, active).items():
+                found.setdefault(head + suffix, kind)
+        if len(found) > MAX_FIELDS:
+            found = dict(sorted(found.items())[:MAX_FIELDS])
+        return found
+
     # ---- analysis ----------------------------------------------------------------------
     def suffixes(self, schema: Any, depth: int = 0) -> frozenset[str]:
         """Relative paths that every instance valid against ``schema`` keeps harmless."""
@@ -164,16 +204,8 @@ class ConstraintFinder:
         ref = schema.get("$ref")
         if isinstance(ref, str):
             found.update(self._ref(ref, depth))
-        properties = schema.get("properties")
-        if isinstance(properties, dict):
-            for name, sub in properties.items():
-                if not isinstance(name, str) or not _safe_name(name):
-                    continue
-                head = json_key_path("", name)
-                found.update(head + suffix for suffix in self.suffixes(sub, depth + 1))
-        items = schema.get("items")
-        if isinstance(items, dict) and "prefixItems" not in schema:
-            found.update("[*]" + suffix for suffix in self.suffixes(items, depth + 1))
+        for head, sub in _nested(schema):
+            found.update(head + suffix for suffix in self.suffixes(sub, depth + 1))
         members = schema.get("allOf")
         if isinstance(members, list):
             for member in members:
@@ -261,6 +293,21 @@ class ConstraintFinder:
             ):
                 return False
         return True
+
+
+def _nested(schema: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(path prefix, schema) of the properties (by safe name) and of the items of every
+    array element (``[*]``; not when ``prefixItems`` gives each position its own)."""
+    nested: list[tuple[str, Any]] = []
+    properties = schema.get("properties")
+    if isinstance(properties, dict):
+        for name, sub in properties.items():
+            if isinstance(name, str) and _safe_name(name):
+                nested.append((json_key_path("", name), sub))
+    items = schema.get("items")
+    if isinstance(items, dict) and "prefixItems" not in schema:
+        nested.append(("[*]", items))
+    return nested
 
 
 def _safe_value(schema: dict[str, Any]) -> bool:

@@ -92,6 +92,10 @@ _KEEP = frozenset(
         "dependentRequired",
         "format",
         "unevaluatedProperties",
+        # Annotations only (no validator asserts them): the kind of text a string holds,
+        # read by dijk.openapi.constrained for the attack detector.
+        "contentMediaType",
+        "x-dijk-content",
     }
 )
 

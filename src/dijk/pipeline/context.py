@@ -65,6 +65,9 @@ class RequestContext:
     response_status: int = 0
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     response_body: bytes | None = None
+    # The upstream's Content-Length (None when chunked or absent): response_headers never
+    # hold framing headers, and a stage deciding whether to buffer a body needs its size.
+    response_length: int | None = None
     extra_response_headers: list[tuple[str, str]] = field(default_factory=list)
     upstream_seconds: float | None = None
     bytes_in: int = 0

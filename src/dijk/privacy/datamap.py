@@ -11,8 +11,6 @@ numbers are lower bounds), never by refusing requests.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from typing import Any, Final
 import orjson
 import structlog
 
+from dijk.flushing import PeriodicWriter
 from dijk.privacy.db import Batch, PrivacyDatabase
 
 __all__ = ["ANY_CATEGORY", "DataMapRecorder", "Observation"]
@@ -29,7 +28,6 @@ log = structlog.get_logger("dijk.privacy")
 
 ANY_CATEGORY: Final = "*"
 _PRUNE_EVERY_US: Final = 3600 * 1_000_000
-_ERROR_LOG_INTERVAL_S: Final = 60.0
 
 
 @dataclass(slots=True)
@@ -58,7 +56,7 @@ class Observation:
 # exposure value: [client_net, records, occurrences, masked]
 
 
-class DataMapRecorder:
+class DataMapRecorder(PeriodicWriter[PrivacyDatabase]):
     """Aggregates observations and flushes them; shared by the privacy stages of a config."""
 
     def __init__(
@@ -71,9 +69,7 @@ class DataMapRecorder:
         max_pending: int = 200_000,
         meta: Mapping[str, str] | None = None,
     ) -> None:
-        self._database_factory = database
-        self._database: PrivacyDatabase | None = None
-        self._interval = flush_interval_s
+        super().__init__(database, flush_interval_s, name="privacy-datamap", logger=log)
         self._bucket_us = bucket_s * 1_000_000
         self._retention_us = retention_days * 86_400 * 1_000_000
         self._max_pending = max_pending
@@ -84,14 +80,7 @@ class DataMapRecorder:
         self._exposure: dict[tuple[Any, ...], list[Any]] = {}
         self._subjects: set[tuple[Any, ...]] = set()
         self.dropped = 0
-        self.flushes = 0
-        self.failures = 0
-        self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._closed = False
         self._last_prune_us = 0
-        self._last_error_log = 0.0
 
     # -- the request path: memory only ---------------------------------------------------
 
@@ -202,23 +191,6 @@ class DataMapRecorder:
 
     # -- flushing ------------------------------------------------------------------------
 
-    def _ensure_task(self) -> None:
-        if self._task is not None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not in a loop (unit tests call flush() themselves)
-            return
-        self._task = loop.create_task(self._run(), name="dijk-privacy-datamap")
-
-    async def _run(self) -> None:
-        while not self._closed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            if self._closed:
-                return
-            await self.flush()
-
     def _take(self) -> Batch:
         now = time.time_ns() // 1000
         batch = Batch(
@@ -270,62 +242,20 @@ class DataMapRecorder:
         if batch.meta:
             self._meta_written = False
 
-    async def flush(self) -> bool:
-        """Write what is pending; True if written (or nothing to write)."""
-        async with self._lock:
-            batch = self._take()
-            if batch.empty:
-                return True
-            try:
-                database = await self._connected()
-                await database.write(batch)
-            except Exception as exc:  # the database is down or refused: keep the rows
-                self.failures += 1
-                self._restore(batch)
-                await self._drop_connection()
-                self._log_failure(exc)
-                return False
-            self.flushes += 1
-            if batch.meta:
-                self._meta_written = True
-            if batch.prune_before_us is not None:
-                self._last_prune_us = time.time_ns() // 1000
+    async def _write(self) -> bool:
+        batch = self._take()
+        if batch.empty:
             return True
-
-    async def _connected(self) -> PrivacyDatabase:
-        if self._database is None:
-            database = self._database_factory()
-            await database.connect(create=True)
-            self._database = database
-        return self._database
-
-    async def _drop_connection(self) -> None:
-        database, self._database = self._database, None
-        if database is not None:
-            with contextlib.suppress(Exception):
-                await database.close()
-
-    def _log_failure(self, exc: Exception) -> None:
-        now = time.monotonic()
-        if now - self._last_error_log < _ERROR_LOG_INTERVAL_S and self.failures > 1:
-            return
-        self._last_error_log = now
-        log.warning(
-            "privacy_datamap_flush_failed",
-            error=type(exc).__name__,
-            pending_rows=self.pending,
-            failures=self.failures,
-        )
-
-    async def close(self) -> None:
-        """Stop the timer, write what is pending, close the connection."""
-        if self._closed:
-            return
-        self._closed = True
-        self._wake.set()
-        task, self._task = self._task, None
-        if task is not None:
-            await task  # lets a flush in progress finish rather than cut it off
-        if not await self.flush():
-            log.error("privacy_datamap_lost_on_close", pending_rows=self.pending)
-        await self._drop_connection()
+        try:
+            database = await self._connected()
+            await database.write(batch)
+        except Exception as exc:  # the database is down or refused: keep the rows
+            self._restore(batch)
+            await self._failed(exc)
+            return False
+        self.flushes += 1
+        if batch.meta:
+            self._meta_written = True
+        if batch.prune_before_us is not None:
+            self._last_prune_us = time.time_ns() // 1000
+        return True

@@ -23,8 +23,6 @@ Times are integer microseconds since the Unix epoch (UTC), like the audit log.
 # ruff: noqa: S608
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -32,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from dijk.audit.store import parse_store_url
+from dijk.tables import connect_postgres, connect_sqlite, dollar
 
 __all__ = ["Batch", "PrivacyDatabase", "PrivacyDatabaseError", "open_privacy_db"]
 
@@ -161,15 +160,6 @@ def _statements(prefix: str) -> dict[str, str]:
     }
 
 
-def _dollar(sql: str) -> str:
-    """``?`` placeholders as PostgreSQL's ``$1, $2, ...`` (no literal ``?`` in our SQL)."""
-    parts = sql.split("?")
-    out = [parts[0]]
-    for index, part in enumerate(parts[1:], start=1):
-        out.append(f"${index}{part}")
-    return "".join(out)
-
-
 class PrivacyDatabase(ABC):
     """The privacy tables behind ``audit.url``. Use ``async with`` or connect/close."""
 
@@ -213,33 +203,17 @@ class _SQLite(PrivacyDatabase):
     def __init__(self, path: str, prefix: str, redacted: str) -> None:
         super().__init__(prefix, redacted)
         self.path = path
-        self._directory = os.path.dirname(os.path.abspath(path))
         self._connection: Any = None
 
     async def connect(self, *, create: bool) -> None:
-        import aiosqlite
-
-        if self._connection is not None:
-            return
-        if self.path != ":memory:":
-            exists = await asyncio.to_thread(os.path.isfile, self.path)
-            if not create and not exists:
-                raise PrivacyDatabaseError(f"no database at {self.redacted}")
-            if create and not exists:
-                await asyncio.to_thread(os.makedirs, self._directory, exist_ok=True)
-        try:
-            connection = await aiosqlite.connect(self.path, timeout=10)
-            await connection.execute("PRAGMA busy_timeout = 10000")
-            if create:
-                await connection.execute("PRAGMA journal_mode = WAL")
-                for statement in _schema(self.prefix):
-                    await connection.execute(statement)
-                await connection.commit()
-        except (OSError, aiosqlite.Error) as exc:
-            raise PrivacyDatabaseError(
-                f"cannot open {self.redacted}: {type(exc).__name__}: {exc}"
-            ) from None
-        self._connection = connection
+        if self._connection is None:
+            self._connection = await connect_sqlite(
+                self.path,
+                self.redacted,
+                _schema(self.prefix),
+                create=create,
+                error=PrivacyDatabaseError,
+            )
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -284,27 +258,15 @@ class _Postgres(PrivacyDatabase):
         self._connection: Any = None
 
     async def connect(self, *, create: bool) -> None:
-        import asyncpg
-
-        if self._connection is not None:
-            return
-        try:
-            connection = await asyncpg.connect(self.dsn, timeout=10)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            raise PrivacyDatabaseError(
-                f"cannot connect to {self.redacted}: {type(exc).__name__}"
-            ) from None
-        try:
-            if create:
-                async with connection.transaction():
-                    # One creator at a time when several gateways start together.
-                    await connection.execute("SELECT pg_advisory_xact_lock(727273)")
-                    for statement in _schema(self.prefix):
-                        await connection.execute(statement)
-        except BaseException:
-            await connection.close()
-            raise
-        self._connection = connection
+        if self._connection is None:
+            self._connection = await connect_postgres(
+                self.dsn,
+                self.redacted,
+                _schema(self.prefix),
+                create=create,
+                error=PrivacyDatabaseError,
+                lock_key=727_273,
+            )
 
     async def close(self) -> None:
         if self._connection is not None:
@@ -318,15 +280,15 @@ class _Postgres(PrivacyDatabase):
             for name in ("datamap", "consumers", "exposure", "subjects", "meta"):
                 rows = getattr(batch, name)
                 if rows:
-                    await connection.executemany(_dollar(self.sql[name]), rows)
+                    await connection.executemany(dollar(self.sql[name]), rows)
             if batch.prune_before_us is not None:
-                await connection.execute(_dollar(self.sql["prune_exposure"]), batch.prune_before_us)
-                await connection.execute(_dollar(self.sql["prune_subjects"]), batch.prune_before_us)
+                await connection.execute(dollar(self.sql["prune_exposure"]), batch.prune_before_us)
+                await connection.execute(dollar(self.sql["prune_subjects"]), batch.prune_before_us)
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         connection = self._connection
         assert connection is not None
-        rows = await connection.fetch(_dollar(sql), *params)
+        rows = await connection.fetch(dollar(sql), *params)
         return [tuple(row) for row in rows]
 
     async def has_table(self, name: str) -> bool:

@@ -16,7 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from dijk.crypto.settings import KeyRingSettings
 from dijk.detect.pii_model import Category
 
-__all__ = ["DEFAULT_DATA_DIR", "PrivacySettings", "RoutePrivacy", "data_dir_for"]
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "PrivacySettings",
+    "RoutePrivacy",
+    "check_table_prefix",
+    "data_dir_for",
+]
 
 DEFAULT_DATA_DIR = ".dijk"
 _REGION = re.compile(r"^[A-Z]{2}$")
@@ -153,9 +159,7 @@ class PrivacySettings(_Model):
     @field_validator("table_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        if not _PREFIX.match(value):
-            raise ValueError("lower-case letters, digits and _ (at most 24), not a digit first")
-        return value
+        return check_table_prefix(value)
 
     @field_validator("exposure_bucket_s")
     @classmethod
@@ -163,6 +167,13 @@ class PrivacySettings(_Model):
         if 86_400 % value:
             raise ValueError("must divide a day (e.g. 60, 300, 900, 3600)")
         return value
+
+
+def check_table_prefix(value: str) -> str:
+    """A prefix of Dijk's own table names (it is written into SQL, so strictly checked)."""
+    if not _PREFIX.match(value):
+        raise ValueError("lower-case letters, digits and _ (at most 24), not a digit first")
+    return value
 
 
 def data_dir_for(privacy: PrivacySettings, audit_url: str) -> Path:

@@ -513,6 +513,7 @@ class Gateway:
     ) -> Decision | None:
         pipeline = plan.pipeline
         ctx.response_status = head.status
+        ctx.response_length = head.content_length if not head.chunked else None
         ctx.response_headers = downstream_response_headers(
             head.headers, ctx.request_id, plan.response_dropped
         )

@@ -1,7 +1,7 @@
 """Stages: one module per stage; this module only says which stages a route gets.
 
 Order is never decided here: each stage carries its numeric priority and the pipeline
-sorts by it (STYLE.md rule 2). Adding a capability means one module plus one line below.
+sorts by it. Adding a capability means one module plus one line below.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from dijk.abuse.resources import AbuseResources
 from dijk.auth.resources import IdentityResources
 from dijk.config.models import DijkConfig, RouteConfig
+from dijk.discovery.db import open_discovery_db
+from dijk.discovery.recorder import DiscoveryRecorder
 from dijk.openapi import CompiledSpec
 from dijk.pipeline.stage import Stage
 from dijk.privacy.resources import PrivacyResources
@@ -29,6 +31,7 @@ from dijk.stages.authn_required import AuthnRequiredStage
 from dijk.stages.authz import ScopeStage
 from dijk.stages.client_limits import ClientLimitsStage
 from dijk.stages.concurrency import ConcurrencyStage, InFlight
+from dijk.stages.discovery import DiscoveryStage, UnmatchedDiscoveryStage
 from dijk.stages.load_shed import LoadShedStage
 from dijk.stages.login_guard import LoginGuardStage
 from dijk.stages.network import NetworkStage, needs_network_stage
@@ -50,18 +53,20 @@ class StageResources:
     storage: Storage | None = None
     limiter: Limiter | None = None
     in_flight: InFlight | None = None
-    # JWT verifier, introspection client, certificate ring, revocation list (issue 4).
+    # JWT verifier, introspection client, certificate ring, revocation list.
     identity: IdentityResources | None = None
-    # The audit log (issue 8): opened by GatewayState.start, shared across reloads.
+    # The audit log: opened by GatewayState.start, shared across reloads.
     audit: AuditResources | None = None
-    # Attack detectors, one per distinct waf setting, shared by the routes (issue 7).
+    # Attack detectors, one per distinct waf setting, shared by the routes.
     detectors: DetectorCache = field(default_factory=DetectorCache)
-    # PII detector, data map recorder, pseudonym keys (issue 9): routes with `privacy:`.
+    # PII detector, data map recorder, pseudonym keys: routes with `privacy:`.
     privacy: PrivacyResources | None = None
-    # Compiled OpenAPI documents by route name (issue 6): routes with `openapi:`.
+    # Compiled OpenAPI documents by route name: routes with `openapi:`.
     openapi: dict[str, CompiledSpec] = field(default_factory=dict)
     # Behaviour and abuse detection: store, incident mirror, lists (routes with `abuse:`).
     abuse: AbuseResources | None = None
+    # The endpoint inventory learnt from traffic: routes with `discovery:`.
+    discovery: DiscoveryRecorder | None = None
 
     @classmethod
     def from_config(cls, config: DijkConfig, source: str = "") -> StageResources:
@@ -86,12 +91,26 @@ class StageResources:
             else None,
             openapi=load_route_specs(config, source),
             abuse=open_abuse(config, source, audit),
+            discovery=discovery_recorder(config),
         )
+
+
+def discovery_recorder(config: DijkConfig) -> DiscoveryRecorder | None:
+    """One inventory per configuration, when a route has discovery on (no I/O here)."""
+    if not any(route.discovery is not None for route in config.routes):
+        return None
+    settings = config.discovery
+    url, prefix = config.audit.url, settings.table_prefix
+    places = settings.max_endpoint_kib * 2  # shapes in the database: about 512 bytes a place
+    return DiscoveryRecorder(settings, lambda: open_discovery_db(url, prefix, places))
 
 
 def build_default_stages(config: DijkConfig, resources: StageResources) -> list[Stage]:
     """Stages for requests that match no route (they still get a log phase)."""
-    return [*default_abuse_stages(config, resources), *audit_stages(resources, guard=False)]
+    stages = [*default_abuse_stages(config, resources), *audit_stages(resources, guard=False)]
+    if resources.discovery is not None and config.discovery.unmatched:
+        stages.append(UnmatchedDiscoveryStage(resources.discovery))
+    return stages
 
 
 def audit_stages(resources: StageResources, *, guard: bool = True) -> list[Stage]:
@@ -125,6 +144,8 @@ def build_route_stages(
     if route.privacy is not None and resources.privacy is not None:
         limit = config.limits.max_response_buffer_bytes
         stages.append(PrivacyStage(route, route.privacy, resources.privacy, limit))
+    if route.discovery is not None and resources.discovery is not None:
+        stages.append(DiscoveryStage(route, route.discovery, resources.discovery))
     for stage in stages:
         stage.on_error = route.on_error
     return stages
@@ -174,7 +195,7 @@ def uses_rate_limits(config: DijkConfig) -> bool:
 def protection_stages(
     config: DijkConfig, route: RouteConfig, resources: StageResources
 ) -> list[Stage]:
-    """Load shedding, rate limits, login guard and concurrency caps (issue 5)."""
+    """Load shedding, rate limits, login guard and concurrency caps."""
     stages: list[Stage] = []
     overload = config.overload
     if overload.max_in_flight or overload.max_event_loop_lag_s:

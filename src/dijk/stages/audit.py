@@ -1,6 +1,6 @@
 """The audit log stage (log phase, priority 0): one tamper-evident record per request.
 
-What a record holds is fixed by issue 8 and ``audit/record.py``: time, request id, route
+What a record holds is fixed by ``audit/record.py``: time, request id, route
 and path *template* (never the raw path: ids and e-mail addresses travel in paths),
 method, status, decision and reason, consumer, auth method and hashed credential id, the
 client IP as a keyed pseudonym, detector findings as rule id + field path (never the

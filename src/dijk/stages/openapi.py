@@ -49,7 +49,12 @@ from dijk.config.loader import ConfigError, ConfigIssue
 from dijk.config.models import DijkConfig, OpenApiConfig
 from dijk.openapi import CompiledSpec, SpecError, load_spec, resolve_location
 from dijk.openapi.compiler import Body, Operation, ResponseBody
-from dijk.openapi.constrained import ANNOTATION, plain_form_names, plain_query_names
+from dijk.openapi.constrained import (
+    ANNOTATION,
+    CONTENT_ANNOTATION,
+    plain_form_names,
+    plain_query_names,
+)
 from dijk.openapi.request import (
     Violation,
     check_body,
@@ -278,20 +283,25 @@ def _publish_parameters(ctx: RequestContext, operation: Operation) -> None:
 
 
 def _publish_body(ctx: RequestContext, body: Body, content_type: str, raw: bytes) -> None:
-    """Add the body's constrained fields, for a body that conformed, read as the WAF
+    """Add the body's constrained fields (and the kinds of text its schema declares), for a
+    body that conformed, read as the WAF
     reads it: JSON, or a form whose names decode alike; not a body the WAF would first
     inflate (``Content-Encoding``), which is not the one that was validated."""
     media = media_type(content_type)
     if is_json(media):
-        fields = body.constrained_json
+        fields, kinds = body.constrained_json, body.content_json
     elif media == "application/x-www-form-urlencoded" and plain_form_names(raw):
-        fields = body.constrained_form
+        fields, kinds = body.constrained_form, body.content_form
     else:
         return
-    if not fields:
+    if not fields and not kinds:
         return
     encoding = ctx.header("content-encoding")
     if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+        return
+    if kinds:
+        ctx.annotations[CONTENT_ANNOTATION] = kinds
+    if not fields:
         return
     head = ctx.annotations.get(ANNOTATION)
     ctx.annotations[ANNOTATION] = fields | head if isinstance(head, frozenset) else fields

@@ -9,9 +9,13 @@ audit entries.
   (a request can be refused before its body is read); the body, when the stage asked for
   it, in ``request_body``. The anomaly score is the request's: body findings are scored
   together with the header findings, so two warnings in different parts add up.
-* **Only bodies we can read.** ``wants_request_body`` asks for the body only when its
-  media type is one the detector inspects (JSON, form, multipart, XML, GraphQL, text,
-  archives); images, video, PDFs and other opaque bytes stream to the upstream untouched.
+* **Every body the upstream could parse.** ``wants_request_body`` asks for every body:
+  a label does not stop an upstream from parsing JSON sent as ``image/png``, so the
+  detector inspects whatever reads as JSON, XML, a form or text, whatever the label says.
+  A route may let opaque types (images, video, PDFs...) stream uninspected with
+  ``opaque_bodies: stream``. A body in a content coding the detector cannot decode is
+  refused (415 ``waf.unsupported_encoding``) unless the route says
+  ``unknown_encoding: inspect``.
 * **Compiled once.** Detectors are shared per configuration through :class:`DetectorCache`
   (one per distinct paranoia/threshold/exclusions/GraphQL limits); the Hyperscan database
   behind them is compiled once per process. Nothing is compiled per request.
@@ -32,7 +36,7 @@ audit entries.
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
@@ -40,11 +44,13 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from dijk.config.models import WafConfig
+from dijk.config.models import WafConfig, WafExclusion
 from dijk.detect.engine import (
     Detector,
     compiled_patterns,
+    decodable_encoding,
     escape_for_log,
+    excluded,
     patterns_compiled,
     patterns_fingerprint,
     rescore,
@@ -60,6 +66,8 @@ log = structlog.get_logger("dijk.waf")
 
 #: Annotation key the OpenAPI stage fills (see the module docstring).
 OPENAPI_CONSTRAINED_FIELDS = "openapi.constrained_fields"
+#: Annotation key the OpenAPI stage fills with the kinds of text body fields declare.
+OPENAPI_CONTENT_KINDS = "openapi.content_kinds"
 #: Header-phase findings kept for scoring the body phase of the same request.
 _HEAD_FINDINGS = "waf.head_findings"
 #: Most findings one request adds to ``ctx.findings`` (the audit record stays small).
@@ -105,16 +113,26 @@ DetectorKey = tuple[int, int, tuple[Exclusion, ...], GraphQLLimits]
 
 
 def detector_key(config: WafConfig) -> DetectorKey:
-    exclusions = tuple(
-        Exclusion(rule.field, frozenset(rule.categories), rule.location) for rule in config.exclude
-    )
-    limits = GraphQLLimits(
-        max_depth=config.graphql.max_depth,
-        max_aliases=config.graphql.max_aliases,
-        max_batch=config.graphql.max_batch,
-        allow_introspection=config.graphql.allow_introspection,
-    )
+    exclusions = tuple(_exclusion(rule) for rule in config.exclude if not rule.consumers)
+    limits = GraphQLLimits(**config.graphql.model_dump())
     return (config.paranoia, config.threshold, exclusions, limits)
+
+
+def content_kinds(declared: Mapping[str, str]) -> dict[tuple[str, str], str]:
+    """``waf.content`` as (location, field) keys: ``$...`` paths are JSON fields, other
+    names form and multipart fields."""
+    kinds: dict[tuple[str, str], str] = {}
+    for field, kind in declared.items():
+        if field.startswith("$"):
+            kinds[("json", field)] = kind
+        else:
+            kinds[("form", field)] = kind
+            kinds[("multipart", field)] = kind
+    return kinds
+
+
+def _exclusion(rule: WafExclusion) -> Exclusion:
+    return Exclusion(rule.field, frozenset(rule.categories), rule.location, frozenset(rule.rules))
 
 
 def pattern_cache_dir() -> Path:
@@ -255,13 +273,32 @@ class WafStage(Stage):
     def __init__(self, config: WafConfig, detector: Detector) -> None:
         self._monitor = config.mode == "monitor"
         self._detector = detector
+        self._stream_opaque = config.opaque_bodies == "stream"
+        self._content = content_kinds(config.content)
+        # Exclusions for some consumers only: applied here, the detector knows no callers.
+        self._by_consumer: dict[str, dict[str | None, list[Exclusion]]] = {}
+        for rule in config.exclude:
+            for consumer in rule.consumers:
+                self._by_consumer.setdefault(consumer, {}).setdefault(rule.field, []).append(
+                    _exclusion(rule)
+                )
+        self._refuse_unknown_encoding = config.unknown_encoding == "refuse"
 
     def wants_request_body(self, ctx: RequestContext) -> bool:
         if ctx.content_length == 0:
             return False
+        if not self._stream_opaque:
+            return True
         return inspects_body(ctx.content_type or ctx.header("content-type") or "")
 
     async def request_headers(self, ctx: RequestContext) -> Decision | None:
+        encoding = ctx.header("content-encoding")
+        if encoding and self._refuse_unknown_encoding and not decodable_encoding(encoding):
+            refusal = self._unsupported_encoding(ctx, encoding)
+            if refusal is not None:
+                if refusal.denies:
+                    return refusal
+                ctx.monitored.append(refusal)  # monitor: record, and inspect the rest
         parts = RequestParts(
             method=ctx.method,
             path=raw_path(ctx),
@@ -290,6 +327,7 @@ class WafStage(Stage):
             content_type=ctx.content_type or ctx.header("content-type") or "",
             content_encoding=ctx.header("content-encoding") or "",
             body=ctx.body,
+            content_kinds=self._kinds(ctx),
         )
         body_verdict = self._detector.inspect_body(parts)
         if not body_verdict.findings:
@@ -304,11 +342,46 @@ class WafStage(Stage):
             verdict = body_verdict
         return self._decide(verdict)
 
+    def _kinds(self, ctx: RequestContext) -> Mapping[tuple[str, str], str] | None:
+        """The route's declared kinds of text, with those of the OpenAPI document (for a
+        body that conformed to it) on top."""
+        declared = ctx.annotations.get(OPENAPI_CONTENT_KINDS)
+        if not isinstance(declared, dict) or not declared:
+            return self._content or None
+        if not self._content:
+            return declared
+        return {**self._content, **declared}
+
+    def _unsupported_encoding(self, ctx: RequestContext, encoding: str) -> Decision | None:
+        """415 for a body the detector could not read (no body, nothing to read)."""
+        if ctx.content_length is None and ctx.header("transfer-encoding") is None:
+            return None
+        if ctx.content_length == 0:
+            return None
+        shown = escape_for_log(encoding[:_MAX_FIELD_CHARS])
+        detail = (
+            f"The request body's Content-Encoding ({shown}) is not one the gateway can "
+            "inspect; send it as gzip, deflate or uncompressed."
+        )
+        reason = "waf.unsupported_encoding"
+        if self._monitor:
+            return Decision.monitor(415, reason, detail)
+        return Decision.deny(415, reason, detail)
+
     def _filter(self, ctx: RequestContext, verdict: Verdict) -> Verdict:
         constrained = constrained_fields(ctx)
-        if not constrained:
+        index = self._by_consumer.get(ctx.identity.consumer) if ctx.identity else None
+        if not constrained and not index:
             return verdict
         kept = drop_constrained(verdict.findings, constrained)
+        if index:
+            kept = tuple(
+                finding
+                for finding in kept
+                if not excluded(
+                    index, finding.rule_id, finding.category, finding.location, finding.field
+                )
+            )
         return rescore(kept, self._detector.paranoia, self._detector.threshold)
 
     @staticmethod

@@ -1,0 +1,1 @@
+"""API discovery: the inventory of endpoints learnt from traffic (see ``inventory``)."""
