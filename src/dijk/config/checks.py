@@ -55,6 +55,26 @@ def cross_check(config: DijkConfig) -> Iterator[tuple[Path, str]]:
             "the decision listeners run in one process: use workers: 1 with decision.listen"
             " or decision.grpc (run more instances behind the proxy instead)",
         )
+    yield from _abuse_checks(config)
+
+
+def _abuse_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
+    """What each abuse detector needs from its route (see dijk.stages.abuse)."""
+    for index, route in enumerate(config.routes):
+        abuse = route.abuse
+        if abuse is None:
+            continue
+        if abuse.enumeration is not None and "{" not in (route.match.path_template or ""):
+            yield (
+                ("routes", index, "abuse", "enumeration"),
+                "needs a match.path_template with an id, e.g. /api/v1/accounts/{id}",
+            )
+        for name in ("token_misuse", "anomaly"):
+            if getattr(abuse, name) is not None and not route.auth:
+                yield (
+                    ("routes", index, "abuse", name),
+                    "needs a route with auth (it watches credentials)",
+                )
 
 
 def _identity_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:

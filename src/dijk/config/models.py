@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from dijk.abuse.settings import AbuseSettings, RouteAbuse
 from dijk.alerts.settings import AlertSettings
 from dijk.audit.settings import AuditSettings
 from dijk.discovery.settings import DiscoverySettings, RouteDiscovery
@@ -1251,6 +1252,12 @@ class RouteConfig(Model):
         description="Personal data on this route: found in requests and responses, masked in "
         "responses, recorded in the data map: {mask_response: true, strategy: mask}.",
     )
+    abuse: RouteAbuse | None = Field(
+        default=None,
+        description="Behaviour and abuse detection on this route: credential_stuffing (login "
+        "routes), enumeration (path templates with ids), token_misuse, anomaly; each with an "
+        "action.",
+    )
     discovery: RouteDiscovery | None = Field(
         default=None,
         description="Learn this route's endpoints from its traffic (API inventory: path "
@@ -1509,6 +1516,12 @@ class DijkConfig(Model):
     privacy: PrivacySettings = Field(
         default_factory=PrivacySettings,
         description="GDPR/AVG: data map, pseudonym and encryption keys, breach reporting.",
+    )
+    abuse: AbuseSettings = Field(
+        default_factory=AbuseSettings,
+        description="Behaviour and abuse detection shared by all routes: storage keys, "
+        "scanning (also on paths that match no route), address reputation lists, the anomaly "
+        "model.",
     )
     decision: DecisionConfig = Field(
         default_factory=DecisionConfig,

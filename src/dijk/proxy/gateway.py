@@ -269,6 +269,10 @@ class Gateway:
                 plan = ctx.route.plan
                 assert plan is not None
                 decision = await self._through(state, plan, request, ctx, writer)
+            elif state.default_pipeline.in_request_headers:
+                # No route: the default stages (the abuse guard) may refuse first, so a
+                # blocked client gets the same answer on every path, existing or not.
+                decision = await state.default_pipeline.request_headers(ctx) or decision
             if decision is not None:
                 ctx.decision = decision
                 if state.release_gate is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dijk.abuse.resources import AbuseResources
 from dijk.auth.resources import IdentityResources
 from dijk.config.models import DijkConfig, RouteConfig
 from dijk.discovery.db import open_discovery_db
@@ -18,6 +19,7 @@ from dijk.privacy.resources import PrivacyResources
 from dijk.ratelimit.backend import Limiter, open_limiter
 from dijk.ratelimit.errors import StorageErrorPolicy
 from dijk.ratelimit.policy import CompiledRule, compile_rule, needs_identity
+from dijk.stages.abuse import abuse_stages, default_abuse_stages, open_abuse
 from dijk.stages.audit import AuditGuardStage, AuditResources, AuditStage
 from dijk.stages.authn_api_key import ApiKeyStage, KeyRing
 from dijk.stages.authn_api_key import challenge as api_key_challenge
@@ -63,6 +65,8 @@ class StageResources:
     privacy: PrivacyResources | None = None
     # Compiled OpenAPI documents by route name: routes with `openapi:`.
     openapi: dict[str, CompiledSpec] = field(default_factory=dict)
+    # Behaviour and abuse detection: store, incident mirror, lists (routes with `abuse:`).
+    abuse: AbuseResources | None = None
     # The endpoint inventory learnt from traffic: routes with `discovery:`.
     discovery: DiscoveryRecorder | None = None
     # OpenTelemetry exporter (tracing.enabled): shut down when its last stage closes.
@@ -78,17 +82,19 @@ class StageResources:
             )
             storage = limiter.storage
         identity = IdentityResources.from_config(config, source)
+        audit = AuditResources.from_config(config.audit, config.alerts)
         return cls(
             key_ring=key_ring,
             storage=storage,
             limiter=limiter,
             in_flight=InFlight(),
             identity=identity,
-            audit=AuditResources.from_config(config.audit, config.alerts),
+            audit=audit,
             privacy=PrivacyResources(config, source)
             if any(route.privacy is not None for route in config.routes)
             else None,
             openapi=load_route_specs(config, source),
+            abuse=open_abuse(config, source, audit),
             discovery=discovery_recorder(config),
             tracer=Tracer(config.tracing) if config.tracing.enabled else None,
         )
@@ -106,7 +112,7 @@ def discovery_recorder(config: DijkConfig) -> DiscoveryRecorder | None:
 
 def build_default_stages(config: DijkConfig, resources: StageResources) -> list[Stage]:
     """Stages for requests that match no route (they still get a log phase)."""
-    stages = audit_stages(resources, guard=False)
+    stages = [*default_abuse_stages(config, resources), *audit_stages(resources, guard=False)]
     if resources.discovery is not None and config.discovery.unmatched:
         stages.append(UnmatchedDiscoveryStage(resources.discovery))
     return stages
@@ -135,6 +141,7 @@ def build_route_stages(
         stages.append(ScopeStage(route))
     stages.extend(protection_stages(config, route, resources))
     stages.extend(audit_stages(resources))
+    stages.extend(abuse_stages(config, route, resources.abuse))
     if route.waf is not None and route.waf.mode != "off":
         stages.append(WafStage(route.waf, resources.detectors.get(route.waf)))
     if route.openapi is not None and route.name in resources.openapi:
