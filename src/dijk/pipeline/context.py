@@ -52,6 +52,10 @@ class RequestContext:
     tls: dict[str, Any] | None = None
     started: float = field(default_factory=time.perf_counter)
     body: bytes | None = None
+    # The body with its Content-Encoding undone (strictly, within the body limit) by the
+    # client limits stage; None when it had no coding. Stages read ``inspected_body``; the
+    # upstream receives ``body``, as the client sent it.
+    decoded_body: bytes | None = None
     content_type: str = ""
     content_length: int | None = None
     # True while the request body is still arriving (an upload in progress): load shedding
@@ -83,6 +87,11 @@ class RequestContext:
 
     def header_values(self, name: str) -> list[str]:
         return [value for key, value in self.headers if key == name]
+
+    @property
+    def inspected_body(self) -> bytes | None:
+        """The request body as the upstream will read it: content coding undone."""
+        return self.decoded_body if self.decoded_body is not None else self.body
 
     @property
     def route_name(self) -> str:

@@ -120,9 +120,10 @@ class LoginGuardStage(Stage):
 
     async def request_body(self, ctx: RequestContext) -> Decision | None:
         limit = self._account
-        if limit is None or not ctx.body:
+        body = ctx.inspected_body
+        if limit is None or not body:
             return None
-        username = _username(ctx.body, ctx.content_type, self._field)
+        username = _username(body, ctx.content_type, self._field)
         if username is None:
             return None  # nothing to count against; the upstream refuses a login without one
         bucket = Bucket(
