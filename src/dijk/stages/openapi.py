@@ -159,7 +159,8 @@ class OpenApiStage(Stage):
                 return self._nonconforming(ctx, pending, violation)
             return None
         content_type = ctx.header("content-type") or ""
-        found = check_body(pending.body, content_type, body)
+        loaded = ctx.json_body() if is_json(media_type(content_type)) else None
+        found = check_body(pending.body, content_type, body, loaded)
         if found is None:
             if pending.conforms:
                 _publish_body(ctx, pending.body, content_type, body)

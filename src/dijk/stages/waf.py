@@ -211,6 +211,12 @@ def _bomb_ratio(expanded: int, compressed: int) -> bool:
     return expanded >= MIN_BOMB_BYTES and expanded >= MAX_RATIO * max(compressed, 1)
 
 
+def _declares_json(content_type: str) -> bool:
+    """A media type the detector reads as JSON without sniffing (what it parses itself)."""
+    kind = media_type(content_type)
+    return kind in ("application/json", "text/json") or kind.endswith("+json")
+
+
 def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
@@ -332,12 +338,17 @@ class WafStage(Stage):
             # Decoded once by the client limits stage; a body that inflated like a bomb
             # still goes to the detector as sent, so that it reports the ratio.
             body, encoding = decoded, ""
+        parsed, has_json = None, False
+        if not encoding and _declares_json(ctx.content_type or ctx.header("content-type") or ""):
+            parsed, has_json = ctx.json_body()  # parsed once, shared with OpenAPI and privacy
         parts = RequestParts(
             method=ctx.method,
             path=ctx.path,
             content_type=ctx.content_type or ctx.header("content-type") or "",
             content_encoding=encoding,
             body=body,
+            json_body=parsed,
+            has_json_body=has_json,
             content_kinds=self._kinds(ctx),
         )
         body_verdict = self._detector.inspect_body(parts)
