@@ -17,6 +17,10 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
+from dijk.detect.engine import content_codings
+
+__all__ = ["Decoded", "content_codings", "decode_body"]
+
 #: Codings that can be undone, and the zlib window bits for each (deflate: see below).
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 #: More gzip members than this in one body is not something a client sends.
@@ -31,13 +35,6 @@ class Decoded:
     body: bytes = b""
     error: str = ""
     detail: str = ""
-
-
-def content_codings(content_encoding: str) -> list[str]:
-    """The codings of a ``Content-Encoding`` value in the order they were applied
-    (``identity`` and empty elements dropped)."""
-    codings = [coding.strip().lower() for coding in content_encoding.split(",")]
-    return [coding for coding in codings if coding and coding != "identity"]
 
 
 def decode_body(body: bytes, codings: list[str], budget: int) -> Decoded:
