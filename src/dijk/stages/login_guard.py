@@ -120,10 +120,9 @@ class LoginGuardStage(Stage):
 
     async def request_body(self, ctx: RequestContext) -> Decision | None:
         limit = self._account
-        body = ctx.inspected_body
-        if limit is None or not body:
+        if limit is None or not ctx.body:
             return None
-        username = _username(body, ctx.content_type, self._field)
+        username = _username(ctx.body, ctx.content_type, self._field)
         if username is None:
             return None  # nothing to count against; the upstream refuses a login without one
         bucket = Bucket(
