@@ -83,9 +83,9 @@ class AbuseGuardStage(Stage):
 
     async def request_body(self, ctx: RequestContext) -> Decision | None:
         field = self._field
-        if field is None or not ctx.body:
+        if field is None or not ctx.inspected_body:
             return None
-        username = username_from_body(ctx.body, ctx.content_type, field)
+        username = username_from_body(ctx.inspected_body or b"", ctx.content_type, field)
         if username is None:
             return None
         user = digest(username)

@@ -120,9 +120,9 @@ class LoginGuardStage(Stage):
 
     async def request_body(self, ctx: RequestContext) -> Decision | None:
         limit = self._account
-        if limit is None or not ctx.body:
+        if limit is None or not ctx.inspected_body:
             return None
-        username = username_from_body(ctx.body, ctx.content_type, self._field)
+        username = username_from_body(ctx.inspected_body or b"", ctx.content_type, self._field)
         if username is None:
             return None  # nothing to count against; the upstream refuses a login without one
         bucket = Bucket(
