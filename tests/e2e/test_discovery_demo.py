@@ -5,7 +5,6 @@ with no gateway running."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import urllib.error
@@ -20,7 +19,6 @@ from openapi_spec_validator import validate
 
 from tests.support.demo import start_demo
 
-ADMIN_TOKEN = "discovery-e2e-admin-token"
 DEMO_SPEC = str(resources.files("dijk.demo").joinpath("openapi.yaml"))
 
 
@@ -46,9 +44,9 @@ def _call(port: int, method: str, path: str, key: str | None, body: object = Non
         return error.code
 
 
-def _admin(port: int, path: str) -> bytes:
+def _admin(port: int, path: str, token: str) -> bytes:
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
-    request.add_header("Authorization", f"Bearer {ADMIN_TOKEN}")
+    request.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(request, timeout=30) as response:
         return bytes(response.read())
 
@@ -62,15 +60,8 @@ def dijk(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def traffic(tmp_path_factory: pytest.TempPathFactory) -> Traffic:
     data_dir = tmp_path_factory.mktemp("discovery-demo")
-    previous = os.environ.get("DIJK_ADMIN_TOKEN")
-    os.environ["DIJK_ADMIN_TOKEN"] = ADMIN_TOKEN
-    try:
-        demo = start_demo(data_dir)
-    finally:
-        if previous is None:
-            os.environ.pop("DIJK_ADMIN_TOKEN", None)
-        else:
-            os.environ["DIJK_ADMIN_TOKEN"] = previous
+    # The demo makes its own admin token and prints it (start_demo reads it).
+    demo = start_demo(data_dir)
     try:
         read, write = demo.read_key, demo.write_key
         statuses = []
@@ -87,8 +78,8 @@ def traffic(tmp_path_factory: pytest.TempPathFactory) -> Traffic:
         assert statuses.count(200) >= 33
         assert 201 in statuses
         admin = {
-            "openapi": _admin(demo.admin_port, "/admin/api/v1/discovery/openapi"),
-            "diff": _admin(demo.admin_port, "/admin/api/v1/discovery/diff"),
+            "openapi": _admin(demo.admin_port, "/admin/api/v1/discovery/openapi", demo.admin_token),
+            "diff": _admin(demo.admin_port, "/admin/api/v1/discovery/diff", demo.admin_token),
         }
         with urllib.request.urlopen(
             f"http://127.0.0.1:{demo.admin_port}/metrics", timeout=5

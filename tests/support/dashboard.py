@@ -105,8 +105,10 @@ def api(demo: DemoProcess, path: str, key: str | None = None) -> int:
 
 
 def drive_traffic(demo: DemoProcess) -> dict[str, int]:
-    """Requests a user of the demo would make: reads, a missing key, a SQL injection."""
+    """Requests a user of the demo would make: reads, a missing key, a SQL injection, and
+    a call of the bank's forgotten, undeclared endpoint (a shadow endpoint)."""
     statuses = {
+        "shadow": api(demo, "/api/v0/accounts/7", demo.read_key),
         "read": api(demo, "/api/v1/accounts/1", demo.read_key),
         "status": api(demo, "/api/v1/status"),
         "no_key": api(demo, "/api/v1/accounts"),
@@ -119,11 +121,14 @@ def drive_traffic(demo: DemoProcess) -> dict[str, int]:
 
 def admin_audit(demo: DemoProcess, **filters: str) -> dict[str, object]:
     """The admin API's audit query, to check pages against."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{demo.admin_port}/admin/api/v1/audit?" + urlencode(filters)
-    )
+    return admin_json(demo, "/admin/api/v1/audit?" + urlencode(filters))
+
+
+def admin_json(demo: DemoProcess, path: str) -> dict[str, object]:
+    """An admin API answer (JSON object), to check pages against."""
+    request = urllib.request.Request(f"http://127.0.0.1:{demo.admin_port}{path}")
     request.add_header("Authorization", f"Bearer {demo.admin_token}")
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=30) as response:
         value = json.loads(response.read())
     assert isinstance(value, dict)
     return value

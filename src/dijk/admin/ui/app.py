@@ -46,6 +46,13 @@ import yaml
 
 from dijk import __version__
 from dijk.admin.audit import ActionOutcome, AdminAudit
+from dijk.admin.inventory import (
+    NO_DOCUMENT,
+    InventoryUnavailable,
+    declared_documents,
+    inventory_diff,
+    running_inventory,
+)
 from dijk.admin.ui import views
 from dijk.admin.ui.session import COOKIE, LOGIN_COOKIE, LoginThrottle, Session, SessionStore
 from dijk.audit.api import parse_query
@@ -53,6 +60,7 @@ from dijk.audit.chain import ChainedRecord, verify_chain
 from dijk.audit.export import export_lines, record_json
 from dijk.audit.store import AuditQuery, AuditStore, AuditStoreError, open_store, parse_time
 from dijk.audit.summary import SummaryCache
+from dijk.openapi.errors import SpecError
 from dijk.pipeline.decision import Decision
 from dijk.proxy.gateway import problem_response
 from dijk.proxy.http1 import ProtocolFault, Request, ResponseWriter
@@ -81,10 +89,11 @@ NAV: Final = [
     ("overview", "Overview"),
     ("security", "Security events"),
     ("audit", "Audit search"),
+    ("inventory", "Inventory"),
     ("privacy", "Privacy"),
     ("config", "Configuration"),
-    # Extension point: the abuse-incident and discovery-inventory pages add their
-    # entries here (slug, title) and their handlers in DashboardUI._pages.
+    # Extension point: a new page adds its entry here (slug, title) and its handler in
+    # DashboardUI._pages.
 ]
 _FLAGS: Final = "HttpOnly; SameSite=Strict"
 MAX_FORM_BYTES: Final = 16 * 1024
@@ -159,6 +168,7 @@ class DashboardUI:
             "overview": self._overview,
             "security": self._security,
             "audit": self._audit_search,
+            "inventory": self._inventory,
             "privacy": self._privacy,
             "config": self._config,
         }
@@ -216,6 +226,7 @@ class DashboardUI:
             "audit/export": self._export,
             "audit/verify": self._verify,
             "privacy/register": self._register_file,
+            "inventory/openapi": self._inventory_openapi,
         }
         if method in ("GET", "HEAD") and name in downloads:
             if session is None:
@@ -726,6 +737,66 @@ class DashboardUI:
             content,
             "application/x-ndjson" if fmt != "cef" else "text/plain",
             f"dijk-audit-{stamp}.{fmt}.{_EXPORTS[fmt]}",
+        )
+
+    async def _inventory(self, request: Request, session: Session) -> str:
+        state = self._server.gateway.state
+        filters = self._filters(request, ("method", "path", "route", "pii", "unrouted"))
+        endpoints: list[dict[str, Any]] = []
+        error = diff_error = ""
+        findings: dict[str, list[Any]] = {"shadow": [], "zombie": [], "drift": []}
+        try:
+            endpoints = await running_inventory(state)
+        except InventoryUnavailable as exc:
+            error = exc.detail
+        documents = declared_documents(state)
+        if not error and documents:
+            try:
+                report = await inventory_diff(state, endpoints)
+                findings = views.inventory_findings(report.findings, filters)
+            except (InventoryUnavailable, SpecError) as exc:
+                diff_error = f"The routes' OpenAPI documents cannot be compared: {exc}"
+        elif not error:
+            diff_error = NO_DOCUMENT
+        rows = views.inventory_rows(endpoints, filters)
+        return self._render(
+            "inventory.html",
+            session,
+            page="inventory",
+            rows=rows[: views.INVENTORY_ROWS],
+            total=len(rows),
+            limit=views.INVENTORY_ROWS,
+            filters=filters,
+            error=error,
+            diff_error=diff_error,
+            findings=findings,
+            documents=documents,
+            methods=sorted({endpoint["method"] for endpoint in endpoints}),
+            routes=sorted({endpoint.get("route") or "" for endpoint in endpoints} - {""}),
+            categories=sorted({c for endpoint in endpoints for c in endpoint.get("pii", {})}),
+            fragment=bool(_header(request.headers, "hx-request")),
+        )
+
+    async def _inventory_openapi(
+        self, request: Request, response: ResponseWriter, request_id: str, session: Session
+    ) -> None:
+        """The inventory as an OpenAPI 3.1 draft to download (as the admin API's)."""
+        from dijk.discovery.openapi import build_document
+
+        try:
+            endpoints = await running_inventory(self._server.gateway.state)
+        except InventoryUnavailable as exc:
+            raise _Refusal(Decision.deny(exc.status, exc.reason, exc.detail)) from None
+        unrouted = dict(parse_qsl(request.query)).get("unrouted") == "show"
+        document = build_document(endpoints, include_unrouted=unrouted)
+        await self._record(request, request_id, "ui.discovery_openapi", 200, accepted=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self._download(
+            response,
+            request_id,
+            orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n",
+            "application/json",
+            f"dijk-openapi-draft-{stamp}.json",
         )
 
     async def _privacy_register(self) -> tuple[dict[str, Any] | None, str]:

@@ -124,3 +124,80 @@ def local(moment: datetime | None) -> str:
     if moment is None:
         return "—"
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+INVENTORY_ROWS: Final = 500
+"""Endpoints shown at most on the inventory page (the OpenAPI draft has them all)."""
+
+FINDING_KINDS: Final = {
+    "discovery.shadow_endpoint": "shadow",
+    "discovery.zombie_deprecated": "zombie",
+    "discovery.zombie_unused": "zombie",
+}
+"""Diff rules by the list they go in on the inventory page; the other rules are drift."""
+
+
+def _counts(counts: dict[str, int]) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+
+def inventory_rows(
+    endpoints: list[dict[str, Any]], filters: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Endpoints as table rows, filtered, busiest first.
+
+    ``filters``: ``method`` (exact), ``path`` (part of the template), ``route`` (exact),
+    ``pii`` (a category the endpoint carried), ``unrouted`` (``show``: also requests that
+    matched no route, which the gateway answered 404 - probes, not endpoints).
+    """
+    from dijk.discovery.openapi import iso_time
+    from dijk.discovery.paths import parameter_names
+
+    method = filters.get("method", "").upper()
+    path = filters.get("path", "").lower()
+    rows = []
+    for endpoint in endpoints:
+        unrouted = endpoint.get("unrouted", 0) >= endpoint["count"]
+        if unrouted and filters.get("unrouted") != "show":
+            continue
+        named, _ = parameter_names(endpoint["template"])
+        if method and endpoint["method"] != method:
+            continue
+        if path and path not in named.lower():
+            continue
+        if filters.get("route") and endpoint.get("route", "") != filters["route"]:
+            continue
+        if filters.get("pii") and filters["pii"] not in endpoint.get("pii", {}):
+            continue
+        rows.append(
+            {
+                "method": endpoint["method"],
+                "template": named,
+                "route": endpoint.get("route") or "",
+                "count": endpoint["count"],
+                "first_seen": iso_time(endpoint["first_us"]).replace("T", " ").rstrip("Z"),
+                "last_seen": iso_time(endpoint["last_us"]).replace("T", " ").rstrip("Z"),
+                "status": _counts(endpoint.get("status", {})),
+                "auth": _counts(endpoint.get("auth", {})),
+                "pii": sorted(endpoint.get("pii", {})),
+                "undeclared": endpoint.get("undeclared", 0),
+                "unrouted": unrouted,
+            }
+        )
+    rows.sort(key=lambda row: (-row["count"], row["template"], row["method"]))
+    return rows
+
+
+def inventory_findings(findings: list[Any], filters: dict[str, str]) -> dict[str, list[Any]]:
+    """The diff's findings in three lists (shadow, zombie, drift), by the page's filters."""
+    method = filters.get("method", "").upper()
+    path = filters.get("path", "").lower()
+    lists: dict[str, list[Any]] = {"shadow": [], "zombie": [], "drift": []}
+    for finding in findings:
+        where = finding.location
+        if method and (where.method or "").upper() != method:
+            continue
+        if path and path not in (where.url or "").lower():
+            continue
+        lists[FINDING_KINDS.get(finding.rule_id, "drift")].append(finding)
+    return lists
