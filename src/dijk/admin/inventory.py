@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import TYPE_CHECKING, Final
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Final
 
 from dijk import __version__
 from dijk.discovery.inventory import Endpoint
@@ -65,16 +66,45 @@ def declared_documents(state: GatewayState) -> list[str]:
     )
 
 
+_DOCUMENTS: Final[OrderedDict[tuple[str, int, int], tuple[str, dict[str, Any]]]] = OrderedDict()
+_MAX_DOCUMENTS: Final = 32
+
+
+def _documents(paths: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The documents, read and checked once per version of the file.
+
+    Checking a document against the OpenAPI meta-schema takes about a third of a second;
+    a file is read again when its size or modification time changes.
+    """
+    from dijk.discovery.report import load_documents
+
+    loaded = []
+    for path in paths:
+        try:
+            info = os.stat(path)
+            key = (path, info.st_mtime_ns, info.st_size)
+        except OSError:
+            loaded.extend(load_documents([path]))  # raises the SpecError that says why
+            continue
+        cached = _DOCUMENTS.get(key)
+        if cached is None:
+            cached = _DOCUMENTS[key] = load_documents([path])[0]
+            while len(_DOCUMENTS) > _MAX_DOCUMENTS:
+                _DOCUMENTS.popitem(last=False)
+        loaded.append(cached)
+    return loaded
+
+
 async def inventory_diff(state: GatewayState, endpoints: list[Endpoint]) -> Report:
     """Shadow, zombie and drift of ``endpoints`` against the routes' documents.
 
     Raises :class:`InventoryUnavailable` (404 ``discovery.no_document``) when no route
     declares a document; a document that cannot be read raises its ``SpecError``.
     """
-    from dijk.discovery.report import diff_documents, load_documents
+    from dijk.discovery.report import diff_documents
 
     specs = declared_documents(state)
     if not specs:
         raise InventoryUnavailable(404, "discovery.no_document", NO_DOCUMENT)
-    documents = await asyncio.to_thread(load_documents, specs)
+    documents = await asyncio.to_thread(_documents, specs)
     return diff_documents(documents, endpoints, now_us=time.time_ns() // 1000, version=__version__)

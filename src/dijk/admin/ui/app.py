@@ -33,6 +33,7 @@ import secrets
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
@@ -64,6 +65,7 @@ from dijk.openapi.errors import SpecError
 from dijk.pipeline.decision import Decision
 from dijk.proxy.gateway import problem_response
 from dijk.proxy.http1 import ProtocolFault, Request, ResponseWriter
+from dijk.reporting import Finding
 
 if TYPE_CHECKING:
     from dijk.proxy.server import GatewayServer
@@ -99,6 +101,7 @@ _FLAGS: Final = "HttpOnly; SameSite=Strict"
 MAX_FORM_BYTES: Final = 16 * 1024
 PAGE_SIZE: Final = 50
 EXPORT_LIMIT: Final = 10_000
+INVENTORY_MAX_AGE_S: Final = 10.0
 _EXPORTS: Final = {"ecs": "ndjson", "cef": "log", "json": "ndjson"}
 
 
@@ -119,6 +122,20 @@ def _static_dir() -> Any:
     return resources.files("dijk.admin.ui").joinpath("static")
 
 
+@dataclass(slots=True)
+class _InventorySnapshot:
+    """What the inventory page shows, for ``INVENTORY_MAX_AGE_S`` (see ``_inventory``)."""
+
+    taken: float
+    when: str
+    generation: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    documents: list[str] = field(default_factory=list)
+    error: str = ""
+    diff_error: str = ""
+
+
 class _UIState:
     """What outlives one admin connection: sessions and login failures."""
 
@@ -127,6 +144,7 @@ class _UIState:
         self.throttle = LoginThrottle()
         self.summaries: dict[str, SummaryCache] = {}  # per audit.url
         self.tasks: set[asyncio.Task[None]] = set()
+        self.inventory: _InventorySnapshot | None = None
 
 
 _STATES: weakref.WeakKeyDictionary[GatewayServer, _UIState] = weakref.WeakKeyDictionary()
@@ -510,8 +528,8 @@ class DashboardUI:
         return cache
 
     def _warm(self) -> None:
-        """Fill the overview's cache in the background after a login (the first look
-        at a week of records then need not read them all)."""
+        """Fill the overview's cache and take the inventory's snapshot in the background
+        after a login (the first look at a week of records then need not read them all)."""
 
         async def warm() -> None:
             with contextlib.suppress(Exception):  # a failure shows on the page instead
@@ -519,6 +537,8 @@ class DashboardUI:
                     if store is not None:
                         now = datetime.now(UTC)
                         await self._summaries().summary(store, now - _hours(1), now, 1)
+            with contextlib.suppress(Exception):
+                await self._inventory_snapshot()
 
         task = asyncio.get_running_loop().create_task(warm(), name="dijk-ui-warm")
         self._state.tasks.add(task)
@@ -739,26 +759,43 @@ class DashboardUI:
             f"dijk-audit-{stamp}.{fmt}.{_EXPORTS[fmt]}",
         )
 
-    async def _inventory(self, request: Request, session: Session) -> str:
+    async def _inventory_snapshot(self) -> _InventorySnapshot:
+        """The inventory and its diff as of at most ``INVENTORY_MAX_AGE_S`` ago.
+
+        Loading (templates folded) and comparing a few thousand endpoints takes longer
+        than a page may; filters and repeated looks use the snapshot instead.
+        """
         state = self._server.gateway.state
-        filters = self._filters(request, ("method", "path", "route", "pii", "unrouted"))
+        kept = self._state.inventory
+        now = time.monotonic()
+        if (
+            kept is not None
+            and kept.generation == state.generation
+            and now - kept.taken < INVENTORY_MAX_AGE_S
+        ):
+            return kept
+        snapshot = _InventorySnapshot(now, views.local(datetime.now(UTC)), state.generation)
         endpoints: list[dict[str, Any]] = []
-        error = diff_error = ""
-        findings: dict[str, list[Any]] = {"shadow": [], "zombie": [], "drift": []}
         try:
             endpoints = await running_inventory(state)
         except InventoryUnavailable as exc:
-            error = exc.detail
-        documents = declared_documents(state)
-        if not error and documents:
+            snapshot.error = exc.detail
+        snapshot.documents = declared_documents(state)
+        if not snapshot.error and snapshot.documents:
             try:
-                report = await inventory_diff(state, endpoints)
-                findings = views.inventory_findings(report.findings, filters)
+                snapshot.findings = (await inventory_diff(state, endpoints)).findings
             except (InventoryUnavailable, SpecError) as exc:
-                diff_error = f"The routes' OpenAPI documents cannot be compared: {exc}"
-        elif not error:
-            diff_error = NO_DOCUMENT
-        rows = views.inventory_rows(endpoints, filters)
+                snapshot.diff_error = f"The routes' OpenAPI documents cannot be compared: {exc}"
+        elif not snapshot.error:
+            snapshot.diff_error = NO_DOCUMENT
+        snapshot.rows = views.inventory_rows(endpoints)
+        self._state.inventory = snapshot
+        return snapshot
+
+    async def _inventory(self, request: Request, session: Session) -> str:
+        filters = self._filters(request, ("method", "path", "route", "pii", "unrouted"))
+        snapshot = await self._inventory_snapshot()
+        rows = views.filter_inventory(snapshot.rows, filters)
         return self._render(
             "inventory.html",
             session,
@@ -767,13 +804,15 @@ class DashboardUI:
             total=len(rows),
             limit=views.INVENTORY_ROWS,
             filters=filters,
-            error=error,
-            diff_error=diff_error,
-            findings=findings,
-            documents=documents,
-            methods=sorted({endpoint["method"] for endpoint in endpoints}),
-            routes=sorted({endpoint.get("route") or "" for endpoint in endpoints} - {""}),
-            categories=sorted({c for endpoint in endpoints for c in endpoint.get("pii", {})}),
+            error=snapshot.error,
+            diff_error=snapshot.diff_error,
+            findings=views.inventory_findings(snapshot.findings, filters),
+            documents=snapshot.documents,
+            taken=snapshot.when,
+            max_age=INVENTORY_MAX_AGE_S,
+            methods=sorted({row["method"] for row in snapshot.rows}),
+            routes=sorted({row["route"] for row in snapshot.rows} - {""}),
+            categories=sorted({c for row in snapshot.rows for c in row["pii"]}),
             fragment=bool(_header(request.headers, "hx-request")),
         )
 

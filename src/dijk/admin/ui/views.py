@@ -141,38 +141,19 @@ def _counts(counts: dict[str, int]) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
-def inventory_rows(
-    endpoints: list[dict[str, Any]], filters: dict[str, str]
-) -> list[dict[str, Any]]:
-    """Endpoints as table rows, filtered, busiest first.
-
-    ``filters``: ``method`` (exact), ``path`` (part of the template), ``route`` (exact),
-    ``pii`` (a category the endpoint carried), ``unrouted`` (``show``: also requests that
-    matched no route, which the gateway answered 404 - probes, not endpoints).
-    """
+def inventory_rows(endpoints: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every endpoint as a table row, busiest first (made once, then filtered per look)."""
     from dijk.discovery.openapi import iso_time
     from dijk.discovery.paths import parameter_names
 
-    method = filters.get("method", "").upper()
-    path = filters.get("path", "").lower()
     rows = []
     for endpoint in endpoints:
-        unrouted = endpoint.get("unrouted", 0) >= endpoint["count"]
-        if unrouted and filters.get("unrouted") != "show":
-            continue
         named, _ = parameter_names(endpoint["template"])
-        if method and endpoint["method"] != method:
-            continue
-        if path and path not in named.lower():
-            continue
-        if filters.get("route") and endpoint.get("route", "") != filters["route"]:
-            continue
-        if filters.get("pii") and filters["pii"] not in endpoint.get("pii", {}):
-            continue
         rows.append(
             {
                 "method": endpoint["method"],
                 "template": named,
+                "lowered": named.lower(),
                 "route": endpoint.get("route") or "",
                 "count": endpoint["count"],
                 "first_seen": iso_time(endpoint["first_us"]).replace("T", " ").rstrip("Z"),
@@ -181,11 +162,34 @@ def inventory_rows(
                 "auth": _counts(endpoint.get("auth", {})),
                 "pii": sorted(endpoint.get("pii", {})),
                 "undeclared": endpoint.get("undeclared", 0),
-                "unrouted": unrouted,
+                "unrouted": endpoint.get("unrouted", 0) >= endpoint["count"],
             }
         )
     rows.sort(key=lambda row: (-row["count"], row["template"], row["method"]))
     return rows
+
+
+def filter_inventory(rows: list[dict[str, Any]], filters: dict[str, str]) -> list[dict[str, Any]]:
+    """The rows the page's filters keep.
+
+    ``method`` (exact), ``path`` (part of the template), ``route`` (exact), ``pii`` (a
+    category the endpoint carried), ``unrouted`` (``show``: also requests that matched no
+    route, which the gateway answered 404 - probes, not endpoints).
+    """
+    method = filters.get("method", "").upper()
+    path = filters.get("path", "").lower()
+    route = filters.get("route", "")
+    category = filters.get("pii", "")
+    show_unrouted = filters.get("unrouted") == "show"
+    return [
+        row
+        for row in rows
+        if (show_unrouted or not row["unrouted"])
+        and (not method or row["method"] == method)
+        and (not path or path in row["lowered"])
+        and (not route or row["route"] == route)
+        and (not category or category in row["pii"])
+    ]
 
 
 def inventory_findings(findings: list[Any], filters: dict[str, str]) -> dict[str, list[Any]]:
