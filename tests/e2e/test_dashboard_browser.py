@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, require_service
-from tests.support.dashboard import admin_audit, drive_traffic, wait_for
+from tests.support.dashboard import admin_audit, admin_json, drive_traffic, wait_for
 from tests.support.demo import DemoProcess, start_demo
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 AXE = REPO / "tests" / "support" / "vendor" / "axe.min.js"
 SCREENSHOTS = REPO / "docs" / "screenshots"
-PAGES = ("overview", "security", "audit", "privacy", "config")
+PAGES = ("overview", "security", "audit", "inventory", "privacy", "config")
 
 webdriver: Any = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -190,6 +190,30 @@ def test_the_audit_filter_narrows_the_table_in_place(ui: Any, demo: DemoProcess)
     rows = ui.find_elements(By.CSS_SELECTOR, "#results tbody tr")
     assert len(rows) == expected
     assert all("waf.sqli" in row.text for row in rows)
+    assert console_errors(ui) == []
+
+
+def test_the_inventory_shows_the_shadow_endpoint_and_filters_in_place(
+    ui: Any, demo: DemoProcess
+) -> None:
+    diff = admin_json(demo, "/admin/api/v1/discovery/diff")
+    findings = diff["findings"]
+    assert isinstance(findings, list)
+    shadows = {f["location"]["url"] for f in findings if f["rule_id"].endswith("shadow_endpoint")}
+    assert shadows
+    open_page(ui, demo, "/ui/inventory")
+    shadow_table = ui.find_element(By.ID, "shadow").text
+    for url in shadows:
+        assert url in shadow_table
+    assert "/api/v1/accounts/{id}" in ui.find_element(By.ID, "endpoints").text
+    field = ui.find_element(By.ID, "f-path")
+    field.clear()
+    field.send_keys("/api/v0")
+    ui.find_element(By.CSS_SELECTOR, "form.filters button").click()
+    WebDriverWait(ui, 10).until(lambda d: "path=%2Fapi%2Fv0" in d.current_url)  # htmx pushed
+    WebDriverWait(ui, 10).until(lambda d: "/api/v1/" not in d.find_element(By.ID, "endpoints").text)
+    endpoints = ui.find_element(By.ID, "endpoints").text
+    assert "/api/v0/accounts/{id}" in endpoints
     assert console_errors(ui) == []
 
 
