@@ -44,6 +44,7 @@ class Answer:
 class DashboardClient:
     port: int
     cookies: dict[str, str] = field(default_factory=dict)
+    source: str = ""  # a loopback address to send from (127.0.0.2...): another client
 
     def request(
         self,
@@ -52,7 +53,12 @@ class DashboardClient:
         form: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Answer:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        connection = http.client.HTTPConnection(
+            "127.0.0.1",
+            self.port,
+            timeout=30,
+            source_address=(self.source, 0) if self.source else None,
+        )
         sent = dict(headers or {})
         if self.cookies:
             sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
@@ -89,6 +95,11 @@ class DashboardClient:
         answer = self.post("/ui/login", {"csrf": csrf, "token": token})
         assert answer.status == 303, answer.text
         return answer
+
+    def sign_in(self, user: str, password: str) -> Answer:
+        """A configured user's sign-in (the answer, whatever it is)."""
+        csrf = self.get("/ui/login").csrf()
+        return self.post("/ui/login", {"csrf": csrf, "user": user, "token": password})
 
 
 def api(demo: DemoProcess, path: str, key: str | None = None) -> int:

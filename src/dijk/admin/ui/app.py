@@ -55,12 +55,21 @@ from dijk.admin.inventory import (
     running_inventory,
 )
 from dijk.admin.ui import views
-from dijk.admin.ui.session import COOKIE, LOGIN_COOKIE, LoginThrottle, Session, SessionStore
+from dijk.admin.ui.session import (
+    COOKIE,
+    LOGIN_COOKIE,
+    LoginThrottle,
+    Session,
+    SessionStore,
+    digest,
+)
 from dijk.audit.api import parse_query
 from dijk.audit.chain import ChainedRecord, verify_chain
 from dijk.audit.export import export_lines, record_json
 from dijk.audit.store import AuditQuery, AuditStore, AuditStoreError, open_store, parse_time
 from dijk.audit.summary import SummaryCache
+from dijk.auth.passwords import verify_password
+from dijk.config.models import AdminUser
 from dijk.openapi.errors import SpecError
 from dijk.pipeline.decision import Decision
 from dijk.proxy.gateway import problem_response
@@ -101,6 +110,17 @@ _FLAGS: Final = "HttpOnly; SameSite=Strict"
 MAX_FORM_BYTES: Final = 16 * 1024
 PAGE_SIZE: Final = 50
 EXPORT_LIMIT: Final = 10_000
+_VIEWER: Final = frozenset(
+    {"overview", "security", "audit", "inventory", "audit/export", "audit/verify"}
+    | {"inventory/openapi"}
+)
+ROLE_RIGHTS: Final = {
+    "viewer": _VIEWER,
+    "operator": _VIEWER | {"config", "config/reload"},
+    "privacy": frozenset({"privacy", "privacy/register", "privacy/breach"}),
+}
+"""What each configured user's role may open or do (pages, downloads, actions); the
+admin token may do everything, and anyone signed in may sign out."""
 INVENTORY_MAX_AGE_S: Final = 10.0
 _EXPORTS: Final = {"ecs": "ndjson", "cef": "log", "json": "ndjson"}
 
@@ -228,7 +248,7 @@ class DashboardUI:
                 return
             raise _Refusal(Decision.deny(405, "route.method_not_allowed", "Method not allowed."))
         session_id = _cookies(request.headers).get(COOKIE, "")
-        session = self._state.sessions.get(session_id, token)
+        session = self._current_user(session_id, self._state.sessions.get(session_id, token))
         name = path.removeprefix(PREFIX + "/")
         page = self._pages.get(name)
         if method in ("GET", "HEAD") and page is not None:
@@ -236,6 +256,18 @@ class DashboardUI:
                 if _header(request.headers, "hx-request"):
                     raise _Refusal(_no_session())
                 self._redirect(response, PREFIX + "/login", request_id)
+                return
+            if not allowed(session, name):
+                if request.path in (PREFIX, PREFIX + "/"):
+                    first = next(slug for slug, _ in NAV if allowed(session, slug))
+                    self._redirect(response, f"{PREFIX}/{first}", request_id)
+                    return
+                if _header(request.headers, "hx-request"):
+                    raise _Refusal(_forbidden(session, name))
+                body = self._render(
+                    "forbidden.html", session, page="", detail=_forbidden(session, name).detail
+                )
+                self._html(response, 403, body, request_id)
                 return
             body = await page(request, session)
             self._html(response, 200, body, request_id)
@@ -249,6 +281,8 @@ class DashboardUI:
         if method in ("GET", "HEAD") and name in downloads:
             if session is None:
                 raise _Refusal(_no_session())
+            if not allowed(session, name):
+                raise _Refusal(_forbidden(session, name))
             await downloads[name](request, response, request_id, session)
             return
         posts = {
@@ -271,9 +305,29 @@ class DashboardUI:
                 await self._refuse(
                     request, request_id, action, Decision.deny(403, "ui.csrf_invalid", detail)
                 )
+            if not allowed(session, name):
+                await self._refuse(request, request_id, action, _forbidden(session, name))
             await posts[name](request, response, request_id, session, form)
             return
         raise _Refusal(Decision.deny(404, "route.not_found", "No such dashboard page."))
+
+    def _current_user(self, session_id: str, session: Session | None) -> Session | None:
+        """``session`` unless it is a user's whose password hash or roles have changed
+        (or who is no longer configured): then it ends, and the user signs in again."""
+        if session is None or not session.user:
+            return session
+        user = self._users().get(session.user)
+        if (
+            user is None
+            or not hmac.compare_digest(digest(user.password_hash), session.secret)
+            or frozenset(user.roles) != session.roles
+        ):
+            self._state.sessions.end(session_id)
+            return None
+        return session
+
+    def _users(self) -> dict[str, AdminUser]:
+        return {user.name: user for user in self._server.gateway.state.config.admin.users}
 
     # -- answers ----------------------------------------------------------------------
 
@@ -336,7 +390,13 @@ class DashboardUI:
         return (
             templates()
             .get_template(template)
-            .render(csrf=session.csrf if session else "", signed_in=session is not None, **context)
+            .render(
+                csrf=session.csrf if session else "",
+                signed_in=session is not None,
+                nav=[item for item in NAV if session is not None and allowed(session, item[0])],
+                user=session.user if session is not None else "",
+                **context,
+            )
         )
 
     def _static(self, response: ResponseWriter, name: str, request_id: str) -> None:
@@ -391,9 +451,16 @@ class DashboardUI:
         accepted: bool,
         token: str = "",
         target: str | None = None,
+        session: Session | None = None,
     ) -> None:
-        """Put one dashboard login or action on the audit record (before answering)."""
-        current = os.environ.get(self._server.admin_token_env, "") if accepted else token
+        """Put one dashboard login or action on the audit record (before answering).
+
+        A configured user's actions name them (``user:<name>``) as actor and credential;
+        the admin token's name the token's variable, as the admin API does.
+        """
+        actor, current = _actor(self._server.admin_token_env, session)
+        if not accepted:
+            current = token
         await self._audit.record(
             request,
             request_id,
@@ -402,7 +469,7 @@ class DashboardUI:
             bytes_out=0,
             action=action,
             token=current or token,
-            actor=f"admin:{self._server.admin_token_env}",
+            actor=actor,
         )
 
     async def _refuse(
@@ -455,12 +522,37 @@ class DashboardUI:
             await self._refuse(
                 request, request_id, "ui.login", Decision.deny(403, "ui.csrf_invalid", detail)
             )
+        name = form.get("user", "").strip()
         presented = form.get("token", "")
-        # The token as typed, against the token's UTF-8 bytes: only the exact token matches.
-        if not presented or not hmac.compare_digest(
-            presented.encode("utf-8", "surrogatepass"), token.encode()
-        ):
-            self._state.throttle.failed(client)
+        throttle_keys = [client] + ([f"user:{name[:100]}"] if name else [])
+        if name and self._state.throttle.blocked(throttle_keys[1]):
+            wait = "Too many failed logins for this user; wait a minute."
+            throttled = Decision.deny(429, "ui.login_throttled", wait, (("Retry-After", "60"),))
+            await self._refuse(request, request_id, "ui.login", throttled)
+        session: Session | None = None
+        if name:
+            user = self._users().get(name)
+            # An unknown name costs the same scrypt work as a wrong password.
+            matches = await asyncio.to_thread(
+                verify_password, presented, user.password_hash if user else None
+            )
+            if matches and user is not None:
+                session_id, session = self._state.sessions.create(
+                    token, user.name, frozenset(user.roles), user.password_hash
+                )
+            failure = "That user name and password do not match."
+            credential = f"user:{name[:100]}"
+        else:
+            # The token as typed, against the token's UTF-8 bytes: only the exact token matches.
+            if presented and hmac.compare_digest(
+                presented.encode("utf-8", "surrogatepass"), token.encode()
+            ):
+                session_id, session = self._state.sessions.create(token)
+            failure = "That is not the admin token."
+            credential = presented
+        if session is None:
+            for key in throttle_keys:
+                self._state.throttle.failed(key)
             await self._record(
                 request,
                 request_id,
@@ -468,12 +560,11 @@ class DashboardUI:
                 401,
                 "ui.login_failed",
                 accepted=False,
-                token=presented,
+                token=credential,
             )
-            self._login_form(request, response, request_id, "That is not the admin token.", 401)
+            self._login_form(request, response, request_id, failure, 401)
             return
-        session_id, _ = self._state.sessions.create(token)
-        await self._record(request, request_id, "ui.login", 200, accepted=True)
+        await self._record(request, request_id, "ui.login", 200, accepted=True, session=session)
         self._warm()
         secure = self._secure(request)
         self._redirect(
@@ -499,7 +590,7 @@ class DashboardUI:
         form: dict[str, str],
     ) -> None:
         self._state.sessions.end(_cookies(request.headers).get(COOKIE, ""))
-        await self._record(request, request_id, "ui.logout", 200, accepted=True)
+        await self._record(request, request_id, "ui.logout", 200, accepted=True, session=session)
         secure = self._secure(request)
         self._redirect(
             response,
@@ -748,7 +839,9 @@ class DashboardUI:
             lines = [orjson.dumps(record_json(row)).decode() for row in rows]
         else:
             lines = list(export_lines(rows, fmt))
-        await self._record(request, request_id, "ui.audit_export", 200, accepted=True)
+        await self._record(
+            request, request_id, "ui.audit_export", 200, accepted=True, session=session
+        )
         content = ("\n".join(lines) + ("\n" if lines else "")).encode()
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self._download(
@@ -828,7 +921,9 @@ class DashboardUI:
             raise _Refusal(Decision.deny(exc.status, exc.reason, exc.detail)) from None
         unrouted = dict(parse_qsl(request.query)).get("unrouted") == "show"
         document = build_document(endpoints, include_unrouted=unrouted)
-        await self._record(request, request_id, "ui.discovery_openapi", 200, accepted=True)
+        await self._record(
+            request, request_id, "ui.discovery_openapi", 200, accepted=True, session=session
+        )
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self._download(
             response,
@@ -880,7 +975,9 @@ class DashboardUI:
         register, error = await self._privacy_register()
         if register is None:
             raise _Refusal(Decision.deny(404, "privacy.no_data_map", error))
-        await self._record(request, request_id, "ui.privacy_report", 200, accepted=True)
+        await self._record(
+            request, request_id, "ui.privacy_report", 200, accepted=True, session=session
+        )
         await self._document(response, request_id, "register", register, fmt, "art30-register")
 
     async def _document(
@@ -962,6 +1059,7 @@ class DashboardUI:
             status,
             None if data is not None else "ui.report_failed",
             accepted=True,
+            session=session,
         )
         organisation = config.privacy.organisation
         if data is not None and fmt in ("html", "pdf"):
@@ -1032,11 +1130,35 @@ class DashboardUI:
             bytes_out=0,
             services=self._audit.after(logs),
             action="reload",
-            token=os.environ.get(self._server.admin_token_env, ""),
+            token=_actor(self._server.admin_token_env, session)[1],
+            actor=_actor(self._server.admin_token_env, session)[0],
         )
         self._redirect(
             response, f"{PREFIX}/config?reloaded={'ok' if result.ok else 'failed'}", request_id
         )
+
+
+def allowed(session: Session, name: str) -> bool:
+    """Whether ``session`` may open the page, download or action ``name``."""
+    if "admin" in session.roles or name == "logout":
+        return True
+    return any(name in ROLE_RIGHTS.get(role, ()) for role in session.roles)
+
+
+def _forbidden(session: Session, name: str) -> Decision:
+    roles = ", ".join(sorted(session.roles))
+    return Decision.deny(
+        403,
+        "ui.forbidden",
+        f"Signed in as {session.user} ({roles}): that role may not open {PREFIX}/{name}.",
+    )
+
+
+def _actor(token_env: str, session: Session | None) -> tuple[str, str]:
+    """The actor and the credential (pseudonymised by the audit log) of an action."""
+    if session is not None and session.user:
+        return f"user:{session.user}", f"user:{session.user}"
+    return f"admin:{token_env}", os.environ.get(token_env, "")
 
 
 def _no_session() -> Decision:
