@@ -222,6 +222,30 @@ def test_security_events_list_the_blocked_sql_injection_with_rule_and_field(
     assert SQLI not in html  # the record holds no values
 
 
+def test_each_security_event_shows_its_rule_from_the_catalogue_and_links_to_its_record(
+    demo: DemoProcess, client: DashboardClient
+) -> None:
+    from dijk.detect.rules import RULES_BY_ID
+
+    blocked = records(demo, reason="waf.sqli")
+    assert blocked
+    record = blocked[0]
+    html = client.get("/ui/security").text
+    row = html.split(f'id="rec-{record["request_id"]}"', 1)[1].split("</tr>", 1)[0]
+    finding = record["findings"][0]  # type: ignore[index]
+    rule = RULES_BY_ID[finding["rule_id"]]
+    assert rule.category in row
+    assert f"(+{rule.severity})" in row
+    link = re.search(r'href="([^"]+)" class="record-link"', row)
+    assert link
+    target = link.group(1).replace("&amp;", "&")
+    assert target.endswith(f"#rec-{record['request_id']}")
+    audit = client.get(target.split("#", 1)[0]).text
+    assert "1 record</caption>" in audit  # exactly that record
+    assert f'id="rec-{record["request_id"]}"' in audit
+    assert "add exclusion" not in html.lower()  # no admin API writes exclusions
+
+
 def test_audit_search_finds_the_refusal_by_reason_as_the_api_does(
     demo: DemoProcess, client: DashboardClient
 ) -> None:

@@ -11,10 +11,16 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
+from urllib.parse import quote, urlencode
 
 from dijk.audit.export import record_json
 from dijk.audit.store import AuditPage, AuditQuery, AuditStore
 from dijk.audit.summary import TrafficSummary, percentile
+from dijk.detect.findings import CRITICAL, ERROR, NOTICE, WARNING
+from dijk.detect.rules import RULES_BY_ID
+
+_SEVERITY: Final = {CRITICAL: "critical", ERROR: "error", WARNING: "warning", NOTICE: "notice"}
+"""Severity names of the detection rules (the anomaly score each contributes)."""
 
 __all__ = [
     "RANGES",
@@ -92,8 +98,29 @@ def event_rows(page: AuditPage) -> EventPage:
     for row in page.records:
         data = record_json(row)
         data["when"] = row.record.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        data["record_url"] = record_url(row.record.time, row.record.route, row.record.request_id)
+        for finding in data.get("findings", []):
+            rule = RULES_BY_ID.get(finding["rule_id"])
+            if rule is not None:
+                finding["rule"] = {
+                    "category": rule.category,
+                    "severity": _SEVERITY.get(rule.severity, "severity"),
+                    "score": rule.severity,
+                    "description": rule.description,
+                }
         rows.append(data)
     return EventPage(rows, page.next_cursor)
+
+
+def record_url(moment: datetime, route: str | None, request_id: str) -> str:
+    """The audit search that shows exactly this record (its microsecond, its route),
+    scrolled to its row: the audit query has no request-id filter."""
+    stamp = "%Y-%m-%dT%H:%M:%S.%fZ"
+    at = moment.astimezone(UTC)
+    query = {"since": at.strftime(stamp), "until": (at + timedelta(microseconds=1)).strftime(stamp)}
+    if route:
+        query["route"] = route
+    return "/ui/audit?" + urlencode(query) + "#rec-" + quote(request_id, safe="")
 
 
 async def query(store: AuditStore, query: AuditQuery) -> EventPage:
