@@ -17,6 +17,7 @@ from tests.support.dashboard import (
     DashboardClient,
     admin_audit,
     admin_json,
+    admin_shadows,
     drive_traffic,
     wait_for,
 )
@@ -363,11 +364,7 @@ def test_the_inventory_lists_the_endpoints_the_admin_api_learnt(
 def test_the_inventory_lists_the_shadow_endpoint_of_the_admin_diff(
     demo: DemoProcess, client: DashboardClient
 ) -> None:
-    diff = admin_json(demo, "/admin/api/v1/discovery/diff")
-    findings = diff["findings"]
-    assert isinstance(findings, list)
-    shadows = [f["location"]["url"] for f in findings if f["rule_id"].endswith("shadow_endpoint")]
-    assert shadows == ["/api/v0/accounts/{id}"]
+    assert admin_shadows(demo) == ["/api/v0/accounts/{id}"]
     html = client.get("/ui/inventory").text
     shadow_table = html.split('id="shadow"', 1)[1].split("</table>", 1)[0]
     assert "<code>/api/v0/accounts/{id}</code>" in shadow_table

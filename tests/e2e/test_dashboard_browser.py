@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, require_service
-from tests.support.dashboard import admin_audit, admin_json, drive_traffic, wait_for
+from tests.support.dashboard import admin_audit, admin_shadows, drive_traffic, wait_for
 from tests.support.demo import DemoProcess, start_demo
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -196,10 +196,7 @@ def test_the_audit_filter_narrows_the_table_in_place(ui: Any, demo: DemoProcess)
 def test_the_inventory_shows_the_shadow_endpoint_and_filters_in_place(
     ui: Any, demo: DemoProcess
 ) -> None:
-    diff = admin_json(demo, "/admin/api/v1/discovery/diff")
-    findings = diff["findings"]
-    assert isinstance(findings, list)
-    shadows = {f["location"]["url"] for f in findings if f["rule_id"].endswith("shadow_endpoint")}
+    shadows = admin_shadows(demo)
     assert shadows
     open_page(ui, demo, "/ui/inventory")
     shadow_table = ui.find_element(By.ID, "shadow").text

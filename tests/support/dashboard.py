@@ -145,6 +145,13 @@ def admin_json(demo: DemoProcess, path: str) -> dict[str, object]:
     return value
 
 
+def admin_shadows(demo: DemoProcess) -> list[str]:
+    """The shadow endpoints' templates in the admin API's discovery diff."""
+    findings = admin_json(demo, "/admin/api/v1/discovery/diff")["findings"]
+    assert isinstance(findings, list)
+    return [f["location"]["url"] for f in findings if f["rule_id"].endswith("shadow_endpoint")]
+
+
 def wait_for(check: object, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
