@@ -886,16 +886,24 @@ class DashboardUI:
         return snapshot
 
     async def _inventory(self, request: Request, session: Session) -> str:
-        filters = self._filters(request, ("method", "path", "route", "pii", "unrouted"))
+        filters = self._filters(request, ("method", "path", "route", "pii", "unrouted", "from"))
+        start = int(filters["from"]) if filters.get("from", "").isdigit() else 0
         snapshot = await self._inventory_snapshot()
         rows = views.filter_inventory(snapshot.rows, filters)
+        end = start + views.INVENTORY_ROWS
+        kept = {k: v for k, v in filters.items() if k != "from"}
         return self._render(
             "inventory.html",
             session,
             page="inventory",
-            rows=rows[: views.INVENTORY_ROWS],
+            rows=rows[start:end],
             total=len(rows),
+            first=start + 1,
+            last=min(end, len(rows)),
             limit=views.INVENTORY_ROWS,
+            next_url=f"{PREFIX}/inventory?" + urlencode({**kept, "from": end})
+            if end < len(rows)
+            else "",
             filters=filters,
             error=snapshot.error,
             diff_error=snapshot.diff_error,

@@ -153,8 +153,8 @@ def local(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-INVENTORY_ROWS: Final = 500
-"""Endpoints shown at most on the inventory page (the OpenAPI draft has them all)."""
+INVENTORY_ROWS: Final = 100
+"""Endpoints on one page of the inventory (the OpenAPI draft has them all)."""
 
 FINDING_KINDS: Final = {
     "discovery.shadow_endpoint": "shadow",
