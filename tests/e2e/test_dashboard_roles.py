@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -202,7 +201,7 @@ def test_failed_sign_ins_are_throttled_per_address_across_users(
     assert client.sign_in("vera", PASSWORDS["vera"]).status == 429
 
 
-def test_a_plain_password_in_the_configuration_is_refused(tmp_path: Path) -> None:
+def test_a_plain_password_in_the_configuration_is_refused() -> None:
     from pydantic import ValidationError
 
     from dijk.config.models import AdminUser
@@ -211,3 +210,14 @@ def test_a_plain_password_in_the_configuration_is_refused(tmp_path: Path) -> Non
         AdminUser(name="vera", password_hash="hunter2", roles=["viewer"])
     with pytest.raises(ValidationError):
         AdminUser(name="vera", password_hash=hash_password("x"), roles=["superuser"])  # type: ignore[list-item]
+
+
+def test_two_users_of_one_name_are_refused() -> None:
+    from pydantic import ValidationError
+
+    from dijk.config.models import AdminConfig
+
+    encoded = hash_password("x")
+    twice = [{"name": "vera", "password_hash": encoded, "roles": ["viewer"]}] * 2
+    with pytest.raises(ValidationError, match="names must be unique"):
+        AdminConfig(users=twice)  # type: ignore[arg-type]
