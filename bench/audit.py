@@ -26,7 +26,7 @@ CPU time per request, which survives a noisy machine better than req/s. After th
 every audited gateway is stopped with SIGTERM and its records are counted: at least one
 per request wrk completed, or the row is flagged.
 
-Goals (issue 8): writer batched >= 50k records/s on SQLite, >= 100k records/s on
+Goals: writer batched >= 50k records/s on SQLite, >= 100k records/s on
 PostgreSQL. Reported as the median of interleaved rounds with the min-max spread
 (bench/_harness.py conventions). Prints a table and writes JSON to
 bench/results/audit-latest.json (and a time-stamped copy).
@@ -492,7 +492,7 @@ def print_table(backends: dict[str, Any]) -> None:
 
 
 async def main() -> int:
-    parser = argparse.ArgumentParser(description="Audit writer throughput (issue 8).")
+    parser = argparse.ArgumentParser(description="Audit writer throughput.")
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--strict-records", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=256)

@@ -201,6 +201,9 @@ def gateway_config(upstream: Upstream, **extra: Any) -> dict[str, Any]:
         "upstreams": {"app": {"url": f"http://127.0.0.1:{upstream.port}", "read_timeout_s": 1}},
         "routes": [{"name": "app", "match": {"path_prefix": "/"}, "upstream": "app"}],
         "audit": {"url": "sqlite:///./audit.db", "durability": "strict"},
+        # The load clients stand in for a proxy in front: their X-Request-Id is kept (from
+        # any other peer the gateway makes its own), so records match the answers.
+        "trusted_proxies": ["127.0.0.1/32"],
     }
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):

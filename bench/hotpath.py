@@ -14,6 +14,7 @@ driven through the same fakes. Its cost is the floor for a Python proxy on this 
     .venv/bin/python bench/hotpath.py                      # 5 rounds x 20 000 requests
     .venv/bin/python bench/hotpath.py --rounds 9 --requests 50000
     .venv/bin/python bench/hotpath.py --profile            # cProfile of Dijk, top 30
+    .venv/bin/python bench/hotpath.py --targets dijk --scenario full-policy-post
     py-spy record -o hot.svg -- .venv/bin/python bench/hotpath.py --targets dijk --rounds 20
 
 CPU time is ``time.process_time()`` of this process (GC included, as in production). Rounds
@@ -33,6 +34,7 @@ import asyncio
 import cProfile
 import gc
 import io
+import os
 import pstats
 import statistics
 import sys
@@ -63,10 +65,42 @@ RESPONSE = (
     b'Connection: keep-alive\r\n\r\n{"status":"ok"}'
 )
 REQUEST = b"GET /bench HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+# The full policy users run (bench/inputs/, as bench/proxy.py's full-policy targets): API
+# key, a rate limit that never triggers, OpenAPI enforce, WAF paranoia 1, audit on.
+INPUTS = Path(__file__).resolve().parent / "inputs"
+API_KEY = "hotpath-bench-key-0123456789abcdef"
+FULL_POLICY = """
+version: 1
+upstreams: {{fixed: {{url: "http://127.0.0.1:9"}}}}
+consumers: [{{name: bench, api_keys: [{{env: DIJK_HOTPATH_KEY}}]}}]
+auth: {{api_key: {{header: X-API-Key}}}}
+routes:
+  - name: api
+    match: {{path_prefix: /api}}
+    upstream: fixed
+    auth: [api_key]
+    rate_limit: [{{key: consumer, limit: 1000000000, per_s: 60}}]
+    openapi: {{spec: "{inputs}/full-policy-openapi.yaml", mode: enforce}}
+    waf: {{mode: block, paranoia: 1}}
+"""
+SCENARIOS = {
+    "get": REQUEST,
+    "full-policy-get": (
+        b"GET /api/users/1?q=hello HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+        b"X-API-Key: " + API_KEY.encode() + b"\r\n\r\n"
+    ),
+    "full-policy-post": (
+        b"POST /api/users HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
+        b"X-API-Key: " + API_KEY.encode() + b"\r\nContent-Type: application/json\r\n"
+    ),
+}
 WARMUP = 1000
 
 Step = Callable[[], Awaitable[None]]
 _CLOSERS: list[Callable[[], Awaitable[None]]] = []
+# process_time (every thread: the audit log's database thread included) or thread_time
+# (the event loop's thread alone: the request path).
+_CLOCK: list[Callable[[], float]] = [time.process_time]
 
 
 class _UpstreamTransport:
@@ -125,19 +159,27 @@ class _ClientTransport:
         return ("127.0.0.1", 5555) if name == "peername" else default
 
 
-def _driver(protocol: asyncio.Protocol, transport: _ClientTransport) -> Step:
+def _request(scenario: str) -> bytes:
+    head = SCENARIOS[scenario]
+    if not scenario.endswith("-post"):
+        return head
+    body = (INPUTS / "full-policy-body.json").read_bytes().strip()
+    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def _driver(protocol: asyncio.Protocol, transport: _ClientTransport, request: bytes) -> Step:
     loop = asyncio.get_running_loop()
 
     async def one() -> None:
         transport.done = loop.create_future()
-        protocol.data_received(REQUEST)
+        protocol.data_received(request)
         await transport.done
         await asyncio.sleep(0)  # let the handler task finish its log phase and metrics
 
     return one
 
 
-async def dijk_step(audit_dir: str | None) -> Step:
+async def dijk_step(audit_dir: str | None, scenario: str = "get") -> Step:
     from dijk.config import load_config_text
     from dijk.proxy import upstream
     from dijk.proxy.gateway import Gateway
@@ -151,16 +193,24 @@ async def dijk_step(audit_dir: str | None) -> Step:
 
     upstream.UpstreamPool.connect = connect  # type: ignore[method-assign]
     audit = AUDIT.format(directory=audit_dir) if audit_dir else NO_AUDIT
-    state = build_state(load_config_text(CONFIG + audit, "hotpath"), 1, "hotpath")
+    config = CONFIG
+    if scenario.startswith("full-policy"):
+        os.environ["DIJK_HOTPATH_KEY"] = API_KEY
+        config = FULL_POLICY.format(inputs=INPUTS)
+    state = build_state(load_config_text(config + audit, "hotpath"), 1, "hotpath")
     await state.start()  # as GatewayServer.start: opens the audit log when there is one
     _CLOSERS.append(state.close)  # flushes and closes the audit log (its thread)
     protocol = HttpProtocol(Gateway(state), ServerLimits())
     transport = _ClientTransport()
     protocol.connection_made(transport)  # type: ignore[arg-type]
-    return _driver(protocol, transport)
+    step = _driver(protocol, transport, _request(scenario))
+    await step()
+    if not transport.last.startswith(b"HTTP/1.1 200"):
+        raise SystemExit(f"scenario {scenario} was not answered 200: {transport.last[:300]!r}")
+    return step
 
 
-async def native_step(audit_dir: str | None) -> Step:
+async def native_step(audit_dir: str | None, scenario: str = "get") -> Step:
     from bench.variants import _pool, native_pool
 
     pool = _pool.UpstreamPool("127.0.0.1", 9)
@@ -178,10 +228,10 @@ async def native_step(audit_dir: str | None) -> Step:
     protocol = native_pool._ClientConnection(pool)
     transport = _ClientTransport()
     protocol.connection_made(transport)  # type: ignore[arg-type]
-    return _driver(protocol, transport)
+    return _driver(protocol, transport, _request(scenario))
 
 
-STEPS: dict[str, Callable[[str | None], Awaitable[Step]]] = {
+STEPS: dict[str, Callable[[str | None, str], Awaitable[Step]]] = {
     "dijk": dijk_step,
     "native": native_step,
 }
@@ -191,19 +241,25 @@ async def _measure(step: Step, requests: int, profile: cProfile.Profile | None) 
     """CPU microseconds per request over ``requests`` sequential requests."""
     if profile is not None:
         profile.enable()
-    started = time.process_time()
+    clock = _CLOCK[0]
+    started = clock()
     for _ in range(requests):
         await step()
-    elapsed = time.process_time() - started
+    elapsed = clock() - started
     if profile is not None:
         profile.disable()
     return elapsed / requests * 1e6
 
 
 async def run(
-    targets: list[str], rounds: int, requests: int, profile: bool, audit_dir: str | None
+    targets: list[str],
+    rounds: int,
+    requests: int,
+    profile: bool,
+    audit_dir: str | None,
+    scenario: str = "get",
 ) -> int:
-    steps = {name: await STEPS[name](audit_dir) for name in targets}
+    steps = {name: await STEPS[name](audit_dir, scenario) for name in targets}
     for step in steps.values():
         for _ in range(WARMUP):
             await step()
@@ -245,7 +301,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--audit", action="store_true", help="with the audit log on (default: off, as bench)"
     )
+    parser.add_argument(
+        "--scenario",
+        default="get",
+        choices=sorted(SCENARIOS),
+        help="get: GET on a catch-all route (default); full-policy-*: API key + rate limit "
+        "+ OpenAPI enforce + WAF PL1 (add --audit for the audit log)",
+    )
+    parser.add_argument(
+        "--loop-only",
+        action="store_true",
+        help="count the event loop thread's CPU time only (without the audit database thread)",
+    )
     arguments = parser.parse_args(argv)
+    if arguments.loop_only:
+        _CLOCK[0] = time.thread_time
     targets = [name.strip() for name in arguments.targets.split(",") if name.strip()]
     unknown = [name for name in targets if name not in STEPS]
     if unknown or not targets:
@@ -253,7 +323,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dijk-hotpath-") as directory:
         audit_dir = directory if arguments.audit else None
         return uvloop.run(
-            run(targets, arguments.rounds, arguments.requests, arguments.profile, audit_dir)
+            run(
+                targets,
+                arguments.rounds,
+                arguments.requests,
+                arguments.profile,
+                audit_dir,
+                arguments.scenario,
+            )
         )
 
 

@@ -18,6 +18,7 @@ import shutil
 import sys
 import tempfile
 import textwrap
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,11 +80,19 @@ class TargetKind:
     description: str
     command: Callable[[Launch], list[str] | str] | None
     cwd_is_repo: bool = False  # Python variants import ``bench.variants`` from the repo
+    # Several worker processes: not pinned to the target CPU (they use every CPU, which on
+    # a 2-CPU machine includes the one wrk and the upstream run on), and measured only once
+    # this line is in the target's log (the first worker serves before the others listen).
+    all_cpus: bool = False
+    ready_line: str | None = None
 
 
-def _nginx_command(launch: Launch) -> list[str]:
-    http = _nginx_proxy_http(launch.port, launch.upstream_port)
-    return _nginx_argv(launch.nginx, launch.temp, "proxy", http)
+def _nginx_command(workers: int) -> Callable[[Launch], list[str]]:
+    def command(launch: Launch) -> list[str]:
+        http = _nginx_proxy_http(launch.port, launch.upstream_port)
+        return _nginx_argv(launch.nginx, launch.temp, f"proxy-{workers}", http, workers)
+
+    return command
 
 
 def _granian_command(interface: str, module: str) -> Callable[[Launch], list[str]]:
@@ -114,16 +123,17 @@ def _native_command(launch: Launch) -> list[str]:
     return [sys.executable, "-m", "bench.variants.native_pool", "--port", str(launch.port)]
 
 
-def _dijk_command(audit: bool) -> Callable[[Launch], list[str] | str]:
+def _dijk_command(audit: bool, workers: int = 1) -> Callable[[Launch], list[str] | str]:
     """``dijk serve`` with one route and no stage of its own; ``audit`` keeps the audit log
-    on (its default: batched, SQLite in the target's temp dir), otherwise it is off."""
+    on (its default: batched, SQLite in the target's temp dir), otherwise it is off;
+    ``workers`` processes."""
 
     def command(launch: Launch) -> list[str] | str:
         executable = ROOT / ".venv" / "bin" / "dijk"
         found = str(executable) if executable.exists() else shutil.which("dijk")
         if found is None:
             return "dijk executable not found (pip install -e . first)"
-        name = "dijk-audit" if audit else "dijk"
+        name = ("dijk-audit" if audit else "dijk") + (f"-{workers}w" if workers > 1 else "")
         directory = launch.temp / name
         directory.mkdir(exist_ok=True)
         log = f'{{url: "sqlite:///{directory}/audit.db"}}' if audit else "{enabled: false}"
@@ -132,6 +142,7 @@ def _dijk_command(audit: bool) -> Callable[[Launch], list[str] | str]:
             textwrap.dedent(
                 f"""\
                 version: 1
+                workers: {workers}
                 listen: {{address: {HOST}, port: {launch.port}}}
                 admin: {{address: {HOST}, port: {launch.admin_port}}}
                 audit: {log}
@@ -156,7 +167,13 @@ TARGETS = {
         TargetKind(
             PEER,
             "nginx reverse proxy, 1 worker, upstream keepalive 64 (the peer)",
-            _nginx_command,
+            _nginx_command(1),
+        ),
+        TargetKind(
+            "nginx_2w",
+            "nginx reverse proxy, worker_processes 2 (not pinned: both CPUs)",
+            _nginx_command(2),
+            all_cpus=True,
         ),
         TargetKind(
             "asgi_aiohttp",
@@ -188,6 +205,13 @@ TARGETS = {
             "dijk serve, empty pipeline + audit log (default, batched SQLite)",
             _dijk_command(True),
         ),
+        TargetKind(
+            "dijk_2w",
+            "dijk serve, workers: 2, empty pipeline (not pinned: both CPUs)",
+            _dijk_command(False, workers=2),
+            all_cpus=True,
+            ready_line='"workers_started"',
+        ),
     )
 }
 
@@ -195,14 +219,14 @@ TARGETS = {
 # --- nginx configuration -----------------------------------------------------------------
 
 
-def _nginx_conf(temp: Path, name: str, http_body: str) -> str:
+def _nginx_conf(temp: Path, name: str, http_body: str, workers: int = 1) -> str:
     """A self-contained nginx.conf: every path under ``temp``, nothing from /etc/nginx."""
     state = temp / f"nginx-{name}"
     head = textwrap.dedent(
         f"""\
         daemon off;
         master_process on;
-        worker_processes 1;
+        worker_processes {workers};
         pid {state}/nginx.pid;
         error_log {state}/error.log warn;
         events {{ worker_connections 4096; }}
@@ -256,11 +280,11 @@ def _nginx_proxy_http(port: int, upstream_port: int) -> str:
     )
 
 
-def _nginx_argv(nginx: str, temp: Path, name: str, http_body: str) -> list[str]:
+def _nginx_argv(nginx: str, temp: Path, name: str, http_body: str, workers: int = 1) -> list[str]:
     state = temp / f"nginx-{name}"
     state.mkdir(parents=True, exist_ok=True)
     conf = state / "nginx.conf"
-    conf.write_text(_nginx_conf(temp, name, http_body))
+    conf.write_text(_nginx_conf(temp, name, http_body, workers))
     # -e: nginx opens its error log before it reads the configuration; keep it in temp too.
     return [nginx, "-p", str(state), "-e", str(state / "error.log"), "-c", str(conf)]
 
@@ -351,7 +375,7 @@ def start_target(target: Target, services: ServiceGroup, pinning: Pinning) -> No
     if isinstance(command, str):
         target.skipped = command
         return
-    target.argv = pinning.target(command)
+    target.argv = list(command) if target.kind.all_cpus else pinning.target(command)
     env = dict(os.environ)
     env[UPSTREAM_ENV] = f"http://{HOST}:{launch.upstream_port}"
     env["PYTHONFAULTHANDLER"] = "1"  # a crash in uvloop/httptools leaves a traceback in the log
@@ -369,11 +393,25 @@ def start_target(target: Target, services: ServiceGroup, pinning: Pinning) -> No
         target.skipped = f"could not start: {error}"
         return
     problem = wait_until_serving(service, HOST, launch.port, PATH, BODY, READY_TIMEOUT_S)
+    if problem is None and target.kind.ready_line is not None:
+        problem = _wait_for_log_line(service, target.kind.ready_line)
     if problem is not None:
         target.skipped = problem
         services.stop(service)
         return
     target.service = service
+
+
+def _wait_for_log_line(service: Service, text: str) -> str | None:
+    deadline = time.monotonic() + READY_TIMEOUT_S * 3  # every worker imports and compiles
+    while time.monotonic() < deadline:
+        try:
+            if text in service.log_path.read_text(errors="replace"):
+                return None
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return f"{text} not logged within {READY_TIMEOUT_S * 3:.0f} s"
 
 
 def measure(target: Target, wrk: str, settings: Settings, pinning: Pinning) -> dict[str, Any]:

@@ -14,6 +14,7 @@ show from WARNING up (from INFO when the level is ``debug``).
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Mapping, MutableMapping
@@ -46,6 +47,26 @@ def _redact_value(key: str, value: Any, depth: int = 0) -> Any:
 def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event):
         event[key] = _redact_value(key, event[key])
+    return event
+
+
+_pid = os.getpid()
+
+
+def _refresh_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_refresh_pid)
+
+
+def add_pid(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Which process wrote the line: with ``workers: N`` the access log says which worker
+    served each request (a cached value, not a system call per line)."""
+    event["pid"] = _pid
     return event
 
 
@@ -95,12 +116,15 @@ def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = No
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            add_pid,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact,
             structlog.processors.format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        # One write per line (print() writes the line and its newline separately): worker
+        # processes share stderr, and their lines must not interleave.
+        logger_factory=structlog.WriteLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=False,
     )

@@ -18,10 +18,14 @@ it copies each dict under the GIL before formatting.
 
 from __future__ import annotations
 
+import os
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
 
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -301,4 +305,101 @@ def protocol_error(reason: str) -> None:
 
 
 def render() -> bytes:
-    return generate_latest(REGISTRY)
+    """The exposition text: this process's metrics, or every worker's added up."""
+    if _shared_dir is None:
+        return generate_latest(REGISTRY)
+    write_snapshot()  # this worker's own numbers are fresh; the others' at most a second old
+    return generate_latest(_SharedCollector(_shared_dir).registry())
+
+
+# ---- several worker processes ---------------------------------------------------------------
+# With ``workers: N`` every worker keeps its own loop metrics (nothing shared on the hot path)
+# and writes a snapshot of its whole registry to a directory the supervisor made, about once
+# a second and at every scrape. Whichever worker answers ``/metrics`` adds the snapshots up:
+# counters, histograms and summaries of every worker that ever ran (a dead worker's file stays,
+# renamed ``dead-<pid>.json`` by the supervisor, so totals never go down when one is restarted),
+# gauges of the live ones only. prometheus-client's own multiprocess mode would put a lock and
+# an mmap write on every update, which the per-request metrics above exist to avoid.
+
+_shared_dir: Path | None = None
+# Gauges where a sum means nothing: the generation is the oldest any worker serves (a worker
+# whose reload failed shows), not the sum.
+_GAUGE_MIN = frozenset({"dijk_config_generation"})
+
+
+def share(directory: Path) -> None:
+    """Write snapshots to ``directory`` and answer ``/metrics`` with every worker's sum."""
+    global _shared_dir
+    _shared_dir = directory
+
+
+def snapshot_path(directory: Path, pid: int, *, dead: bool = False) -> Path:
+    return directory / f"{'dead' if dead else 'worker'}-{pid}.json"
+
+
+def write_snapshot() -> None:
+    """Replace this process's snapshot (write, then rename: a reader never sees half)."""
+    if _shared_dir is None:
+        return
+    families = [
+        [family.name, family.type, family.documentation, [list(s[:3]) for s in family.samples]]
+        for family in REGISTRY.collect()
+    ]
+    pid = os.getpid()
+    temporary = _shared_dir / f".{pid}.tmp"
+    temporary.write_bytes(orjson.dumps(families))
+    temporary.replace(snapshot_path(_shared_dir, pid))
+
+
+class _SharedCollector(Collector):
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+
+    def registry(self) -> CollectorRegistry:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(self)
+        return registry
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(aggregate(self._snapshots()))
+
+    def _snapshots(self) -> Iterator[tuple[bool, list[Any]]]:
+        for path in sorted(self._directory.glob("*.json")):
+            try:
+                yield path.name.startswith("worker-"), orjson.loads(path.read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                continue  # removed or replaced meanwhile: the next scrape has it
+
+
+def aggregate(snapshots: Iterable[tuple[bool, list[Any]]]) -> list[Metric]:
+    """Add up ``(live, families)`` snapshots: one family per name, samples in first-seen order.
+
+    Counters, histograms and summaries are summed over every snapshot; gauges over live
+    ones (``_GAUGE_MIN`` takes the minimum); ``_created`` samples take the earliest time;
+    any other type takes the largest value.
+    """
+    families: dict[str, Metric] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], list[Any]]] = {}
+    for live, snapshot in snapshots:
+        for name, kind, documentation, samples in snapshot:
+            if kind == "gauge" and not live:
+                continue
+            if name not in families:
+                families[name] = Metric(name, documentation, kind)
+                values[name] = {}
+            merged = values[name]
+            for sample_name, labels, value in samples:
+                key = (sample_name, tuple(sorted(labels.items())))
+                found = merged.get(key)
+                if found is None:
+                    merged[key] = [sample_name, labels, value]
+                elif sample_name.endswith("_created") or name in _GAUGE_MIN:
+                    found[2] = min(found[2], value)
+                elif kind in ("counter", "histogram", "summary", "gauge"):
+                    found[2] += value
+                else:
+                    found[2] = max(found[2], value)
+    for name, metric in families.items():
+        for sample_name, labels, value in values[name].values():
+            metric.add_sample(sample_name, labels, value)
+    return list(families.values())

@@ -1,4 +1,4 @@
-"""Issue 8 "done when", tried as a new user would, through the real `dijk demo` process:
+"""The audit log's "done when", tried as a new user would, through the real `dijk demo` process:
 demo traffic (allowed and denied) leaves at least one record per request; SIGTERM loses
 nothing; `dijk audit verify --db sqlite:///...` exits 0, and 1 naming the record after one
 field of one record is changed with the sqlite3 shell, or a record is deleted; `dijk audit
@@ -39,12 +39,16 @@ def dijk(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
+_SENT = iter(range(1_000_000))
+
+
 def call(port: int, method: str, path: str, key: str | None = None) -> tuple[str, int]:
-    """The request id the gateway gave the request (the demo trusts no proxy, so it is the
-    gateway's own, whatever a client sends) and the status."""
+    """The request id the gateway gave the request and the status. The demo trusts its
+    loopback load balancer (trusted_proxies: 127.0.0.1), so the well-formed id sent from
+    here is the one the request is recorded under."""
     body = b'{"name":"A","email":"a@example.nl"}' if method == "POST" else None
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method)
-    request.add_header("X-Request-Id", "chosen-by-the-client")
+    request.add_header("X-Request-Id", f"from-the-balancer-{next(_SENT)}")
     if key:
         request.add_header("X-API-Key", key)
     if body:
@@ -114,7 +118,7 @@ def test_every_demo_request_is_recorded_after_sigterm_allowed_and_denied(
 ) -> None:
     data_dir, sent, _ = demo_log
     found = {row["request_id"]: row for row in records(data_dir / "audit.db")}
-    assert len(sent) == 27  # one fresh id per request: the client's own was not taken
+    assert len(sent) == 27  # one id per request: the balancer's, each its own
     assert "chosen-by-the-client" not in found
     assert set(sent) <= set(found), "SIGTERM lost records"
     for request_id, status in sent.items():

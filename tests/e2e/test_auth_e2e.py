@@ -1,6 +1,6 @@
 """Authentication and authorization through a real ``dijk serve -c`` process.
 
-The "done when" of issue 4: a gateway with ``auth.jwt.jwks_file`` and a route needing
+The acceptance case: a gateway with ``auth.jwt.jwks_file`` and a route needing
 ``accounts:read`` answers 200 to a valid RS256 token; 401 to expired, wrong-audience,
 forged, ``alg: none``, HS/RS-confused and over-long-lived tokens; 403 to a valid token
 without the scope. Plus API keys with revocation through the admin API, per-method scopes,

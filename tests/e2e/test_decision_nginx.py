@@ -54,6 +54,14 @@ def decision_config(data_dir: Path, upstream_port: int) -> dict[str, object]:
     return config
 
 
+def require_nginx() -> str:
+    """The nginx binary; skips (fails under CI) when it is not installed."""
+    nginx = nginx_binary()
+    require_service(nginx is not None, "nginx is not installed (make install adds nginx-light)")
+    assert nginx is not None
+    return nginx
+
+
 def nginx_conf(prefix: Path, port: int, decision_port: int, upstream_port: int) -> Path:
     """The example server block on test ports, inside a minimal self-contained nginx.conf."""
     server = (
@@ -128,11 +136,29 @@ def _wait_for(port: int, process: subprocess.Popen[bytes], log: Path) -> str:
     raise AssertionError("nginx did not listen in time")
 
 
+def start_nginx(
+    nginx: str, prefix: Path, port: int, decision_port: int, upstream_port: int
+) -> tuple[subprocess.Popen[bytes], str]:
+    """nginx with the example configuration on ``port``, answering; the probe's request id."""
+    prefix.mkdir()
+    conf = nginx_conf(prefix, port, decision_port, upstream_port)
+    server = subprocess.Popen(
+        [nginx, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        return server, _wait_for(port, server, prefix / "error.log")
+    except BaseException:
+        server.terminate()
+        server.wait(10)
+        raise
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    nginx = nginx_binary()
-    require_service(nginx is not None, "nginx is not installed (make install adds nginx-light)")
-    assert nginx is not None
+    nginx = require_nginx()
     base = tmp_path_factory.mktemp("decision-nginx")
     data_dir = base / "data"
     data_dir.mkdir()
@@ -150,17 +176,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             {"DIJK_DEMO_KEY_READ": READ_KEY, "DIJK_DEMO_KEY_WRITE": WRITE_KEY},
         ).start(timeout=60)
         decision_port = int(config["decision"]["listen"]["port"])  # type: ignore[index]
-        prefix = base / "nginx"
-        prefix.mkdir()
         port = free_port()
-        conf = nginx_conf(prefix, port, decision_port, upstream_port)
-        server = subprocess.Popen(
-            [nginx, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-        probe = _wait_for(port, server, prefix / "error.log")
+        server, probe = start_nginx(nginx, base / "nginx", port, decision_port, upstream_port)
         yield Stack(port, dijk, data_dir / "audit.db", [probe])
     finally:
         if server is not None:
@@ -214,7 +231,7 @@ def test_nginx_refuses_a_union_injection_in_q_with_403_waf_sqli(stack: Stack) ->
 
 def test_nginx_answers_404_for_an_unknown_path_with_dijks_problem(stack: Stack) -> None:
     """A status nginx's auth_request cannot take from a subrequest reaches the client."""
-    status, _, body = stack.call("/api/v1/nowhere", READ_KEY)
+    status, _, body = stack.call("/admin-export", READ_KEY)
     assert status == 404
     assert problem(body)["reason"] == "route.not_found"
 

@@ -232,6 +232,24 @@ def test_ext_authz_http_reads_path_under_prefix_and_checks_the_forwarded_body(
     assert (status, json.loads(body)["reason"]) == (403, "waf.sqli")
 
 
+def test_ext_authz_http_refuses_a_body_envoy_marks_as_partial(decider: GatewayProcess) -> None:
+    """allow_partial_message: Envoy sends the first max_request_bytes and forwards the whole
+    body on allow; an injection past the cut would reach the API unjudged."""
+    envoy = {
+        "X-API-Key": WRITE_KEY,
+        "X-Forwarded-For": "198.51.100.8",
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Host": "api.example",
+        "x-envoy-auth-partial-body": "true",
+    }
+    cut = b"name=" + b"x" * 60
+    status, _, body = ask(decider, "POST", "/ext-authz/api/items", envoy, cut)
+    assert (status, json.loads(body)["reason"]) == (413, "decision.partial_body")
+    envoy["x-envoy-auth-partial-body"] = "false"
+    status, _, _ = ask(decider, "POST", "/ext-authz/api/items", envoy, cut)
+    assert status == 200
+
+
 def test_only_the_configured_proxies_may_ask(
     start_gateway: Callable[..., GatewayProcess], recording: RecordingUpstream
 ) -> None:
@@ -357,3 +375,29 @@ def test_a_client_on_a_proxy_address_cannot_name_another_client_on_its_left(
         decider, "GET", "/api/items", READ_KEY, client="203.0.113.9, 127.0.0.1"
     )
     assert status == 200, body  # 203.0.113.0/24 is denied: it was not taken as the client
+
+
+def test_an_oversized_grpc_message_is_refused_unread_and_the_gateway_keeps_answering(
+    decider: GatewayProcess,
+) -> None:
+    """grpclib buffers and decodes any announced length: one 200 MB Check held the event
+    loop (the inline listener too) for over a minute. Past the body limit plus room for the
+    attributes the message is refused from its length prefix."""
+    port = decider.config["decision"]["grpc"]["port"]
+    size = 4 * 1024 * 1024  # max_body_bytes (1 MiB) + 1 MiB of attributes is the limit
+    # Field 1 (attributes), length-delimited, announcing `size` bytes of zeros.
+    varint = bytes([0x80 | (size & 0x7F), 0x80 | ((size >> 7) & 0x7F), (size >> 14) & 0x7F])
+    payload = b"\x0a" + varint + bytes(size)
+    options = [("grpc.max_send_message_length", -1)]
+    with grpc.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+        call = channel.unary_unary(
+            "/envoy.service.auth.v3.Authorization/Check",
+            request_serializer=lambda data: data,
+            response_deserializer=lambda data: data,
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            call(payload, timeout=20)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    response = check(decider, "GET", "/api/items/3", READ_KEY)
+    assert response.status is not None
+    assert response.status.code == 0  # still answering, and a normal Check still passes

@@ -60,7 +60,7 @@ def dijk(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def traffic(tmp_path_factory: pytest.TempPathFactory) -> Traffic:
     data_dir = tmp_path_factory.mktemp("discovery-demo")
-    # The demo makes its own admin token and prints it (start_demo reads it).
+    # The demo makes its own admin token and prints it; start_demo reads it.
     demo = start_demo(data_dir)
     try:
         read, write = demo.read_key, demo.write_key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -111,3 +112,24 @@ def test_failed_logins_sent_with_another_method_count_for_the_account_too(
     assert statuses == [401, 401, 401, 429]
     assert len(recording.requests) == 3
     assert all(request.method == method for request in recording.requests)
+
+
+def test_gzip_encoded_failed_logins_count_for_the_account(
+    gateway: GatewayProcess, recording: RecordingUpstream
+) -> None:
+    """A login body sent with Content-Encoding: gzip is read decoded, as the upstream reads
+    it: compressing the guesses buys no free attempts against one account."""
+    body = gzip.compress(json.dumps({"username": "erik", "password": "guess"}).encode())
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    statuses = [
+        call(
+            gateway.port,
+            "/status/401",
+            "POST",
+            {**headers, "X-Forwarded-For": f"198.51.100.{n}"},
+            body,
+        )[0]
+        for n in range(1, 5)
+    ]
+    assert statuses == [401, 401, 401, 429]
+    assert len(recording.requests) == 3

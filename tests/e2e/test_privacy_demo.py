@@ -1,4 +1,4 @@
-"""Issue 9 as a new user tries it: the real `dijk demo`, masked, recorded, reported.
+"""Privacy as a new user tries it: the real `dijk demo`, masked, recorded, reported.
 
 One demo process for the module: traffic first (accounts, one account, search, GraphQL, a
 new account, a good and a bad login with passwords), then SIGTERM (the data map is

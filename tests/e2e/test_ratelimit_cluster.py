@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -12,35 +10,19 @@ from typing import Any
 
 import pytest
 
-from dijk.storage import StorageUnavailable, open_storage
 from tests.conftest import require_service
 from tests.e2e.test_ratelimit_gateway import call
 from tests.support.gateway import GatewayProcess, base_config, free_port
+from tests.support.redis import REDIS_URL, redis_up
 from tests.support.upstream import RecordingUpstream
 
-REDIS_URL = os.environ.get("DIJK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-
-
-def _redis_up() -> bool:
-    async def ping() -> bool:
-        storage = open_storage(REDIS_URL, timeout_s=0.5)
-        try:
-            await storage.ping()
-            return True
-        except StorageUnavailable:
-            return False
-        finally:
-            await storage.close()
-
-    return asyncio.run(ping())
 
 
 def _three(
     start_gateway: Callable[..., GatewayProcess], upstream: RecordingUpstream, rule: dict[str, Any]
 ) -> list[GatewayProcess]:
-    require_service(_redis_up(), f"Redis is not reachable at {REDIS_URL}")
+    require_service(redis_up(), f"Redis is not reachable at {REDIS_URL}")
     prefix = f"cluster{uuid.uuid4().hex[:12]}:"
     gateways = []
     for _ in range(3):

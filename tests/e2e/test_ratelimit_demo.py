@@ -1,4 +1,4 @@
-"""The demo's rate limits as a new user meets them (issue 5's "done when")."""
+"""The demo's rate limits as a new user meets them ("done when")."""
 
 from __future__ import annotations
 

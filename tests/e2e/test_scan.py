@@ -480,6 +480,14 @@ def test_bad_options_are_refused_with_a_reason(args: list[str], message: str) ->
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("target", ["http://[::1", "https://[fe80::1/x", "ftp://127.0.0.1/"])
+def test_a_malformed_target_url_is_refused_without_traceback(target: str) -> None:
+    code, _out, err = in_process("scan", "--spec", str(VULNERABLE_SPEC), "--target", target)
+    assert code == 2
+    assert err.startswith(f"error: --target {target!r}: expected an http:// or https:// URL")
+    assert "Traceback" not in err
+
+
 def test_spent_budget_stops_the_scan_and_says_so(vulnerable: Vulnerable) -> None:
     code, out, _err = in_process(
         "scan",

@@ -1,6 +1,6 @@
 """Attack detection as a new user meets it: `dijk demo`, attacks refused, look-alikes served.
 
-Every demo route runs the detector in block mode at paranoia 1 (issue 7, "Done when").
+Every demo route runs the detector in block mode at paranoia 1 ("Done when").
 """
 
 from __future__ import annotations

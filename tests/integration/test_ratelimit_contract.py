@@ -7,7 +7,6 @@ expectations hold for both, which is what keeps the two implementations in step.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -15,27 +14,15 @@ import pytest
 
 from dijk.ratelimit.algorithms import Algorithm, quota_period
 from dijk.ratelimit.backend import Bucket, Limiter, MemoryLimiter, open_limiter
-from dijk.storage import StorageUnavailable, open_storage
+from dijk.storage import StorageUnavailable
 from tests.conftest import require_service
-
-REDIS_URL = os.environ.get("DIJK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-async def _redis_available() -> bool:
-    storage = open_storage(REDIS_URL, timeout_s=0.5)
-    try:
-        await storage.ping()
-        return True
-    except StorageUnavailable:
-        return False
-    finally:
-        await storage.close()
+from tests.support.redis import REDIS_URL, redis_reachable
 
 
 @pytest.fixture(params=["memory", "redis"])
 async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[Limiter]:
     if request.param == "redis":
-        require_service(await _redis_available(), f"Redis is not reachable at {REDIS_URL}")
+        require_service(await redis_reachable(), f"Redis is not reachable at {REDIS_URL}")
         backend = open_limiter(REDIS_URL, 1.0)
     else:
         backend = MemoryLimiter()
@@ -154,7 +141,7 @@ async def test_memory_limiter_is_shared_per_url_across_reloads() -> None:
 
 
 async def test_redis_pool_is_bounded_and_checks_queue_for_it() -> None:
-    require_service(await _redis_available(), f"Redis is not reachable at {REDIS_URL}")
+    require_service(await redis_reachable(), f"Redis is not reachable at {REDIS_URL}")
     backend = open_limiter(REDIS_URL, 1.0, max_connections=2)
     assert backend.storage is not None
     pool = backend.storage.client.connection_pool  # type: ignore[attr-defined]

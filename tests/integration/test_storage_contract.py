@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -11,25 +10,13 @@ import pytest
 
 from dijk.storage import Storage, StorageUnavailable, open_storage
 from tests.conftest import require_service
-
-REDIS_URL = os.environ.get("DIJK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-async def _redis_available() -> bool:
-    storage = open_storage(REDIS_URL, timeout_s=0.5)
-    try:
-        await storage.ping()
-        return True
-    except StorageUnavailable:
-        return False
-    finally:
-        await storage.close()
+from tests.support.redis import REDIS_URL, redis_reachable
 
 
 @pytest.fixture(params=["memory", "redis"])
 async def storage(request: pytest.FixtureRequest) -> AsyncIterator[Storage]:
     if request.param == "redis":
-        require_service(await _redis_available(), f"Redis is not reachable at {REDIS_URL}")
+        require_service(await redis_reachable(), f"Redis is not reachable at {REDIS_URL}")
         backend = open_storage(REDIS_URL, timeout_s=2.0)  # atomicity, not latency, is tested
     else:
         backend = open_storage("memory://")

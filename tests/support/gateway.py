@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +173,27 @@ def http_call(
     if response_headers.get("content-type") == "application/problem+json":
         problem = json.loads(payload)
     return response.status, response_headers, problem
+
+
+def log_events(gateway: GatewayProcess, name: str) -> list[dict[str, Any]]:
+    """The gateway's JSON log lines whose ``event`` is ``name``, in order."""
+    found = []
+    for line in gateway.logs().splitlines():
+        if line.startswith("{"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("event") == name:
+                found.append(record)
+    return found
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0, interval: float = 0.1) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()

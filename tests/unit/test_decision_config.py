@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 from pydantic import ValidationError
 
-from dijk.config.models import DecisionConfig
+from dijk.config.models import DEFAULT_STRIP_REQUEST_HEADERS, DecisionConfig
 from tests.conftest import REPO
 
 
@@ -54,3 +56,36 @@ def test_the_proxy_examples_are_yaml_that_point_at_the_decision_ports(path: str)
     text = (REPO / path).read_text()
     yaml.safe_load(text)
     assert "8181" in text or "8182" in text
+
+
+def _go_canonical(name: str) -> str:
+    """The form Go's net/http (Traefik) keys a header by: X-Http-Method-Override."""
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+def test_the_traefik_example_removes_every_header_dijk_inline_strips_in_both_spellings() -> None:
+    """forwardAuth deletes what authResponseHeaders(Regex) names from the request before
+    copying Dijk's values: the only way Traefik drops a client's X-HTTP-Method-Override."""
+    document = yaml.safe_load((REPO / "deploy/traefik/dijk-forward-auth.yaml").read_text())
+    forward = document["http"]["middlewares"]["dijk"]["forwardAuth"]
+    listed = {name.lower() for name in forward["authResponseHeaders"]}
+    pattern = re.compile(forward["authResponseHeadersRegex"])
+    for name in [*DEFAULT_STRIP_REQUEST_HEADERS, "x-dijk-consumer", "x-dijk-scopes"]:
+        for spelling in (name, name.replace("-", "_")):
+            assert spelling in listed or pattern.match(_go_canonical(spelling)), spelling
+    for kept in ("Accept", "Content-Type", "X-Api-Key", "X-Client-Cert", "Authorization"):
+        assert not pattern.match(kept), kept
+
+
+def test_the_nginx_example_clears_every_header_dijk_inline_strips() -> None:
+    """nginx passes client headers to the API as they are; a header set to "" is not sent.
+    (Names with '_' never pass nginx: underscores_in_headers is off by default.)"""
+    text = (REPO / "deploy/nginx/dijk-auth-request.conf").read_text()
+    proxied = text.split("location / {", 1)[1].split("}", 1)[0]
+    cleared = {
+        line.split()[1].lower()
+        for line in proxied.splitlines()
+        if line.strip().startswith("proxy_set_header") and line.strip().endswith('"";')
+    }
+    assert set(DEFAULT_STRIP_REQUEST_HEADERS) <= cleared
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in proxied

@@ -133,3 +133,152 @@ async def test_a_target_that_is_not_a_path_is_refused(state: GatewayState) -> No
     verdict = await decide(state, original("http://elsewhere/items", [("x-api-key", KEY)]))
     assert verdict.decision is not None
     assert verdict.decision.reason == "http.invalid_target"
+
+
+def _routes_with_a_public_one() -> list[dict[str, Any]]:
+    return [
+        {"name": "open", "match": {"path_prefix": "/open"}, "upstream": "up", "auth": []},
+        {
+            "name": "items",
+            "match": {"path_prefix": "/items"},
+            "upstream": "up",
+            "auth": ["api_key"],
+            "hide_credentials": True,
+        },
+    ]
+
+
+@pytest.fixture
+async def open_state(tmp_path: Path) -> AsyncIterator[GatewayState]:
+    compiled = build_state(config(tmp_path, routes=_routes_with_a_public_one()), 1)
+    await compiled.start()
+    yield compiled
+    await compiled.close()
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/items//../open/x",  # '/open/x' to Dijk, '/items/open/x' to an upstream keeping '//'
+        "/items/a//../../open",
+        "/open/../open/x",
+        "/open/./x",
+        "/open/%2e%2e/open/x",
+        "//open/x",
+        "/open//x?q=1",
+    ],
+)
+async def test_a_path_not_in_normal_form_is_refused_as_the_proxy_forwards_it_as_sent(
+    open_state: GatewayState, target: str
+) -> None:
+    verdict = await decide(open_state, original(target, []))
+    assert verdict.decision is not None
+    assert (verdict.decision.status, verdict.decision.reason) == (400, "decision.path_not_normal")
+
+
+@pytest.mark.parametrize("target", ["/open/x", "/open/%61b", "/open/a%3bb", "/open/x/?q=a/../b"])
+async def test_a_path_that_only_differs_in_escapes_is_judged(
+    open_state: GatewayState, target: str
+) -> None:
+    verdict = await decide(open_state, original(target, []))
+    assert verdict.allowed, verdict.decision
+
+
+async def test_headers_the_inline_gateway_strips_are_named_for_removal(
+    open_state: GatewayState,
+) -> None:
+    """A GET judged as a GET must not reach the upstream as a DELETE (method override), nor
+    with a client-chosen client address, in any spelling an upstream reads as the name."""
+    headers = [
+        ("x-api-key", KEY),
+        ("x-http-method-override", "DELETE"),
+        ("x_http_method_override", "DELETE"),
+        ("x-original-url", "/admin"),
+        ("true-client-ip", "203.0.113.9"),
+        ("accept", "application/json"),
+    ]
+    verdict = await decide(open_state, original("/items/1", headers))
+    assert verdict.allowed
+    assert verdict.remove_headers == [
+        "true-client-ip",
+        "x-api-key",
+        "x-http-method-override",
+        "x-original-url",
+        "x_http_method_override",
+    ]
+
+
+async def test_a_clients_own_consumer_header_is_named_for_removal_when_dijk_sets_none(
+    open_state: GatewayState,
+) -> None:
+    spoofed = [("x-dijk-consumer", "alice"), ("x-dijk-scopes", "items:write")]
+    verdict = await decide(open_state, original("/open/x", spoofed))
+    assert verdict.allowed
+    assert verdict.remove_headers == ["x-dijk-consumer", "x-dijk-scopes"]
+    # On a route that identifies the caller Dijk's own values replace them; a '_' spelling
+    # would reach the upstream beside them, so it goes.
+    verdict = await decide(
+        open_state, original("/items", [("x-api-key", KEY), ("x_dijk_consumer", "root")])
+    )
+    assert ("x-dijk-consumer", "alice") in verdict.upstream_headers
+    assert verdict.remove_headers == ["x-api-key", "x_dijk_consumer"]
+
+
+async def test_a_partial_body_is_refused_where_the_route_inspects_bodies(
+    state: GatewayState,
+) -> None:
+    """Envoy with allow_partial_message sends the first max_request_bytes only and forwards
+    the rest unjudged: the cut-off prefix of a form with an injection after it is clean."""
+    headers = [("x-api-key", KEY), ("content-type", "application/x-www-form-urlencoded")]
+    whole = b"a=" + b"x" * 100 + b"&b=1%27%20UNION%20SELECT%20password%20FROM%20users--"
+    verdict = await decide(state, original("/items", headers, method="POST", body=whole))
+    assert verdict.decision is not None
+    assert verdict.decision.reason == "waf.sqli"
+    cut = whole[:60]
+    verdict = await decide(
+        state, original("/items", headers, method="POST", body=cut, body_partial=True)
+    )
+    assert verdict.decision is not None
+    assert (verdict.decision.status, verdict.decision.reason) == (413, "decision.partial_body")
+    verdict = await decide(state, original("/items", headers, method="POST", body=cut))
+    assert verdict.allowed  # the same bytes, whole: nothing to refuse
+
+
+def test_envoys_partial_body_mark_and_a_short_body_make_a_grpc_question_partial(
+    state: GatewayState,
+) -> None:
+    from envoy_data_plane.envoy.config.core.v3 import Address, SocketAddress
+    from envoy_data_plane.envoy.service.auth.v3 import (
+        AttributeContext,
+        AttributeContextHttpRequest,
+        AttributeContextPeer,
+        AttributeContextRequest,
+        CheckRequest,
+    )
+
+    from dijk.proxy.decision_grpc import _original
+
+    def question(method: str, headers: dict[str, str], size: int) -> CheckRequest:
+        peer = AttributeContextPeer(
+            address=Address(socket_address=SocketAddress(address="198.51.100.4"))
+        )
+        http = AttributeContextHttpRequest(
+            method=method, path="/items", headers=headers, raw_body=b"a=1", size=size
+        )
+        return CheckRequest(
+            attributes=AttributeContext(source=peer, request=AttributeContextRequest(http=http))
+        )
+
+    engine = DecisionEngine(Gateway(state))
+    whole = _original(question("POST", {}, 3), engine)
+    assert isinstance(whole, Original)
+    assert (whole.body_partial, whole.content_length) == (False, 3)
+    longer = _original(question("POST", {}, 5000), engine)
+    assert isinstance(longer, Original)
+    assert (longer.body_partial, longer.content_length) == (True, 5000)
+    marked = _original(question("POST", {"x-envoy-auth-partial-body": "true"}, -1), engine)
+    assert isinstance(marked, Original)
+    assert marked.body_partial
+    refused = _original(question("GET /x", {}, -1), engine)
+    assert not isinstance(refused, Original)
+    assert refused.reason == "decision.invalid_method"

@@ -1,4 +1,4 @@
-"""Encodings and constructs found missing while comparing with CRS (issue 7), and the
+"""Encodings and constructs found missing while comparing with CRS, and the
 scan-context regression of the bundled Hyperscan build."""
 
 from __future__ import annotations

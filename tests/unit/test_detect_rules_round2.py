@@ -1,4 +1,4 @@
-"""Rules and transforms added in the second accuracy round of issue 7.
+"""Rules and transforms added in the second accuracy round.
 
 Every example below was written for this test (not taken from a corpus). Each rule gets
 attacks it must block, with the rule id that must fire, and look-alikes from ordinary API

@@ -1,4 +1,4 @@
-"""One named test per known attack on JWT verification (STYLE.md rule 9, PyJWT's test_advisory).
+"""One named test per known attack on JWT verification (PyJWT's test_advisory).
 
 Where Wycheproof's JOSE vectors (``../shared/corpora/jose/``) cover an attack, they are
 used too: read at run time, skipped when the corpora are missing (a failure under CI=true).

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dijk.stages.login_guard import _username, normalise_username
+from dijk.stages.login_guard import normalise_username
+from dijk.stages.login_guard import username_from_body as _username
 
 
 @pytest.mark.parametrize(

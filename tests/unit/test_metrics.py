@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from dijk import metrics
@@ -117,3 +122,73 @@ def test_counter_children_made_by_labels_and_by_the_hot_path_are_the_same_series
     )
     assert created is not None
     assert created > 0
+
+
+# ---- several workers: snapshots added up --------------------------------------------------
+
+
+def _snapshot(requests: float, in_flight: float, generation: float, created: float) -> list[Any]:
+    return [
+        [
+            "dijk_requests",
+            "counter",
+            "Requests.",
+            [
+                ["dijk_requests_total", {"route": "a", "status": "200", "reason": ""}, requests],
+                ["dijk_requests_created", {"route": "a", "status": "200", "reason": ""}, created],
+            ],
+        ],
+        [
+            "dijk_requests_in_flight",
+            "gauge",
+            "In flight.",
+            [["dijk_requests_in_flight", {}, in_flight]],
+        ],
+        [
+            "dijk_config_generation",
+            "gauge",
+            "Generation.",
+            [["dijk_config_generation", {}, generation]],
+        ],
+    ]
+
+
+def _samples(families: list[Any]) -> dict[str, float]:
+    return {sample.name: sample.value for family in families for sample in family.samples}
+
+
+def test_worker_snapshots_sum_counters_of_all_and_gauges_of_live_workers() -> None:
+    merged = _samples(
+        metrics.aggregate(
+            [
+                (True, _snapshot(5, 2, 3, 100.0)),
+                (True, _snapshot(7, 1, 2, 50.0)),
+                (False, _snapshot(11, 9, 1, 10.0)),  # a dead worker: counts stay, gauges go
+            ]
+        )
+    )
+    assert merged["dijk_requests_total"] == 23
+    assert merged["dijk_requests_created"] == 10.0
+    assert merged["dijk_requests_in_flight"] == 3
+    assert merged["dijk_config_generation"] == 2  # the oldest configuration a live worker serves
+
+
+def test_shared_metrics_render_every_worker_snapshot(tmp_path: Path) -> None:
+    (tmp_path / "worker-1.json").write_bytes(orjson.dumps(_snapshot(5, 0, 1, 1.0)))
+    (tmp_path / "dead-2.json").write_bytes(orjson.dumps(_snapshot(4, 6, 1, 1.0)))
+    before = metrics._shared_dir
+    metrics.share(tmp_path)
+    try:
+        text = metrics.render().decode()
+        own = tmp_path / f"worker-{os.getpid()}.json"
+        assert own.exists()  # this process wrote its own snapshot before adding up
+    finally:
+        metrics._shared_dir = before
+    # 5 + 4 from the files, plus whatever this test process counted itself.
+    own_requests = sum(
+        value for key, value in metrics.REQUESTS.values.items() if key == ("a", "200", "")
+    )
+    expected = float(9 + own_requests)
+    assert f'dijk_requests_total{{reason="",route="a",status="200"}} {expected}' in text
+    # The dead worker's 6 requests in flight are gone with it.
+    assert f"dijk_requests_in_flight {float(metrics.IN_FLIGHT.value)}" in text

@@ -137,6 +137,20 @@ def test_text_report_groups_by_file_most_severe_first_with_file_line() -> None:
     assert "score" in lines[-1]
 
 
+def test_text_report_names_an_unreadable_target_once() -> None:
+    text = render(
+        report(
+            errors=[
+                TargetError("missing.yaml", "missing.yaml: file not found"),
+                TargetError("api.yaml", "the document is nested too deeply"),
+            ]
+        ),
+        "text",
+    )
+    assert "error: missing.yaml: file not found\n" in text
+    assert "error: api.yaml: the document is nested too deeply\n" in text
+
+
 def test_text_report_is_coloured_only_when_asked() -> None:
     coloured = render(report(finding(QUERY_TOKEN)), "text", colour=True)
     assert "\x1b[" in coloured

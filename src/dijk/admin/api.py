@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -40,11 +41,13 @@ from dijk.auth.revocation import revoke_from_request
 from dijk.pipeline.decision import Decision
 from dijk.proxy.gateway import new_request_id, problem_response, request_id_from
 from dijk.proxy.http1 import ProtocolFault, Request, ResponseWriter
+from dijk.storage import StorageUnavailable
 
 if TYPE_CHECKING:
     from dijk.proxy.server import GatewayServer
 
 _JSON = [("content-type", "application/json")]
+_INCIDENT_ID = re.compile(r"[0-9a-f]{16}")
 
 
 class AdminHandler:
@@ -58,6 +61,8 @@ class AdminHandler:
             ("POST", "/admin/api/v1/keys/revoke"): self._revoke_keys,
             ("POST", "/admin/api/v1/tokens/revoke"): self._revoke_tokens,
             ("GET", "/admin/api/v1/audit"): self._audit,
+            ("GET", "/admin/api/v1/abuse/incidents"): self._incidents,
+            ("POST", "/admin/api/v1/abuse/lift"): self._lift,
             ("GET", "/admin/api/v1/discovery/openapi"): self._discovery_openapi,
             ("GET", "/admin/api/v1/discovery/diff"): self._discovery_diff,
         }
@@ -245,7 +250,7 @@ class AdminHandler:
         return await self._revoke(request, "tokens")
 
     async def _revoke(self, request: Request, kind: str) -> tuple[int, bytes]:
-        """Revoke an API key, client certificate or token (issue 4); takes effect at once."""
+        """Revoke an API key, client certificate or token; takes effect at once."""
         state = self._server.gateway.state
         identity = state.resources.identity
         if identity is None:
@@ -260,13 +265,54 @@ class AdminHandler:
         return status, orjson.dumps(answer)
 
     async def _audit(self, request: Request) -> tuple[int, bytes]:
-        """The activity log, filtered and paged (issue 8; see ``dijk.audit.api``)."""
+        """The activity log, filtered and paged (see ``dijk.audit.api``)."""
         audit = self._server.gateway.state.resources.audit
         if audit is None or audit.service is None:
             detail = "The audit log is disabled (audit.enabled: false)."
             return 404, orjson.dumps({"status": 404, "reason": "audit.disabled", "detail": detail})
         status, body = await query_page(audit.service.writer.store, request.query)
         return status, orjson.dumps(body)
+
+    async def _incidents(self, request: Request) -> tuple[int, bytes]:
+        """Open abuse incidents (blocks, throttles, monitored subjects), oldest first."""
+        abuse = self._server.gateway.state.resources.abuse
+        if abuse is None:
+            return 200, orjson.dumps({"incidents": []})
+        try:
+            found = await abuse.list_incidents()
+        except StorageUnavailable:
+            return 503, orjson.dumps(
+                {"reason": "abuse.unavailable", "detail": "storage.url did not answer."}
+            )
+        return 200, orjson.dumps({"incidents": [incident.public() for incident in found]})
+
+    async def _lift(self, request: Request) -> tuple[int, bytes]:
+        """Lift one incident: ``{"id": "<incident id>"}``; every instance sees it at once."""
+        abuse = self._server.gateway.state.resources.abuse
+        try:
+            body = await request.body.read_all(1024)
+        except ProtocolFault as fault:
+            return fault.status, orjson.dumps({"reason": fault.reason, "detail": fault.detail})
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            document = None
+        wanted = document.get("id") if isinstance(document, dict) else None
+        if not (isinstance(wanted, str) and _INCIDENT_ID.fullmatch(wanted)):
+            return 400, orjson.dumps(
+                {"reason": "admin.invalid_request", "detail": 'Send {"id": "<incident id>"}.'}
+            )
+        if abuse is None:
+            return 404, orjson.dumps({"reason": "abuse.not_found", "detail": "No such incident."})
+        try:
+            found = await abuse.lift(wanted)
+        except StorageUnavailable:
+            return 503, orjson.dumps(
+                {"reason": "abuse.unavailable", "detail": "storage.url did not answer."}
+            )
+        if not found:
+            return 404, orjson.dumps({"reason": "abuse.not_found", "detail": "No such incident."})
+        return 200, orjson.dumps({"lifted": wanted, "reason": "abuse.lifted"})
 
     async def _discovery_openapi(self, request: Request) -> tuple[int, bytes]:
         """The inventory as an OpenAPI 3.1 draft (``?unrouted=true``: also 404 probes)."""

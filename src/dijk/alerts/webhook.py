@@ -14,20 +14,28 @@ import hmac
 import os
 import time
 from collections import deque
-from typing import Final
+from typing import Any, Final, Protocol
 
 import aiohttp
 import orjson
 import structlog
 
-from dijk.alerts.engine import Alert
 from dijk.alerts.settings import WebhookSettings
 from dijk.audit import metrics
 
-__all__ = ["SIGNATURE_HEADER", "WebhookPoster", "signature"]
+__all__ = ["SIGNATURE_HEADER", "Payload", "WebhookPoster", "signature"]
 
 _LOG: Final = structlog.get_logger("dijk.alerts")
 SIGNATURE_HEADER: Final = "X-Dijk-Signature"
+
+
+class Payload(Protocol):
+    """Anything posted: an alert rule's :class:`Alert`, or another event (abuse incident)."""
+
+    @property
+    def rule(self) -> str: ...
+
+    def payload(self) -> dict[str, Any]: ...
 
 
 def signature(secret: bytes, body: bytes) -> str:
@@ -43,7 +51,7 @@ class WebhookPoster:
                 f"alerts.webhook: environment variable {settings.secret_env} is not set"
             )
         self._secret = secret.encode() if secret else None
-        self._queue: deque[Alert] = deque()
+        self._queue: deque[Payload] = deque()
         self._wake = asyncio.Event()
         self._closed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -54,7 +62,7 @@ class WebhookPoster:
         self.sent = 0
         self.dropped = 0
 
-    def post(self, alert: Alert) -> None:
+    def post(self, alert: Payload) -> None:
         """Queue ``alert`` for delivery; never blocks."""
         if len(self._queue) >= self.settings.max_queue:
             self._queue.popleft()
@@ -98,7 +106,7 @@ class WebhookPoster:
             elif self._closing and time.monotonic() >= self._give_up_at:
                 return
 
-    async def _deliver(self, alert: Alert) -> bool:
+    async def _deliver(self, alert: Payload) -> bool:
         body = orjson.dumps(alert.payload())
         headers = {"Content-Type": "application/json", "User-Agent": "dijk-alerts"}
         if self._secret is not None:

@@ -17,10 +17,12 @@ from typing import Any
 import typer
 
 from dijk.config import ConfigError, DijkConfig, load_config_text
+from dijk.demo.upstream import DEMO_USER_PASSWORD, DEMO_USERNAME
 
 DEMO_CONFIG_NAME = "dijk/demo/config.yaml"
 KEY_ENV_READ = "DIJK_DEMO_KEY_READ"
 KEY_ENV_WRITE = "DIJK_DEMO_KEY_WRITE"
+LOGIN_ENV = "DIJK_DEMO_LOGIN"
 ADMIN_TOKEN_ENV = "DIJK_ADMIN_TOKEN"  # noqa: S105 (a variable's name) admin.token_env of the shipped demo configuration
 
 
@@ -41,6 +43,16 @@ def demo_config(port: int, upstream_port: int, admin_port: int, data_dir: Path) 
             "upstreams": {"bank": upstream},
             "audit": config.audit.model_copy(
                 update={"url": f"sqlite:///{(data_dir / 'audit.db').resolve()}"}
+            ),
+            "abuse": config.abuse.model_copy(
+                update={
+                    "reputation": config.abuse.reputation.model_copy(
+                        update={"directory": str((data_dir / "reputation").resolve())}
+                    ),
+                    "anomaly": config.abuse.anomaly.model_copy(
+                        update={"state_file": str((data_dir / "anomaly.json").resolve())}
+                    ),
+                }
             ),
         }
     )
@@ -127,6 +139,7 @@ def banner(
             f"  dashboard http://127.0.0.1:{admin_port}/ui/  (sign in with {ADMIN_TOKEN_ENV})",
             f"{KEY_ENV_READ}={read}",
             f"{KEY_ENV_WRITE}={write}",
+            f"{LOGIN_ENV}={DEMO_USERNAME}:{DEMO_USER_PASSWORD}",
             f"{ADMIN_TOKEN_ENV}={admin_token}",
             "Try:",
             f"  curl -i {base}/api/v1/status",
@@ -173,6 +186,7 @@ def run_demo(port: int, upstream_port: int, admin_port: int, data_dir: Path) -> 
         typer.echo("error: --port, --upstream-port and --admin-port must differ", err=True)
         raise typer.Exit(2)
     data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "reputation").mkdir(exist_ok=True)  # address lists (Tor exits, FireHOL)
     read, write = ensure_keys()
     admin_token = ensure_admin_token()
     try:

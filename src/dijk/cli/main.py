@@ -13,7 +13,7 @@ app = typer.Typer(
     name="dijk",
     help="Dijk: an API security gateway. Start with `dijk demo`.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish)
     pretty_exceptions_enable=False,
 )
 config_app = typer.Typer(help="Check and document configuration files.", no_args_is_help=True)
@@ -52,14 +52,39 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dijk {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Dijk: an API security gateway. Start with `dijk demo`."""
+
+
 @app.command()
 def serve(
     config: Annotated[Path, typer.Option("--config", "-c", help="Configuration file (YAML).")],
+    worker: Annotated[int, typer.Option(hidden=True, help="Run as worker N (internal).")] = 0,
+    worker_dir: Annotated[Path | None, typer.Option(hidden=True)] = None,
+    ready_fd: Annotated[int, typer.Option(hidden=True)] = -1,
 ) -> None:
     """Run the gateway from a configuration file (SIGHUP reloads it)."""
     from dijk import logs
     from dijk.cli.run import run_gateway
     from dijk.config import ConfigError, load_config
+    from dijk.proxy.workers import Supervisor, run_worker, worker_count
 
     try:
         loaded = load_config(config)
@@ -67,8 +92,14 @@ def serve(
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
     logs.configure(loaded.logging.level, loaded.logging.format)
+    count = worker_count(loaded.workers)
     try:
-        run_gateway(loaded, str(config))
+        if worker and worker_dir is not None:
+            run_worker(str(config), worker, worker_dir, ready_fd)
+        elif count > 1:
+            raise typer.Exit(Supervisor(str(config), count).run())
+        else:
+            run_gateway(loaded, str(config))
     except OSError as exc:
         typer.echo(f"error: cannot start: {exc.strerror or exc}", err=True)
         raise typer.Exit(1) from None
@@ -114,20 +145,36 @@ def demo(
 @config_app.command("validate")
 def config_validate(
     file: Annotated[Path, typer.Argument(help="Configuration file to check.")],
+    no_env: Annotated[
+        bool,
+        typer.Option(
+            "--no-env",
+            help="Ignore the environment: no DIJK_* overrides, and secrets named by *_env"
+            " variables may be unset (CI without secrets).",
+        ),
+    ] = False,
 ) -> None:
     """Exit 0 if FILE is valid; else print `FILE:LINE: path: message` per problem, exit 1."""
     from dijk.config import ConfigError, load_config
+    from dijk.config.environment import is_missing_variable
     from dijk.proxy.state import build_state
 
     try:
-        config = load_config(file)
-        state = build_state(config, 0, str(file))
+        config = load_config(file, use_env=not no_env)
+        try:
+            state = build_state(config, 0, str(file))
+        except ConfigError as exc:
+            if no_env and all(is_missing_variable(issue.message) for issue in exc.issues):
+                state = None  # only secrets that are not set here: the file itself is valid
+            else:
+                raise
     except ConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
     routes = len(config.routes)
-    for target in state.upstreams.values():
-        target.pool.close()
+    if state is not None:
+        for target in state.upstreams.values():
+            target.balancer.close()
     typer.echo(f"{file}: valid ({routes} route{'s' if routes != 1 else ''})")
 
 

@@ -131,8 +131,11 @@ def scan_command(
             threshold = parse_severity(fail_on)
         except ValueError as exc:
             raise _fail(f"--fail-on: {exc}") from None
-    parts = urlsplit(target)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(target)  # raises on a malformed IPv6 literal: http://[::1
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise _fail(f"--target {target!r}: expected an http:// or https:// URL")
     try:
         identities = [parse_identity(text) for text in auth or []]

@@ -49,10 +49,36 @@ def cross_check(config: DijkConfig) -> Iterator[tuple[Path, str]]:
     yield from _hide_credentials_checks(config)
     yield from _rate_limit_checks(config)
     yield from _audit_checks(config)
+    if config.workers != 1 and (config.decision.listen or config.decision.grpc):
+        yield (
+            ("workers",),
+            "the decision listeners run in one process: use workers: 1 with decision.listen"
+            " or decision.grpc (run more instances behind the proxy instead)",
+        )
+    yield from _abuse_checks(config)
+
+
+def _abuse_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
+    """What each abuse detector needs from its route (see dijk.stages.abuse)."""
+    for index, route in enumerate(config.routes):
+        abuse = route.abuse
+        if abuse is None:
+            continue
+        if abuse.enumeration is not None and "{" not in (route.match.path_template or ""):
+            yield (
+                ("routes", index, "abuse", "enumeration"),
+                "needs a match.path_template with an id, e.g. /api/v1/accounts/{id}",
+            )
+        for name in ("token_misuse", "anomaly"):
+            if getattr(abuse, name) is not None and not route.auth:
+                yield (
+                    ("routes", index, "abuse", name),
+                    "needs a route with auth (it watches credentials)",
+                )
 
 
 def _identity_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
-    """Authentication, authorization and network policy (issue 4)."""
+    """Authentication, authorization and network policy."""
     auth = config.auth
     tls = config.listen.tls
     for index, route in enumerate(config.routes):
@@ -230,7 +256,7 @@ def _late_header_parts(
 
 
 def _rate_limit_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
-    """Rate limits and login guards (issue 5)."""
+    """Rate limits and login guards."""
     from dijk.storage import storage_scheme
 
     used = False
@@ -271,7 +297,7 @@ def _rules(path: Path, rules: list[RateLimitRule]) -> Iterator[tuple[Path, str]]
 
 
 def _audit_checks(config: DijkConfig) -> Iterator[tuple[Path, str]]:
-    """Audit sinks and alerts (issue 8): credentials named by environment variable are set."""
+    """Audit sinks and alerts: credentials named by environment variable are set."""
     for index, sink in enumerate(config.audit.sinks):
         if sink.token_env is not None and not os.environ.get(sink.token_env):
             yield (

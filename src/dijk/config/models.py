@@ -1,4 +1,4 @@
-"""Typed configuration (the shape in DESIGN.md is a contract: fields are added, never renamed).
+"""Typed configuration (the shape is a contract: fields are added, never renamed).
 
 Every model forbids unknown keys, every option has a safe default and a description; the
 README's configuration reference is generated from these descriptions
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from dijk.abuse.settings import AbuseSettings, RouteAbuse
 from dijk.alerts.settings import AlertSettings
 from dijk.audit.settings import AuditSettings
 from dijk.discovery.settings import DiscoverySettings, RouteDiscovery
@@ -140,7 +141,7 @@ class StorageConfig(Model):
 
 
 # The audit and alerts sections live beside the code that uses them (audit/settings.py,
-# alerts/settings.py); `audit: {url: ...}` from DESIGN.md keeps its name and meaning.
+# alerts/settings.py); `audit: {url: ...}` keeps its name and meaning.
 AuditConfig = AuditSettings
 
 
@@ -237,8 +238,145 @@ class LimitsConfig(Model):
     )
 
 
+def _check_upstream_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("only http:// and https:// upstreams are supported")
+    if not parts.hostname:
+        raise ValueError("upstream URL needs a host")
+    if parts.query or parts.fragment:
+        raise ValueError("upstream URL must not have a query or fragment")
+    if parts.path not in ("", "/"):
+        raise ValueError("upstream URL must not have a path (use a route's strip_prefix)")
+    if parts.username or parts.password:
+        raise ValueError("upstream URL must not carry credentials")
+    try:
+        parts.port  # noqa: B018 - parsing the port validates it
+    except ValueError as exc:
+        raise ValueError(f"invalid port: {exc}") from None
+    return value
+
+
+UpstreamUrl = Annotated[str, AfterValidator(_check_upstream_url)]
+
+
+class UpstreamTargetConfig(Model):
+    url: UpstreamUrl = Field(description="http://host:port or https://host:port of one target.")
+    weight: int = Field(default=1, ge=1, le=1000, description="Share of requests (relative).")
+
+
+class UpstreamTlsConfig(Model):
+    ca_file: str | None = Field(
+        default=None,
+        description="PEM bundle of the CAs trusted for https:// targets (default: the system's).",
+    )
+    verify: bool = Field(
+        default=True,
+        description="Verify the target's certificate and host name. false is for tests only: "
+        "anyone on the path can then read and change the traffic.",
+    )
+    server_name: str | None = Field(
+        default=None,
+        description="Name sent in SNI and checked against the certificate (default: the "
+        "target URL's host).",
+    )
+    cert_file: str | None = Field(
+        default=None, description="Client certificate (PEM) presented to the targets (mTLS)."
+    )
+    key_file: str | None = Field(default=None, description="Private key of cert_file (PEM).")
+
+    @model_validator(mode="after")
+    def _pair(self) -> UpstreamTlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give both 'cert_file' and 'key_file', or neither")
+        return self
+
+
+class PassiveHealthConfig(Model):
+    failures: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="Consecutive failed connections (refused, timed out, TLS refused) that "
+        "eject a target.",
+    )
+    eject_s: PositiveSeconds = Field(
+        default=30, description="How long an ejected target gets no requests."
+    )
+
+
+class HealthCheckConfig(Model):
+    path: str = Field(default="/healthz", pattern=r"^/[!-~]*$", description="Path requested.")
+    interval_s: PositiveSeconds = Field(default=5, description="Time between checks per target.")
+    timeout_s: PositiveSeconds = Field(default=2, description="Time allowed for one check.")
+    expected_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default=[200], min_length=1, description="Statuses that mean healthy."
+    )
+    unhealthy_after: int = Field(
+        default=2, ge=1, le=100, description="Failed checks in a row that take a target out."
+    )
+    healthy_after: int = Field(
+        default=1, ge=1, le=100, description="Passed checks in a row that bring it back."
+    )
+
+
+class RetryConfig(Model):
+    attempts: int = Field(
+        default=1,
+        ge=0,
+        le=10,
+        description="Other targets tried when connecting to one fails (nothing was sent to "
+        "it); 0: no retry.",
+    )
+    budget_ratio: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Retries earned per request (0.2: at most one retry per five requests, "
+        "after min_per_s); when the budget is spent the failure is answered, not retried.",
+    )
+    min_per_s: float = Field(
+        default=10, ge=0, le=10000, description="Retries always allowed per second."
+    )
+
+
 class UpstreamConfig(Model):
-    url: str = Field(description="Base URL of the upstream service (http://host:port).")
+    url: UpstreamUrl | None = Field(
+        default=None,
+        description="Base URL of a single-target upstream (http://host:port or https://...). "
+        "Give either url or targets.",
+    )
+    targets: list[UpstreamTargetConfig] = Field(
+        default_factory=list, max_length=256, description="Several targets, balanced."
+    )
+    balance: Literal["round_robin", "least_connections", "consistent_hash"] = Field(
+        default="round_robin",
+        description="round_robin (weighted), least_connections (requests in flight / weight), "
+        "consistent_hash (the same key goes to the same target while it is healthy).",
+    )
+    hash_on: str = Field(
+        default="ip",
+        pattern=r"^(ip|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$",
+        description="consistent_hash key: ip (client address), header:<name> or cookie:<name>; "
+        "a request without it hashes on the client address.",
+    )
+    tls: UpstreamTlsConfig = Field(
+        default_factory=UpstreamTlsConfig, description="TLS towards https:// targets."
+    )
+    passive_health: PassiveHealthConfig = Field(
+        default_factory=PassiveHealthConfig, description="Ejection on failed connections."
+    )
+    health_check: HealthCheckConfig | None = Field(
+        default=None, description="Active health checks (HTTP GET per target); null: none."
+    )
+    retries: RetryConfig = Field(default_factory=RetryConfig, description="Retries, budgeted.")
+    max_connections: int | None = Field(
+        default=None,
+        ge=1,
+        le=100000,
+        description="Connections in use per target at most; beyond it 503 "
+        "upstream.pool_exhausted. null: no limit.",
+    )
     connect_timeout_s: PositiveSeconds = Field(default=2, description="TCP connect timeout (502).")
     read_timeout_s: PositiveSeconds = Field(
         default=30, description="Time to wait for response headers and between body reads (504)."
@@ -249,28 +387,21 @@ class UpstreamConfig(Model):
         "'preserve' (the client's Host), or a fixed host name.",
     )
     max_idle_connections: int = Field(
-        default=64, ge=0, le=4096, description="Keep-alive connections kept open per upstream."
+        default=64, ge=0, le=4096, description="Keep-alive connections kept open per target."
     )
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme != "http":
-            raise ValueError("only http:// upstreams are supported")
-        if not parts.hostname:
-            raise ValueError("upstream URL needs a host")
-        if parts.query or parts.fragment:
-            raise ValueError("upstream URL must not have a query or fragment")
-        if parts.path not in ("", "/"):
-            raise ValueError("upstream URL must not have a path (use a route's strip_prefix)")
-        if parts.username or parts.password:
-            raise ValueError("upstream URL must not carry credentials")
-        try:
-            parts.port  # noqa: B018 - parsing the port validates it
-        except ValueError as exc:
-            raise ValueError(f"invalid port: {exc}") from None
-        return value
+    @model_validator(mode="after")
+    def _one_form(self) -> UpstreamConfig:
+        if (self.url is None) == (not self.targets):
+            raise ValueError("give exactly one of 'url' or 'targets'")
+        return self
+
+    @property
+    def target_list(self) -> list[UpstreamTargetConfig]:
+        """Every target; the single-URL form is one target of weight 1."""
+        if self.url is not None:
+            return [UpstreamTargetConfig(url=self.url)]
+        return list(self.targets)
 
 
 class ApiKeyRef(Model):
@@ -326,7 +457,7 @@ class ClientCertRef(Model):
         return self
 
 
-# ---- rate limiting and DoS protection (issue 5; used by stages/ratelimit.py and friends) ----
+# ---- rate limiting and DoS protection (used by stages/ratelimit.py and friends) ----
 
 _RATE_KEY_PARTS = frozenset({"consumer", "api_key", "ip", "route"})
 _RATE_HEADER = re.compile(r"^header:[A-Za-z0-9-]{1,64}$")
@@ -816,7 +947,7 @@ class NetworkConfig(Model):
     )
 
 
-# ---- attack detection (issue 7; used by stages/waf.py) ----
+# ---- attack detection (used by stages/waf.py) ----
 
 # The detector's categories (dijk.detect.rules.CATEGORIES; a unit test keeps them equal).
 WafCategory = Literal[
@@ -1001,7 +1132,7 @@ class WafConfig(Model):
 
 
 class OpenApiConfig(Model):
-    """Positive security from the API's OpenAPI document (issue 6; stages/openapi.py)."""
+    """Positive security from the API's OpenAPI document (stages/openapi.py)."""
 
     spec: str = Field(
         description="OpenAPI 3.0/3.1 or Swagger 2.0 document (YAML or JSON): a path relative "
@@ -1162,11 +1293,22 @@ class RouteConfig(Model):
         description="Personal data on this route: found in requests and responses, masked in "
         "responses, recorded in the data map: {mask_response: true, strategy: mask}.",
     )
+    abuse: RouteAbuse | None = Field(
+        default=None,
+        description="Behaviour and abuse detection on this route: credential_stuffing (login "
+        "routes), enumeration (path templates with ids), token_misuse, anomaly; each with an "
+        "action.",
+    )
     discovery: RouteDiscovery | None = Field(
         default=None,
         description="Learn this route's endpoints from its traffic (API inventory: path "
         "templates, parameters, body shapes, status codes; no values): discovery: {}. "
         "`dijk discover openapi|diff` read the inventory.",
+    )
+    route_group: str | None = Field(
+        default=None,
+        description="Name of an entry in 'route_groups' whose settings this route takes "
+        "(its own keys win). Not 'groups', which lists consumer groups.",
     )
 
     @field_validator("name")
@@ -1182,6 +1324,29 @@ class RouteConfig(Model):
         if unknown:
             raise ValueError(f"unknown HTTP method(s): {', '.join(unknown)}")
         return upper
+
+
+class TracingConfig(Model):
+    enabled: bool = Field(default=False, description="Export traces over OTLP.")
+    endpoint: str = Field(
+        default="http://127.0.0.1:4318/v1/traces",
+        pattern=r"^https?://[^\s]+$",
+        description="OTLP/HTTP (protobuf) traces endpoint of the collector.",
+    )
+    sample_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of traces recorded, decided on the trace id (the same decision for "
+        "a trace everywhere). A client's sampled flag is not obeyed: it cannot make the "
+        "gateway record (and export) every one of its requests.",
+    )
+    service_name: str = Field(
+        default="dijk", min_length=1, max_length=128, description="service.name of the spans."
+    )
+    export_delay_ms: int = Field(
+        default=2000, ge=100, le=60000, description="Most time a finished span waits to be sent."
+    )
 
 
 class LoggingConfig(Model):
@@ -1362,6 +1527,19 @@ class DijkConfig(Model):
         "this list.",
     )
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logging.")
+    tracing: TracingConfig = Field(
+        default_factory=TracingConfig,
+        description="OpenTelemetry traces: a span per request, per stage and for the upstream "
+        "call; W3C traceparent continued from the client and sent upstream.",
+    )
+    workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = Field(
+        1,
+        description="Worker processes serving the listeners (SO_REUSEPORT), supervised by a "
+        "parent that restarts a crashed one and passes SIGHUP/SIGTERM on; auto: one per CPU "
+        "available. memory:// state (rate limits, login guard, revocations) is per worker: "
+        "use a redis:// storage.url with more than one. Each worker writes its own audit "
+        "chain (<audit.chain>-w<n>). Applies at start; a reload keeps the count.",
+    )
     upstreams: dict[str, UpstreamConfig] = Field(description="Upstream services by name.")
     consumers: list[ConsumerConfig] = Field(
         default_factory=list, description="Known API consumers."
@@ -1380,6 +1558,12 @@ class DijkConfig(Model):
         default_factory=PrivacySettings,
         description="GDPR/AVG: data map, pseudonym and encryption keys, breach reporting.",
     )
+    abuse: AbuseSettings = Field(
+        default_factory=AbuseSettings,
+        description="Behaviour and abuse detection shared by all routes: storage keys, "
+        "scanning (also on paths that match no route), address reputation lists, the anomaly "
+        "model.",
+    )
     decision: DecisionConfig = Field(
         default_factory=DecisionConfig,
         description="Decision service for a proxy in front (nginx auth_request, Envoy "
@@ -1388,6 +1572,17 @@ class DijkConfig(Model):
     discovery: DiscoverySettings = Field(
         default_factory=DiscoverySettings,
         description="API discovery on routes with `discovery`: sampling, memory bounds, flush.",
+    )
+    route_defaults: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Route settings every route takes unless it sets the key itself (or its "
+        "route_group does), e.g. {waf: {mode: block}, openapi: {spec: api.yaml}}. A route "
+        "replaces a whole key (no deep merge); 'waf: null' on a route turns a default off.",
+    )
+    route_groups: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Named sets of route settings; a route with route_group: <name> takes "
+        "them over route_defaults (its own keys still win).",
     )
     routes: list[RouteConfig] = Field(description="Routes, matched most specific first.")
 

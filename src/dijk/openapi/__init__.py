@@ -1,4 +1,4 @@
-"""Positive security from the API's own OpenAPI document (issue 6).
+"""Positive security from the API's own OpenAPI document.
 
 ``document`` reads and checks the document, ``schema`` rewrites its schemas into JSON
 Schema 2020-12, ``compiler`` builds the per-operation validators and the path trie,

@@ -1,6 +1,6 @@
 """Compile a bundled OpenAPI document into what the per-request code looks up.
 
-Everything here runs once per configuration load (STYLE.md rule 4): path templates go
+Everything here runs once per configuration load: path templates go
 into a segment trie, each operation gets one validator per parameter location and one
 per request content type (and per response content type when responses are checked),
 all compiled by jsonschema-rs from one 2020-12 document (:mod:`dijk.openapi.schema`).

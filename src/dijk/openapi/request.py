@@ -264,11 +264,16 @@ def is_json(media: str) -> bool:
     )
 
 
-def parse_body(body: Body, content_type: str, raw: bytes) -> Any | Violation:
-    """The body as a value its schema can check, or a violation if it cannot be read."""
+def parse_body(
+    body: Body, content_type: str, raw: bytes, loaded: tuple[Any, bool] | None = None
+) -> Any | Violation:
+    """The body as a value its schema can check, or a violation if it cannot be read.
+
+    ``loaded`` is ``raw`` already parsed by orjson (value, whether it parsed), when the
+    caller has it: a JSON body is then not parsed again."""
     media = media_type(content_type)
     if is_json(media):
-        return parse_json(raw, "request body")
+        return parse_json(raw, "request body", loaded)
     if media == "application/x-www-form-urlencoded":
         return _form(body.shape, raw)
     if media == "multipart/form-data":
@@ -279,8 +284,10 @@ def parse_body(body: Body, content_type: str, raw: bytes) -> Any | Violation:
 _UNCHECKED = object()
 
 
-def check_body(body: Body, content_type: str, raw: bytes) -> Violation | None:
-    value = parse_body(body, content_type, raw)
+def check_body(
+    body: Body, content_type: str, raw: bytes, loaded: tuple[Any, bool] | None = None
+) -> Violation | None:
+    value = parse_body(body, content_type, raw, loaded)
     if isinstance(value, Violation):
         return value
     if value is _UNCHECKED or body.validator is None:
@@ -288,10 +295,14 @@ def check_body(body: Body, content_type: str, raw: bytes) -> Violation | None:
     return _validate(body.validator, value, None)
 
 
-def parse_json(raw: bytes, where: str) -> Any | Violation:
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+def parse_json(raw: bytes, where: str, loaded: tuple[Any, bool] | None = None) -> Any | Violation:
+    if loaded is None:
+        try:
+            loaded = orjson.loads(raw), True
+        except orjson.JSONDecodeError:
+            loaded = None, False
+    value, parsed = loaded
+    if not parsed:
         return Violation(400, INVALID_REQUEST, f"{where}: is not valid JSON")
     if has_duplicate_keys(raw, value):
         return Violation(

@@ -1,6 +1,6 @@
 """Decisions: what a stage returns instead of raising.
 
-Denials are values (STYLE.md rule 6). A stage returns ``None`` to let the request go on,
+Denials are values. A stage returns ``None`` to let the request go on,
 or a :class:`Decision`. Exceptions raised by a stage are faults, never policy.
 """
 

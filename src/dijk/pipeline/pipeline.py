@@ -92,13 +92,20 @@ class Pipeline:
                 continue
             if phase is Phase.RESPONSE_BODY and not stage.wants_response_body(ctx):
                 continue
+            span = ctx.trace.child(stage.name) if ctx.trace is not None else None
             try:
                 decision = await method(ctx)
             except Exception as exc:  # a fault, never policy: fail closed unless allowed
+                if span is not None:
+                    span.end()
                 fault = _fault(stage, phase, exc, ctx)
                 if fault is None:
                     continue
                 return fault
+            if span is not None:
+                if decision is not None:
+                    span.set_attribute("dijk.reason", decision.reason)
+                span.end()
             if decision is None:
                 continue
             if decision.denies:

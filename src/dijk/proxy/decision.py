@@ -54,8 +54,9 @@ from dijk.proxy.gateway import (
     problem_response,
     request_id_from,
 )
-from dijk.proxy.headers import TrustedProxies
+from dijk.proxy.headers import TrustedProxies, configured_strip, hyphenated
 from dijk.proxy.http1 import ProtocolFault, Request, ResponseWriter, http_date
+from dijk.routing.normalise import canonical_escapes
 from dijk.stages.audit import path_template_of
 
 if TYPE_CHECKING:
@@ -115,6 +116,9 @@ class Original:
     request_id: str
     body: bytes | None = None  # None: the proxy did not send it
     content_length: int | None = None
+    # Envoy with allow_partial_message sends only the first max_request_bytes of a larger
+    # body (and says so in x-envoy-auth-partial-body): what follows was never judged.
+    body_partial: bool = False
     scheme: str = "http"
     http_version: str = "1.1"
     client_port: int = 0
@@ -180,11 +184,18 @@ class DecisionEngine:
     async def _run(
         self, state: GatewayState, ctx: RequestContext, original: Original
     ) -> Decision | None:
-        if not ctx.path.startswith("/"):
+        raw_path = ctx.path
+        if not raw_path.startswith("/"):
             return Decision.deny(400, "http.invalid_target", "The request target must be a path.")
-        refused = match_route(state, ctx, ctx.path)
+        refused = match_route(state, ctx, raw_path)
         if refused is not None:
             return refused
+        if ctx.path != raw_path and ctx.path != canonical_escapes(raw_path):
+            # Inline, the upstream gets the normalised path; here the proxy forwards the
+            # path as the client sent it. `/admin//../open` is judged as `/open`, but an
+            # upstream that keeps empty segments resolves it to `/admin/open`: only a path
+            # that normalising leaves as it is can be judged for what the proxy forwards.
+            return NOT_NORMAL_PATH
         assert ctx.route is not None
         plan: RoutePlan = ctx.route.plan
         pipeline = plan.pipeline
@@ -202,6 +213,8 @@ class DecisionEngine:
                     f"The request body is larger than the limit of {limit} bytes.",
                 )
             if pipeline.in_request_body and pipeline.wants_request_body(ctx):
+                if original.body_partial:
+                    return PARTIAL_BODY
                 ctx.body = body
                 ctx.bytes_in = len(body)
                 return await pipeline.request_body(ctx)
@@ -261,6 +274,29 @@ class DecisionEngine:
 _ASKING: dict[tuple[str, ...], TrustedProxies] = {}
 
 
+PARTIAL_BODY = Decision.deny(
+    413,
+    "decision.partial_body",
+    "The proxy sent only the first part of the request body (allow_partial_message); "
+    "a body this route inspects is judged whole or not at all.",
+)
+PARTIAL_BODY_HEADER = "x-envoy-auth-partial-body"
+
+
+def is_partial(headers: list[tuple[str, str]]) -> bool:
+    """Whether Envoy marked the body it sent as cut at max_request_bytes."""
+    value = _first(headers, PARTIAL_BODY_HEADER)
+    return value is not None and value.strip().lower() == "true"
+
+
+NOT_NORMAL_PATH = Decision.deny(
+    400,
+    "decision.path_not_normal",
+    "The proxy forwards the path as sent, so only a path in normal form is judged: "
+    "no '.' or '..' segments and no '//'.",
+)
+
+
 UNTRUSTED_PEER = Decision.deny(
     403,
     "decision.untrusted_peer",
@@ -305,13 +341,32 @@ def _allow_changes(
             headers.append((config.scopes_header, " ".join(sorted(identity.scopes))))
     headers.append(("x-request-id", ctx.request_id))
     headers.extend((name.lower(), value) for name, value in ctx.extra_upstream_headers)
+    removed = _not_for_upstream(verdict, original, config)
     if hides_credentials(ctx):
         kept = {name for name, _ in ctx.headers}
-        verdict.remove_headers = sorted(
-            {name for name, _ in original.headers if name not in kept} - _NOT_CREDENTIALS
-        )
+        removed |= {name for name, _ in original.headers if name not in kept} - _NOT_CREDENTIALS
         if query_param and ctx.query != original.target.partition("?")[2]:
             verdict.remove_query = [query_param]
+    verdict.remove_headers = sorted(removed)
+
+
+def _not_for_upstream(verdict: Verdict, original: Original, config: DecisionConfig) -> set[str]:
+    """Client headers the inline gateway would never forward and the proxy would: the
+    route's ``strip_request_headers`` (method overrides, URL rewrites, CDN client addresses:
+    ``X-HTTP-Method-Override: DELETE`` on a GET judged as a GET), and Dijk's own consumer and
+    scopes headers when this answer does not set them (a client's ``X-Dijk-Consumer: admin``
+    on a public route). Both in any ``_`` spelling an upstream may read as the name."""
+    route = verdict.ctx.route
+    assert route is not None
+    strip = configured_strip(route.plan.request_dropped)
+    ours = {config.consumer_header, config.scopes_header}
+    answered = {name for name, _ in verdict.upstream_headers}
+    found: set[str] = set()
+    for name, _ in original.headers:
+        canonical = hyphenated(name)
+        if canonical in strip or (canonical in ours and name not in answered):
+            found.add(name)
+    return found
 
 
 # ---- the HTTP flavours --------------------------------------------------------------------
@@ -411,7 +466,7 @@ class DecisionHandler:
         assert target is not None
         assert client is not None
         method = method.strip().upper()
-        if not _is_token(method):
+        if not is_token(method):
             return Decision.deny(
                 400, "decision.invalid_method", "The original method is not an HTTP token."
             )
@@ -474,6 +529,7 @@ class DecisionHandler:
             request_id=request_id_from(request.headers, True),
             body=body,
             content_length=len(body) if body else None,
+            body_partial=bool(body) and is_partial(request.headers),
             scheme=_first(request.headers, "x-forwarded-proto") or "http",
         )
 
@@ -560,7 +616,7 @@ _TOKEN_CHARS = frozenset(
 )
 
 
-def _is_token(value: str) -> bool:
+def is_token(value: str) -> bool:
     return 0 < len(value) <= 32 and all(char in _TOKEN_CHARS for char in value)
 
 

@@ -33,6 +33,8 @@ from envoy_data_plane.envoy.service.auth.v3 import (
 from envoy_data_plane.envoy.type.v3 import HttpStatus, StatusCode
 from envoy_data_plane.google.rpc import Status
 from grpclib.const import Cardinality, Handler
+from grpclib.const import Status as GrpcStatus
+from grpclib.exceptions import GRPCError
 from grpclib.server import Server, Stream
 
 from dijk.pipeline.decision import Decision
@@ -43,6 +45,8 @@ from dijk.proxy.decision import (
     Verdict,
     asking_proxies,
     client_address,
+    is_partial,
+    is_token,
     refuse_peer,
 )
 from dijk.proxy.gateway import new_request_id, problem_response, request_id_from
@@ -78,9 +82,15 @@ class AuthorizationService:
         }
 
     async def _check(self, stream: Stream[CheckRequest, CheckResponse]) -> None:
-        request = await stream.recv_message()
         peer = stream.peer.addr()
         peer_ip = str(peer[0]) if peer else ""
+        state = self.engine.state
+        if not asking_proxies(state.config).trusts(peer_ip):
+            # Refused before a byte of the message is read: a peer that may not ask must
+            # not make the gateway buffer and decode what it sends either.
+            await stream.send_message(await self.check(None, peer_ip))
+            return
+        request = await receive_check(stream, max_message_bytes(state.limits.max_body_bytes))
         response = await self.check(request, peer_ip)
         await stream.send_message(response)
 
@@ -106,6 +116,45 @@ class AuthorizationService:
             await engine.finish(state, ctx, _PROTOCOL)
 
 
+# What a Check message may hold besides the body Envoy forwards (headers, peer certificates,
+# metadata); Envoy's own header limit is 60 KiB by default.
+_ATTRIBUTES_BYTES = 1 << 20
+
+
+def max_message_bytes(max_body_bytes: int) -> int:
+    """The largest Check message read: the body limit plus room for the attributes."""
+    return max_body_bytes + _ATTRIBUTES_BYTES
+
+
+async def receive_check(
+    stream: Stream[CheckRequest, CheckResponse], limit: int
+) -> CheckRequest | None:
+    """The request message, read only if its length prefix is within ``limit``.
+
+    grpclib (0.4.9) has no message size limit: ``recv_message`` buffers whatever length the
+    5-byte prefix announces and then decodes it on the event loop, so one 200 MB message
+    held the whole gateway (inline listener included) for over a minute. The prefix is read
+    here first; a longer message is refused (RESOURCE_EXHAUSTED, which Envoy treats as a
+    failed check: a refusal unless failure_mode_allow) without reading it.
+    """
+    raw = stream._stream  # grpclib's HTTP/2 stream: the only way to see the prefix first
+    meta = await raw.recv_data(5)
+    if not meta:
+        return None
+    if meta[0]:
+        raise GRPCError(GrpcStatus.UNIMPLEMENTED, "compressed messages are not accepted")
+    length = int.from_bytes(meta[1:5], "big")
+    if length > limit:
+        log.warning("decision_grpc_message_too_large", length=length, limit=limit)
+        raise GRPCError(
+            GrpcStatus.RESOURCE_EXHAUSTED, f"the Check message is larger than {limit} bytes"
+        )
+    data = await raw.recv_data(length)
+    if len(data) != length:
+        raise GRPCError(GrpcStatus.INVALID_ARGUMENT, "the Check message was cut short")
+    return CheckRequest().parse(data)
+
+
 def _original(request: CheckRequest | None, engine: DecisionEngine) -> Original | Decision:
     attributes = request.attributes if request is not None else None
     http = attributes.request.http if attributes and attributes.request else None
@@ -114,6 +163,10 @@ def _original(request: CheckRequest | None, engine: DecisionEngine) -> Original 
             400,
             "decision.missing_attributes",
             "The Check request carries no HTTP request attributes (method and path).",
+        )
+    if not is_token(http.method.upper()):
+        return Decision.deny(
+            400, "decision.invalid_method", "The original method is not an HTTP token."
         )
     headers: list[tuple[str, str]] = [
         (name.lower(), value) for name, value in http.headers.items() if not name.startswith(":")
@@ -136,7 +189,9 @@ def _original(request: CheckRequest | None, engine: DecisionEngine) -> Original 
             "The Check request does not name the client's address (attributes.source).",
         )
     body: bytes | None = http.raw_body or (http.body.encode("utf-8") if http.body else None)
-    length: int | None = len(body) if body else (http.size if http.size > 0 else None)
+    # http.size is the original Content-Length (-1 unknown); the body may be only its start.
+    length: int | None = http.size if http.size > 0 else (len(body) if body else None)
+    partial = bool(body) and (is_partial(headers) or (length or 0) > len(body or b""))
     client_ip = client_address(engine.state.trusted_proxies, client)
     if client_ip is None:
         return Decision.deny(
@@ -153,6 +208,7 @@ def _original(request: CheckRequest | None, engine: DecisionEngine) -> Original 
         request_id=_request_id(http.id) if http.id else new_request_id(),
         body=body,
         content_length=length,
+        body_partial=partial,
         scheme=http.scheme or "http",
         http_version=http.protocol.removeprefix("HTTP/") or "1.1",
     )

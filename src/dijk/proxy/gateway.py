@@ -269,6 +269,10 @@ class Gateway:
                 plan = ctx.route.plan
                 assert plan is not None
                 decision = await self._through(state, plan, request, ctx, writer)
+            elif state.default_pipeline.in_request_headers:
+                # No route: the default stages (the abuse guard) may refuse first, so a
+                # blocked client gets the same answer on every path, existing or not.
+                decision = await state.default_pipeline.request_headers(ctx) or decision
             if decision is not None:
                 ctx.decision = decision
                 if state.release_gate is not None:
@@ -442,10 +446,10 @@ class Gateway:
         ).encode("latin-1")
         payload = head_bytes + body if body else head_bytes
         head_only = ctx.method == "HEAD"
-        pool = target.pool
+        balancer = target.balancer  # picks a healthy target (proxy/balancer.py)
 
-        started = time.perf_counter()
-        connection = pool.take_idle() or await pool.connect()
+        started = ctx.upstream_started = time.perf_counter()
+        connection = balancer.take_idle() or await balancer.connect(ctx)
         connection.begin(payload, head_only)
         try:
             if streaming_body:
@@ -461,7 +465,7 @@ class Gateway:
                 except UpstreamError as exc:
                     if not exc.retryable:
                         raise
-                    connection = await pool.connect()
+                    connection = await connection.pool.connect()  # the same target
                     connection.begin(payload, head_only)
                     head = await connection.head()
             else:

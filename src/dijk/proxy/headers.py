@@ -202,6 +202,12 @@ def request_dropped(strip: Iterable[str]) -> frozenset[str]:
     return _with_strip(_REQUEST_DROPPED, strip)
 
 
+def configured_strip(dropped: frozenset[str]) -> frozenset[str]:
+    """The ``strip_request_headers`` names in a route's :func:`request_dropped` set, without
+    the hop-by-hop and gateway-managed ones (a proxy in front handles those itself)."""
+    return dropped - _REQUEST_DROPPED
+
+
 def upstream_request_headers(
     headers: Sequence[tuple[str, str]],
     *,

@@ -81,9 +81,12 @@ class GatewayServer:
         config: DijkConfig,
         source: str = "",
         loader: Callable[[], DijkConfig] | None = None,
+        reuse_port: bool = False,
     ) -> None:
-        """``loader`` reads the configuration again on reload (default: ``source``)."""
+        """``loader`` reads the configuration again on reload (default: ``source``);
+        ``reuse_port``: worker processes share the listeners (``proxy/workers.py``)."""
         self.source = source
+        self._reuse_port = reuse_port
         self._loader = loader or (lambda: load_config(source))
         self.gateway = Gateway(build_state(config, 1, source))
         self.admin_token_env = config.admin.token_env
@@ -148,6 +151,7 @@ class GatewayServer:
             ssl=ssl_context,
             backlog=2048,
             reuse_address=True,
+            reuse_port=self._reuse_port,
         )
         admin = await self._open_admin(loop)
         self._servers += [data_plane, admin]
@@ -168,6 +172,7 @@ class GatewayServer:
             _bind(config.admin.address),
             config.admin.port,
             reuse_address=True,
+            reuse_port=self._reuse_port,
         )
 
     def _decision_protocol(self, handler: Handler) -> HttpProtocol:
@@ -381,6 +386,8 @@ def _restart_needed(old: DijkConfig, new: DijkConfig) -> list[str]:
         new.decision.inline,
     ):
         warnings.append("decision listeners changed: they take effect after a restart")
+    if old.workers != new.workers:
+        warnings.append("the number of workers changes after a restart")
     if old.limits != new.limits:
         warnings.append("header limits and timeouts apply to new connections only")
     return warnings

@@ -16,18 +16,21 @@ the loop before the swap.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from dijk.config.loader import ConfigError, ConfigIssue
 from dijk.config.models import DijkConfig, LimitsConfig, UpstreamConfig
 from dijk.pipeline.pipeline import Pipeline
+from dijk.proxy.balancer import Balancer, build_balancer
 from dijk.proxy.headers import (
     CONNECTION_PROTECTED,
     TrustedProxies,
     request_dropped,
     response_dropped,
 )
+from dijk.proxy.health import HealthChecker
 from dijk.proxy.upstream import UpstreamConnection, UpstreamPool
 from dijk.routing.router import Router
 from dijk.stages import StageResources, build_default_stages, build_route_stages
@@ -40,8 +43,13 @@ from dijk.storage import StorageUnavailable
 class UpstreamTarget:
     name: str
     config: UpstreamConfig
-    pool: UpstreamPool
+    balancer: Balancer
     authority: str
+
+    @property
+    def pool(self) -> UpstreamPool:
+        """The first target's pool (the only one of the single-URL form)."""
+        return self.balancer.pool
 
     def host_header(self, client_host: str) -> str:
         mode = self.config.host
@@ -65,7 +73,7 @@ class RoutePlan:
     request_dropped: frozenset[str]
 
     def pool_release(self, connection: UpstreamConnection) -> None:
-        self.upstream.pool.release(connection)
+        connection.pool.release(connection)  # to its own target's pool
 
 
 @dataclass(slots=True)
@@ -89,6 +97,7 @@ class GatewayState:
     # Field names a request's Connection header must not list (headers.connection_conflict):
     # the fixed end-to-end ones and the configured API key header.
     connection_protected: frozenset[str] = CONNECTION_PROTECTED
+    health_checks: list[HealthChecker] = field(default_factory=list)
 
     async def start(self, previous: GatewayState | None = None) -> None:
         """Open what needs I/O before this state serves: the audit log (kept from
@@ -97,6 +106,11 @@ class GatewayState:
 
         Raises :class:`ConfigError` with a message for the operator.
         """
+        for target in self.upstreams.values():
+            if target.config.health_check is not None:
+                checker = HealthChecker(target.balancer, target.config.health_check)
+                self.health_checks.append(checker)
+                checker.start()
         audit = self.resources.audit
         if audit is None:
             return
@@ -140,8 +154,10 @@ class GatewayState:
     async def close(self) -> None:
         for pipeline in self.pipelines:
             await pipeline.close()
+        for checker in self.health_checks:
+            await checker.close()
         for target in self.upstreams.values():
-            target.pool.close()
+            target.balancer.close()
         if self.resources.audit is not None:
             await self.resources.audit.close()
 
@@ -158,18 +174,16 @@ def build_state(config: DijkConfig, generation: int, source: str = "") -> Gatewa
         raise ConfigError([ConfigIssue(source, None, "routes", str(exc))]) from None
     upstreams: dict[str, UpstreamTarget] = {}
     for name, upstream in config.upstreams.items():
-        parts = urlsplit(upstream.url)
-        host = parts.hostname or "127.0.0.1"
-        port = parts.port or 80
-        authority = parts.netloc.rsplit("@", 1)[-1]
-        pool = UpstreamPool(
-            host,
-            port,
-            connect_timeout=upstream.connect_timeout_s,
-            read_timeout=upstream.read_timeout_s,
-            max_idle=upstream.max_idle_connections,
-        )
-        upstreams[name] = UpstreamTarget(name, upstream, pool, authority)
+        # The Host sent with `host: upstream`: the first target's (or the TLS server name).
+        parts = urlsplit(upstream.target_list[0].url)
+        authority = upstream.tls.server_name or parts.netloc.rsplit("@", 1)[-1]
+        try:
+            balancer = build_balancer(name, upstream)
+        except (OSError, ssl.SSLError) as exc:
+            message = f"cannot load the TLS files: {exc.strerror or exc}"
+            issue = ConfigIssue(source, None, f"upstreams.{name}.tls", message)
+            raise ConfigError([issue]) from None
+        upstreams[name] = UpstreamTarget(name, upstream, balancer, authority)
     resources = StageResources.from_config(config, source)
     default_pipeline = Pipeline(build_default_stages(config, resources))
     pipelines = [default_pipeline]

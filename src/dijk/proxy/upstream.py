@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,6 +78,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.reusable = False
         self.idle_since = 0.0
         self.body_bytes = 0
+
+    @property
+    def pool(self) -> UpstreamPool:
+        """The pool (one target) this connection belongs and returns to."""
+        return self._pool
 
     # ---- protocol callbacks --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -339,9 +345,19 @@ class UpstreamPool:
         read_timeout: float,
         max_idle: int = 64,
         idle_timeout: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        max_connections: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
+        self.max_connections = max_connections
+        # Connections handed out and not yet back (least_connections reads its size);
+        # ``connecting`` counts connects under way, for max_connections.
+        self.active: set[UpstreamConnection] = set()
+        self.connecting = 0
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_idle = max_idle
@@ -366,16 +382,45 @@ class UpstreamPool:
                 connection.close()
                 continue
             connection.reused = True
+            self.active.add(connection)
             return connection
         return None
 
     async def connect(self) -> UpstreamConnection:
+        limit = self.max_connections
+        if limit is not None and len(self.active) + self.connecting >= limit:
+            raise UpstreamError(
+                503,
+                "upstream.pool_exhausted",
+                f"The upstream already has {limit} connections in use.",
+                retryable=True,
+            )
         loop = asyncio.get_running_loop()
+        self.connecting += 1
         try:
             _, protocol = await asyncio.wait_for(
-                loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port),
+                loop.create_connection(
+                    lambda: UpstreamConnection(self),
+                    self.host,
+                    self.port,
+                    ssl=self.ssl_context,
+                    server_hostname=self.server_hostname if self.ssl_context else None,
+                ),
                 self.connect_timeout,
             )
+        except ssl.SSLCertVerificationError as exc:
+            raise UpstreamError(
+                502,
+                "upstream.tls_untrusted",
+                "The upstream's TLS certificate was refused: "
+                f"{exc.verify_message or 'verification failed'}.",
+            ) from None
+        except ssl.SSLError as exc:
+            raise UpstreamError(
+                502,
+                "upstream.tls_failed",
+                f"The TLS handshake with the upstream failed ({exc.reason or 'SSL error'}).",
+            ) from None
         except TimeoutError:
             raise UpstreamError(
                 502,
@@ -386,9 +431,13 @@ class UpstreamPool:
             raise UpstreamError(
                 502, "upstream.connect_failed", "The upstream could not be reached."
             ) from None
+        finally:
+            self.connecting -= 1
+        self.active.add(protocol)
         return protocol
 
     def release(self, connection: UpstreamConnection) -> None:
+        self.active.discard(connection)
         if self._closed or not connection.reusable or connection.closed:
             connection.close()
             return
@@ -399,8 +448,8 @@ class UpstreamPool:
         self._idle.append(connection)
 
     def forget(self, connection: UpstreamConnection) -> None:
-        # Dropped lazily by acquire(); nothing to do on the hot path.
-        return None
+        # Idle ones are dropped lazily by take_idle(); one in use is no longer in use.
+        self.active.discard(connection)
 
     def close(self) -> None:
         self._closed = True

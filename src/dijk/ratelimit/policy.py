@@ -1,6 +1,6 @@
 """Compiled rate-limit rules: what to count for a request, and the headers that describe it.
 
-Compiled once per configuration (STYLE.md rule 4): the key parts become small functions,
+Compiled once per configuration: the key parts become small functions,
 the policy header items are preformatted strings. Per request only look-ups and string
 joins remain.
 """

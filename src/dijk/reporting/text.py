@@ -56,7 +56,11 @@ def render_text(report: Report, *, colour: bool = False) -> str:
             console.print(Text(f"      fix: {finding.fix}", style="dim"))
         console.print()
     for error in report.errors:
-        console.print(Text(f"error: {error.target}: {error.message}", style="bold red"))
+        # A loader's message usually names the file already (it may be a referenced file
+        # rather than the target): the target is added only when it is not there.
+        named = error.message.startswith(f"{error.target}: ")
+        shown = error.message if named else f"{error.target}: {error.message}"
+        console.print(Text(f"error: {shown}", style="bold red"))
     counts = summary(report.findings)
     checked = len(report.targets)
     parts = ", ".join(f"{counts[str(s)]} {s}" for s in Severity)

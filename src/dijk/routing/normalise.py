@@ -53,6 +53,7 @@ __all__ = [
     "REASON_PATH_TOO_LONG",
     "REASON_PATH_TRAVERSAL",
     "PathError",
+    "canonical_escapes",
     "normalise_path",
 ]
 
@@ -148,6 +149,20 @@ def normalise_path(
     if "." in normalised and _DISGUISED_DOT_SEGMENT.search(normalised) is not None:
         raise PathError(REASON_PATH_TRAVERSAL, "path contains a disguised dot segment")
     return normalised
+
+
+def canonical_escapes(raw: str) -> str:
+    """``raw`` with only step 2 applied: unreserved escapes decoded, other escapes in
+    uppercase hex; no dot-segment removal, no slash merging.
+
+    ``normalise_path(raw) == canonical_escapes(raw)`` says that normalising changed nothing
+    an upstream could read differently: a proxy that forwards ``raw`` as sent (a decision
+    service's nginx or Envoy in front) then forwards the very path that was judged. Call it
+    only on a path :func:`normalise_path` accepted.
+    """
+    if "%" not in raw:
+        return raw
+    return _decode_unreserved(raw, allow_encoded_slash=True)
 
 
 def _forbidden_character_message(character: str) -> str:

@@ -1,13 +1,14 @@
 """Stages: one module per stage; this module only says which stages a route gets.
 
 Order is never decided here: each stage carries its numeric priority and the pipeline
-sorts by it (STYLE.md rule 2). Adding a capability means one module plus one line below.
+sorts by it. Adding a capability means one module plus one line below.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dijk.abuse.resources import AbuseResources
 from dijk.auth.resources import IdentityResources
 from dijk.config.models import DijkConfig, RouteConfig
 from dijk.discovery.db import open_discovery_db
@@ -18,6 +19,7 @@ from dijk.privacy.resources import PrivacyResources
 from dijk.ratelimit.backend import Limiter, open_limiter
 from dijk.ratelimit.errors import StorageErrorPolicy
 from dijk.ratelimit.policy import CompiledRule, compile_rule, needs_identity
+from dijk.stages.abuse import abuse_stages, default_abuse_stages, open_abuse
 from dijk.stages.audit import AuditGuardStage, AuditResources, AuditStage
 from dijk.stages.authn_api_key import ApiKeyStage, KeyRing
 from dijk.stages.authn_api_key import challenge as api_key_challenge
@@ -36,8 +38,10 @@ from dijk.stages.network import NetworkStage, needs_network_stage
 from dijk.stages.openapi import OpenApiResponseStage, OpenApiStage, load_route_specs
 from dijk.stages.privacy import PrivacyStage
 from dijk.stages.ratelimit import PreAuthRateLimitStage, RateLimitStage
+from dijk.stages.tracing import TracingStage
 from dijk.stages.waf import DetectorCache, WafStage
 from dijk.storage import Storage
+from dijk.tracing import Tracer
 
 
 @dataclass(slots=True)
@@ -51,18 +55,22 @@ class StageResources:
     storage: Storage | None = None
     limiter: Limiter | None = None
     in_flight: InFlight | None = None
-    # JWT verifier, introspection client, certificate ring, revocation list (issue 4).
+    # JWT verifier, introspection client, certificate ring, revocation list.
     identity: IdentityResources | None = None
-    # The audit log (issue 8): opened by GatewayState.start, shared across reloads.
+    # The audit log: opened by GatewayState.start, shared across reloads.
     audit: AuditResources | None = None
-    # Attack detectors, one per distinct waf setting, shared by the routes (issue 7).
+    # Attack detectors, one per distinct waf setting, shared by the routes.
     detectors: DetectorCache = field(default_factory=DetectorCache)
-    # PII detector, data map recorder, pseudonym keys (issue 9): routes with `privacy:`.
+    # PII detector, data map recorder, pseudonym keys: routes with `privacy:`.
     privacy: PrivacyResources | None = None
-    # Compiled OpenAPI documents by route name (issue 6): routes with `openapi:`.
+    # Compiled OpenAPI documents by route name: routes with `openapi:`.
     openapi: dict[str, CompiledSpec] = field(default_factory=dict)
+    # Behaviour and abuse detection: store, incident mirror, lists (routes with `abuse:`).
+    abuse: AbuseResources | None = None
     # The endpoint inventory learnt from traffic: routes with `discovery:`.
     discovery: DiscoveryRecorder | None = None
+    # OpenTelemetry exporter (tracing.enabled): shut down when its last stage closes.
+    tracer: Tracer | None = None
 
     @classmethod
     def from_config(cls, config: DijkConfig, source: str = "") -> StageResources:
@@ -74,18 +82,21 @@ class StageResources:
             )
             storage = limiter.storage
         identity = IdentityResources.from_config(config, source)
+        audit = AuditResources.from_config(config.audit, config.alerts)
         return cls(
             key_ring=key_ring,
             storage=storage,
             limiter=limiter,
             in_flight=InFlight(),
             identity=identity,
-            audit=AuditResources.from_config(config.audit, config.alerts),
+            audit=audit,
             privacy=PrivacyResources(config, source)
             if any(route.privacy is not None for route in config.routes)
             else None,
             openapi=load_route_specs(config, source),
+            abuse=open_abuse(config, source, audit),
             discovery=discovery_recorder(config),
+            tracer=Tracer(config.tracing) if config.tracing.enabled else None,
         )
 
 
@@ -101,7 +112,7 @@ def discovery_recorder(config: DijkConfig) -> DiscoveryRecorder | None:
 
 def build_default_stages(config: DijkConfig, resources: StageResources) -> list[Stage]:
     """Stages for requests that match no route (they still get a log phase)."""
-    stages = audit_stages(resources, guard=False)
+    stages = [*default_abuse_stages(config, resources), *audit_stages(resources, guard=False)]
     if resources.discovery is not None and config.discovery.unmatched:
         stages.append(UnmatchedDiscoveryStage(resources.discovery))
     return stages
@@ -121,6 +132,8 @@ def build_route_stages(
     config: DijkConfig, route: RouteConfig, resources: StageResources
 ) -> list[Stage]:
     stages: list[Stage] = [ClientLimitsStage(config.limits)]
+    if resources.tracer is not None:
+        stages.append(TracingStage(resources.tracer))
     if needs_network_stage(config.network, route):
         stages.append(NetworkStage(config.network, route))
     if route.auth:
@@ -128,6 +141,7 @@ def build_route_stages(
         stages.append(ScopeStage(route))
     stages.extend(protection_stages(config, route, resources))
     stages.extend(audit_stages(resources))
+    stages.extend(abuse_stages(config, route, resources.abuse))
     if route.waf is not None and route.waf.mode != "off":
         stages.append(WafStage(route.waf, resources.detectors.get(route.waf)))
     if route.openapi is not None and route.name in resources.openapi:
@@ -188,7 +202,7 @@ def uses_rate_limits(config: DijkConfig) -> bool:
 def protection_stages(
     config: DijkConfig, route: RouteConfig, resources: StageResources
 ) -> list[Stage]:
-    """Load shedding, rate limits, login guard and concurrency caps (issue 5)."""
+    """Load shedding, rate limits, login guard and concurrency caps."""
     stages: list[Stage] = []
     overload = config.overload
     if overload.max_in_flight or overload.max_event_loop_lag_s:

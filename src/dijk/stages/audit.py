@@ -1,6 +1,6 @@
 """The audit log stage (log phase, priority 0): one tamper-evident record per request.
 
-What a record holds is fixed by issue 8 and ``audit/record.py``: time, request id, route
+What a record holds is fixed by ``audit/record.py``: time, request id, route
 and path *template* (never the raw path: ids and e-mail addresses travel in paths),
 method, status, decision and reason, consumer, auth method and hashed credential id, the
 client IP as a keyed pseudonym, detector findings as rule id + field path (never the
@@ -39,7 +39,7 @@ import structlog
 
 from dijk.alerts.engine import AlertEngine
 from dijk.alerts.settings import AlertSettings
-from dijk.alerts.webhook import WebhookPoster
+from dijk.alerts.webhook import Payload, WebhookPoster
 from dijk.audit.metrics import ALERTS_FIRED
 from dijk.audit.record import AuditRecord, Finding, Outcome
 from dijk.audit.service import AuditService
@@ -164,7 +164,7 @@ class AuditResources:
                 raise
         service.acquire()
         self.service = service
-        if self._alerts.active and self.alert_settings.webhook is not None:
+        if self.alert_settings.webhook is not None:
             self._poster = WebhookPoster(self.alert_settings.webhook)
 
     async def close(self) -> None:
@@ -298,6 +298,12 @@ class AuditResources:
                 ALERTS_FIRED.labels(alert.rule).inc()
                 _LOG.warning("alert: %s", alert.payload()["summary"])
                 self._poster.post(alert)
+
+    def notify(self, event: Payload) -> None:
+        """Post an event other than an alert rule's (an abuse incident) to the webhook."""
+        if self._poster is not None:
+            ALERTS_FIRED.labels(event.rule).inc()
+            self._poster.post(event)
 
     def store_available(self) -> bool:
         service = self.service

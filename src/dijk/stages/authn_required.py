@@ -1,6 +1,6 @@
 """The end of authentication (priority 6000): no method identified the caller → 401.
 
-How the methods cooperate ("any of these", DESIGN.md): each accepted method is its own
+How the methods cooperate ("any of these"): each accepted method is its own
 stage, run in a fixed order by priority — ``authn_mtls`` 6040, ``authn_api_key`` 6030,
 ``authn_jwt`` 6020, ``authn_introspection`` 6010. A method stage acts only when its
 credential is present: valid → it sets ``ctx.identity`` and the later methods step aside;

@@ -156,7 +156,7 @@ class DiscoveryStage(Stage):
             exchange.request_type = ctx.header("content-type") or ""
             exchange.response_type = _first(ctx.response_headers, "content-type") or ""
             if self._bodies:
-                exchange.request_body = ctx.body
+                exchange.request_body = ctx.inspected_body
                 response = ctx.annotations.get(_RESPONSE)
                 exchange.response_body = response if isinstance(response, bytes) else None
         self._recorder.record(pending.key, exchange, sampled=sampled)

@@ -120,9 +120,9 @@ class LoginGuardStage(Stage):
 
     async def request_body(self, ctx: RequestContext) -> Decision | None:
         limit = self._account
-        if limit is None or not ctx.body:
+        if limit is None or not ctx.inspected_body:
             return None
-        username = _username(ctx.body, ctx.content_type, self._field)
+        username = username_from_body(ctx.inspected_body or b"", ctx.content_type, self._field)
         if username is None:
             return None  # nothing to count against; the upstream refuses a login without one
         bucket = Bucket(
@@ -190,7 +190,8 @@ def normalise_username(value: str) -> str:
     return unicodedata.normalize("NFKC", value).strip().casefold()
 
 
-def _username(body: bytes, content_type: str, field: str) -> str | None:
+def username_from_body(body: bytes, content_type: str, field: str) -> str | None:
+    """The normalised username of a JSON or form login body (also read by the abuse stages)."""
     media = content_type.split(";", 1)[0].strip().lower()
     value: object = None
     if media == "application/x-www-form-urlencoded":

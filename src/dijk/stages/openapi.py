@@ -150,7 +150,8 @@ class OpenApiStage(Stage):
         pending = ctx.annotations.get(_STATE)
         if not isinstance(pending, _Pending) or pending.body is None:
             return None
-        if not ctx.body:
+        body = ctx.inspected_body
+        if not body:
             if pending.operation.body_required:
                 violation = Violation(
                     400, "openapi.invalid_request", "request body: is required (requestBody)"
@@ -158,10 +159,11 @@ class OpenApiStage(Stage):
                 return self._nonconforming(ctx, pending, violation)
             return None
         content_type = ctx.header("content-type") or ""
-        found = check_body(pending.body, content_type, ctx.body)
+        loaded = ctx.json_body() if is_json(media_type(content_type)) else None
+        found = check_body(pending.body, content_type, body, loaded)
         if found is None:
             if pending.conforms:
-                _publish_body(ctx, pending.body, content_type, ctx.body)
+                _publish_body(ctx, pending.body, content_type, body)
             return None
         return self._nonconforming(ctx, pending, found)
 

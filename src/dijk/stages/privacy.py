@@ -172,9 +172,14 @@ class PrivacyStage(Stage):
 
     async def request_body(self, ctx: RequestContext) -> Decision | None:
         seen = _state(ctx)
-        if not ctx.body or seen is None:
+        body = ctx.inspected_body
+        if not body or seen is None:
             return None
-        document, is_json = _parse(ctx.body)
+        document, is_json = None, False
+        if not _LONG_DIGITS.search(body):
+            document, is_json = ctx.json_body()  # parsed once, shared with OpenAPI and WAF
+        if not is_json:
+            document, is_json = _parse(body)
         if not is_json:
             return None  # malformed JSON is client_limits' business
         matches = self._detector.scan_json(document)

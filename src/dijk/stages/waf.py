@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from dijk.config.models import WafConfig, WafExclusion
+from dijk.detect.archives import MAX_RATIO, MIN_BOMB_BYTES
 from dijk.detect.engine import (
     Detector,
     compiled_patterns,
@@ -206,6 +207,16 @@ class DetectorCache:
         return detector
 
 
+def _bomb_ratio(expanded: int, compressed: int) -> bool:
+    return expanded >= MIN_BOMB_BYTES and expanded >= MAX_RATIO * max(compressed, 1)
+
+
+def _declares_json(content_type: str) -> bool:
+    """A media type the detector reads as JSON without sniffing (what it parses itself)."""
+    kind = media_type(content_type)
+    return kind in ("application/json", "text/json") or kind.endswith("+json")
+
+
 def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
@@ -321,12 +332,23 @@ class WafStage(Stage):
     async def request_body(self, ctx: RequestContext) -> Decision | None:
         if not ctx.body:
             return None
+        body, encoding = ctx.body, ctx.header("content-encoding") or ""
+        decoded = ctx.decoded_body
+        if decoded is not None and not _bomb_ratio(len(decoded), len(body)):
+            # Decoded once by the client limits stage; a body that inflated like a bomb
+            # still goes to the detector as sent, so that it reports the ratio.
+            body, encoding = decoded, ""
+        parsed, has_json = None, False
+        if not encoding and _declares_json(ctx.content_type or ctx.header("content-type") or ""):
+            parsed, has_json = ctx.json_body()  # parsed once, shared with OpenAPI and privacy
         parts = RequestParts(
             method=ctx.method,
             path=ctx.path,
             content_type=ctx.content_type or ctx.header("content-type") or "",
-            content_encoding=ctx.header("content-encoding") or "",
-            body=ctx.body,
+            content_encoding=encoding,
+            body=body,
+            json_body=parsed,
+            has_json_body=has_json,
             content_kinds=self._kinds(ctx),
         )
         body_verdict = self._detector.inspect_body(parts)

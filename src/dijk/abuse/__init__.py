@@ -1,0 +1,1 @@
+"""Behaviour and abuse detection: signals, windows, sketches and incidents (see README)."""
