@@ -18,7 +18,9 @@ from tests.support.dashboard import (
     admin_audit,
     admin_json,
     admin_shadows,
+    api,
     drive_traffic,
+    enumerate_accounts,
     wait_for,
 )
 from tests.support.demo import DemoProcess, start_demo
@@ -394,3 +396,35 @@ def test_the_openapi_draft_downloads_as_the_admin_api_serves_it_and_is_on_record
     api_document = admin_json(demo, "/admin/api/v1/discovery/openapi")
     assert sorted(document["paths"]) == sorted(api_document["paths"])  # type: ignore[call-overload]
     assert recorded(demo, route="admin:ui.discovery_openapi")
+
+
+def test_an_abuse_incident_is_listed_and_lifted_from_security_events_and_on_record(
+    demo: DemoProcess, client: DashboardClient
+) -> None:
+    # The write key walks account ids until enumeration blocks it (the read key, which
+    # the other tests use, stays clean).
+    assert enumerate_accounts(demo, demo.write_key) == 403
+    listing = admin_json(demo, "/admin/api/v1/abuse/incidents")["incidents"]
+    assert isinstance(listing, list)
+    incident = next(i for i in listing if i["reason"] == "abuse.enumeration")
+    html = client.get("/ui/security").text
+    row = html.split(f'id="incident-{incident["id"]}"', 1)[1].split("</tr>", 1)[0]
+    assert incident["subject"] in row
+    assert "abuse.enumeration" in row
+    csrf = client.get("/ui/security").csrf()
+    # Without its CSRF token the lift is refused and the block stays.
+    assert client.post("/ui/abuse/lift", {"id": incident["id"]}).status == 403
+    assert api(demo, "/api/v1/accounts/1", demo.write_key) == 403
+    lifted = client.post("/ui/abuse/lift", {"csrf": csrf, "id": incident["id"]})
+    assert lifted.status == 303
+    assert lifted.headers["location"] == "/ui/security?lifted=ok"
+    after = admin_json(demo, "/admin/api/v1/abuse/incidents")["incidents"]
+    assert incident["id"] not in {i["id"] for i in after}  # type: ignore[union-attr]
+    assert f'id="incident-{incident["id"]}"' not in client.get("/ui/security").text
+    on_record = recorded(demo, route="admin:abuse.lift")
+    assert on_record[0]["status"] == 200
+    # Lifting it again: no such incident any more.
+    again = client.post("/ui/abuse/lift", {"csrf": csrf, "id": incident["id"]})
+    assert again.headers["location"] == "/ui/security?lifted=gone"
+    # The key is let through again (its next ids may well open a new incident).
+    assert api(demo, "/api/v1/accounts/1", demo.write_key) == 200

@@ -108,6 +108,7 @@ def test_a_viewer_is_refused_downloads_and_actions_outside_the_role_with_a_probl
         vera.get("/ui/privacy", **{"HX-Request": "true"}),
         vera.post("/ui/config/reload", {"csrf": csrf}),
         vera.post("/ui/privacy/breach", {"csrf": csrf, "since": "1h"}),
+        vera.post("/ui/abuse/lift", {"csrf": csrf, "id": "0" * 16}),
     ):
         assert answer.status == 403
         assert answer.headers["content-type"] == "application/problem+json"
@@ -123,6 +124,11 @@ def test_an_operator_reloads_and_the_audit_record_names_the_user(
 ) -> None:
     otto = signed_in(gateway, "otto")
     assert otto.get("/ui/privacy").status == 403
+    assert 'action="/ui/abuse/lift"' not in signed_in(gateway, "vera").get("/ui/security").text
+    # An operator may lift blocks (here none is open).
+    lift_csrf = otto.get("/ui/security").csrf()
+    gone = otto.post("/ui/abuse/lift", {"csrf": lift_csrf, "id": "0" * 16})
+    assert gone.headers["location"] == "/ui/security?lifted=gone"
     csrf = otto.get("/ui/config").csrf()
     answer = otto.post("/ui/config/reload", {"csrf": csrf})
     assert answer.status == 303

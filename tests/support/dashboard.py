@@ -135,6 +135,17 @@ def admin_audit(demo: DemoProcess, **filters: str) -> dict[str, object]:
     return admin_json(demo, "/admin/api/v1/audit?" + urlencode(filters))
 
 
+def enumerate_accounts(demo: DemoProcess, key: str, first: int = 100) -> int:
+    """Walk account ids with ``key`` until the demo's enumeration detector blocks it (an
+    abuse incident); the status of the last request (403 once blocked)."""
+    status = 0
+    for number in range(first, first + 60):
+        status = api(demo, f"/api/v1/accounts/{number}", key)
+        if status == 403:
+            break
+    return status
+
+
 def admin_json(demo: DemoProcess, path: str) -> dict[str, object]:
     """An admin API answer (JSON object), to check pages against."""
     request = urllib.request.Request(f"http://127.0.0.1:{demo.admin_port}{path}")

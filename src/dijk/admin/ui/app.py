@@ -29,6 +29,7 @@ import contextlib
 import hmac
 import mimetypes
 import os
+import re
 import secrets
 import time
 import weakref
@@ -116,12 +117,13 @@ _VIEWER: Final = frozenset(
 )
 ROLE_RIGHTS: Final = {
     "viewer": _VIEWER,
-    "operator": _VIEWER | {"config", "config/reload"},
+    "operator": _VIEWER | {"config", "config/reload", "abuse/lift"},
     "privacy": frozenset({"privacy", "privacy/register", "privacy/breach"}),
 }
 """What each configured user's role may open or do (pages, downloads, actions); the
 admin token may do everything, and anyone signed in may sign out."""
 INVENTORY_MAX_AGE_S: Final = 10.0
+_INCIDENT_ID: Final = re.compile(r"[0-9a-f]{16}")
 _EXPORTS: Final = {"ecs": "ndjson", "cef": "log", "json": "ndjson"}
 
 
@@ -288,6 +290,7 @@ class DashboardUI:
         posts = {
             "logout": self._logout,
             "config/reload": self._reload,
+            "abuse/lift": self._lift,
             "privacy/breach": self._breach,
         }
         if name in posts:
@@ -710,15 +713,73 @@ class DashboardUI:
         filters.setdefault("since", "24h")
         async with self._reader() as store:
             rows, next_cursor, error = await self._query(store, filters)
+        incidents, incidents_error = await self._incidents()
         return self._render(
             "security.html",
             session,
+            incidents=incidents,
+            incidents_error=incidents_error,
+            abuse_on=self._server.gateway.state.resources.abuse is not None,
+            can_lift=allowed(session, "abuse/lift"),
+            lifted=dict(parse_qsl(request.query)).get("lifted", ""),
             page="security",
             rows=rows,
             filters=filters,
             next_url=self._next_url("security", filters, next_cursor),
             error=error,
             fragment=bool(_header(request.headers, "hx-request")),
+        )
+
+    async def _incidents(self) -> tuple[list[dict[str, Any]], str]:
+        """Open abuse incidents as the admin API lists them (none when abuse is off)."""
+        from dijk.storage import StorageUnavailable
+
+        abuse = self._server.gateway.state.resources.abuse
+        if abuse is None:
+            return [], ""
+        try:
+            found = await abuse.list_incidents()
+        except StorageUnavailable:
+            return [], "The abuse incidents cannot be read: storage.url did not answer."
+        return [views.incident_row(incident.public()) for incident in found], ""
+
+    async def _lift(
+        self,
+        request: Request,
+        response: ResponseWriter,
+        request_id: str,
+        session: Session,
+        form: dict[str, str],
+    ) -> None:
+        """Lift one abuse incident, as ``POST /admin/api/v1/abuse/lift`` does (on record)."""
+        from dijk.storage import StorageUnavailable
+
+        wanted = form.get("id", "")
+        if not _INCIDENT_ID.fullmatch(wanted):
+            detail = "The form names no incident id."
+            await self._refuse(
+                request, request_id, "abuse.lift", Decision.deny(400, "ui.bad_form", detail)
+            )
+        abuse = self._server.gateway.state.resources.abuse
+        try:
+            found = abuse is not None and await abuse.lift(wanted)
+        except StorageUnavailable:
+            detail = "storage.url did not answer: the incident is not lifted."
+            await self._refuse(
+                request, request_id, "abuse.lift", Decision.deny(503, "abuse.unavailable", detail)
+            )
+        await self._record(
+            request,
+            request_id,
+            "abuse.lift",
+            200 if found else 404,
+            "abuse.lifted" if found else "abuse.not_found",
+            accepted=True,
+            target=f"incident:{wanted}",
+            session=session,
+        )
+        self._redirect(
+            response, f"{PREFIX}/security?lifted={'ok' if found else 'gone'}", request_id
         )
 
     async def _query(

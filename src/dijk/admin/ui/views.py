@@ -127,6 +127,15 @@ async def query(store: AuditStore, query: AuditQuery) -> EventPage:
     return event_rows(await store.query(query))
 
 
+def incident_row(incident: dict[str, Any]) -> dict[str, Any]:
+    """An abuse incident (the admin API's form) with readable times."""
+    return {
+        **incident,
+        "opened_at": local(datetime.fromtimestamp(incident["opened"], UTC)),
+        "until_at": local(datetime.fromtimestamp(incident["until"], UTC)),
+    }
+
+
 def data_map(register: dict[str, Any]) -> list[dict[str, Any]]:
     """Endpoints by categories by consumers from the Art. 30 register's dictionary."""
     rows = []
