@@ -17,7 +17,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, require_service
-from tests.support.dashboard import admin_audit, admin_shadows, drive_traffic, wait_for
+from tests.support.dashboard import (
+    admin_audit,
+    admin_json,
+    admin_shadows,
+    api,
+    drive_traffic,
+    enumerate_accounts,
+    wait_for,
+)
 from tests.support.demo import DemoProcess, start_demo
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,6 +45,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoProcess]:
     try:
         for _ in range(3):
             drive_traffic(running)
+        # The write key walks account ids: an abuse incident for the security events page.
+        assert enumerate_accounts(running, running.write_key) == 403
         yield running
     finally:
         assert running.stop(20) == 0
@@ -211,6 +221,24 @@ def test_the_inventory_shows_the_shadow_endpoint_and_filters_in_place(
     WebDriverWait(ui, 10).until(lambda d: "/api/v1/" not in d.find_element(By.ID, "endpoints").text)
     endpoints = ui.find_element(By.ID, "endpoints").text
     assert "/api/v0/accounts/{id}" in endpoints
+    assert console_errors(ui) == []
+
+
+def test_lift_block_in_the_browser_lets_the_blocked_key_through_again(
+    ui: Any, demo: DemoProcess
+) -> None:
+    listing = admin_json(demo, "/admin/api/v1/abuse/incidents")["incidents"]
+    assert isinstance(listing, list)
+    incident = next(i for i in listing if i["reason"] == "abuse.enumeration")
+    assert api(demo, "/api/v1/accounts/1", demo.write_key) == 403
+    open_page(ui, demo, "/ui/security")
+    row = ui.find_element(By.ID, f"incident-{incident['id']}")
+    assert incident["subject"] in row.text
+    row.find_element(By.CSS_SELECTOR, "button").click()
+    WebDriverWait(ui, 10).until(lambda d: "lifted=ok" in d.current_url)
+    assert "Lifted" in ui.find_element(By.CSS_SELECTOR, "[role=status]").text
+    assert not ui.find_elements(By.ID, f"incident-{incident['id']}")
+    assert api(demo, "/api/v1/accounts/1", demo.write_key) == 200
     assert console_errors(ui) == []
 
 

@@ -17,9 +17,13 @@ Security model:
   ``/ui/static/`` (no inline script or style, no eval), nothing from anywhere else,
   no framing; plus ``nosniff``, ``no-referrer`` and ``no-store`` on pages.
 
+- Configured users (``admin.users``) sign in by name and scrypt-hashed password; their
+  roles decide which pages, downloads and actions they may use (:data:`ROLE_RIGHTS`),
+  checked before any handler runs; the admin token may do everything.
+
 Extension points for features built beside this one: :data:`NAV` lists the pages (add
-an entry and a handler in :attr:`DashboardUI._pages`); the security events page has a
-marked place for abuse incidents (``templates/security.html``).
+an entry and a handler in :attr:`DashboardUI._pages`, and the rights in
+:data:`ROLE_RIGHTS`).
 """
 
 from __future__ import annotations
