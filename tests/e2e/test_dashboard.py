@@ -12,9 +12,21 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.dashboard import SQLI, DashboardClient, admin_audit, drive_traffic, wait_for
+from tests.support.dashboard import (
+    SQLI,
+    DashboardClient,
+    admin_audit,
+    admin_json,
+    admin_shadows,
+    api,
+    drive_traffic,
+    enumerate_accounts,
+    wait_for,
+)
 from tests.support.demo import DemoProcess, start_demo
 from tests.support.gateway import GatewayProcess
+
+PAGES = ("overview", "security", "audit", "inventory", "privacy", "config")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +69,7 @@ def test_demo_prints_the_dashboard_address_and_the_admin_token(demo: DemoProcess
 
 def test_pages_without_a_session_send_the_browser_to_the_login_form(demo: DemoProcess) -> None:
     anonymous = DashboardClient(demo.admin_port)
-    for page in ("/ui/", "/ui/overview", "/ui/security", "/ui/audit", "/ui/privacy", "/ui/config"):
+    for page in ("/ui/", *(f"/ui/{name}" for name in PAGES)):
         answer = anonymous.get(page)
         assert answer.status == 303, page
         assert answer.headers["location"] in ("/ui/login", "/ui/")
@@ -69,6 +81,8 @@ def test_requests_without_a_session_are_refused_with_a_problem(demo: DemoProcess
     for answer in (
         anonymous.get("/ui/audit/export?format=ecs"),
         anonymous.get("/ui/privacy/register?format=pdf"),
+        anonymous.get("/ui/inventory/openapi"),
+        anonymous.get("/ui/inventory", **{"HX-Request": "true"}),
         anonymous.get("/ui/audit", **{"HX-Request": "true"}),
         anonymous.post("/ui/config/reload", {"csrf": "x"}),
         anonymous.post("/ui/privacy/breach", {"csrf": "x", "since": "1h"}),
@@ -92,8 +106,7 @@ def test_every_answer_carries_a_strict_content_security_policy(
         DashboardClient(demo.admin_port).get("/ui/overview"),
         DashboardClient(demo.admin_port).get("/ui/nope"),
         client.get("/ui/static/app.css"),
-        *(client.get(f"/ui/{page}") for page in ("overview", "security", "audit", "privacy")),
-        client.get("/ui/config"),
+        *(client.get(f"/ui/{page}") for page in PAGES),
     ]
     for answer in answers:
         policy = answer.headers["content-security-policy"]
@@ -108,7 +121,7 @@ def test_every_answer_carries_a_strict_content_security_policy(
 def test_pages_have_no_inline_script_or_style_and_load_nothing_from_elsewhere(
     client: DashboardClient,
 ) -> None:
-    for page in ("overview", "security", "audit", "privacy", "config"):
+    for page in PAGES:
         html = client.get(f"/ui/{page}").text
         assert "<style" not in html
         assert " style=" not in html
@@ -212,6 +225,30 @@ def test_security_events_list_the_blocked_sql_injection_with_rule_and_field(
     assert SQLI not in html  # the record holds no values
 
 
+def test_each_security_event_shows_its_rule_from_the_catalogue_and_links_to_its_record(
+    demo: DemoProcess, client: DashboardClient
+) -> None:
+    from dijk.detect.rules import RULES_BY_ID
+
+    blocked = records(demo, reason="waf.sqli")
+    assert blocked
+    record = blocked[0]
+    html = client.get("/ui/security").text
+    row = html.split(f'id="rec-{record["request_id"]}"', 1)[1].split("</tr>", 1)[0]
+    finding = record["findings"][0]  # type: ignore[index]
+    rule = RULES_BY_ID[finding["rule_id"]]
+    assert rule.category in row
+    assert f"(+{rule.severity})" in row
+    link = re.search(r'href="([^"]+)" class="record-link"', row)
+    assert link
+    target = link.group(1).replace("&amp;", "&")
+    assert target.endswith(f"#rec-{record['request_id']}")
+    audit = client.get(target.split("#", 1)[0]).text
+    assert "1 record</caption>" in audit  # exactly that record
+    assert f'id="rec-{record["request_id"]}"' in audit
+    assert "add exclusion" not in html.lower()  # no admin API writes exclusions
+
+
 def test_audit_search_finds_the_refusal_by_reason_as_the_api_does(
     demo: DemoProcess, client: DashboardClient
 ) -> None:
@@ -280,7 +317,7 @@ def test_static_files_are_only_the_packaged_ones(client: DashboardClient) -> Non
 
 
 def test_every_page_with_what_it_loads_is_under_100_kb(client: DashboardClient) -> None:
-    for page in ("overview", "security", "audit", "privacy", "config"):
+    for page in PAGES:
         html = client.get(f"/ui/{page}").text
         assets = re.findall(r'(?:src|href)="(/ui/static/[^"]+)"', html)
         assert "/ui/static/app.css" in assets
@@ -304,3 +341,90 @@ def test_the_dashboard_is_off_when_the_admin_api_is_off(start_gateway: object) -
     for answer in (client.get("/ui/"), client.get("/ui/login"), client.post("/ui/login", {})):
         assert answer.status == 403
         assert answer.json()["reason"] == "admin.disabled"
+
+
+def test_the_inventory_lists_the_endpoints_the_admin_api_learnt(
+    demo: DemoProcess, client: DashboardClient
+) -> None:
+    document = admin_json(demo, "/admin/api/v1/discovery/openapi")
+    paths = document["paths"]
+    assert isinstance(paths, dict)
+    assert "/api/v1/accounts/{id}" in paths
+    html = client.get("/ui/inventory").text
+    table = html.split('id="endpoints"', 1)[1].split("</table>", 1)[0]
+    for path, operations in paths.items():
+        for method in operations:
+            assert f"<td>{method.upper()}</td><td><code>{path}</code>" in table, (method, path)
+    # Five reads of /api/v1/accounts/{id} (and more by other tests): a count, not a path.
+    row = table.split("<code>/api/v1/accounts/{id}</code>", 1)[1].split("</tr>", 1)[0]
+    assert int(re.findall(r"<td>(\d+)</td>", row)[0]) >= 5
+    assert "200&nbsp;\u00d7" in row
+    assert "api_key&nbsp;\u00d7" in row
+    assert "/api/v1/accounts/2" not in html
+
+
+def test_the_inventory_lists_the_shadow_endpoint_of_the_admin_diff(
+    demo: DemoProcess, client: DashboardClient
+) -> None:
+    assert admin_shadows(demo) == ["/api/v0/accounts/{id}"]
+    html = client.get("/ui/inventory").text
+    shadow_table = html.split('id="shadow"', 1)[1].split("</table>", 1)[0]
+    assert "<code>/api/v0/accounts/{id}</code>" in shadow_table
+    assert "discovery.shadow_endpoint" in shadow_table
+    drift_table = html.split('id="drift"', 1)[1].split("</table>", 1)[0]
+    assert "/api/v0/" not in drift_table
+
+
+def test_the_inventory_filters_by_method_and_path(client: DashboardClient) -> None:
+    html = client.get("/ui/inventory?path=v0&method=GET").text
+    table = html.split('id="endpoints"', 1)[1].split("</table>", 1)[0]
+    assert "<code>/api/v0/accounts/{id}</code>" in table
+    assert "/api/v1/" not in table
+    assert "/api/v1/" not in html.split('id="shadow"', 1)[1].split("</table>", 1)[0]
+    nothing = client.get("/ui/inventory?method=DELETE").text
+    assert "No endpoints match the filters." in nothing
+
+
+def test_the_openapi_draft_downloads_as_the_admin_api_serves_it_and_is_on_record(
+    demo: DemoProcess, client: DashboardClient
+) -> None:
+    answer = client.get("/ui/inventory/openapi")
+    assert answer.status == 200
+    assert answer.headers["content-disposition"].startswith("attachment; filename=")
+    document = answer.json()
+    assert document["openapi"].startswith("3.1")
+    api_document = admin_json(demo, "/admin/api/v1/discovery/openapi")
+    assert sorted(document["paths"]) == sorted(api_document["paths"])  # type: ignore[call-overload]
+    assert recorded(demo, route="admin:ui.discovery_openapi")
+
+
+def test_an_abuse_incident_is_listed_and_lifted_from_security_events_and_on_record(
+    demo: DemoProcess, client: DashboardClient
+) -> None:
+    # The write key walks account ids until enumeration blocks it (the read key, which
+    # the other tests use, stays clean).
+    assert enumerate_accounts(demo, demo.write_key) == 403
+    listing = admin_json(demo, "/admin/api/v1/abuse/incidents")["incidents"]
+    assert isinstance(listing, list)
+    incident = next(i for i in listing if i["reason"] == "abuse.enumeration")
+    html = client.get("/ui/security").text
+    row = html.split(f'id="incident-{incident["id"]}"', 1)[1].split("</tr>", 1)[0]
+    assert incident["subject"] in row
+    assert "abuse.enumeration" in row
+    csrf = client.get("/ui/security").csrf()
+    # Without its CSRF token the lift is refused and the block stays.
+    assert client.post("/ui/abuse/lift", {"id": incident["id"]}).status == 403
+    assert api(demo, "/api/v1/accounts/1", demo.write_key) == 403
+    lifted = client.post("/ui/abuse/lift", {"csrf": csrf, "id": incident["id"]})
+    assert lifted.status == 303
+    assert lifted.headers["location"] == "/ui/security?lifted=ok"
+    after = admin_json(demo, "/admin/api/v1/abuse/incidents")["incidents"]
+    assert incident["id"] not in {i["id"] for i in after}  # type: ignore[union-attr]
+    assert f'id="incident-{incident["id"]}"' not in client.get("/ui/security").text
+    on_record = recorded(demo, route="admin:abuse.lift")
+    assert on_record[0]["status"] == 200
+    # Lifting it again: no such incident any more.
+    again = client.post("/ui/abuse/lift", {"csrf": csrf, "id": incident["id"]})
+    assert again.headers["location"] == "/ui/security?lifted=gone"
+    # The key is let through again (its next ids may well open a new incident).
+    assert api(demo, "/api/v1/accounts/1", demo.write_key) == 200

@@ -17,14 +17,22 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, require_service
-from tests.support.dashboard import admin_audit, drive_traffic, wait_for
+from tests.support.dashboard import (
+    admin_audit,
+    admin_json,
+    admin_shadows,
+    api,
+    drive_traffic,
+    enumerate_accounts,
+    wait_for,
+)
 from tests.support.demo import DemoProcess, start_demo
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 AXE = REPO / "tests" / "support" / "vendor" / "axe.min.js"
 SCREENSHOTS = REPO / "docs" / "screenshots"
-PAGES = ("overview", "security", "audit", "privacy", "config")
+PAGES = ("overview", "security", "audit", "inventory", "privacy", "config")
 
 webdriver: Any = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -37,6 +45,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoProcess]:
     try:
         for _ in range(3):
             drive_traffic(running)
+        # The write key walks account ids: an abuse incident for the security events page.
+        assert enumerate_accounts(running, running.write_key) == 403
         yield running
     finally:
         assert running.stop(20) == 0
@@ -190,6 +200,45 @@ def test_the_audit_filter_narrows_the_table_in_place(ui: Any, demo: DemoProcess)
     rows = ui.find_elements(By.CSS_SELECTOR, "#results tbody tr")
     assert len(rows) == expected
     assert all("waf.sqli" in row.text for row in rows)
+    assert console_errors(ui) == []
+
+
+def test_the_inventory_shows_the_shadow_endpoint_and_filters_in_place(
+    ui: Any, demo: DemoProcess
+) -> None:
+    shadows = admin_shadows(demo)
+    assert shadows
+    open_page(ui, demo, "/ui/inventory")
+    shadow_table = ui.find_element(By.ID, "shadow").text
+    for url in shadows:
+        assert url in shadow_table
+    assert "/api/v1/accounts/{id}" in ui.find_element(By.ID, "endpoints").text
+    field = ui.find_element(By.ID, "f-path")
+    field.clear()
+    field.send_keys("/api/v0")
+    ui.find_element(By.CSS_SELECTOR, "form.filters button").click()
+    WebDriverWait(ui, 10).until(lambda d: "path=%2Fapi%2Fv0" in d.current_url)  # htmx pushed
+    WebDriverWait(ui, 10).until(lambda d: "/api/v1/" not in d.find_element(By.ID, "endpoints").text)
+    endpoints = ui.find_element(By.ID, "endpoints").text
+    assert "/api/v0/accounts/{id}" in endpoints
+    assert console_errors(ui) == []
+
+
+def test_lift_block_in_the_browser_lets_the_blocked_key_through_again(
+    ui: Any, demo: DemoProcess
+) -> None:
+    listing = admin_json(demo, "/admin/api/v1/abuse/incidents")["incidents"]
+    assert isinstance(listing, list)
+    incident = next(i for i in listing if i["reason"] == "abuse.enumeration")
+    assert api(demo, "/api/v1/accounts/1", demo.write_key) == 403
+    open_page(ui, demo, "/ui/security")
+    row = ui.find_element(By.ID, f"incident-{incident['id']}")
+    assert incident["subject"] in row.text
+    row.find_element(By.CSS_SELECTOR, "button").click()
+    WebDriverWait(ui, 10).until(lambda d: "lifted=ok" in d.current_url)
+    assert "Lifted" in ui.find_element(By.CSS_SELECTOR, "[role=status]").text
+    assert not ui.find_elements(By.ID, f"incident-{incident['id']}")
+    assert api(demo, "/api/v1/accounts/1", demo.write_key) == 200
     assert console_errors(ui) == []
 
 

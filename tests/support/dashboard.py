@@ -44,6 +44,7 @@ class Answer:
 class DashboardClient:
     port: int
     cookies: dict[str, str] = field(default_factory=dict)
+    source: str = ""  # a loopback address to send from (127.0.0.2...): another client
 
     def request(
         self,
@@ -52,7 +53,12 @@ class DashboardClient:
         form: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Answer:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        connection = http.client.HTTPConnection(
+            "127.0.0.1",
+            self.port,
+            timeout=30,
+            source_address=(self.source, 0) if self.source else None,
+        )
         sent = dict(headers or {})
         if self.cookies:
             sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
@@ -90,6 +96,11 @@ class DashboardClient:
         assert answer.status == 303, answer.text
         return answer
 
+    def sign_in(self, user: str, password: str) -> Answer:
+        """A configured user's sign-in (the answer, whatever it is)."""
+        csrf = self.get("/ui/login").csrf()
+        return self.post("/ui/login", {"csrf": csrf, "user": user, "token": password})
+
 
 def api(demo: DemoProcess, path: str, key: str | None = None) -> int:
     request = urllib.request.Request(f"http://127.0.0.1:{demo.port}{path}")
@@ -105,8 +116,10 @@ def api(demo: DemoProcess, path: str, key: str | None = None) -> int:
 
 
 def drive_traffic(demo: DemoProcess) -> dict[str, int]:
-    """Requests a user of the demo would make: reads, a missing key, a SQL injection."""
+    """Requests a user of the demo would make: reads, a missing key, a SQL injection, and
+    a call of the bank's forgotten, undeclared endpoint (a shadow endpoint)."""
     statuses = {
+        "shadow": api(demo, "/api/v0/accounts/7", demo.read_key),
         "read": api(demo, "/api/v1/accounts/1", demo.read_key),
         "status": api(demo, "/api/v1/status"),
         "no_key": api(demo, "/api/v1/accounts"),
@@ -119,14 +132,35 @@ def drive_traffic(demo: DemoProcess) -> dict[str, int]:
 
 def admin_audit(demo: DemoProcess, **filters: str) -> dict[str, object]:
     """The admin API's audit query, to check pages against."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{demo.admin_port}/admin/api/v1/audit?" + urlencode(filters)
-    )
+    return admin_json(demo, "/admin/api/v1/audit?" + urlencode(filters))
+
+
+def enumerate_accounts(demo: DemoProcess, key: str, first: int = 100) -> int:
+    """Walk account ids with ``key`` until the demo's enumeration detector blocks it (an
+    abuse incident); the status of the last request (403 once blocked)."""
+    status = 0
+    for number in range(first, first + 60):
+        status = api(demo, f"/api/v1/accounts/{number}", key)
+        if status == 403:
+            break
+    return status
+
+
+def admin_json(demo: DemoProcess, path: str) -> dict[str, object]:
+    """An admin API answer (JSON object), to check pages against."""
+    request = urllib.request.Request(f"http://127.0.0.1:{demo.admin_port}{path}")
     request.add_header("Authorization", f"Bearer {demo.admin_token}")
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=30) as response:
         value = json.loads(response.read())
     assert isinstance(value, dict)
     return value
+
+
+def admin_shadows(demo: DemoProcess) -> list[str]:
+    """The shadow endpoints' templates in the admin API's discovery diff."""
+    findings = admin_json(demo, "/admin/api/v1/discovery/diff")["findings"]
+    assert isinstance(findings, list)
+    return [f["location"]["url"] for f in findings if f["rule_id"].endswith("shadow_endpoint")]
 
 
 def wait_for(check: object, timeout: float = 20.0) -> None:

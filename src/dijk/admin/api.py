@@ -10,13 +10,11 @@ the admin API.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import os
 import re
-import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -29,6 +27,13 @@ from dijk.admin.audit import (
     authorization_count,
     bearer_token,
     outcome_of,
+)
+from dijk.admin.inventory import (
+    NO_DOCUMENT,
+    InventoryUnavailable,
+    declared_documents,
+    inventory_diff,
+    running_inventory,
 )
 from dijk.admin.ui.app import DashboardUI
 from dijk.audit.api import query_page
@@ -313,57 +318,26 @@ class AdminHandler:
         """The inventory as an OpenAPI 3.1 draft (``?unrouted=true``: also 404 probes)."""
         from dijk.discovery.openapi import build_document
 
-        loaded = await self._inventory()
-        if isinstance(loaded, tuple):
-            return loaded
+        try:
+            endpoints = await running_inventory(self._server.gateway.state)
+        except InventoryUnavailable as exc:
+            return _problem(exc.status, exc.reason, exc.detail)
         unrouted = "unrouted=true" in request.query.split("&")
-        return 200, orjson.dumps(build_document(loaded, include_unrouted=unrouted))
+        return 200, orjson.dumps(build_document(endpoints, include_unrouted=unrouted))
 
     async def _discovery_diff(self, request: Request) -> tuple[int, bytes]:
         """Shadow, zombie and drift against the routes' documents (``?format=sarif``)."""
-        from dijk.discovery.report import diff_documents, load_documents
-        from dijk.openapi.document import resolve_location
         from dijk.reporting import render
 
         state = self._server.gateway.state
-        base = os.path.dirname(state.source) if state.source else "."
-        specs = sorted(
-            {
-                resolve_location(route.openapi.spec, base)
-                for route in state.config.routes
-                if route.openapi is not None
-            }
-        )
-        if not specs:
-            detail = "No route has an OpenAPI document to compare the inventory with."
-            return _problem(404, "discovery.no_document", detail)
-        loaded = await self._inventory()
-        if isinstance(loaded, tuple):
-            return loaded
-        documents = await asyncio.to_thread(load_documents, specs)
-        report = diff_documents(
-            documents, loaded, now_us=time.time_ns() // 1000, version=__version__
-        )
+        if not declared_documents(state):
+            return _problem(404, "discovery.no_document", NO_DOCUMENT)
+        try:
+            report = await inventory_diff(state, await running_inventory(state))
+        except InventoryUnavailable as exc:
+            return _problem(exc.status, exc.reason, exc.detail)
         fmt = "sarif" if "format=sarif" in request.query.split("&") else "json"
         return 200, render(report, fmt).encode()
-
-    async def _inventory(self) -> list[dict[str, Any]] | tuple[int, bytes]:
-        """The fleet's inventory, after writing this gateway's latest (or a problem)."""
-        from dijk.discovery.db import DiscoveryDatabaseError
-        from dijk.discovery.report import load_inventory
-
-        state = self._server.gateway.state
-        recorder = state.resources.discovery
-        if recorder is None:
-            return _problem(404, "discovery.disabled", "No route has discovery on.")
-        await recorder.flush()
-        try:
-            endpoints, _ = await load_inventory(
-                state.config.audit.url, state.config.discovery.table_prefix
-            )
-        except DiscoveryDatabaseError as exc:
-            return _problem(503, "discovery.unavailable", str(exc))
-        return endpoints
 
     def _json(self, response: ResponseWriter, status: int, body: object, request_id: str) -> None:
         response.send(status, [*_JSON, ("x-request-id", request_id)], orjson.dumps(body))

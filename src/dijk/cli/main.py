@@ -41,6 +41,10 @@ from dijk.cli.discover import discover_app  # noqa: E402 - sub-app of API discov
 
 app.add_typer(discover_app, name="discover")
 
+from dijk.cli.admin import admin_app  # noqa: E402 - the dashboard's user helper
+
+app.add_typer(admin_app, name="admin")
+
 
 @app.command()
 def version() -> None:

@@ -70,6 +70,30 @@ def _check_listen_address(value: str) -> str:
     return value
 
 
+DashboardRole = Literal["viewer", "operator", "privacy"]
+
+
+class AdminUser(Model):
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$",
+        description="Sign-in name (letters, digits, . _ @ -); the audit log names it user:<name>.",
+    )
+    password_hash: str = Field(
+        description="scrypt hash of the password as printed by `dijk admin hash-password` "
+        "(scrypt$15$8$1$<salt>$<hash>); a plain password is refused.",
+    )
+    roles: list[DashboardRole] = Field(
+        min_length=1, description="viewer, operator and/or privacy (at least one)."
+    )
+
+    @field_validator("password_hash")
+    @classmethod
+    def _hash(cls, value: str) -> str:
+        from dijk.auth.passwords import check_hash
+
+        return check_hash(value)
+
+
 class AdminConfig(Model):
     address: str = Field(default="127.0.0.1", description="Address of the admin listener.")
     port: Port = Field(default=9090, description="Port of /healthz, /readyz, /metrics, admin API.")
@@ -79,10 +103,27 @@ class AdminConfig(Model):
         "without it the admin API (not health or metrics) is disabled.",
     )
 
+    users: list[AdminUser] = Field(
+        default_factory=list,
+        description="People who sign in to the dashboard (/ui/) by name and password, each "
+        "with roles: viewer (overview, security events, audit search, inventory), operator "
+        "(viewer, plus the configuration page and its reload), privacy (the privacy page, "
+        "the Art. 30 register and breach reports). The admin token still signs in with "
+        "every right. The admin API itself takes only the token.",
+    )
+
     @field_validator("token_env")
     @classmethod
     def _env(cls, value: str) -> str:
         return _check_env_name(value)
+
+    @model_validator(mode="after")
+    def _unique_users(self) -> AdminConfig:
+        names = [user.name for user in self.users]
+        doubled = sorted({name for name in names if names.count(name) > 1})
+        if doubled:
+            raise ValueError(f"admin.users: names must be unique ({', '.join(doubled)})")
+        return self
 
 
 class StorageConfig(Model):

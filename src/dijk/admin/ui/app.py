@@ -17,9 +17,13 @@ Security model:
   ``/ui/static/`` (no inline script or style, no eval), nothing from anywhere else,
   no framing; plus ``nosniff``, ``no-referrer`` and ``no-store`` on pages.
 
+- Configured users (``admin.users``) sign in by name and scrypt-hashed password; their
+  roles decide which pages, downloads and actions they may use (:data:`ROLE_RIGHTS`),
+  checked before any handler runs; the admin token may do everything.
+
 Extension points for features built beside this one: :data:`NAV` lists the pages (add
-an entry and a handler in :attr:`DashboardUI._pages`); the security events page has a
-marked place for abuse incidents (``templates/security.html``).
+an entry and a handler in :attr:`DashboardUI._pages`, and the rights in
+:data:`ROLE_RIGHTS`).
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ import contextlib
 import hmac
 import mimetypes
 import os
+import re
 import secrets
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from importlib import resources
@@ -46,16 +52,34 @@ import yaml
 
 from dijk import __version__
 from dijk.admin.audit import ActionOutcome, AdminAudit
+from dijk.admin.inventory import (
+    NO_DOCUMENT,
+    InventoryUnavailable,
+    declared_documents,
+    inventory_diff,
+    running_inventory,
+)
 from dijk.admin.ui import views
-from dijk.admin.ui.session import COOKIE, LOGIN_COOKIE, LoginThrottle, Session, SessionStore
+from dijk.admin.ui.session import (
+    COOKIE,
+    LOGIN_COOKIE,
+    LoginThrottle,
+    Session,
+    SessionStore,
+    digest,
+)
 from dijk.audit.api import parse_query
 from dijk.audit.chain import ChainedRecord, verify_chain
 from dijk.audit.export import export_lines, record_json
 from dijk.audit.store import AuditQuery, AuditStore, AuditStoreError, open_store, parse_time
 from dijk.audit.summary import SummaryCache
+from dijk.auth.passwords import verify_password
+from dijk.config.models import AdminUser
+from dijk.openapi.errors import SpecError
 from dijk.pipeline.decision import Decision
 from dijk.proxy.gateway import problem_response
 from dijk.proxy.http1 import ProtocolFault, Request, ResponseWriter
+from dijk.reporting import Finding
 
 if TYPE_CHECKING:
     from dijk.proxy.server import GatewayServer
@@ -81,15 +105,29 @@ NAV: Final = [
     ("overview", "Overview"),
     ("security", "Security events"),
     ("audit", "Audit search"),
+    ("inventory", "Inventory"),
     ("privacy", "Privacy"),
     ("config", "Configuration"),
-    # Extension point: the abuse-incident and discovery-inventory pages add their
-    # entries here (slug, title) and their handlers in DashboardUI._pages.
+    # Extension point: a new page adds its entry here (slug, title) and its handler in
+    # DashboardUI._pages.
 ]
 _FLAGS: Final = "HttpOnly; SameSite=Strict"
 MAX_FORM_BYTES: Final = 16 * 1024
 PAGE_SIZE: Final = 50
 EXPORT_LIMIT: Final = 10_000
+_VIEWER: Final = frozenset(
+    {"overview", "security", "audit", "inventory", "audit/export", "audit/verify"}
+    | {"inventory/openapi"}
+)
+ROLE_RIGHTS: Final = {
+    "viewer": _VIEWER,
+    "operator": _VIEWER | {"config", "config/reload", "abuse/lift"},
+    "privacy": frozenset({"privacy", "privacy/register", "privacy/breach"}),
+}
+"""What each configured user's role may open or do (pages, downloads, actions); the
+admin token may do everything, and anyone signed in may sign out."""
+INVENTORY_MAX_AGE_S: Final = 10.0
+_INCIDENT_ID: Final = re.compile(r"[0-9a-f]{16}")
 _EXPORTS: Final = {"ecs": "ndjson", "cef": "log", "json": "ndjson"}
 
 
@@ -110,6 +148,20 @@ def _static_dir() -> Any:
     return resources.files("dijk.admin.ui").joinpath("static")
 
 
+@dataclass(slots=True)
+class _InventorySnapshot:
+    """What the inventory page shows, for ``INVENTORY_MAX_AGE_S`` (see ``_inventory``)."""
+
+    taken: float
+    when: str
+    generation: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    documents: list[str] = field(default_factory=list)
+    error: str = ""
+    diff_error: str = ""
+
+
 class _UIState:
     """What outlives one admin connection: sessions and login failures."""
 
@@ -118,6 +170,7 @@ class _UIState:
         self.throttle = LoginThrottle()
         self.summaries: dict[str, SummaryCache] = {}  # per audit.url
         self.tasks: set[asyncio.Task[None]] = set()
+        self.inventory: _InventorySnapshot | None = None
 
 
 _STATES: weakref.WeakKeyDictionary[GatewayServer, _UIState] = weakref.WeakKeyDictionary()
@@ -159,6 +212,7 @@ class DashboardUI:
             "overview": self._overview,
             "security": self._security,
             "audit": self._audit_search,
+            "inventory": self._inventory,
             "privacy": self._privacy,
             "config": self._config,
         }
@@ -200,7 +254,7 @@ class DashboardUI:
                 return
             raise _Refusal(Decision.deny(405, "route.method_not_allowed", "Method not allowed."))
         session_id = _cookies(request.headers).get(COOKIE, "")
-        session = self._state.sessions.get(session_id, token)
+        session = self._current_user(session_id, self._state.sessions.get(session_id, token))
         name = path.removeprefix(PREFIX + "/")
         page = self._pages.get(name)
         if method in ("GET", "HEAD") and page is not None:
@@ -209,6 +263,18 @@ class DashboardUI:
                     raise _Refusal(_no_session())
                 self._redirect(response, PREFIX + "/login", request_id)
                 return
+            if not allowed(session, name):
+                if request.path in (PREFIX, PREFIX + "/"):
+                    first = next(slug for slug, _ in NAV if allowed(session, slug))
+                    self._redirect(response, f"{PREFIX}/{first}", request_id)
+                    return
+                if _header(request.headers, "hx-request"):
+                    raise _Refusal(_forbidden(session, name))
+                body = self._render(
+                    "forbidden.html", session, page="", detail=_forbidden(session, name).detail
+                )
+                self._html(response, 403, body, request_id)
+                return
             body = await page(request, session)
             self._html(response, 200, body, request_id)
             return
@@ -216,15 +282,19 @@ class DashboardUI:
             "audit/export": self._export,
             "audit/verify": self._verify,
             "privacy/register": self._register_file,
+            "inventory/openapi": self._inventory_openapi,
         }
         if method in ("GET", "HEAD") and name in downloads:
             if session is None:
                 raise _Refusal(_no_session())
+            if not allowed(session, name):
+                raise _Refusal(_forbidden(session, name))
             await downloads[name](request, response, request_id, session)
             return
         posts = {
             "logout": self._logout,
             "config/reload": self._reload,
+            "abuse/lift": self._lift,
             "privacy/breach": self._breach,
         }
         if name in posts:
@@ -242,9 +312,29 @@ class DashboardUI:
                 await self._refuse(
                     request, request_id, action, Decision.deny(403, "ui.csrf_invalid", detail)
                 )
+            if not allowed(session, name):
+                await self._refuse(request, request_id, action, _forbidden(session, name))
             await posts[name](request, response, request_id, session, form)
             return
         raise _Refusal(Decision.deny(404, "route.not_found", "No such dashboard page."))
+
+    def _current_user(self, session_id: str, session: Session | None) -> Session | None:
+        """``session`` unless it is a user's whose password hash or roles have changed
+        (or who is no longer configured): then it ends, and the user signs in again."""
+        if session is None or not session.user:
+            return session
+        user = self._users().get(session.user)
+        if (
+            user is None
+            or not hmac.compare_digest(digest(user.password_hash), session.secret)
+            or frozenset(user.roles) != session.roles
+        ):
+            self._state.sessions.end(session_id)
+            return None
+        return session
+
+    def _users(self) -> dict[str, AdminUser]:
+        return {user.name: user for user in self._server.gateway.state.config.admin.users}
 
     # -- answers ----------------------------------------------------------------------
 
@@ -307,7 +397,13 @@ class DashboardUI:
         return (
             templates()
             .get_template(template)
-            .render(csrf=session.csrf if session else "", signed_in=session is not None, **context)
+            .render(
+                csrf=session.csrf if session else "",
+                signed_in=session is not None,
+                nav=[item for item in NAV if session is not None and allowed(session, item[0])],
+                user=session.user if session is not None else "",
+                **context,
+            )
         )
 
     def _static(self, response: ResponseWriter, name: str, request_id: str) -> None:
@@ -362,9 +458,16 @@ class DashboardUI:
         accepted: bool,
         token: str = "",
         target: str | None = None,
+        session: Session | None = None,
     ) -> None:
-        """Put one dashboard login or action on the audit record (before answering)."""
-        current = os.environ.get(self._server.admin_token_env, "") if accepted else token
+        """Put one dashboard login or action on the audit record (before answering).
+
+        A configured user's actions name them (``user:<name>``) as actor and credential;
+        the admin token's name the token's variable, as the admin API does.
+        """
+        actor, current = _actor(self._server.admin_token_env, session)
+        if not accepted:
+            current = token
         await self._audit.record(
             request,
             request_id,
@@ -373,7 +476,7 @@ class DashboardUI:
             bytes_out=0,
             action=action,
             token=current or token,
-            actor=f"admin:{self._server.admin_token_env}",
+            actor=actor,
         )
 
     async def _refuse(
@@ -426,12 +529,37 @@ class DashboardUI:
             await self._refuse(
                 request, request_id, "ui.login", Decision.deny(403, "ui.csrf_invalid", detail)
             )
+        name = form.get("user", "").strip()
         presented = form.get("token", "")
-        # The token as typed, against the token's UTF-8 bytes: only the exact token matches.
-        if not presented or not hmac.compare_digest(
-            presented.encode("utf-8", "surrogatepass"), token.encode()
-        ):
-            self._state.throttle.failed(client)
+        throttle_keys = [client] + ([f"user:{name[:100]}"] if name else [])
+        if name and self._state.throttle.blocked(throttle_keys[1]):
+            wait = "Too many failed logins for this user; wait a minute."
+            throttled = Decision.deny(429, "ui.login_throttled", wait, (("Retry-After", "60"),))
+            await self._refuse(request, request_id, "ui.login", throttled)
+        session: Session | None = None
+        if name:
+            user = self._users().get(name)
+            # An unknown name costs the same scrypt work as a wrong password.
+            matches = await asyncio.to_thread(
+                verify_password, presented, user.password_hash if user else None
+            )
+            if matches and user is not None:
+                session_id, session = self._state.sessions.create(
+                    token, user.name, frozenset(user.roles), user.password_hash
+                )
+            failure = "That user name and password do not match."
+            credential = f"user:{name[:100]}"
+        else:
+            # The token as typed, against the token's UTF-8 bytes: only the exact token matches.
+            if presented and hmac.compare_digest(
+                presented.encode("utf-8", "surrogatepass"), token.encode()
+            ):
+                session_id, session = self._state.sessions.create(token)
+            failure = "That is not the admin token."
+            credential = presented
+        if session is None:
+            for key in throttle_keys:
+                self._state.throttle.failed(key)
             await self._record(
                 request,
                 request_id,
@@ -439,12 +567,11 @@ class DashboardUI:
                 401,
                 "ui.login_failed",
                 accepted=False,
-                token=presented,
+                token=credential,
             )
-            self._login_form(request, response, request_id, "That is not the admin token.", 401)
+            self._login_form(request, response, request_id, failure, 401)
             return
-        session_id, _ = self._state.sessions.create(token)
-        await self._record(request, request_id, "ui.login", 200, accepted=True)
+        await self._record(request, request_id, "ui.login", 200, accepted=True, session=session)
         self._warm()
         secure = self._secure(request)
         self._redirect(
@@ -470,7 +597,7 @@ class DashboardUI:
         form: dict[str, str],
     ) -> None:
         self._state.sessions.end(_cookies(request.headers).get(COOKIE, ""))
-        await self._record(request, request_id, "ui.logout", 200, accepted=True)
+        await self._record(request, request_id, "ui.logout", 200, accepted=True, session=session)
         secure = self._secure(request)
         self._redirect(
             response,
@@ -499,8 +626,8 @@ class DashboardUI:
         return cache
 
     def _warm(self) -> None:
-        """Fill the overview's cache in the background after a login (the first look
-        at a week of records then need not read them all)."""
+        """Fill the overview's cache and take the inventory's snapshot in the background
+        after a login (the first look at a week of records then need not read them all)."""
 
         async def warm() -> None:
             with contextlib.suppress(Exception):  # a failure shows on the page instead
@@ -508,6 +635,8 @@ class DashboardUI:
                     if store is not None:
                         now = datetime.now(UTC)
                         await self._summaries().summary(store, now - _hours(1), now, 1)
+            with contextlib.suppress(Exception):
+                await self._inventory_snapshot()
 
         task = asyncio.get_running_loop().create_task(warm(), name="dijk-ui-warm")
         self._state.tasks.add(task)
@@ -588,15 +717,73 @@ class DashboardUI:
         filters.setdefault("since", "24h")
         async with self._reader() as store:
             rows, next_cursor, error = await self._query(store, filters)
+        incidents, incidents_error = await self._incidents()
         return self._render(
             "security.html",
             session,
+            incidents=incidents,
+            incidents_error=incidents_error,
+            abuse_on=self._server.gateway.state.resources.abuse is not None,
+            can_lift=allowed(session, "abuse/lift"),
+            lifted=dict(parse_qsl(request.query)).get("lifted", ""),
             page="security",
             rows=rows,
             filters=filters,
             next_url=self._next_url("security", filters, next_cursor),
             error=error,
             fragment=bool(_header(request.headers, "hx-request")),
+        )
+
+    async def _incidents(self) -> tuple[list[dict[str, Any]], str]:
+        """Open abuse incidents as the admin API lists them (none when abuse is off)."""
+        from dijk.storage import StorageUnavailable
+
+        abuse = self._server.gateway.state.resources.abuse
+        if abuse is None:
+            return [], ""
+        try:
+            found = await abuse.list_incidents()
+        except StorageUnavailable:
+            return [], "The abuse incidents cannot be read: storage.url did not answer."
+        return [views.incident_row(incident.public()) for incident in found], ""
+
+    async def _lift(
+        self,
+        request: Request,
+        response: ResponseWriter,
+        request_id: str,
+        session: Session,
+        form: dict[str, str],
+    ) -> None:
+        """Lift one abuse incident, as ``POST /admin/api/v1/abuse/lift`` does (on record)."""
+        from dijk.storage import StorageUnavailable
+
+        wanted = form.get("id", "")
+        if not _INCIDENT_ID.fullmatch(wanted):
+            detail = "The form names no incident id."
+            await self._refuse(
+                request, request_id, "abuse.lift", Decision.deny(400, "ui.bad_form", detail)
+            )
+        abuse = self._server.gateway.state.resources.abuse
+        try:
+            found = abuse is not None and await abuse.lift(wanted)
+        except StorageUnavailable:
+            detail = "storage.url did not answer: the incident is not lifted."
+            await self._refuse(
+                request, request_id, "abuse.lift", Decision.deny(503, "abuse.unavailable", detail)
+            )
+        await self._record(
+            request,
+            request_id,
+            "abuse.lift",
+            200 if found else 404,
+            "abuse.lifted" if found else "abuse.not_found",
+            accepted=True,
+            target=f"incident:{wanted}",
+            session=session,
+        )
+        self._redirect(
+            response, f"{PREFIX}/security?lifted={'ok' if found else 'gone'}", request_id
         )
 
     async def _query(
@@ -717,7 +904,9 @@ class DashboardUI:
             lines = [orjson.dumps(record_json(row)).decode() for row in rows]
         else:
             lines = list(export_lines(rows, fmt))
-        await self._record(request, request_id, "ui.audit_export", 200, accepted=True)
+        await self._record(
+            request, request_id, "ui.audit_export", 200, accepted=True, session=session
+        )
         content = ("\n".join(lines) + ("\n" if lines else "")).encode()
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self._download(
@@ -726,6 +915,95 @@ class DashboardUI:
             content,
             "application/x-ndjson" if fmt != "cef" else "text/plain",
             f"dijk-audit-{stamp}.{fmt}.{_EXPORTS[fmt]}",
+        )
+
+    async def _inventory_snapshot(self) -> _InventorySnapshot:
+        """The inventory and its diff as of at most ``INVENTORY_MAX_AGE_S`` ago.
+
+        Loading (templates folded) and comparing a few thousand endpoints takes longer
+        than a page may; filters and repeated looks use the snapshot instead.
+        """
+        state = self._server.gateway.state
+        kept = self._state.inventory
+        now = time.monotonic()
+        if (
+            kept is not None
+            and kept.generation == state.generation
+            and now - kept.taken < INVENTORY_MAX_AGE_S
+        ):
+            return kept
+        snapshot = _InventorySnapshot(now, views.local(datetime.now(UTC)), state.generation)
+        endpoints: list[dict[str, Any]] = []
+        try:
+            endpoints = await running_inventory(state)
+        except InventoryUnavailable as exc:
+            snapshot.error = exc.detail
+        snapshot.documents = declared_documents(state)
+        if not snapshot.error and snapshot.documents:
+            try:
+                snapshot.findings = (await inventory_diff(state, endpoints)).findings
+            except (InventoryUnavailable, SpecError) as exc:
+                snapshot.diff_error = f"The routes' OpenAPI documents cannot be compared: {exc}"
+        elif not snapshot.error:
+            snapshot.diff_error = NO_DOCUMENT
+        snapshot.rows = views.inventory_rows(endpoints)
+        self._state.inventory = snapshot
+        return snapshot
+
+    async def _inventory(self, request: Request, session: Session) -> str:
+        filters = self._filters(request, ("method", "path", "route", "pii", "unrouted", "from"))
+        start = int(filters["from"]) if filters.get("from", "").isdigit() else 0
+        snapshot = await self._inventory_snapshot()
+        rows = views.filter_inventory(snapshot.rows, filters)
+        end = start + views.INVENTORY_ROWS
+        kept = {k: v for k, v in filters.items() if k != "from"}
+        return self._render(
+            "inventory.html",
+            session,
+            page="inventory",
+            rows=rows[start:end],
+            total=len(rows),
+            first=start + 1,
+            last=min(end, len(rows)),
+            limit=views.INVENTORY_ROWS,
+            next_url=f"{PREFIX}/inventory?" + urlencode({**kept, "from": end})
+            if end < len(rows)
+            else "",
+            filters=filters,
+            error=snapshot.error,
+            diff_error=snapshot.diff_error,
+            findings=views.inventory_findings(snapshot.findings, filters),
+            documents=snapshot.documents,
+            taken=snapshot.when,
+            max_age=INVENTORY_MAX_AGE_S,
+            methods=sorted({row["method"] for row in snapshot.rows}),
+            routes=sorted({row["route"] for row in snapshot.rows} - {""}),
+            categories=sorted({c for row in snapshot.rows for c in row["pii"]}),
+            fragment=bool(_header(request.headers, "hx-request")),
+        )
+
+    async def _inventory_openapi(
+        self, request: Request, response: ResponseWriter, request_id: str, session: Session
+    ) -> None:
+        """The inventory as an OpenAPI 3.1 draft to download (as the admin API's)."""
+        from dijk.discovery.openapi import build_document
+
+        try:
+            endpoints = await running_inventory(self._server.gateway.state)
+        except InventoryUnavailable as exc:
+            raise _Refusal(Decision.deny(exc.status, exc.reason, exc.detail)) from None
+        unrouted = dict(parse_qsl(request.query)).get("unrouted") == "show"
+        document = build_document(endpoints, include_unrouted=unrouted)
+        await self._record(
+            request, request_id, "ui.discovery_openapi", 200, accepted=True, session=session
+        )
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self._download(
+            response,
+            request_id,
+            orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n",
+            "application/json",
+            f"dijk-openapi-draft-{stamp}.json",
         )
 
     async def _privacy_register(self) -> tuple[dict[str, Any] | None, str]:
@@ -770,7 +1048,9 @@ class DashboardUI:
         register, error = await self._privacy_register()
         if register is None:
             raise _Refusal(Decision.deny(404, "privacy.no_data_map", error))
-        await self._record(request, request_id, "ui.privacy_report", 200, accepted=True)
+        await self._record(
+            request, request_id, "ui.privacy_report", 200, accepted=True, session=session
+        )
         await self._document(response, request_id, "register", register, fmt, "art30-register")
 
     async def _document(
@@ -852,6 +1132,7 @@ class DashboardUI:
             status,
             None if data is not None else "ui.report_failed",
             accepted=True,
+            session=session,
         )
         organisation = config.privacy.organisation
         if data is not None and fmt in ("html", "pdf"):
@@ -922,11 +1203,35 @@ class DashboardUI:
             bytes_out=0,
             services=self._audit.after(logs),
             action="reload",
-            token=os.environ.get(self._server.admin_token_env, ""),
+            token=_actor(self._server.admin_token_env, session)[1],
+            actor=_actor(self._server.admin_token_env, session)[0],
         )
         self._redirect(
             response, f"{PREFIX}/config?reloaded={'ok' if result.ok else 'failed'}", request_id
         )
+
+
+def allowed(session: Session, name: str) -> bool:
+    """Whether ``session`` may open the page, download or action ``name``."""
+    if "admin" in session.roles or name == "logout":
+        return True
+    return any(name in ROLE_RIGHTS.get(role, ()) for role in session.roles)
+
+
+def _forbidden(session: Session, name: str) -> Decision:
+    roles = ", ".join(sorted(session.roles))
+    return Decision.deny(
+        403,
+        "ui.forbidden",
+        f"Signed in as {session.user} ({roles}): that role may not open {PREFIX}/{name}.",
+    )
+
+
+def _actor(token_env: str, session: Session | None) -> tuple[str, str]:
+    """The actor and the credential (pseudonymised by the audit log) of an action."""
+    if session is not None and session.user:
+        return f"user:{session.user}", f"user:{session.user}"
+    return f"admin:{token_env}", os.environ.get(token_env, "")
 
 
 def _no_session() -> Decision:

@@ -18,13 +18,14 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["COOKIE", "LOGIN_COOKIE", "LoginThrottle", "Session", "SessionStore"]
+__all__ = ["ADMIN", "COOKIE", "LOGIN_COOKIE", "LoginThrottle", "Session", "SessionStore"]
 
 COOKIE: Final = "dijk_ui_session"
 LOGIN_COOKIE: Final = "dijk_ui_login"
 IDLE_S: Final = 30 * 60
 LIFETIME_S: Final = 8 * 3600
 MAX_SESSIONS: Final = 1000
+ADMIN: Final = frozenset({"admin"})
 
 
 def digest(value: str) -> bytes:
@@ -38,6 +39,11 @@ class Session:
     created: float
     last_seen: float
     label: str = field(default="")
+    # A configured user's name and roles ("" and ADMIN for the admin token), and a digest
+    # of the password hash they signed in with: a changed hash or roles end the session.
+    user: str = ""
+    roles: frozenset[str] = ADMIN
+    secret: bytes = b""
 
     def csrf_matches(self, presented: str) -> bool:
         return hmac.compare_digest(presented.encode("utf-8", "replace"), self.csrf.encode())
@@ -48,11 +54,23 @@ class SessionStore:
         self._sessions: OrderedDict[bytes, Session] = OrderedDict()
         self._now = time.monotonic
 
-    def create(self, token: str) -> tuple[str, Session]:
-        """A new session for a login with ``token``; the cookie value and the session."""
+    def create(
+        self, token: str, user: str = "", roles: frozenset[str] = ADMIN, secret: str = ""
+    ) -> tuple[str, Session]:
+        """A new session for a login with the admin token (``user`` empty) or as a
+        configured user (``secret``: the password hash), made while ``token`` is the
+        admin token; the cookie value and the session."""
         session_id = secrets.token_urlsafe(32)
         now = self._now()
-        session = Session(secrets.token_urlsafe(32), digest(token), now, now)
+        session = Session(
+            secrets.token_urlsafe(32),
+            digest(token),
+            now,
+            now,
+            user=user,
+            roles=roles,
+            secret=digest(secret) if secret else b"",
+        )
         self._sessions[digest(session_id)] = session
         while len(self._sessions) > MAX_SESSIONS:
             self._sessions.popitem(last=False)
@@ -83,7 +101,9 @@ class SessionStore:
 
 
 class LoginThrottle:
-    """At most ``limit`` failed logins per client address per ``window_s``; then 429."""
+    """At most ``limit`` failed logins per key per ``window_s``; then 429. The keys are
+    the client address and, for a named user, ``user:<name>`` (so a guesser spread over
+    many addresses is still held to ``limit`` tries of one user's password)."""
 
     def __init__(self, limit: int = 10, window_s: float = 60.0) -> None:
         self._limit = limit
