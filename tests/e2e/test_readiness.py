@@ -119,6 +119,8 @@ def test_readyz_fails_while_a_deny_audit_store_is_down(
         config = base_config(
             recording.port,
             audit={"url": url, "durability": "strict", "on_sink_error": "deny"},
+            # The test client stands in for a proxy: its X-Request-Id names the records.
+            trusted_proxies=["127.0.0.1/32"],
         )
         gateway = start_gateway(config, env={"DIJK_AUDIT_KEY": "readiness-secret-0123456789abcdef"})
         assert call(gateway.port)[0] == 200
