@@ -2,6 +2,7 @@
 #   make demo   - create .venv, install, run the demo gateway
 #   make test   - create .venv, install with test extras, run the whole suite
 #   make fuzz   - run every coverage-guided fuzz harness for FUZZ_SECONDS each
+#   make fuzz-live - FUZZ_LIVE_COUNT generated requests against a running demo gateway
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -13,7 +14,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := nginx-light libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
 	fonts-dejavu-core chromium chromium-driver
 
-.PHONY: demo test lint fuzz bench bench-detection install system-deps clean
+.PHONY: demo test lint fuzz fuzz-live bench bench-detection install system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,11 @@ lint: $(STAMP)
 FUZZ_SECONDS ?= 120
 fuzz: $(STAMP)
 	$(BIN)/python -m fuzz.run --all --seconds $(FUZZ_SECONDS)
+
+FUZZ_LIVE_COUNT ?= 1000000
+FUZZ_LIVE_SECONDS ?= 3600
+fuzz-live: $(STAMP)
+	$(BIN)/python -m bench.fuzz_live --count $(FUZZ_LIVE_COUNT) --max-seconds $(FUZZ_LIVE_SECONDS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.proxy
