@@ -96,3 +96,6 @@ def test_demo_upstream_accepts_every_header_the_gateway_lets_through(tmp_path: P
     assert json.loads(responses[0].body)["status"] == "ok"
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(line["method"], line["path"]) for line in lines] == [("GET", "/api/v1/status")]
+    # The upstream's log names the gateway's request id: what the fuzzer matches verdicts by.
+    assert lines[0]["request_id"] == responses[0].headers["x-request-id"]
+    assert lines[0]["body_len"] == 0

@@ -21,7 +21,7 @@ import pathlib
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import IO, Any
 
 import graphql
 from aiohttp import web
@@ -205,14 +205,13 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
 REQUEST_LOG_ENV = "DIJK_DEMO_UPSTREAM_LOG"
 
 
-def _request_log(path: pathlib.Path) -> Middleware:
+def _request_log(stream: IO[str]) -> Middleware:
     """A middleware that writes one JSON line per request received, before it is handled.
 
     The line holds what a test needs to match it against the gateway's verdict (the
     ``X-Request-Id`` the gateway sent, method, raw path, body length and SHA-256), never
     the body itself or any header value that could hold a credential.
     """
-    stream = path.open("a", encoding="utf-8", buffering=1)
 
     @web.middleware
     async def log_request(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -410,9 +409,18 @@ def create_app(
     """
     (data_dir / "upstream").mkdir(parents=True, exist_ok=True)
     middlewares: list[Middleware] = []
+    stream: IO[str] | None = None
     if request_log is not None:
-        middlewares.append(_request_log(request_log))
+        stream = request_log.open("a", encoding="utf-8", buffering=1)
+        middlewares.append(_request_log(stream))
     app = web.Application(middlewares=[_json_errors, *middlewares])
+    if stream is not None:
+        log_stream = stream
+
+        async def close_log(_app: web.Application) -> None:
+            log_stream.close()
+
+        app.on_cleanup.append(close_log)
     app[BANK_KEY] = Bank(data_dir, seed)
     app[TICKETS_KEY] = []
     app[OPENAPI_KEY] = (
