@@ -10,8 +10,9 @@ from a small grammar of HTTP/1.1: valid requests to every demo route with random
 GraphQL, multipart and form bodies, smuggling-shaped framing (CL+TE, duplicate or signed
 Content-Length, obfuscated Transfer-Encoding, bare LF, obs-fold, pipelined second
 requests), oversized and malformed request lines, headers and chunks; a share of them is
-then mutated byte by byte. Every request goes on its own connection, which the client
-half-closes once it has written everything.
+then mutated byte by byte. Every request goes on its own connection (one in ten carries
+two to four pipelined requests), which the client half-closes once it has written
+everything.
 
 A run passes when:
 
@@ -116,6 +117,12 @@ class Case:
     kind: str
     data: bytes
     complete: bool  # a well-framed request the gateway must answer
+    # The method of each request in data, in order (a HEAD answer has no body).
+    methods: tuple[str, ...] = ()
+
+    def heads(self) -> tuple[bool, ...]:
+        methods = self.methods or (self.data.split(b" ", 1)[0].decode("latin-1"),)
+        return tuple(method == "HEAD" for method in methods)
 
 
 class Grammar:
@@ -276,6 +283,17 @@ class Grammar:
         return path
 
     def case(self) -> Case:
+        """One request; one in ten times two to four pipelined on one keep-alive connection
+        (all but the last without ``Connection: close``), so that a request refused in the
+        middle of a connection is checked too."""
+        if self.rng.random() >= 0.1:
+            return self.single()
+        parts = [self.single() for _ in range(self.rng.randint(2, 4))]
+        data = b"".join(part.data.replace(b"Connection: close\r\n", b"", 1) for part in parts[:-1])
+        methods = tuple(part.data.split(b" ", 1)[0].decode("latin-1") for part in parts)
+        return Case("pipelined", data + parts[-1].data, parts[0].complete, methods)
+
+    def single(self) -> Case:
         rng = self.rng
         method, template, kind = rng.choice(self.ROUTES)
         if rng.random() < 0.05:
@@ -480,9 +498,9 @@ class Response:
     body: bytes
 
 
-def parse_responses(raw: bytes, head: bool = False) -> tuple[list[Response], bytes]:
-    """The complete responses at the start of raw, and what is left over (``head``: the
-    first answers a HEAD request, so it has no body)."""
+def parse_responses(raw: bytes, heads: tuple[bool, ...] = ()) -> tuple[list[Response], bytes]:
+    """The complete responses at the start of raw, and what is left over (``heads[i]``:
+    the i-th answers a HEAD request, so it has no body)."""
     out: list[Response] = []
     while raw:
         end = raw.find(b"\r\n\r\n")
@@ -498,7 +516,8 @@ def parse_responses(raw: bytes, head: bool = False) -> tuple[list[Response], byt
             headers[name.strip().lower()] = value.strip()
         rest = raw[end + 4 :]
         status = int(parts[1])
-        if (head and not out) or status in (204, 304) or status < 200:
+        head = len(out) < len(heads) and heads[len(out)]
+        if head or status in (204, 304) or status < 200:
             out.append(Response(status, headers, b""))
             raw = rest
             continue
@@ -529,7 +548,7 @@ def parse_responses(raw: bytes, head: bool = False) -> tuple[list[Response], byt
     return out, raw
 
 
-def send(port: int, data: bytes) -> tuple[list[Response], str]:
+def send(port: int, data: bytes, heads: tuple[bool, ...] = ()) -> tuple[list[Response], str]:
     """Send on a fresh connection, half-close, read to EOF: (responses, failure)."""
     try:
         sock = socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT_S)
@@ -556,7 +575,8 @@ def send(port: int, data: bytes) -> tuple[list[Response], str]:
             failure = "timeout"
         except OSError:
             pass  # reset after the answer: what was read counts
-    responses, _ = parse_responses(b"".join(chunks), head=data.startswith(b"HEAD "))
+    heads = heads or (data.startswith(b"HEAD "),)
+    responses, _ = parse_responses(b"".join(chunks), heads)
     return responses, failure
 
 
@@ -622,7 +642,7 @@ def check_contract(outcome: Outcome, forwarded: set[str], reasons: frozenset[str
             continue
         outcome.refused_ids.add(request_id)
         content_type = response.headers.get("content-type", "")
-        if case.data.startswith(b"HEAD ") and not response.body:
+        if any(case.heads()) and not response.body:
             # A HEAD answer has no body (RFC 9110): only its type can be checked.
             if not content_type.startswith(PROBLEM):
                 outcome.violation("HEAD refusal is not problem+json", case, status=response.status)
@@ -685,7 +705,9 @@ def run(
             while outcome.sent < count and time.monotonic() - started < max_seconds:
                 cases = [grammar.case() for _ in range(min(batch, count - outcome.sent))]
                 for case, (responses, failure) in zip(
-                    cases, pool.map(lambda c: send(demo.port, c.data), cases), strict=True
+                    cases,
+                    pool.map(lambda c: send(demo.port, c.data, c.heads()), cases),
+                    strict=True,
                 ):
                     record(outcome, case, responses, failure)
                 if demo.process.poll() is not None:

@@ -34,7 +34,7 @@ def test_generated_and_mutated_requests_stay_inside_the_contract(tmp_path: Path)
     # refusals came from many different checks.
     kinds = result["kinds"]
     assert isinstance(kinds, dict)
-    assert set(kinds) == {"valid", "smuggling", "headers", "mutated"}
+    assert set(kinds) == {"valid", "smuggling", "headers", "mutated", "pipelined"}
     assert int(str(result["forwarded"])) > 50
     reasons = result["reasons"]
     assert isinstance(reasons, dict)
