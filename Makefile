@@ -2,6 +2,8 @@
 #   make demo   - create .venv, install, run the demo gateway
 #   make test   - create .venv, install with test extras, run the whole suite
 #   make fuzz   - run every coverage-guided fuzz harness for FUZZ_SECONDS each
+#   make fuzz-live - FUZZ_LIVE_COUNT generated requests against a running demo gateway
+#   make soak   - SOAK_MINUTES at half the measured maximum rate; plot in docs/soak.png
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -13,7 +15,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := nginx-light libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
 	fonts-dejavu-core chromium chromium-driver
 
-.PHONY: demo test lint fuzz bench bench-detection install system-deps clean
+.PHONY: demo test lint fuzz fuzz-live soak bench bench-detection install system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +43,16 @@ lint: $(STAMP)
 FUZZ_SECONDS ?= 120
 fuzz: $(STAMP)
 	$(BIN)/python -m fuzz.run --all --seconds $(FUZZ_SECONDS)
+
+FUZZ_LIVE_COUNT ?= 1000000
+FUZZ_LIVE_SECONDS ?= 3600
+fuzz-live: $(STAMP)
+	$(BIN)/python -m bench.fuzz_live --count $(FUZZ_LIVE_COUNT) --max-seconds $(FUZZ_LIVE_SECONDS)
+
+SOAK_MINUTES ?= 30
+soak: $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) --png docs/soak.png
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.proxy

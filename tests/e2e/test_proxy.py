@@ -771,6 +771,24 @@ def test_client_that_half_closes_gets_its_answers_then_the_connection_closes(
         client.close()
 
 
+def test_half_closed_client_gets_the_answer_to_a_forwarded_request_before_a_cut_head(
+    gateway: GatewayProcess, recording: RecordingUpstream
+) -> None:
+    """Found by live fuzzing: a complete request, the start of a second head, then the
+    client's FIN. The first request had been forwarded; its answer was dropped and the
+    connection closed at once, so the upstream acted on a request the client never heard
+    back about."""
+    client = Client(gateway.port)
+    try:
+        client.send(request("GET", "/slow?s=0.2") + b"GET /never HTTP/1.1\r\nHost: a\r")
+        client.sock.shutdown(socket.SHUT_WR)
+        assert client.response().json()["target"] == "/slow?s=0.2"
+        assert client.closed_by_peer()
+    finally:
+        client.close()
+    assert [r.target for r in recording.requests] == ["/slow?s=0.2"]
+
+
 def test_expect_100_continue_is_answered_before_the_body(
     gateway: GatewayProcess, recording: RecordingUpstream
 ) -> None:

@@ -45,15 +45,17 @@ def start_demo(
     strip_env: tuple[str, ...] = ("DIJK_DEMO_KEY", "DIJK_ADMIN_TOKEN"),
     wait_for: str | None = None,
     timeout: float = 60,
+    extra_env: dict[str, str] | None = None,
 ) -> DemoProcess:
     """Run the demo until it has printed both keys and the admin token (and a line
     starting with ``wait_for``).
 
     Environment variables starting with ``strip_env`` are removed, so that the demo makes
-    its own keys as on a fresh machine.
+    its own keys as on a fresh machine; ``extra_env`` is added after.
     """
     port, upstream_port, admin_port = free_port(), free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(strip_env)}
+    env.update(extra_env or {})
     process = subprocess.Popen(
         [
             sys.executable,

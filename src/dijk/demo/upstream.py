@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import hmac
 import importlib.resources
 import json
 import logging
+import os
 import pathlib
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import IO, Any
 
 import graphql
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from dijk.demo.data import DEFAULT_COUNT, DEFAULT_SEED, CustomerFactory
 
@@ -199,6 +202,33 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return _error(500, "internal_error")
 
 
+REQUEST_LOG_ENV = "DIJK_DEMO_UPSTREAM_LOG"
+
+
+def _request_log(stream: IO[str]) -> Middleware:
+    """A middleware that writes one JSON line per request received, before it is handled.
+
+    The line holds what a test needs to match it against the gateway's verdict (the
+    ``X-Request-Id`` the gateway sent, method, raw path, body length and SHA-256), never
+    the body itself or any header value that could hold a credential.
+    """
+
+    @web.middleware
+    async def log_request(request: web.Request, handler: Handler) -> web.StreamResponse:
+        body = await request.read()
+        line = {
+            "request_id": request.headers.get("X-Request-Id", ""),
+            "method": request.method,
+            "path": request.raw_path,
+            "body_len": len(body),
+            "body_sha256": hashlib.sha256(body).hexdigest(),
+        }
+        stream.write(json.dumps(line, separators=(",", ":")) + "\n")
+        return await handler(request)
+
+    return log_request
+
+
 BANK_KEY = web.AppKey("bank", Bank)
 OPENAPI_KEY = web.AppKey("openapi", str)
 TICKETS_KEY = web.AppKey("tickets", list[dict[str, object]])
@@ -368,10 +398,29 @@ async def _graphql(request: web.Request) -> web.Response:
     return web.json_response(result.formatted)
 
 
-def create_app(data_dir: pathlib.Path, seed: int = DEFAULT_SEED) -> web.Application:
-    """Build the Polder Bank app; created accounts are journalled under data_dir/upstream/."""
+def create_app(
+    data_dir: pathlib.Path, seed: int = DEFAULT_SEED, request_log: pathlib.Path | None = None
+) -> web.Application:
+    """Build the Polder Bank app; created accounts are journalled under data_dir/upstream/.
+
+    With ``request_log``, every request received is first written there as a JSON line
+    (see ``_request_log``): the reliability benches check it against what the gateway
+    refused.
+    """
     (data_dir / "upstream").mkdir(parents=True, exist_ok=True)
-    app = web.Application(middlewares=[_json_errors])
+    middlewares: list[Middleware] = []
+    stream: IO[str] | None = None
+    if request_log is not None:
+        stream = request_log.open("a", encoding="utf-8", buffering=1)
+        middlewares.append(_request_log(stream))
+    app = web.Application(middlewares=[_json_errors, *middlewares])
+    if stream is not None:
+        log_stream = stream
+
+        async def close_log(_app: web.Application) -> None:
+            log_stream.close()
+
+        app.on_cleanup.append(close_log)
     app[BANK_KEY] = Bank(data_dir, seed)
     app[TICKETS_KEY] = []
     app[OPENAPI_KEY] = (
@@ -407,14 +456,24 @@ def main(argv: list[str] | None = None) -> None:
         "--data-dir", type=pathlib.Path, default=pathlib.Path(".dijk"), help="state directory"
     )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="fake data seed")
+    parser.add_argument(
+        "--request-log",
+        type=pathlib.Path,
+        default=os.environ.get(REQUEST_LOG_ENV) or None,
+        help=f"write one JSON line per request received (default: ${REQUEST_LOG_ENV})",
+    )
     args = parser.parse_args(argv)
     # run_app installs SIGINT/SIGTERM handlers and shuts down gracefully on either.
     web.run_app(
-        create_app(args.data_dir, seed=args.seed),
+        create_app(args.data_dir, seed=args.seed, request_log=args.request_log),
         host=args.host,
         port=args.port,
         print=None,
         access_log=None,
+        # Accept every request line and header the gateway lets through (its
+        # limits.max_header_bytes, 16 KiB in the demo), not aiohttp's 8190-byte default.
+        max_line_size=65536,
+        max_field_size=65536,
         handle_signals=True,
         shutdown_timeout=5.0,
     )

@@ -861,7 +861,11 @@ class HttpProtocol(asyncio.Protocol):
             self._close_now()
             return True
         if self._parsing is not None and self._parsing.header_bytes:
-            self._close()
+            # A head cut short by EOF can never complete. If a request before it is still
+            # being served, its answer goes out first (the upstream has it already); the
+            # connection closes when it is done (_finish sees _eof).
+            if self._task is None and not self._queue:
+                self._close()
         elif self._body_request is not None:
             self._body_request.body.fail(
                 ProtocolFault(400, "http.incomplete_body", "The request body was cut short.")
