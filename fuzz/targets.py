@@ -85,6 +85,12 @@ class _Transport(asyncio.Transport):
     def is_reading(self) -> bool:
         return self.reading
 
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        """Nothing is ever buffered here: every write is taken at once."""
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 40000) if name == "peername" else default
 
