@@ -94,9 +94,6 @@ class _Transport(asyncio.Transport):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 40000) if name == "peername" else default
 
-    def get_write_buffer_size(self) -> int:
-        return 0
-
     def write_eof(self) -> None:
         self.closed = True
 
