@@ -28,8 +28,18 @@ import orjson
 
 from dijk.detect import libinjection_native
 from dijk.detect.archives import archive_kind, inflate
-from dijk.detect.content import CODE, CODE_CATEGORIES, HTML, HTML_IGNORED, PROSE, split_markdown
+from dijk.detect.content import (
+    CODE,
+    CODE_CATEGORIES,
+    HTML,
+    HTML_IGNORED,
+    PROSE,
+    PROSE_DEMOTED_RULES,
+    prose_without_breakout,
+    split_markdown,
+)
 from dijk.detect.findings import (
+    NOTICE,
     SNIPPET_MAX,
     Exclusion,
     Finding,
@@ -260,7 +270,47 @@ class Detector:
             verdict = self._evaluate(collector)
         if body and request.content_kinds and verdict.findings:
             verdict = self._by_content(verdict, collector, request.content_kinds)
+        if body and any(finding.rule_id in PROSE_DEMOTED_RULES for finding in verdict.findings):
+            verdict = self._demote_in_prose(verdict, collector, request.content_kinds or {})
         return verdict
+
+    def _demote_in_prose(
+        self, verdict: Verdict, collector: Collector, kinds: Mapping[tuple[str, str], str]
+    ) -> Verdict:
+        """Findings of rules that documentation trips (:data:`PROSE_DEMOTED_RULES`) on
+        body values that read as prose and do not break out of their context count as
+        notices. Fields declared as another kind than prose keep what :meth:`_by_content` gave
+        them."""
+        fired = {
+            (finding.location, finding.field)
+            for finding in verdict.findings
+            if finding.rule_id in PROSE_DEMOTED_RULES and finding.location in _TEXT_LOCATIONS
+        }
+        fired = {
+            key
+            for key in fired
+            if (kinds.get(key) or kinds.get((key[0], wildcard_indices(key[1])), PROSE)) == PROSE
+        }
+        if not fired:
+            return verdict
+        prose: set[tuple[str, str]] = set()
+        for index, location in enumerate(collector.locations):
+            if location not in _TEXT_LOCATIONS:
+                continue
+            key = (location, field_path(collector.fields[index]))
+            if key in fired and prose_without_breakout(key[1], collector.values[index]):
+                prose.add(key)
+        if not prose:
+            return verdict
+        findings = [
+            replace(finding, severity=NOTICE)
+            if finding.rule_id in PROSE_DEMOTED_RULES
+            and (finding.location, finding.field) in prose
+            and finding.severity > NOTICE
+            else finding
+            for finding in verdict.findings
+        ]
+        return rescore(findings, self.paranoia, self.threshold)
 
     def _by_content(
         self, verdict: Verdict, collector: Collector, kinds: Mapping[tuple[str, str], str]
@@ -531,6 +581,9 @@ class Detector:
     def _verdict(self, found: dict[tuple[str, str, str], Finding]) -> Verdict:
         return rescore(tuple(found.values()), self.paranoia, self.threshold)
 
+
+# Body locations whose values are free text a client wrote.
+_TEXT_LOCATIONS = frozenset({"json", "form", "multipart", "graphql"})
 
 _INFLATABLE = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
 
