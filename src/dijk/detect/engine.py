@@ -33,6 +33,7 @@ from dijk.detect.content import (
     CODE_CATEGORIES,
     HTML,
     HTML_IGNORED,
+    MARKDOWN,
     PROSE,
     PROSE_DEMOTED_RULES,
     prose_without_breakout,
@@ -279,18 +280,16 @@ class Detector:
     ) -> Verdict:
         """Findings of rules that documentation trips (:data:`PROSE_DEMOTED_RULES`) on
         body values that read as prose and do not break out of their context count as
-        notices. Fields declared as another kind than prose keep what :meth:`_by_content` gave
-        them."""
-        fired = {
-            (finding.location, finding.field)
-            for finding in verdict.findings
-            if finding.rule_id in PROSE_DEMOTED_RULES and finding.location in _TEXT_LOCATIONS
-        }
-        fired = {
-            key
-            for key in fired
-            if (kinds.get(key) or kinds.get((key[0], wildcard_indices(key[1])), PROSE)) == PROSE
-        }
+        notices. Fields declared as code or HTML keep what :meth:`_by_content` gave them; for
+        markdown the prose outside its code blocks is what must read as prose."""
+        fired: dict[tuple[str, str], str] = {}
+        for finding in verdict.findings:
+            key = (finding.location, finding.field)
+            if finding.rule_id not in PROSE_DEMOTED_RULES or key[0] not in _TEXT_LOCATIONS:
+                continue
+            kind = kinds.get(key) or kinds.get((key[0], wildcard_indices(key[1])), PROSE)
+            if kind in (PROSE, MARKDOWN):
+                fired[key] = kind
         if not fired:
             return verdict
         prose: set[tuple[str, str]] = set()
@@ -298,7 +297,13 @@ class Detector:
             if location not in _TEXT_LOCATIONS:
                 continue
             key = (location, field_path(collector.fields[index]))
-            if key in fired and prose_without_breakout(key[1], collector.values[index]):
+            kind = fired.get(key)
+            if kind is None:
+                continue
+            value = collector.values[index]
+            if kind == MARKDOWN:
+                value = split_markdown(value)[0]  # its code blocks were judged apart
+            if prose_without_breakout(key[1], value):
                 prose.add(key)
         if not prose:
             return verdict
