@@ -297,7 +297,7 @@ class Detector:
             if location not in _TEXT_LOCATIONS:
                 continue
             key = (location, field_path(collector.fields[index]))
-            kind = fired.get(key)
+            kind = kinds.get(key) or kinds.get((key[0], wildcard_indices(key[1]))) or PROSE
             if kind is None:
                 continue
             value = collector.values[index]
