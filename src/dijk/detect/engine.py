@@ -287,7 +287,7 @@ class Detector:
             key = (finding.location, finding.field)
             if finding.rule_id not in PROSE_DEMOTED_RULES or key[0] not in _TEXT_LOCATIONS:
                 continue
-            kind = kinds.get(key) or kinds.get((key[0], wildcard_indices(key[1])), PROSE)
+            kind = kinds.get(key) or kinds.get((key[0], wildcard_indices(key[1]))) or PROSE
             if kind in (PROSE, MARKDOWN):
                 fired[key] = kind
         if not fired:
@@ -297,7 +297,7 @@ class Detector:
             if location not in _TEXT_LOCATIONS:
                 continue
             key = (location, field_path(collector.fields[index]))
-            kind = kinds.get(key) or kinds.get((key[0], wildcard_indices(key[1]))) or PROSE
+            kind = fired.get(key)
             if kind is None:
                 continue
             value = collector.values[index]
