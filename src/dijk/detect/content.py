@@ -131,7 +131,7 @@ def _split_spans(line: str, code: list[str]) -> str:
 # at notice severity: on their own they no longer block, together with a real signal
 # they still do, and every other rule keeps its full score. A value shaped to break out
 # of its context (starting with a quote, separator or closing bracket; a quote followed
-# by SQL; a closing tag) keeps every rule at full severity.
+# by SQL; a closing tag; CR LF before a header line) keeps every rule at full severity.
 
 #: Rules that documentation and prose trip; demoted to notice in prose without breakout.
 PROSE_DEMOTED_RULES = frozenset(
@@ -193,7 +193,8 @@ def looks_like_prose(value: str, named: bool) -> bool:
 def breaks_out(value: str) -> bool:
     """True when the value is shaped to escape the context it is placed in: it starts
     with a quote, separator or closing bracket, a quote is followed by an SQL
-    continuation, or a closing tag appears. Linear in the value's length."""
+    continuation, a closing tag appears, or CR LF comes before a header line. Linear in
+    the value's length."""
     stripped = value.lstrip()
     if stripped[:1] in _BREAKOUT_START:
         return True
@@ -204,6 +205,8 @@ def breaks_out(value: str) -> bool:
             if lowered[position + 2 : position + 3].isalpha():
                 return True
             position = lowered.find("</", position + 2)
+    if "\r\n" in value and _injects_header(value):
+        return True
     for quote in ("'", '"'):
         position = lowered.find(quote)
         while position >= 0:
@@ -214,6 +217,19 @@ def breaks_out(value: str) -> bool:
             if rest[:1] == ";":
                 return True
             position = lowered.find(quote, position + 1)
+    return False
+
+
+def _injects_header(value: str) -> bool:
+    """A CR LF followed by a header line (``Name: value``): text pasted with Windows line
+    ends has CR LF too, but not before something shaped as an HTTP header."""
+    position = value.find("\r\n")
+    while position >= 0:
+        line = value[position + 2 : position + 80]
+        name, colon, _ = line.partition(":")
+        if colon and name and all(char.isalnum() or char == "-" for char in name):
+            return True
+        position = value.find("\r\n", position + 2)
     return False
 
 

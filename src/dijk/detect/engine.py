@@ -297,11 +297,11 @@ class Detector:
             if location not in _TEXT_LOCATIONS:
                 continue
             key = (location, field_path(collector.fields[index]))
-            kind = fired.get(key)
-            if kind is None:
+            declared = fired.get(key)
+            if declared is None:
                 continue
             value = collector.values[index]
-            if kind == MARKDOWN:
+            if declared == MARKDOWN:
                 value = split_markdown(value)[0]  # its code blocks were judged apart
             if prose_without_breakout(key[1], value):
                 prose.add(key)
