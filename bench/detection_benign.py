@@ -37,6 +37,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from dijk.demo.data import BANK_CODES, FIRST_NAMES, LAST_NAMES, iban_check_digits  # noqa: E402
+
 SEED = 20261207
 MAN_ROOT = Path("/usr/share/man")
 DOC_ROOT = Path("/usr/share/doc")
@@ -223,84 +228,19 @@ def passages(rng: random.Random, scale: int = 1) -> list[Passage]:
 
 # -- generated people, addresses, IBANs ---------------------------------------------------
 
-_FIRST = (
-    "Anouk",
-    "Bram",
-    "Daan",
-    "Emma",
-    "Fleur",
-    "Joris",
-    "Lotte",
-    "Milan",
-    "Noor",
-    "Ruben",
-    "Sanne",
-    "Thijs",
-    "Yara",
-    "Sem",
-    "Femke",
-    "Hans",
-    "Ingrid",
-    "Pieter",
-    "Mohamed",
-    "Aylin",
-)
-_LAST = (
-    "de Vries",
-    "Jansen",
-    "van den Berg",
-    "Bakker",
-    "Visser",
-    "Smit",
-    "Meijer",
-    "de Boer",
-    "Mulder",
-    "de Groot",
-    "Bos",
-    "Vos",
-    "Peters",
-    "Hendriks",
-    "van Dijk",
-    "El Amrani",
-    "Yilmaz",
-    "O'Neill",
-    "van 't Hof",
-    "d'Ancona",
-)
-_STREETS = (
-    "Kerkstraat",
-    "Dorpsstraat",
-    "Stationsweg",
-    "Molenweg",
-    "Prinsengracht",
-    "Oudegracht",
-    "Julianalaan",
-    "Beatrixstraat",
-    "Hoofdweg",
-    "Schoolstraat",
-)
-_CITIES = (
-    "Amsterdam",
-    "Utrecht",
-    "Rotterdam",
-    "Den Haag",
-    "Groningen",
-    "Zwolle",
-    "'s-Hertogenbosch",
-    "Eindhoven",
-    "Leeuwarden",
-    "Maastricht",
-)
-_BANKS = ("ABNA", "INGB", "RABO", "SNSB", "TRIO", "ASNB", "KNAB", "BUNQ")
+# The demo bank's names, plus the apostrophes real Dutch and Irish names carry.
+_FIRST = FIRST_NAMES
+_LAST = (*LAST_NAMES, "El Amrani", "Yilmaz", "O'Neill", "van 't Hof", "d'Ancona")
+_STREETS = ("Kerkstraat", "Dorpsstraat", "Stationsweg", "Molenweg", "Prinsengracht",
+            "Oudegracht", "Julianalaan", "Beatrixstraat", "Hoofdweg", "Schoolstraat")  # fmt: skip
+_CITIES = ("Amsterdam", "Utrecht", "Rotterdam", "Den Haag", "Groningen", "Zwolle",
+           "'s-Hertogenbosch", "Eindhoven", "Leeuwarden", "Maastricht")  # fmt: skip
 
 
 def iban(rng: random.Random) -> str:
     """A Dutch IBAN with a valid check number (ISO 13616 mod 97)."""
-    bank = rng.choice(_BANKS)
-    account = f"{rng.randrange(10**10):010d}"
-    digits = "".join(str(int(ch, 36)) for ch in f"{bank}{account}NL00")
-    check = 98 - int(digits) % 97
-    return f"NL{check:02d}{bank}{account}"
+    bban = f"{rng.choice(BANK_CODES)}{rng.randrange(10**10):010d}"
+    return f"NL{iban_check_digits('NL', bban)}{bban}"
 
 
 def person(rng: random.Random) -> dict[str, object]:
