@@ -13,6 +13,12 @@ writes everything as JSON to ``bench/results/detection-latest.json``.
     .venv/bin/python bench/detection.py --sample 200 # requests per source and category
     .venv/bin/python bench/detection.py --full       # every request of every corpus
     .venv/bin/python bench/detection.py --no-peer    # Dijk only (no nginx, no apt-get)
+    .venv/bin/python bench/detection.py --only-hard-benign  # the hard benign corpus alone
+
+Beside the shared corpora, a hard benign corpus is built from this machine's own
+documentation (``bench/detection_benign.py``: manual pages, Debian docs, Python package
+READMEs, Dutch messages in ticket, wiki, comment, snippet and CMS fields) and measured
+twice: as undeclared free text and with the fields' content kinds declared.
 
 The peer needs Debian's ``libnginx-mod-http-modsecurity`` (ModSecurity 3.0.9) and
 ``modsecurity-crs`` (CRS 3.3.4) with nginx; the script installs them with apt-get when
