@@ -99,7 +99,7 @@ _GATES: tuple[tuple[int, str], ...] = (
         # IIS digits (%c1%pc), hex-spelled dots (0x2e), quotes, $ and \ splitting shell words.
         r"%[g-z][0-9a-z]|%[0-9a-z][g-z]|0x(2e|2f|5c)|[a-z]\$[a-z@*{0-9]|[a-z]\\[a-z]|"
         r"[a-z]['\"][a-z0-9]{0,32}['\"]|['\"][a-z0-9]{0,32}['\"][a-z]|"
-        r"[\t\n\r\x0b\x0c]|[\x01-\x08\x0e-\x1f\x7f]|{B}\s*[a-z0-9][a-z0-9+/_-]{11,}=*\s*{E}|{B}\s*(bearer\s+)?eyj",
+        r"[\t\n\r\x0b\x0c]|[\x01-\x08\x0e-\x1f\x7f]|\+(and|or|like|select|union|waitfor|exec|sleep)\+|{B}\s*[a-z0-9][a-z0-9+/_-]{11,}=*\s*{E}|{B}\s*(bearer\s+)?eyj",
     ),
     (
         _GATE_SQLI,
