@@ -224,7 +224,8 @@ def probe(value: str) -> bool:
     """Not an attack by itself: sqlmap's heuristic probes (the value with quotes,
     brackets and random letters around it, ``kees(.'.),)``, ``kees'LRoIcj<'">)lJw``), a
     bare number or word: no SQL keyword, function call or comment."""
-    return payload_class(value) == "other" and not _CALL_OR_COMMENT.search(value)
+    rest = re.sub(BASE_VALUE, "", value, flags=re.IGNORECASE)  # randomcase: KeEs(
+    return payload_class(rest) == "other" and not _CALL_OR_COMMENT.search(rest)
 
 
 def injected(entry: dict[str, Any]) -> tuple[str, str] | None:
