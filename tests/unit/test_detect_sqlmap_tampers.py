@@ -39,6 +39,11 @@ PLUS_JOINED = [
     "x';DECLARE+@v+NVARCHAR(4000);SET+@v+LIKE+(SELECT+'a');EXEC+@v--",
     "x;DECLARE+@v+CHAR(9);SET+@v+LIKE+0x303a303a31;WAITFOR+DELAY+@v--",
     "x)+AND+7+LIKE+7\x16",
+    # column-count probing after a quote or bracket, and after a negative number
+    'x")+ORDER+BY+1--+abcd',
+    'x"))+ORDER+BY+9350--+abcd',
+    "-7057+ORDER+BY+1--+abcd",
+    "x'+GROUP+BY+3#",
 ]
 # space2dash / space2mysqldash: line comments ending at a newline as whitespace, with
 # apostrophenullencode's NUL before the quote.

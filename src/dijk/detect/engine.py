@@ -69,7 +69,7 @@ from dijk.detect.leaves import (
     parse_form,
     walk_json,
 )
-from dijk.detect.normalise import decode_utf8_lenient, variants
+from dijk.detect.normalise import PLUS_JOINED_WORDS, decode_utf8_lenient, variants
 from dijk.detect.patterns import PatternSet, fingerprint
 from dijk.detect.rules import (
     RULES,
@@ -99,7 +99,10 @@ _GATES: tuple[tuple[int, str], ...] = (
         # IIS digits (%c1%pc), hex-spelled dots (0x2e), quotes, $ and \ splitting shell words.
         r"%[g-z][0-9a-z]|%[0-9a-z][g-z]|0x(2e|2f|5c)|[a-z]\$[a-z@*{0-9]|[a-z]\\[a-z]|"
         r"[a-z]['\"][a-z0-9]{0,32}['\"]|['\"][a-z0-9]{0,32}['\"][a-z]|"
-        r"[\t\n\r\x0b\x0c]|[\x01-\x08\x0e-\x1f\x7f]|\+(and|or|like|select|union|waitfor|exec|sleep)\+|{B}\s*[a-z0-9][a-z0-9+/_-]{11,}=*\s*{E}|{B}\s*(bearer\s+)?eyj",
+        r"[\t\n\r\x0b\x0c]|[\x01-\x08\x0e-\x1f\x7f]|"
+        # SQL words joined by '+' (what plus_spaces undoes).
+        r"\+(" + "|".join(PLUS_JOINED_WORDS) + r")\+|"
+        r"{B}\s*[a-z0-9][a-z0-9+/_-]{11,}=*\s*{E}|{B}\s*(bearer\s+)?eyj",
     ),
     (
         _GATE_SQLI,

@@ -439,14 +439,12 @@ def unicode_fold(text: str) -> str:
 
 
 # SQL words that sqlmap's space2plus (and any double-decoding backend) joins with '+'.
-_PLUS_JOINED = tuple(
-    f"+{word}+"
-    for word in (
-        "and", "or", "xor", "not", "like", "rlike", "select", "union", "from", "where",
-        "waitfor", "delay", "declare", "exec", "execute", "sleep", "case", "when", "then",
-        "else", "end", "having", "order", "group", "insert", "update", "delete", "drop", "set",
-    )
+PLUS_JOINED_WORDS = (
+    "and", "or", "xor", "not", "like", "rlike", "select", "union", "from", "where",
+    "waitfor", "delay", "declare", "exec", "execute", "sleep", "case", "when", "then",
+    "else", "end", "having", "order", "group", "insert", "update", "delete", "drop", "set",
 )  # fmt: skip
+_PLUS_JOINED = tuple(f"+{word}+" for word in PLUS_JOINED_WORDS)
 
 
 def plus_spaces(text: str) -> str:
