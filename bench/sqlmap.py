@@ -310,48 +310,60 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     sqlmap = ensure_sqlmap()
     moment, _ = utc_timestamp()
-    with tempfile.TemporaryDirectory(prefix="dijk-sqlmap-") as temp:
-        state = Path(temp)
-        log = state / "upstream.jsonl"
-        upstream_port, port, admin_port = free_port(), free_port(), free_port()
-        keys = {"read": "dk_read_" + secrets.token_urlsafe(16)}
-        keys["write"] = "dk_write_" + secrets.token_urlsafe(16)
-        env = {
-            **os.environ,
-            "DIJK_DEMO_KEY_READ": keys["read"],
-            "DIJK_DEMO_KEY_WRITE": keys["write"],
-            "DIJK_ADMIN_TOKEN": secrets.token_urlsafe(24),
-        }
-        upstream = subprocess.Popen(
-            [sys.executable, __file__, "--record-upstream", str(upstream_port), str(log), temp],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    sent: Counter[str] = Counter()
+    found: dict[str, dict[str, list[str]]] = {}
+    # A fresh gateway and upstream per injection point: the gateway's abuse defences
+    # remember a client that sent thousands of attacks, and the next point would only
+    # measure that.
+    for point_index in range(len(points(""))):
+        with tempfile.TemporaryDirectory(prefix="dijk-sqlmap-") as temp:
+            found.update(run_point(sqlmap, point_index, Path(temp), args, sent))
+    report(found, sent, args, moment)
+    return 0
+
+
+def run_point(
+    sqlmap: Path, point_index: int, state: Path, args: argparse.Namespace, sent: Counter[str]
+) -> dict[str, dict[str, list[str]]]:
+    """Run every tamper set against one injection point behind a new gateway."""
+    log = state / "upstream.jsonl"
+    upstream_port, port, admin_port = free_port(), free_port(), free_port()
+    keys = {"read": "dk_read_" + secrets.token_urlsafe(16)}
+    keys["write"] = "dk_write_" + secrets.token_urlsafe(16)
+    env = {
+        **os.environ,
+        "DIJK_DEMO_KEY_READ": keys["read"],
+        "DIJK_DEMO_KEY_WRITE": keys["write"],
+        "DIJK_ADMIN_TOKEN": secrets.token_urlsafe(24),
+    }
+    upstream = subprocess.Popen(
+        [sys.executable, __file__, "--record-upstream", str(upstream_port), str(log), str(state)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    with (state / "gateway.log").open("w") as gateway_log:
         gateway = subprocess.Popen(
             [*DIJK, "serve", "-c", str(demo_config(port, upstream_port, admin_port, state))],
             stdout=subprocess.DEVNULL,
-            stderr=open(state / "gateway.log", "w"),  # noqa: SIM115 - closed with the dir
+            stderr=gateway_log,
             env=env,
-            cwd=temp,
+            cwd=state,
         )
-        sent: Counter[str] = Counter()
+        point = points(f"http://127.0.0.1:{port}")[point_index]
         try:
             wait_for(upstream_port)
             wait_for(port)
-            for point in points(f"http://127.0.0.1:{port}"):
-                for name in args.tampers.split(","):
-                    count = run_sqlmap(
-                        sqlmap, point, keys[point.scope], TAMPER_SETS[name], state, args.seconds
-                    )
-                    sent[point.name] += count
-                    print(f"{point.name:17} tampers={name:10} requests={count}", file=sys.stderr)
+            for name in args.tampers.split(","):
+                count = run_sqlmap(
+                    sqlmap, point, keys[point.scope], TAMPER_SETS[name], state, args.seconds
+                )
+                sent[point.name] += count
+                print(f"{point.name:17} tampers={name:10} requests={count}", file=sys.stderr)
         finally:
             for process in (gateway, upstream):
                 process.terminate()
                 process.wait(10)
-        found = read_log(log)
-    report(found, sent, args, moment)
-    return 0
+    return read_log(log)
 
 
 def report(
