@@ -44,6 +44,11 @@ PLUS_JOINED = [
     'x"))+ORDER+BY+9350--+abcd',
     "-7057+ORDER+BY+1--+abcd",
     "x'+GROUP+BY+3#",
+    # equaltolike without a quote: a numeric comparison through LIKE, then a terminator
+    "x+AND+5622+LIKE+8056",
+    "x+AND+6525+LIKE+6525#+abcd",
+    "x+HAVING+2697+LIKE+2697",
+    "x+AND+6798+LIKE+6798\x16",
 ]
 # space2dash / space2mysqldash: line comments ending at a newline as whitespace, with
 # apostrophenullencode's NUL before the quote.
@@ -72,6 +77,22 @@ def test_line_comments_as_whitespace_are_refused(value: str) -> None:
 
 def test_url_encoded_line_comments_in_json_are_refused() -> None:
     assert json_field("x--%0AWAITFOR--%0ADELAY--%0A%00%270:0:1%00%27")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["x AND 5622 LIKE 8056", "x OR 7 RLIKE 7--", "1 HAVING 3 LIKE 3#"],
+)
+def test_numeric_comparison_through_like_is_refused(value: str) -> None:
+    assert query(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["I like 5 of them", "kids and 5 like 6 year olds play here too", "4 like 4 ever"],
+)
+def test_like_in_sentences_passes(value: str) -> None:
+    assert not query(value)
 
 
 @pytest.mark.parametrize(
