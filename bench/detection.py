@@ -13,6 +13,12 @@ writes everything as JSON to ``bench/results/detection-latest.json``.
     .venv/bin/python bench/detection.py --sample 200 # requests per source and category
     .venv/bin/python bench/detection.py --full       # every request of every corpus
     .venv/bin/python bench/detection.py --no-peer    # Dijk only (no nginx, no apt-get)
+    .venv/bin/python bench/detection.py --only-hard-benign  # the hard benign corpus alone
+
+Beside the shared corpora, a hard benign corpus is built from this machine's own
+documentation (``bench/detection_benign.py``: manual pages, Debian docs, Python package
+READMEs, Dutch messages in ticket, wiki, comment, snippet and CMS fields) and measured
+twice: as undeclared free text and with the fields' content kinds declared.
 
 The peer needs Debian's ``libnginx-mod-http-modsecurity`` (ModSecurity 3.0.9) and
 ``modsecurity-crs`` (CRS 3.3.4) with nginx; the script installs them with apt-get when
@@ -49,7 +55,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote, unquote, urlencode
 
@@ -69,6 +75,7 @@ from bench._harness import (  # noqa: E402
     tool_version,
     utc_timestamp,
 )
+from bench.detection_benign import hard_benign  # noqa: E402
 from dijk.detect.engine import Detector, rescore  # noqa: E402
 from dijk.detect.findings import Finding, RequestParts  # noqa: E402
 
@@ -483,6 +490,24 @@ def _collect_text(
                 descriptions.append(current)
 
 
+def load_hard_benign(count: int) -> Iterator[Sample]:
+    """The hard benign corpus (:mod:`bench.detection_benign`): documentation, manual pages,
+    READMEs and Dutch text in ticket, wiki, comment, snippet and CMS fields; each request
+    twice, once as undeclared free text and once with its fields' content kinds declared
+    (as the route's ``waf.content`` would)."""
+    for request in hard_benign(count):
+        body = request.text.encode()
+        parts = RequestParts.from_target(
+            "POST", request.path, [("Content-Type", "application/json")], body
+        )
+        kinds = {("json", path): kind for path, kind in request.kinds.items()}
+        for source, sent in (
+            (HARD_BENIGN, parts),
+            (HARD_BENIGN_DECLARED, replace(parts, content_kinds=kinds)),
+        ):
+            yield Sample(source, request.source, "benign", request.shape, request.text, sent)
+
+
 # -- running ------------------------------------------------------------------------------
 
 
@@ -494,6 +519,9 @@ BENIGN_API_SOURCES = (
     "openapi-examples",
     "openapi-descriptions",
 )
+HARD_BENIGN = "hard-benign"
+HARD_BENIGN_DECLARED = "hard-benign-declared"
+HARD_BENIGN_SOURCES = (HARD_BENIGN, HARD_BENIGN_DECLARED)
 WEB_CATEGORIES = frozenset({"protocol", "java", "php", "scanner", "session_fixation", "generic"})
 
 
@@ -1039,6 +1067,9 @@ def side_by_side(tallies: dict[tuple[str, ...], Tally]) -> list[tuple[str, ...]]
     for source in BENIGN_API_SOURCES:
         row(f"  {source}", ("benign", source))
     row("  all benign API requests", ("benign", "api-traffic"))
+    rows.append(("Hard benign: docs, man pages, READMEs, Dutch (FPR %)", "", "", "", "", ""))
+    row("  undeclared free text", ("benign", HARD_BENIGN))
+    row("  fields declared prose/markdown/code/html", ("benign", HARD_BENIGN_DECLARED))
     rows.append(("CRS 'must not match' tests blocked (%)", "", "", "", "", ""))
     row("  crs (another rule may rightly fire)", ("benign", "crs"))
     return rows
@@ -1078,6 +1109,17 @@ def main(argv: list[str] | None = None) -> int:
         default=1000,
         help="benign requests per source and category (default 1000)",
     )
+    parser.add_argument(
+        "--hard-benign",
+        type=int,
+        default=2000,
+        help="requests of the hard benign corpus built from this machine's text (default 2000)",
+    )
+    parser.add_argument(
+        "--only-hard-benign",
+        action="store_true",
+        help="run the hard benign corpus alone (no public corpora needed)",
+    )
     parser.add_argument("--full", action="store_true", help="every request of every corpus")
     parser.add_argument("--no-peer", action="store_true", help="Dijk only: skip ModSecurity+CRS")
     parser.add_argument("--misses", type=Path, help="write missed attacks and false alarms here")
@@ -1087,7 +1129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     args = parser.parse_args(argv)
     root = corpora_dir()
-    if not root.is_dir():
+    if not root.is_dir() and not args.only_hard_benign:
         print(f"corpora not found at {root} (set DIJK_CORPORA)", file=sys.stderr)
         return 2
     with sigterm_as_interrupt():
@@ -1108,8 +1150,14 @@ def run(args: argparse.Namespace, root: Path) -> int:
         lambda: load_libinjection(root),
         lambda: load_openapi_text(root),
     ]
+    if args.only_hard_benign:
+        loaders = []
     every = [sample for loader in loaders for sample in loader()]
     samples = select(every, None if args.full else args.sample, args.benign_sample)
+    # The hard benign corpus is sized by its own option, never sampled per category.
+    hard = list(load_hard_benign(args.hard_benign)) if args.hard_benign > 0 else []
+    every += hard
+    samples += hard
     scope = (
         "all"
         if args.full
@@ -1172,7 +1220,9 @@ def run(args: argparse.Namespace, root: Path) -> int:
                     "category": sample.category,
                     "expect": sample.expect,
                     "placement": sample.placement,
-                    "payload": sample.payload[:300],
+                    "payload": sample.payload[:300]
+                    if sample.source not in HARD_BENIGN_SOURCES
+                    else sample.payload[:2000],
                     "findings": [f"{f.rule_id}@{f.location}:{f.transform}" for f in findings],
                     "crs_pl1": None if crs is None else crs[1],
                 }

@@ -120,3 +120,120 @@ def _split_spans(line: str, code: list[str]) -> str:
         code.append(line[run_end:close])
         position = close + len(ticks)
     return "".join(out)
+
+
+# -- undeclared free text -----------------------------------------------------------------
+#
+# Most APIs declare nothing, and their free-text fields (a ticket's description, a wiki
+# page, a comment) carry manuals, changelogs and READMEs that show shell syntax the way
+# documentation does: ``$(ARCH)``, ``|python|`` substitutions, ``.../dists/stable``,
+# ``print(`...`)``. A value that reads as prose gets the rules that such text trips only
+# at notice severity: on their own they no longer block, together with a real signal
+# they still do, and every other rule keeps its full score. A value shaped to break out
+# of its context (starting with a quote, separator or closing bracket; a quote followed
+# by SQL; a closing tag; CR LF before a header line) keeps every rule at full severity.
+
+#: Rules that documentation and prose trip; demoted to notice in prose without breakout.
+PROSE_DEMOTED_RULES = frozenset(
+    {
+        "cmdi-command-substitution",
+        "cmdi-chained-command",
+        "cmdi-chained-word-command",
+        "path-traversal-dotdot",
+        "xss-alert-call",
+        "ssti-expression",
+        "crlf-header-injection",
+        "sqli-boolean-subquery",
+    }
+)
+#: Field names that say "free text" (the last key of the path, lower-case).
+TEXT_FIELD_NAMES = frozenset(
+    {
+        "description",
+        "comment",
+        "comments",
+        "body",
+        "content",
+        "message",
+        "notes",
+        "note",
+        "text",
+        "summary",
+    }
+)
+_PROSE_MIN_CHARS = 200
+_PROSE_MIN_CHARS_NAMED = 80
+_PROSE_MIN_WORDS = 12
+_PROSE_WORDY = 0.80
+_PROSE_WORDY_NAMED = 0.75
+_BREAKOUT_START = frozenset("'\"`;|&)]}<>$")
+_SQL_CONTINUATIONS = ("or", "and", "union", "select", "having", "order", "group", "--", "#", "/*")
+
+
+def text_field_name(field: str) -> bool:
+    """True when the field's own name (``$.ticket.description``, ``notes[2]``) says it
+    holds free text."""
+    name = field.rsplit(".", 1)[-1].split("[", 1)[0].lower()
+    return name in TEXT_FIELD_NAMES
+
+
+def looks_like_prose(value: str, named: bool) -> bool:
+    """Long, mostly letters and spaces, many words: a paragraph, not a payload. A field
+    named as free text needs less of it."""
+    length = len(value)
+    if length < (_PROSE_MIN_CHARS_NAMED if named else _PROSE_MIN_CHARS):
+        return False
+    wordy = sum(1 for char in value if char.isalpha() or char == " ")
+    if wordy < length * (_PROSE_WORDY_NAMED if named else _PROSE_WORDY):
+        return False
+    words = sum(1 for word in value.split() if len(word) > 1 and word[:1].isalpha())
+    return words >= _PROSE_MIN_WORDS
+
+
+def breaks_out(value: str) -> bool:
+    """True when the value is shaped to escape the context it is placed in: it starts
+    with a quote, separator or closing bracket, a quote is followed by an SQL
+    continuation, a closing tag appears, or CR LF comes before a header line. Linear in
+    the value's length."""
+    stripped = value.lstrip()
+    if stripped[:1] in _BREAKOUT_START:
+        return True
+    lowered = value.lower()
+    if "</" in lowered:
+        position = lowered.find("</")
+        while position >= 0:
+            if lowered[position + 2 : position + 3].isalpha():
+                return True
+            position = lowered.find("</", position + 2)
+    if "\r\n" in value and _injects_header(value):
+        return True
+    for quote in ("'", '"'):
+        position = lowered.find(quote)
+        while position >= 0:
+            rest = lowered[position + 1 : position + 40].lstrip(" )")
+            for word in _SQL_CONTINUATIONS:
+                if rest.startswith(word) and not rest[len(word) : len(word) + 1].isalpha():
+                    return True
+            if rest[:1] == ";":
+                return True
+            position = lowered.find(quote, position + 1)
+    return False
+
+
+def _injects_header(value: str) -> bool:
+    """A CR LF followed by a header line (``Name: value``): text pasted with Windows line
+    ends has CR LF too, but not before something shaped as an HTTP header."""
+    position = value.find("\r\n")
+    while position >= 0:
+        line = value[position + 2 : position + 80]
+        name, colon, _ = line.partition(":")
+        if colon and name and all(char.isalnum() or char == "-" for char in name):
+            return True
+        position = value.find("\r\n", position + 2)
+    return False
+
+
+def prose_without_breakout(field: str, value: str) -> bool:
+    """The value reads as prose (:func:`looks_like_prose`, helped by the field's name) and
+    is not shaped to break out of its context (:func:`breaks_out`)."""
+    return looks_like_prose(value, text_field_name(field)) and not breaks_out(value)

@@ -28,8 +28,19 @@ import orjson
 
 from dijk.detect import libinjection_native
 from dijk.detect.archives import archive_kind, inflate
-from dijk.detect.content import CODE, CODE_CATEGORIES, HTML, HTML_IGNORED, PROSE, split_markdown
+from dijk.detect.content import (
+    CODE,
+    CODE_CATEGORIES,
+    HTML,
+    HTML_IGNORED,
+    MARKDOWN,
+    PROSE,
+    PROSE_DEMOTED_RULES,
+    prose_without_breakout,
+    split_markdown,
+)
 from dijk.detect.findings import (
+    NOTICE,
     SNIPPET_MAX,
     Exclusion,
     Finding,
@@ -58,7 +69,7 @@ from dijk.detect.leaves import (
     parse_form,
     walk_json,
 )
-from dijk.detect.normalise import decode_utf8_lenient, variants
+from dijk.detect.normalise import PLUS_JOINED_WORDS, decode_utf8_lenient, variants
 from dijk.detect.patterns import PatternSet, fingerprint
 from dijk.detect.rules import (
     RULES,
@@ -88,7 +99,10 @@ _GATES: tuple[tuple[int, str], ...] = (
         # IIS digits (%c1%pc), hex-spelled dots (0x2e), quotes, $ and \ splitting shell words.
         r"%[g-z][0-9a-z]|%[0-9a-z][g-z]|0x(2e|2f|5c)|[a-z]\$[a-z@*{0-9]|[a-z]\\[a-z]|"
         r"[a-z]['\"][a-z0-9]{0,32}['\"]|['\"][a-z0-9]{0,32}['\"][a-z]|"
-        r"[\t\n\r\x0b\x0c]|[\x01-\x08\x0e-\x1f\x7f]|{B}\s*[a-z0-9][a-z0-9+/_-]{11,}=*\s*{E}|{B}\s*(bearer\s+)?eyj",
+        r"[\t\n\r\x0b\x0c]|[\x01-\x08\x0e-\x1f\x7f]|"
+        # SQL words joined by '+' (what plus_spaces undoes).
+        r"\+(" + "|".join(PLUS_JOINED_WORDS) + r")\+|"
+        r"{B}\s*[a-z0-9][a-z0-9+/_-]{11,}=*\s*{E}|{B}\s*(bearer\s+)?eyj",
     ),
     (
         _GATE_SQLI,
@@ -260,7 +274,51 @@ class Detector:
             verdict = self._evaluate(collector)
         if body and request.content_kinds and verdict.findings:
             verdict = self._by_content(verdict, collector, request.content_kinds)
+        if body and any(finding.rule_id in PROSE_DEMOTED_RULES for finding in verdict.findings):
+            verdict = self._demote_in_prose(verdict, collector, request.content_kinds or {})
         return verdict
+
+    def _demote_in_prose(
+        self, verdict: Verdict, collector: Collector, kinds: Mapping[tuple[str, str], str]
+    ) -> Verdict:
+        """Findings of rules that documentation trips (:data:`PROSE_DEMOTED_RULES`) on
+        body values that read as prose and do not break out of their context count as
+        notices. Fields declared as code or HTML keep what :meth:`_by_content` gave them; for
+        markdown the prose outside its code blocks is what must read as prose."""
+        fired: dict[tuple[str, str], str] = {}
+        for finding in verdict.findings:
+            key = (finding.location, finding.field)
+            if finding.rule_id not in PROSE_DEMOTED_RULES or key[0] not in _TEXT_LOCATIONS:
+                continue
+            kind = kinds.get(key) or kinds.get((key[0], wildcard_indices(key[1]))) or PROSE
+            if kind in (PROSE, MARKDOWN):
+                fired[key] = kind
+        if not fired:
+            return verdict
+        prose: set[tuple[str, str]] = set()
+        for index, location in enumerate(collector.locations):
+            if location not in _TEXT_LOCATIONS:
+                continue
+            key = (location, field_path(collector.fields[index]))
+            declared = fired.get(key)
+            if declared is None:
+                continue
+            value = collector.values[index]
+            if declared == MARKDOWN:
+                value = split_markdown(value)[0]  # its code blocks were judged apart
+            if prose_without_breakout(key[1], value):
+                prose.add(key)
+        if not prose:
+            return verdict
+        findings = [
+            replace(finding, severity=NOTICE)
+            if finding.rule_id in PROSE_DEMOTED_RULES
+            and (finding.location, finding.field) in prose
+            and finding.severity > NOTICE
+            else finding
+            for finding in verdict.findings
+        ]
+        return rescore(findings, self.paranoia, self.threshold)
 
     def _by_content(
         self, verdict: Verdict, collector: Collector, kinds: Mapping[tuple[str, str], str]
@@ -531,6 +589,9 @@ class Detector:
     def _verdict(self, found: dict[tuple[str, str, str], Finding]) -> Verdict:
         return rescore(tuple(found.values()), self.paranoia, self.threshold)
 
+
+# Body locations whose values are free text a client wrote.
+_TEXT_LOCATIONS = frozenset({"json", "form", "multipart", "graphql"})
 
 _INFLATABLE = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
 

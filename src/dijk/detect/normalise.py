@@ -438,12 +438,60 @@ def unicode_fold(text: str) -> str:
     return unicodedata.normalize("NFKC", text).translate(_QUOTE_FOLD).casefold()
 
 
+# SQL words that sqlmap's space2plus (and any double-decoding backend) joins with '+'.
+PLUS_JOINED_WORDS = (
+    "and", "or", "xor", "not", "like", "rlike", "select", "union", "from", "where",
+    "waitfor", "delay", "declare", "exec", "execute", "sleep", "case", "when", "then",
+    "else", "end", "having", "order", "group", "insert", "update", "delete", "drop", "set",
+)  # fmt: skip
+_PLUS_JOINED = tuple(f"+{word}+" for word in PLUS_JOINED_WORDS)
+
+
+def plus_spaces(text: str) -> str:
+    """``'+AND+1+LIKE+1`` read as a form decoder reads it: '+' as a space, but only when
+    the value joins SQL words with '+' (a backend that decodes the query string twice
+    sees the spaces; ``C++`` and base64 are left alone)."""
+    if "+" not in text:
+        return text
+    lowered = text.lower()
+    if any(joined in lowered for joined in _PLUS_JOINED):
+        return text.replace("+", " ")
+    return text
+
+
+def _line_comments(text: str, marker: str) -> str:
+    """``--x\n`` (or ``#x\n``) -> one space: a line comment that ends before the value
+    does is whitespace to the database (sqlmap's space2dash, space2mysqldash)."""
+    pieces: list[str] = []
+    position = 0
+    while True:
+        start = text.find(marker, position)
+        if start < 0:
+            break
+        newline = text.find("\n", start + len(marker))
+        if newline < 0:
+            break
+        pieces.append(text[position:start])
+        pieces.append(" ")
+        position = newline + 1
+    if not pieces:
+        return text
+    pieces.append(text[position:])
+    return "".join(pieces)
+
+
 def sql_compact(text: str) -> str:
     """Replace SQL comments and whitespace alternatives by one space.
 
     ``/*...*/`` becomes a space; the MySQL executable comment ``/*!50000 select*/`` keeps
-    its content, since MySQL runs it.
+    its content, since MySQL runs it. Line comments (``--``, ``#``) that end at a newline
+    inside the value are a space too.
     """
+    if "\n" in text:
+        if "--" in text:
+            text = _line_comments(text, "--")
+        if "#" in text:
+            text = _line_comments(text, "#")
     if "/*" in text:
         pieces: list[str] = []
         position = 0
@@ -616,6 +664,7 @@ def variants(text: str) -> list[tuple[str, str]]:
     current = base
     for label, step in (
         ("url", url_decode),
+        ("plus", plus_spaces),
         ("escape", backslash_decode),
         ("html", html_decode),
         ("unicode", unicode_fold),

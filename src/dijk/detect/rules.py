@@ -204,8 +204,9 @@ RULES: tuple[Rule, ...] = (
         SQLI,
         CRITICAL,
         1,
-        "OR/AND followed by an always-true numeric comparison: or 1=1, and 2>1",
-        r"\b(or|and|xor|having)\s+\(?\s*(\d+|'\d+'|\"\d+\")\s*(=|<>|!=|<=>|>=|<=|>|<)\s*"
+        "OR/AND followed by an always-true numeric comparison: or 1=1, and 2>1, "
+        "and 7 like 7 (sqlmap's equaltolike)",
+        r"\b(or|and|xor|having)\s+\(?\s*(\d+|'\d+'|\"\d+\")\s*(=|<>|!=|<=>|>=|<=|>|<|\s(r?like)\s)\s*"
         r"\(?\s*(\d+|'\d+'|\"\d+\")\s*(\)\s*)?({E}|--|#|/\*|;|\)|'|\"|\s+(and|or|--|#|limit|order|union|group)\b)",
     ),
     _rule(
