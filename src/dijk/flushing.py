@@ -106,6 +106,7 @@ class PeriodicWriter(ABC, Generic[DatabaseT]):
         self._log.warning(
             f"{self._name}_flush_failed".replace("-", "_"),
             error=type(exc).__name__,
+            detail=str(exc)[:300],
             pending=self.pending,
             failures=self.failures,
         )

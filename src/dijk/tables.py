@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,13 +47,32 @@ async def connect_sqlite(
             connection = await aiosqlite.connect(path, timeout=10)
         await connection.execute("PRAGMA busy_timeout = 10000")
         if create:
-            await connection.execute("PRAGMA journal_mode = WAL")
+            await _wal(connection)
             for statement in schema:
                 await connection.execute(statement)
             await connection.commit()
     except (OSError, aiosqlite.Error) as exc:
         raise error(f"cannot open {redacted}: {type(exc).__name__}: {exc}") from None
     return connection
+
+
+async def _wal(connection: Any) -> None:
+    """Switch the file to WAL. Two processes opening a new file at once race for it, and
+    SQLite answers the loser "database is locked" at once instead of waiting for its busy
+    timeout: read the mode first and retry briefly, within the same 10 s bound."""
+    deadline = time.monotonic() + 10
+    while True:
+        cursor = await connection.execute("PRAGMA journal_mode")
+        row = await cursor.fetchone()
+        if row is not None and str(row[0]).lower() == "wal":
+            return
+        try:
+            await connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except Exception as exc:  # aiosqlite.OperationalError, imported lazily above
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
 
 
 async def connect_postgres(
