@@ -51,7 +51,7 @@ def redact(value: Any, key: str = "", outbound: bool = False) -> Any:
     ``api_key``...) and is not merely the *name* of where the secret lives (``token_env``,
     ``key_file``); passwords inside URLs (``redis://user:pw@host``) are cut out too, and
     so is everything after the host of a webhook or SIEM sink URL, where services put
-    their tokens (``https://hooks.example/services/T0/B0/XXXX``).
+    their tokens (``https://hooks.example/services/<team>/<channel>/<token>``).
     """
     if isinstance(value, dict):
         inner = outbound or key in ("webhook", "sinks")
